@@ -1,0 +1,1 @@
+"""Loopgate: detector, dispatcher and resolution API, with the tools around them."""

@@ -1,0 +1,1 @@
+"""What several services share: settings, metrics, logging, Kafka helpers."""

@@ -1,0 +1,65 @@
+"""Every Prometheus metric Loopgate exports, in one place (prometheus-client).
+
+Names follow `loopgate_<thing>_<unit>[_total]`; label values are bounded (topic, type, rule,
+severity, kind, reason kind, status), never an id.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+# --- detector ---
+EVENTS_CONSUMED = Counter(
+    "loopgate_events_consumed_total", "Upstream messages read, by topic and event type", ["topic", "type"]
+)
+EVENTS_PROCESSED = Counter(
+    "loopgate_events_processed_total", "Valid upstream events fully processed, by topic", ["topic"]
+)
+EXCEPTIONS_RAISED = Counter(
+    "loopgate_exceptions_raised_total",
+    "Exception records published by the detector",
+    ["rule", "severity", "kind"],
+)
+AUDIT_SAMPLES = Counter("loopgate_audit_samples_total", "Events sampled for audit, by source", ["source"])
+DLQ_MESSAGES = Counter(
+    "loopgate_dlq_messages_total", "Messages sent to events.dlq, by source topic and reason", ["topic", "reason"]
+)
+
+# --- dispatcher ---
+EXCEPTIONS_DELIVERED = Counter(
+    "loopgate_exceptions_delivered_total", "Exceptions accepted by the resolution API", ["status"]
+)
+EXCEPTIONS_DELIVERY_FAILED = Counter(
+    "loopgate_exceptions_delivery_failed_total",
+    "Delivery attempts that failed, by reason (retried unless reason is 'rejected')",
+    ["reason"],
+)
+DELIVERY_SECONDS = Histogram(
+    "loopgate_delivery_seconds",
+    "Time from reading an exception to its acceptance by the API",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+
+# --- resolution API ---
+OPEN_EXCEPTIONS = Gauge(
+    "loopgate_open_exceptions", "Exceptions not yet resolved, by severity and status", ["severity", "status"]
+)
+EXCEPTIONS_CREATED = Counter(
+    "loopgate_api_exceptions_received_total",
+    "Exception records received, by result (created, grouped, duplicate)",
+    ["result"],
+)
+RESOLUTIONS = Counter("loopgate_resolutions_total", "Final resolutions, by decision and rule", ["decision", "rule"])
+TIME_TO_RESOLVE = Histogram(
+    "loopgate_time_to_resolve_seconds",
+    "From an exception's first detection to its final resolution",
+    ["severity"],
+    buckets=(60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 259200, 604800),
+)
+OUTCOMES_PUBLISHED = Counter("loopgate_outcomes_published_total", "Outcome CloudEvents published to Kafka")
+OUTBOX_PENDING = Gauge("loopgate_outbox_pending", "Outcomes committed but not yet published")
+
+
+def serve_metrics(port: int) -> None:
+    """Expose /metrics on its own port (the detector and dispatcher have no web app of their own)."""
+    start_http_server(port, addr="0.0.0.0")

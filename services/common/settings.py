@@ -1,0 +1,104 @@
+"""Typed settings for every service: environment variables with the `LOOPGATE_` prefix.
+
+Defaults work locally with nothing set (broker on 127.0.0.1:9092, SQLite file in .run/).
+Read when a service starts, through the cached `get_settings()`, never at import.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from loopgate_schemas import topics
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LOOPGATE_", env_file=None, extra="ignore")
+
+    # --- Kafka ---
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    # Prepended to every topic and consumer group: isolates test runs on a shared broker.
+    # Empty in production, where the contract's names are used as they are.
+    topic_prefix: str = ""
+    upstream_partitions: int = Field(default=6, ge=1)
+    exceptions_partitions: int = Field(default=6, ge=1)
+    outcomes_partitions: int = Field(default=3, ge=1)
+    dlq_partitions: int = Field(default=3, ge=1)
+
+    # --- detector ---
+    detector_app_id: str = "loopgate-detector"
+    detection_config: Path | None = None  # TOML; None = the packaged defaults
+    detector_metrics_port: int = 9101
+    detector_data_dir: Path = Path(".run/detector")
+    max_event_bytes: int = Field(default=256 * 1024, ge=1024)
+
+    # --- dispatcher ---
+    dispatcher_group: str = "loopgate-dispatcher"
+    dispatcher_metrics_port: int = 9102
+    api_url: str = "http://127.0.0.1:8000"
+    api_token: str = ""  # a `service` token, created with `loopgate tokens create --role service`
+    dispatch_concurrency: int = Field(default=32, ge=1)
+    retry_initial_seconds: float = Field(default=0.2, gt=0)
+    retry_max_seconds: float = Field(default=10.0, gt=0)
+
+    # --- resolution API ---
+    database_url: str = "sqlite+aiosqlite:///.run/loopgate.db"
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    outbox_interval_seconds: float = Field(default=1.0, gt=0)
+    environment: str = "development"
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+    def group(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+    @property
+    def bids_topic(self) -> str:
+        return self.topic(topics.BIDS)
+
+    @property
+    def trafficking_topic(self) -> str:
+        return self.topic(topics.TRAFFICKING)
+
+    @property
+    def content_topic(self) -> str:
+        return self.topic(topics.CONTENT)
+
+    @property
+    def exceptions_topic(self) -> str:
+        return self.topic(topics.EXCEPTIONS)
+
+    @property
+    def exceptions_dlq_topic(self) -> str:
+        # Our own topic (not in the contract): exceptions the API refused for good.
+        return self.topic(topics.EXCEPTIONS + ".dlq")
+
+    @property
+    def outcomes_topic(self) -> str:
+        return self.topic(topics.OUTCOMES)
+
+    @property
+    def events_dlq_topic(self) -> str:
+        return self.topic(topics.EVENTS_DLQ)
+
+    def topic_partitions(self) -> dict[str, int]:
+        """Every topic Loopgate uses, with its explicit partition count."""
+        return {
+            self.bids_topic: self.upstream_partitions,
+            self.trafficking_topic: self.upstream_partitions,
+            self.content_topic: self.upstream_partitions,
+            self.exceptions_topic: self.exceptions_partitions,
+            self.exceptions_dlq_topic: 1,
+            self.outcomes_topic: self.outcomes_partitions,
+            self.events_dlq_topic: self.dlq_partitions,
+        }
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
