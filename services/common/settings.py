@@ -9,10 +9,28 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from loopgate_schemas import topics
+from loopgate_schemas.exceptions import Severity
+
+
+class Sla(BaseModel):
+    """Seconds from first detection within which an exception must be claimed and resolved."""
+
+    ack_seconds: float = Field(gt=0)
+    resolve_seconds: float = Field(gt=0)
+
+
+_HOUR = 3600.0
+DEFAULT_SLAS: dict[Severity, Sla] = {
+    Severity.CRITICAL: Sla(ack_seconds=15 * 60, resolve_seconds=2 * _HOUR),
+    Severity.HIGH: Sla(ack_seconds=_HOUR, resolve_seconds=8 * _HOUR),
+    Severity.MEDIUM: Sla(ack_seconds=4 * _HOUR, resolve_seconds=24 * _HOUR),
+    Severity.LOW: Sla(ack_seconds=24 * _HOUR, resolve_seconds=7 * 24 * _HOUR),
+    Severity.INFO: Sla(ack_seconds=24 * _HOUR, resolve_seconds=7 * 24 * _HOUR),
+}
 
 
 class Settings(BaseSettings):
@@ -49,7 +67,17 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     outbox_interval_seconds: float = Field(default=1.0, gt=0)
+    # How often snoozes that ran out are woken and SLAs are checked.
+    sweep_interval_seconds: float = Field(default=5.0, gt=0)
+    # Per severity; JSON in LOOPGATE_SLAS, e.g. {"critical": {"ack_seconds": 600, "resolve_seconds": 3600}}.
+    # A breach escalates the exception. Severities left out keep their defaults.
+    slas: dict[Severity, Sla] = Field(default_factory=lambda: dict(DEFAULT_SLAS))
     environment: str = "development"
+
+    @field_validator("slas")
+    @classmethod
+    def _fill_default_slas(cls, value: dict[Severity, Sla]) -> dict[Severity, Sla]:
+        return {**DEFAULT_SLAS, **value}
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"

@@ -1,0 +1,46 @@
+# One image for every Loopgate process; docker-compose.yml picks the command
+# (`topics create`, `api migrate`, `api serve`, `detector`, `dispatcher`).
+#
+#   docker build -t loopgate:local .
+#   docker run --rm loopgate:local --help
+
+# --- build: install the project and its dependencies into a self-contained venv ---
+FROM python:3.11-slim AS build
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+RUN python -m venv /opt/venv
+WORKDIR /src
+# Only what pyproject.toml packages: tests, deploy files and local state stay out (.dockerignore too).
+COPY pyproject.toml ./
+COPY schemas ./schemas
+COPY services ./services
+# A regular (not editable) install, so the runtime stage needs the venv alone, not /src.
+RUN /opt/venv/bin/pip install .
+
+# --- runtime: the venv, a non-root user, nothing else ---
+FROM python:3.11-slim
+
+# LOOPGATE_DETECTOR_DATA_DIR: the detector's local table state; docker-compose.yml mounts a volume there.
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PATH=/opt/venv/bin:$PATH \
+    LOOPGATE_DETECTOR_DATA_DIR=/var/lib/loopgate/detector
+
+# A fixed uid, so volume ownership stays the same across rebuilds. The state directory exists in
+# the image, owned by that user, so a named volume mounted on it starts out writable.
+RUN groupadd --system --gid 10001 loopgate \
+    && useradd --system --uid 10001 --gid loopgate --home-dir /app --create-home --shell /usr/sbin/nologin loopgate \
+    && install -d -o loopgate -g loopgate /var/lib/loopgate/detector
+
+COPY --from=build /opt/venv /opt/venv
+
+WORKDIR /app
+USER loopgate
+
+# api serve listens on LOOPGATE_API_PORT; the detector and dispatcher serve /metrics on theirs.
+EXPOSE 8000 9101 9102
+
+ENTRYPOINT ["loopgate"]
+CMD ["--help"]

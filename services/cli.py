@@ -1,0 +1,80 @@
+"""`loopgate`: one command, a subcommand per service and tool."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+
+from loopgate.common.logging import configure_logging
+from loopgate.common.settings import get_settings
+
+app = typer.Typer(help="Loopgate: human-in-the-loop exception handling beside ad-tech automation.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+topics_app = typer.Typer(help="Kafka topics.", no_args_is_help=True)
+schemas_app = typer.Typer(help="JSON Schema files generated from the contract models.", no_args_is_help=True)
+app.add_typer(topics_app, name="topics")
+app.add_typer(schemas_app, name="schemas")
+
+LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning, error")]
+
+
+@topics_app.command("create")
+def topics_create() -> None:
+    """Create every Loopgate topic that does not exist yet, with explicit partition counts."""
+    from loopgate.common.kafka import ensure_topics
+
+    configure_logging()
+    for name, partitions in asyncio.run(ensure_topics(get_settings())).items():
+        typer.echo(f"{name}\t{partitions} partitions")
+
+
+@app.command()
+def detector(log_level: LogLevel = "info") -> None:
+    """Run a detector worker (faust). Start N of them to share the partitions."""
+    from loopgate.detector.app import run_worker
+
+    run_worker(get_settings(), loglevel=log_level)
+
+
+@app.command()
+def dispatcher(log_level: LogLevel = "info") -> None:
+    """Deliver every exception on the `exceptions` topic to the resolution API."""
+    from loopgate.dispatcher.service import run_dispatcher
+
+    configure_logging(log_level)
+    asyncio.run(run_dispatcher(get_settings()))
+
+
+@schemas_app.command("generate")
+def schemas_generate() -> None:
+    """Write schemas/jsonschema/*.json from the pydantic models."""
+    from loopgate_schemas import jsonschema
+
+    for path in jsonschema.write():
+        typer.echo(str(path))
+
+
+@schemas_app.command("check")
+def schemas_check() -> None:
+    """Exit 1 when the committed JSON Schema files differ from the models."""
+    from loopgate_schemas import jsonschema
+
+    problems = jsonschema.stale()
+    if problems:
+        typer.echo(f"stale JSON Schema files (run `loopgate schemas generate`): {', '.join(problems)}", err=True)
+        raise typer.Exit(1)
+    typer.echo("JSON Schema files are up to date")
+
+
+def _register_service_commands() -> None:
+    """The API's and the simulator's own typer commands, each owned by its package."""
+    from loopgate.resolution_api.cli import app as api_app
+    from loopgate.simulator.cli import simulate
+
+    app.add_typer(api_app, name="api", help="The resolution API: serve, migrate, tokens.")
+    app.command()(simulate)
+
+
+_register_service_commands()

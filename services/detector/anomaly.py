@@ -1,0 +1,55 @@
+"""Online baselines per entity: exponentially weighted mean and variance, with a warm-up.
+
+The state is a small immutable tuple so it can live in a faust table (and its changelog)
+as it is. `observe` returns the new state and the z-score of the value against the baseline
+*before* the value was added, so an outlier is judged against history, not against itself.
+Outliers are not folded into the baseline at full weight (they are clipped to the threshold),
+so one spike does not blind the detector to the next.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+
+class Baseline(NamedTuple):
+    count: int
+    mean: float
+    var: float
+
+
+EMPTY = Baseline(0, 0.0, 0.0)
+
+
+class Observation(NamedTuple):
+    baseline: Baseline  # the state after this value
+    z: float | None  # None while warming up
+    expected_mean: float
+    expected_std: float
+
+
+def std_of(b: Baseline, min_relative_std: float) -> float:
+    return max(math.sqrt(max(b.var, 0.0)), abs(b.mean) * min_relative_std, 1e-9)
+
+
+def observe(
+    b: Baseline, x: float, *, alpha: float, warmup: int, z_threshold: float, min_relative_std: float
+) -> Observation:
+    if b.count == 0:
+        return Observation(Baseline(1, x, 0.0), None, x, 0.0)
+    std = std_of(b, min_relative_std)
+    z = (x - b.mean) / std
+    ready = b.count >= warmup
+    # During warm-up use the plain running mean/variance (Welford) so early values weigh equally.
+    if not ready:
+        n = b.count + 1
+        delta = x - b.mean
+        mean = b.mean + delta / n
+        var = (b.var * (b.count - 1) + delta * (x - mean)) / (n - 1) if n > 1 else 0.0
+        return Observation(Baseline(n, mean, var), None, b.mean, std)
+    clipped = b.mean + max(-z_threshold, min(z_threshold, z)) * std
+    delta = clipped - b.mean
+    mean = b.mean + alpha * delta
+    var = (1 - alpha) * (b.var + alpha * delta * delta)
+    return Observation(Baseline(b.count + 1, mean, var), z, b.mean, std)

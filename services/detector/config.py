@@ -1,0 +1,129 @@
+"""Detection configuration: every threshold, severity, sampling rate and allow-list.
+
+Loaded from a TOML file (the packaged detection.toml unless LOOPGATE_DETECTION_CONFIG points
+elsewhere) into strict models: an unknown or mistyped key refuses to start, naming the key.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from loopgate_schemas import topics
+from loopgate_schemas.exceptions import Severity
+
+DEFAULT_CONFIG_PATH = Path(__file__).with_name("detection.toml")
+
+Ratio = Annotated[float, Field(gt=0)]
+Score = Annotated[float, Field(ge=0, le=1)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Thresholds(Strict):
+    bid_jump_max_ratio: Ratio = 2.0
+    bid_jump_min_ratio: Ratio = 0.5
+    pacing_max_ratio: Ratio = 1.3
+    brand_safety_min: Score = 0.7
+    brand_voice_min: Score = 0.6
+    require_https_click_url: bool = True
+
+
+class ThresholdOverrides(Strict):
+    """Any subset of Thresholds, for one client or one platform."""
+
+    bid_jump_max_ratio: Ratio | None = None
+    bid_jump_min_ratio: Ratio | None = None
+    pacing_max_ratio: Ratio | None = None
+    brand_safety_min: Score | None = None
+    brand_voice_min: Score | None = None
+    require_https_click_url: bool | None = None
+
+
+class AnomalyConfig(Strict):
+    warmup: int = Field(default=20, ge=2)
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+    z_threshold: float = Field(default=5.0, gt=0)
+    min_relative_std: float = Field(default=0.02, ge=0)
+
+
+class SamplingConfig(Strict):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    bids: Score = Field(default=0.01, alias=topics.BIDS)
+    trafficking: Score = Field(default=0.02, alias=topics.TRAFFICKING)
+    content: Score = Field(default=0.05, alias=topics.CONTENT)
+    low_confidence: Score = 0.6
+    boost: float = Field(default=9.0, ge=0)
+
+    def base_rate(self, source_topic: str) -> float:
+        return {topics.BIDS: self.bids, topics.TRAFFICKING: self.trafficking, topics.CONTENT: self.content}[
+            source_topic
+        ]
+
+
+class DetectionConfig(Strict):
+    thresholds: Thresholds = Thresholds()
+    caption_limits: dict[str, Annotated[int, Field(gt=0)]] = Field(
+        default_factory=lambda: {"x": 280, "instagram": 2200, "tiktok": 2200, "linkedin": 3000, "facebook": 63206}
+    )
+    severity: dict[str, Severity] = Field(default_factory=dict)
+    anomaly: AnomalyConfig = AnomalyConfig()
+    sampling: SamplingConfig = SamplingConfig()
+    allowed_domains: dict[str, list[str]] = Field(default_factory=dict)
+    clients: dict[str, ThresholdOverrides] = Field(default_factory=dict)
+    platforms: dict[str, ThresholdOverrides] = Field(default_factory=dict)
+
+    def severity_of(self, rule_id: str) -> Severity:
+        return self.severity.get(rule_id, Severity.MEDIUM)
+
+    @cached_property
+    def _allowed_sets(self) -> dict[str, frozenset[str]]:
+        return {client: frozenset(d.lower() for d in domains) for client, domains in self.allowed_domains.items()}
+
+    def allowed_domains_for(self, client_id: str) -> frozenset[str] | None:
+        """The client's landing-domain allow-list, or None when the client has none configured."""
+        return self._allowed_sets.get(client_id)
+
+    def thresholds_for(self, client_id: str, platform: str | None = None) -> Thresholds:
+        """Default thresholds, overridden by the platform's, overridden by the client's."""
+        key = (client_id, platform)
+        cache = self._threshold_cache
+        found = cache.get(key)
+        if found is None:
+            merged = self.thresholds.model_dump()
+            for layer in (self.platforms.get(platform or ""), self.clients.get(client_id)):
+                if layer is not None:
+                    merged.update(layer.model_dump(exclude_none=True))
+            found = cache[key] = Thresholds(**merged)
+        return found
+
+    @cached_property
+    def _threshold_cache(self) -> dict[tuple[str, str | None], Thresholds]:
+        return {}
+
+
+class ConfigError(Exception):
+    """The detection configuration cannot be used; the message names the key."""
+
+
+def load_detection_config(path: Path | None = None) -> DetectionConfig:
+    path = path or DEFAULT_CONFIG_PATH
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        raise ConfigError(f"{path}: {err}") from None
+    # Keys of the sampling table that are contract topic names are aliases of the fields.
+    try:
+        return DetectionConfig.model_validate(raw)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors(include_url=False)
+        )
+        raise ConfigError(f"{path}: {problems}") from None

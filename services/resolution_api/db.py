@@ -1,0 +1,85 @@
+"""Database engine, sessions and migrations: SQLite (aiosqlite) by default, PostgreSQL (asyncpg).
+
+Write transactions on SQLite start with BEGIN IMMEDIATE, so concurrent writers queue on the
+busy timeout instead of failing when a read lock cannot be upgraded; reads use a plain BEGIN.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+_READONLY = "loopgate_readonly"
+SQLITE_BUSY_TIMEOUT_SECONDS = 30
+
+
+def create_engine(url: str) -> AsyncEngine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_async_engine(url, pool_pre_ping=True)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
+    event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+    event.listen(engine.sync_engine, "begin", _sqlite_on_begin)
+    return engine
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (see _sqlite_on_begin)
+    cursor = dbapi_connection.cursor()
+    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(_READONLY) else "BEGIN IMMEDIATE")
+
+
+class Database:
+    """The engine and its two session factories: `write` and `read` (both in a transaction)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = create_engine(url)
+        self.write = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.read = async_sessionmaker(
+            self.engine.execution_options(**{_READONLY: True}), expire_on_commit=False
+        )
+
+    @property
+    def backend(self) -> str:
+        return self.engine.dialect.name
+
+    async def migrate(self) -> None:
+        """Apply every Alembic migration not applied yet."""
+        async with self.engine.begin() as conn:
+            await conn.run_sync(upgrade_to_head)
+
+    async def ping(self) -> None:
+        async with self.read() as session:
+            await session.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def alembic_config(connection: Connection | None = None, url: str | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if url:
+        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    config.attributes["connection"] = connection
+    return config
+
+
+def upgrade_to_head(connection: Connection) -> None:
+    command.upgrade(alembic_config(connection), "head")

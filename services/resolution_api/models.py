@@ -1,0 +1,154 @@
+"""SQLAlchemy tables of the resolution API. Alembic migrations (migrations/versions) create them;
+`tests/integration/test_api_migrations.py` checks the two never drift apart."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(sa.TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite keeps no offset, so it stores UTC
+    without one and this type puts it back on read)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTCDateTime column")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+RESOLVED = "resolved"
+
+
+class ExceptionRow(Base):
+    """One exception: the first record that opened it, plus every grouped occurrence's count."""
+
+    __tablename__ = "exceptions"
+    __table_args__ = (
+        # At most one unresolved exception per fingerprint: concurrent creates cannot open two.
+        sa.Index(
+            "uq_exceptions_unresolved_fingerprint",
+            "fingerprint",
+            unique=True,
+            sqlite_where=sa.text("status <> 'resolved'"),
+            postgresql_where=sa.text("status <> 'resolved'"),
+        ),
+        sa.Index("ix_exceptions_created_at_id", "created_at", "id"),
+        sa.Index("ix_exceptions_status", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(sa.String(512))
+    kind: Mapped[str] = mapped_column(sa.String(32))
+    rule_id: Mapped[str] = mapped_column(sa.String(64), index=True)
+    severity: Mapped[str] = mapped_column(sa.String(16), index=True)
+    source: Mapped[str] = mapped_column(sa.String(255), index=True)
+    event_type: Mapped[str | None] = mapped_column(sa.String(255))
+    subject: Mapped[str] = mapped_column(sa.String(255))
+    client_id: Mapped[str | None] = mapped_column(sa.String(255), index=True)
+    summary: Mapped[str] = mapped_column(sa.String(1000))
+    observed: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    threshold: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    expected: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    score: Mapped[float | None] = mapped_column(sa.Float)
+    event: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    event_ref: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+
+    occurrences: Mapped[int] = mapped_column(sa.Integer)
+    first_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    last_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+    status: Mapped[str] = mapped_column(sa.String(16))
+    assignee: Mapped[str | None] = mapped_column(sa.String(255), index=True)
+    snoozed_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # None, "ack" or "resolve": the last SLA this exception breached (each escalates once).
+    sla_breach: Mapped[str | None] = mapped_column(sa.String(16))
+
+    decision: Mapped[str | None] = mapped_column(sa.String(32))
+    reason: Mapped[str | None] = mapped_column(sa.Text)
+    correction: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    resolver: Mapped[str | None] = mapped_column(sa.String(255))
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    time_to_resolve_seconds: Mapped[float | None] = mapped_column(sa.Float)
+    # How many times it was finally resolved (more than once only after an admin reopen).
+    resolution_count: Mapped[int] = mapped_column(sa.Integer)
+
+    # Optimistic concurrency: bumped by every state change, returned as the ETag.
+    version: Mapped[int] = mapped_column(sa.Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class OccurrenceRow(Base):
+    """Every exception record received, keyed by its exception_id: a redelivery never counts twice."""
+
+    __tablename__ = "occurrences"
+
+    record_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    exception_id: Mapped[str] = mapped_column(sa.ForeignKey("exceptions.id"), index=True)
+    occurrences: Mapped[int] = mapped_column(sa.Integer)
+    detected_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class ExceptionEventRow(Base):
+    """History: one row per change of an exception (who, when, from which state to which)."""
+
+    __tablename__ = "exception_events"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    exception_id: Mapped[str] = mapped_column(sa.ForeignKey("exceptions.id"), index=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(sa.String(255))
+    action: Mapped[str] = mapped_column(sa.String(32))
+    from_status: Mapped[str | None] = mapped_column(sa.String(16))
+    to_status: Mapped[str | None] = mapped_column(sa.String(16))
+    fields: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+
+
+class OutboxRow(Base):
+    """An outcome CloudEvent committed with its resolution, waiting for the relay to publish it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (sa.Index("ix_outbox_pending", "sent_at", "id"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    outcome_id: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    exception_id: Mapped[str] = mapped_column(sa.ForeignKey("exceptions.id"), index=True)
+    payload: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(sa.Integer)
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class TokenRow(Base):
+    """A bearer token: only its SHA-256 hash is stored."""
+
+    __tablename__ = "tokens"
+
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(255))
+    role: Mapped[str] = mapped_column(sa.String(16))
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

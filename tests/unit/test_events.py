@@ -1,0 +1,104 @@
+"""The upstream CloudEvents contract: the examples, unknown fields, and how rejections read."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from loopgate_schemas import topics
+from loopgate_schemas.events import EventRejected, parse_event
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "contracts" / "examples"
+
+VALID = {
+    "bid-adjusted.json": (topics.BIDS, "bid.adjusted"),
+    "bid-adjusted-over-cap.json": (topics.BIDS, "bid.adjusted"),
+    "budget-pacing.json": (topics.BIDS, "budget.pacing"),
+    "campaign-constraint.json": (topics.BIDS, "campaign.constraint_violated"),
+    "placement-trafficked.json": (topics.TRAFFICKING, "placement.trafficked"),
+    "delivery-report.json": (topics.TRAFFICKING, "delivery.report"),
+    "content-generated.json": (topics.CONTENT, "content.generated"),
+}
+INVALID = {
+    "invalid-missing-data.json": ("missing_field", "data: Field required"),
+    "invalid-not-json.txt": ("invalid_json", "not a JSON object"),
+    "invalid-unknown-type.json": ("unknown_type", "type: unknown event type 'bid.teleported'"),
+    "invalid-wrong-type.json": ("wrong_type", "data.bid_cpm: Input should be a valid number"),
+}
+
+
+def test_the_examples_directory_is_the_one_tested() -> None:
+    assert {p.name for p in EXAMPLES.iterdir()} == set(VALID) | set(INVALID)
+
+
+@pytest.mark.parametrize("name", sorted(VALID))
+def test_every_valid_example_validates_as_its_type(name: str) -> None:
+    topic, event_type = VALID[name]
+    event = parse_event(topic, (EXAMPLES / name).read_bytes())
+    assert event.type == event_type
+    assert event.id == json.loads((EXAMPLES / name).read_text())["id"]
+
+
+@pytest.mark.parametrize("name", sorted(INVALID))
+def test_every_invalid_example_is_rejected_with_the_field_named(name: str) -> None:
+    kind, reason = INVALID[name]
+    with pytest.raises(EventRejected) as caught:
+        parse_event(topics.BIDS, (EXAMPLES / name).read_bytes())
+    assert caught.value.kind == kind
+    assert caught.value.reason.startswith(reason)
+
+
+def _example(name: str) -> dict:
+    return json.loads((EXAMPLES / name).read_text())
+
+
+def test_unknown_extra_attributes_and_data_fields_are_ignored() -> None:
+    doc = _example("bid-adjusted.json")
+    doc["traceparent"] = "00-abc"
+    doc["data"]["new_upstream_field"] = {"nested": [1, 2]}
+    event = parse_event(topics.BIDS, json.dumps(doc))
+    assert event.data.bid_cpm == 4.35  # type: ignore[attr-defined]
+    assert not hasattr(event.data, "new_upstream_field")
+
+
+def test_a_number_sent_as_a_string_is_a_schema_violation() -> None:
+    doc = _example("delivery-report.json")
+    doc["data"]["impressions"] = "10412"
+    with pytest.raises(EventRejected) as caught:
+        parse_event(topics.TRAFFICKING, json.dumps(doc))
+    assert caught.value.reason.startswith("data.impressions: Input should be a valid integer")
+
+
+def test_an_event_type_of_another_topic_is_rejected() -> None:
+    with pytest.raises(EventRejected) as caught:
+        parse_event(topics.BIDS, (EXAMPLES / "content-generated.json").read_bytes())
+    assert caught.value.kind == "unknown_type"
+    assert "'content.generated'" in caught.value.reason
+
+
+def test_rates_outside_zero_to_one_are_rejected() -> None:
+    doc = _example("content-generated.json")
+    doc["data"]["brand_safety_score"] = 1.5
+    with pytest.raises(EventRejected) as caught:
+        parse_event(topics.CONTENT, json.dumps(doc))
+    assert caught.value.reason.startswith("data.brand_safety_score: Input should be less than or equal to 1")
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [(b"", "empty"), (b"\xff\xfe{", "invalid_json"), (b"[1, 2]", "wrong_type"), (b"x" * 2000, "too_large")],
+)
+def test_bytes_that_are_not_an_event_are_rejected_with_a_kind(value: bytes, kind: str) -> None:
+    with pytest.raises(EventRejected) as caught:
+        parse_event(topics.BIDS, value, max_bytes=1024)
+    assert caught.value.kind == kind
+
+
+def test_the_subject_attribute_is_required() -> None:
+    doc = _example("bid-adjusted.json")
+    del doc["subject"]
+    with pytest.raises(EventRejected) as caught:
+        parse_event(topics.BIDS, json.dumps(doc))
+    assert caught.value.reason == "subject: Field required"
