@@ -70,11 +70,17 @@ def schemas_check() -> None:
 
 def _register_service_commands() -> None:
     """The API's and the simulator's own typer commands, each owned by its package."""
+    from loopgate.demo import demo_report
     from loopgate.resolution_api.cli import app as api_app
     from loopgate.simulator.cli import simulate
 
     app.add_typer(api_app, name="api", help="The resolution API: serve, migrate, tokens.")
     app.command()(simulate)
+    app.command("demo-report")(demo_report)
 
 
 _register_service_commands()
+
+
+if __name__ == "__main__":
+    app()

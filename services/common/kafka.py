@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -62,3 +62,60 @@ def reliable_producer(bootstrap: str, **overrides: object) -> AIOKafkaProducer:
     }
     options.update(overrides)
     return AIOKafkaProducer(**options)  # type: ignore[arg-type]
+
+
+async def topic_partitions(bootstrap: str, names: list[str]) -> list[TopicPartition]:
+    """Every partition of the named topics that exist (missing topics have none)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(names)
+    finally:
+        await admin.close()
+    return [
+        TopicPartition(d["topic"], p["partition"])
+        for d in described
+        if not d.get("error_code")
+        for p in sorted(d["partitions"], key=lambda p: p["partition"])
+    ]
+
+
+async def read_topic(bootstrap: str, topic: str, *, poll_ms: int = 1000) -> list[ConsumerRecord]:
+    """Every record currently in `topic`, from the beginning (no consumer group, no commits)."""
+    tps = await topic_partitions(bootstrap, [topic])
+    if not tps:
+        return []
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        records: list[ConsumerRecord] = []
+        while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
+            batch = await consumer.getmany(timeout_ms=poll_ms)
+            for tp, msgs in batch.items():
+                records.extend(m for m in msgs if m.offset < end[tp])
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def consumer_group_lag(bootstrap: str, group: str, topics_: list[str]) -> int:
+    """Messages in `topics_` not yet committed by consumer group `group` (all partitions)."""
+    tps = await topic_partitions(bootstrap, topics_)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await admin.start()
+    await consumer.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+        end = await consumer.end_offsets(tps)
+        lag = 0
+        for tp in tps:
+            meta = committed.get(tp)
+            lag += end[tp] - (meta.offset if meta is not None and meta.offset >= 0 else 0)
+        return lag
+    finally:
+        await consumer.stop()
+        await admin.close()

@@ -58,6 +58,15 @@ TIME_TO_RESOLVE = Histogram(
 )
 OUTCOMES_PUBLISHED = Counter("loopgate_outcomes_published_total", "Outcome CloudEvents published to Kafka")
 OUTBOX_PENDING = Gauge("loopgate_outbox_pending", "Outcomes committed but not yet published")
+EXCEPTION_TRANSITIONS = Counter(
+    "loopgate_exception_transitions_total", "State changes of exceptions, by action", ["action"]
+)
+SLA_BREACHES = Counter(
+    "loopgate_sla_breaches_total", "Exceptions escalated for breaching an SLA", ["severity", "sla"]
+)
+OUTBOX_PUBLISH_FAILURES = Counter(
+    "loopgate_outbox_publish_failures_total", "Failed attempts to publish pending outcomes to Kafka"
+)
 
 
 def serve_metrics(port: int) -> None:

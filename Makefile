@@ -1,0 +1,46 @@
+# Loopgate: `make demo` shows the whole loop, `make test` runs every test. `make help` lists the rest.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## virtual environment with every Python dependency, and the Kafka jars
+	scripts/kafka.sh fetch
+
+kafka-up: install ## start the local Kafka broker (127.0.0.1:9092)
+	scripts/kafka.sh start
+
+kafka-down: ## stop the local Kafka broker
+	scripts/kafka.sh stop
+
+test: install ## run every test (starts and stops its own broker; PostgreSQL tests need `postgres`)
+	scripts/run-tests.sh $(PYTEST_ARGS)
+
+demo: install ## start the broker and every service, drive a simulated stream, show the result
+	scripts/demo.sh
+
+down: ## stop everything `make demo` started
+	scripts/demo.sh down
+
+lint: install ## ruff and mypy
+	$(BIN)/ruff check services schemas tests
+	$(BIN)/mypy services schemas
+
+schemas: install ## regenerate schemas/jsonschema from the models
+	$(BIN)/loopgate schemas generate
+
+.PHONY: help install kafka-up kafka-down test demo down lint schemas
