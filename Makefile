@@ -27,7 +27,8 @@ kafka-up: install ## start the local Kafka broker (127.0.0.1:9092)
 kafka-down: ## stop the local Kafka broker
 	scripts/kafka.sh stop
 
-test: install ## run every test (starts and stops its own broker; PostgreSQL tests need `postgres`)
+test: install ## run every test (starts and stops its own broker and PostgreSQL)
+	scripts/install-compose.sh
 	scripts/run-tests.sh $(PYTEST_ARGS)
 
 demo: install ## start the broker and every service, drive a simulated stream, show the result
