@@ -34,8 +34,13 @@ def topics_create() -> None:
 def detector(log_level: LogLevel = "info") -> None:
     """Run a detector worker (faust). Start N of them to share the partitions."""
     from loopgate.detector.app import run_worker
+    from loopgate.detector.config import ConfigError
 
-    run_worker(get_settings(), loglevel=log_level)
+    try:
+        run_worker(get_settings(), loglevel=log_level)
+    except ConfigError as err:
+        typer.echo(f"detector: refusing to start, bad detection configuration: {err}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -71,12 +76,14 @@ def schemas_check() -> None:
 def _register_service_commands() -> None:
     """The API's and the simulator's own typer commands, each owned by its package."""
     from loopgate.demo import demo_report
+    from loopgate.evaluation import evaluate
     from loopgate.resolution_api.cli import app as api_app
     from loopgate.simulator.cli import simulate
 
     app.add_typer(api_app, name="api", help="The resolution API: serve, migrate, tokens.")
     app.command()(simulate)
     app.command("demo-report")(demo_report)
+    app.command()(evaluate)
 
 
 _register_service_commands()

@@ -28,8 +28,12 @@ async def ensure_topics(settings: Settings) -> dict[str, int]:
             except TopicAlreadyExistsError:
                 pass
             log.info("created topics %s", [t.name for t in missing])
-        for _ in range(50):  # metadata for fresh topics reaches the broker's cache shortly after
-            if set(wanted) <= set(await admin.list_topics()):
+        for _ in range(100):  # fresh partitions get their leader shortly after creation
+            described = await admin.describe_topics(list(wanted))
+            if all(
+                not d.get("error_code") and d["partitions"] and all(p["leader"] >= 0 for p in d["partitions"])
+                for d in described
+            ):
                 break
             await asyncio.sleep(0.1)
     finally:

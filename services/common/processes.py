@@ -5,6 +5,7 @@ A child is configured only through LOOPGATE_ environment variables, exactly as i
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -36,7 +37,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPGATE_")}
     for name, value in settings.model_dump(mode="json").items():
         if value is not None:
-            env[f"LOOPGATE_{name.upper()}"] = str(value)
+            # pydantic-settings reads complex fields (dicts, lists) from the environment as JSON
+            env[f"LOOPGATE_{name.upper()}"] = json.dumps(value) if isinstance(value, dict | list) else str(value)
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

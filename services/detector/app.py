@@ -113,7 +113,7 @@ def create_app(settings: Settings, config: DetectionConfig | None = None) -> fau
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Run the detector until SIGTERM/SIGINT (faust's Worker handles both gracefully)."""
+    app = create_app(settings)  # loads and checks the detection configuration first
     metrics.serve_metrics(settings.detector_metrics_port)
-    app = create_app(settings)
     worker = faust.Worker(app, loglevel=loglevel)
     worker.execute_from_commandline()

@@ -19,7 +19,15 @@ from loopgate.detector.config import DetectionConfig
 from loopgate.detector.rules import Firing, evaluate_threshold_rules
 from loopgate.detector.rules.anomalies import check_bid_anomaly, check_delivery_anomaly
 from loopgate.detector.sampling import sample_for_audit
-from loopgate_schemas.events import BidAdjusted, CloudEvent, DeliveryReport, EventRejected, parse_event
+from loopgate_schemas import topics
+from loopgate_schemas.events import (
+    BidAdjusted,
+    CloudEvent,
+    ContentGenerated,
+    DeliveryReport,
+    EventRejected,
+    parse_event,
+)
 from loopgate_schemas.exceptions import EventRef, ExceptionRecord, Kind, exception_id_for, fingerprint_for
 
 # Baseline tables hold plain lists (JSON in the changelog):
@@ -42,6 +50,8 @@ class Detector:
     def __init__(self, config: DetectionConfig, *, max_event_bytes: int | None = None) -> None:
         self.config = config
         self.max_event_bytes = max_event_bytes
+        sampling = config.sampling
+        self._base_rates = {source: sampling.base_rate(source) for source in topics.UPSTREAM}
 
     def process(
         self,
@@ -57,12 +67,12 @@ class Detector:
         now: datetime | None = None,
     ) -> Outcome:
         """`source` is the contract topic name; `topic` the actual one (with any prefix)."""
-        ref = EventRef(topic=topic, partition=partition, offset=offset)
-        detected_at = now or datetime.now(UTC)
         try:
             event = parse_event(source, value, max_bytes=self.max_event_bytes)
         except EventRejected as rejected:
-            return Outcome(rejected=rejected, records=[self._schema_violation(source, rejected, ref, detected_at)])
+            ref = EventRef(topic=topic, partition=partition, offset=offset)
+            record = self._schema_violation(source, rejected, ref, now or datetime.now(UTC))
+            return Outcome(rejected=rejected, records=[record])
 
         firings = evaluate_threshold_rules(event, self.config)
         if isinstance(event, BidAdjusted) and bid_baselines is not None:
@@ -75,9 +85,9 @@ class Detector:
                 firings.append(firing)
 
         sampling = self.config.sampling
-        confidence = getattr(event.data, "model_confidence", None)
+        confidence = event.data.model_confidence if isinstance(event, (BidAdjusted, ContentGenerated)) else None
         sampled = sample_for_audit(
-            event.id, confidence, sampling.base_rate(source),
+            event.id, confidence, self._base_rates[source],
             low_confidence=sampling.low_confidence, boost=sampling.boost,
         )
         if sampled:
@@ -85,6 +95,8 @@ class Detector:
         if not firings:
             return Outcome(event=event)
         raw = orjson.loads(value)
+        ref = EventRef(topic=topic, partition=partition, offset=offset)
+        detected_at = now or datetime.now(UTC)
         records = [self._record(f, event, raw, source, ref, detected_at) for f in firings]
         return Outcome(event=event, records=records, sampled=sampled)
 
