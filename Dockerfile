@@ -22,7 +22,7 @@ RUN /opt/venv/bin/pip install .
 # --- runtime: the venv, a non-root user, nothing else ---
 FROM python:3.11-slim
 
-# LOOPGATE_DETECTOR_DATA_DIR: the detector's local table state; docker-compose.yml mounts a volume there.
+# LOOPGATE_DETECTOR_DATA_DIR: the detector's faust data directory; docker-compose.yml mounts a volume there.
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PATH=/opt/venv/bin:$PATH \

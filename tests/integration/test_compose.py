@@ -1,0 +1,323 @@
+"""The docker-compose deployment agrees with the code it deploys.
+
+Static checks: `docker compose config` needs the docker client and its compose plugin, not a
+Docker engine. The compose file is rendered with `.env.example` as its only environment, so these
+tests also prove that the documented variables are enough to bring the stack up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tomllib
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+from prometheus_client import REGISTRY
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
+
+import loopgate.common.metrics  # noqa: F401  (registers every Loopgate metric in REGISTRY)
+from loopgate.common.settings import Settings
+from loopgate_schemas import topics
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+ENV_EXAMPLE = ROOT / ".env.example"
+DOCKERFILE = ROOT / "Dockerfile"
+KAFKA_POM = ROOT / "deploy" / "kafka" / "pom.xml"
+PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+GRAFANA_PROVISIONING = ROOT / "deploy" / "grafana" / "provisioning"
+GRAFANA_DASHBOARDS = ROOT / "deploy" / "grafana" / "dashboards"
+
+LONG_RUNNING = {"kafka", "postgres", "api", "detector", "dispatcher", "prometheus", "grafana"}
+ONE_SHOTS = {"topics", "migrate"}
+LOOPGATE_SERVICES = {"topics", "migrate", "api", "detector", "dispatcher"}
+CONTRACT_TOPICS = {
+    topics.BIDS,
+    topics.TRAFFICKING,
+    topics.CONTENT,
+    topics.EXCEPTIONS,
+    topics.OUTCOMES,
+    topics.EVENTS_DLQ,
+}
+# The port setting each scraped Loopgate service serves /metrics on.
+METRICS_PORT_SETTING = {
+    "api": "api_port",
+    "detector": "detector_metrics_port",
+    "dispatcher": "dispatcher_metrics_port",
+}
+LOOPGATE_VARIABLE = re.compile(r"\bLOOPGATE_[A-Z0-9_]+\b")
+LOOPGATE_METRIC = re.compile(r"\bloopgate_[a-z0-9_]+\b")
+# Series names prometheus-client exposes for one metric family, by type.
+SERIES_SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "histogram": ("_bucket", "_sum", "_count", "_created"),
+    "summary": ("", "_sum", "_count", "_created"),
+    "info": ("_info",),
+}
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    """The compose model as docker compose resolves it: anchors merged, variables substituted."""
+    docker = shutil.which("docker")
+    if docker is None:
+        pytest.skip("the docker client is not installed")
+    plugin = subprocess.run([docker, "compose", "version"], capture_output=True, text=True, check=False)
+    if plugin.returncode != 0:
+        pytest.fail(f"the docker compose CLI plugin is missing: {plugin.stderr}")
+    # Only .env.example may supply the variables the file reads, not the caller's environment.
+    referenced = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", COMPOSE_FILE.read_text()))
+    env = {name: value for name, value in os.environ.items() if name not in referenced}
+    command = [docker, "compose", "--env-file", str(ENV_EXAMPLE), "-f", str(COMPOSE_FILE), "config"]
+    result = subprocess.run(
+        [*command, "--format", "json"], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    model: dict[str, Any] = json.loads(result.stdout)
+    return model
+
+
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return compose["services"]
+
+
+def environment(compose: dict[str, Any], service: str) -> dict[str, str]:
+    variables = services(compose)[service].get("environment") or {}
+    return {name: value or "" for name, value in variables.items()}
+
+
+class ComposeSettings(Settings):
+    """Settings from the values given alone: this test process's own LOOPGATE_* variables stay out."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+def service_settings(compose: dict[str, Any], service: str) -> Settings:
+    """The Settings a Loopgate container gets from its compose environment (validated by pydantic)."""
+    values = {
+        name.removeprefix("LOOPGATE_").lower(): value
+        for name, value in environment(compose, service).items()
+        if name.startswith("LOOPGATE_")
+    }
+    return ComposeSettings(**values)
+
+
+def exported_series() -> set[str]:
+    """Every series name the Loopgate processes can expose, from the prometheus-client registry."""
+    names: set[str] = set()
+    for family in REGISTRY.collect():
+        names.update(family.name + suffix for suffix in SERIES_SUFFIXES.get(family.type, ("",)))
+        names.update(sample.name for sample in family.samples)
+    return names
+
+
+def dashboard_panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    for panel in panels:
+        yield panel
+        yield from dashboard_panels(panel.get("panels", []))  # panels inside collapsed rows
+
+
+def dashboards() -> dict[str, dict[str, Any]]:
+    return {path.name: json.loads(path.read_text()) for path in sorted(GRAFANA_DASHBOARDS.glob("*.json"))}
+
+
+def strings_in(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from strings_in(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings_in(item)
+
+
+# --- services and their order ---------------------------------------------------------------
+
+
+def test_compose_defines_the_whole_stack(compose: dict[str, Any]) -> None:
+    assert LONG_RUNNING | ONE_SHOTS <= set(services(compose))
+
+
+def test_every_long_running_service_has_a_healthcheck(compose: dict[str, Any]) -> None:
+    for name, service in services(compose).items():
+        if name in ONE_SHOTS:
+            assert service.get("restart", "no") == "no", name
+            continue
+        check = service.get("healthcheck") or {}
+        assert not check.get("disable"), name
+        assert check.get("test") and check["test"][0] in ("CMD", "CMD-SHELL"), name
+
+
+def test_dependencies_wait_for_health_or_completion(compose: dict[str, Any]) -> None:
+    for name, service in services(compose).items():
+        for dependency, spec in (service.get("depends_on") or {}).items():
+            wanted = "service_completed_successfully" if dependency in ONE_SHOTS else "service_healthy"
+            assert spec["condition"] == wanted, f"{name} -> {dependency}"
+    required = {
+        "topics": {"kafka"},
+        "migrate": {"postgres"},
+        "api": {"postgres", "migrate", "topics"},
+        "detector": {"kafka", "topics"},
+        "dispatcher": {"kafka", "topics", "api"},
+        "grafana": {"prometheus"},
+    }
+    for name, dependencies in required.items():
+        assert dependencies <= set(services(compose)[name].get("depends_on") or {}), name
+
+
+def test_image_runs_the_loopgate_command_as_a_non_root_user() -> None:
+    instructions = [
+        line.split(maxsplit=1) for line in DOCKERFILE.read_text().splitlines() if line[:1].isupper()
+    ]
+    users = [argument for keyword, argument in instructions if keyword == "USER"]
+    entrypoints = [argument for keyword, argument in instructions if keyword == "ENTRYPOINT"]
+    assert users and users[-1] not in ("root", "0")
+    assert entrypoints and json.loads(entrypoints[-1]) == ["loopgate"]
+    assert "loopgate" in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+
+
+def test_kafka_image_is_the_broker_version_the_tests_use(compose: dict[str, Any]) -> None:
+    pom = "{http://maven.apache.org/POM/4.0.0}"
+    version = ET.parse(KAFKA_POM).getroot().findtext(f"{pom}properties/{pom}kafka.version")
+    assert services(compose)["kafka"]["image"] == f"apache/kafka:{version}"
+
+
+def test_bind_mounted_files_exist(compose: dict[str, Any]) -> None:
+    for name, service in services(compose).items():
+        for volume in service.get("volumes", []):
+            if volume["type"] == "bind":
+                assert Path(volume["source"]).exists(), f"{name}: {volume['source']}"
+
+
+# --- settings and topics ------------------------------------------------------------------
+
+
+def test_every_loopgate_variable_is_a_settings_field(compose: dict[str, Any]) -> None:
+    written = set(LOOPGATE_VARIABLE.findall(COMPOSE_FILE.read_text()))
+    written |= set(LOOPGATE_VARIABLE.findall(DOCKERFILE.read_text()))
+    written |= set(LOOPGATE_VARIABLE.findall(ENV_EXAMPLE.read_text()))
+    for name in services(compose):
+        written |= {variable for variable in environment(compose, name) if variable.startswith("LOOPGATE_")}
+    unknown = {v for v in written if v.removeprefix("LOOPGATE_").lower() not in Settings.model_fields}
+    assert unknown == set()
+    for name in LOOPGATE_SERVICES:
+        service_settings(compose, name)  # the values validate too (ports are ints, and so on)
+
+
+def test_services_use_the_contract_topic_names(compose: dict[str, Any]) -> None:
+    for name in LOOPGATE_SERVICES:
+        settings = service_settings(compose, name)
+        assert settings.topic_prefix == "", name
+        assert {settings.topic(topic) for topic in CONTRACT_TOPICS} == CONTRACT_TOPICS
+    # Any topic-like name written anywhere in the compose model is one Loopgate really uses.
+    known = set(ComposeSettings().topic_partitions())
+    mentioned = {
+        token
+        for text in strings_in(compose)
+        for token in re.findall(r"[a-z0-9][a-z0-9.-]*", text)
+        if re.search(r"events|exception|outcomes|dlq", token)
+    }
+    assert mentioned <= known
+
+
+def test_services_reach_kafka_postgres_and_api_at_their_compose_addresses(compose: dict[str, Any]) -> None:
+    advertised = environment(compose, "kafka")["KAFKA_ADVERTISED_LISTENERS"]
+    api_settings = service_settings(compose, "api")
+    for name in LOOPGATE_SERVICES:
+        settings = service_settings(compose, name)
+        assert f"//{settings.kafka_bootstrap}" in advertised, name
+        assert urlsplit(settings.database_url).hostname == "postgres", name
+        api_url = urlsplit(settings.api_url)
+        assert (api_url.hostname, api_url.port) == ("api", api_settings.api_port), name
+
+
+# --- metrics: Prometheus and Grafana ------------------------------------------------------
+
+
+def test_prometheus_scrapes_each_service_on_its_configured_port(compose: dict[str, Any]) -> None:
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    scraped: dict[str, str] = {}
+    for job in config["scrape_configs"]:
+        for static in job["static_configs"]:
+            for target in static["targets"]:
+                host, port = target.rsplit(":", 1)
+                assert host in services(compose), target
+                scraped[host] = port
+                assert job.get("metrics_path", "/metrics") == "/metrics", job["job_name"]
+    for name, port_setting in METRICS_PORT_SETTING.items():
+        port = getattr(service_settings(compose, name), port_setting)
+        assert scraped.get(name) == str(port), name
+    # A server inside a container must listen on every interface to be scraped from another one.
+    assert service_settings(compose, "api").api_host == "0.0.0.0"
+    published = {p["target"] for p in services(compose)["api"].get("ports", [])}
+    assert published == {service_settings(compose, "api").api_port}
+
+
+def test_dashboards_reference_only_metrics_loopgate_exports() -> None:
+    exported = exported_series()
+    assert dashboards(), "no dashboard in deploy/grafana/dashboards"
+    for file_name, dashboard in dashboards().items():
+        for panel in dashboard_panels(dashboard["panels"]):
+            for target in panel.get("targets", []):
+                used = set(LOOPGATE_METRIC.findall(target["expr"]))
+                assert used, f"{file_name} / {panel['title']}: {target['expr']}"
+                assert used <= exported, f"{file_name} / {panel['title']}: {used - exported}"
+
+
+def test_dashboard_covers_exceptions_backlog_resolution_and_pipeline_health() -> None:
+    used = {
+        metric
+        for dashboard in dashboards().values()
+        for panel in dashboard_panels(dashboard["panels"])
+        for target in panel.get("targets", [])
+        for metric in LOOPGATE_METRIC.findall(target["expr"])
+    }
+    assert {
+        "loopgate_exceptions_raised_total",
+        "loopgate_open_exceptions",
+        "loopgate_time_to_resolve_seconds_bucket",
+        "loopgate_events_consumed_total",
+        "loopgate_dlq_messages_total",
+        "loopgate_exceptions_delivered_total",
+        "loopgate_exceptions_delivery_failed_total",
+        "loopgate_outbox_pending",
+    } <= used
+
+
+def test_grafana_provisions_the_datasource_and_dashboards_it_mounts(compose: dict[str, Any]) -> None:
+    datasources = yaml.safe_load((GRAFANA_PROVISIONING / "datasources" / "prometheus.yml").read_text())
+    (datasource,) = datasources["datasources"]
+    assert urlsplit(datasource["url"]).hostname in services(compose)
+    for dashboard in dashboards().values():
+        for panel in dashboard_panels(dashboard["panels"]):
+            if "datasource" in panel:
+                assert panel["datasource"]["uid"] == datasource["uid"], panel["title"]
+    volumes = services(compose)["grafana"]["volumes"]
+    mounts = {v["target"]: Path(v["source"]).resolve() for v in volumes if v["type"] == "bind"}
+    assert mounts["/etc/grafana/provisioning"] == GRAFANA_PROVISIONING
+    providers = yaml.safe_load((GRAFANA_PROVISIONING / "dashboards" / "loopgate.yml").read_text())
+    for provider in providers["providers"]:
+        assert mounts[provider["options"]["path"]] == GRAFANA_DASHBOARDS
