@@ -86,6 +86,12 @@ def demo_report(
     table("Events processed per source", sorted((t, ty, n) for (t, ty), n in consumed.items()),
           ("topic", "type", "events"))
 
+    dead: Counter[tuple[str, str]] = Counter()
+    for labels, value in detector.get("loopgate_dlq_messages_total", []):
+        dead[(labels["topic"], labels["reason"])] += int(value)
+    table("Dead-lettered to events.dlq (not a valid event of their topic)",
+          sorted((t, r, n) for (t, r), n in dead.items()) or [("-", "-", 0)], ("topic", "reason", "messages"))
+
     raised: Counter[str] = Counter()
     for labels, value in detector.get("loopgate_exceptions_raised_total", []):
         raised[labels["rule"]] += int(value)

@@ -14,14 +14,21 @@ from loopgate.common.settings import Settings
 log = logging.getLogger(__name__)
 
 
-async def ensure_topics(settings: Settings) -> dict[str, int]:
-    """Create every Loopgate topic that does not exist yet, with its explicit partition count."""
-    wanted = settings.topic_partitions()
+COMPACTED = {"cleanup.policy": "compact"}
+
+
+async def ensure_topics(
+    settings: Settings, wanted: dict[str, int] | None = None, *, configs: dict[str, str] | None = None
+) -> dict[str, int]:
+    """Create the topics that do not exist yet, with explicit partition counts (every Loopgate
+    topic unless `wanted` is given), and wait until each partition has a leader."""
+    wanted = settings.topic_partitions() if wanted is None else wanted
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [NewTopic(name, n, 1) for name, n in wanted.items() if name not in existing]
+        missing = [NewTopic(name, n, 1, topic_configs=configs or {}) for name, n in wanted.items()
+                   if name not in existing]
         if missing:
             try:
                 await admin.create_topics(missing)

@@ -10,6 +10,7 @@ redelivery harmless downstream.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -17,6 +18,7 @@ import faust
 import orjson
 
 from loopgate.common import metrics
+from loopgate.common.kafka import COMPACTED, ensure_topics
 from loopgate.common.settings import Settings
 from loopgate.detector.config import DetectionConfig, load_detection_config
 from loopgate.detector.processing import BaselineTable, Detector
@@ -24,6 +26,18 @@ from loopgate_schemas import topics
 from loopgate_schemas.events import EventRejected
 
 log = logging.getLogger(__name__)
+
+
+BID_BASELINES = "bid-baselines"
+DELIVERY_BASELINES = "delivery-baselines"
+
+
+def internal_topics(settings: Settings) -> dict[str, int]:
+    """faust's changelog topics for the baseline tables, co-partitioned with the upstream topics.
+    Created before the worker starts: faust subscribes to a changelog it has only just created
+    before the broker's metadata shows it, and then refuses the table (PartitionsMismatch)."""
+    app_id = settings.group(settings.detector_app_id)
+    return {f"{app_id}-{table}-changelog": settings.upstream_partitions for table in (BID_BASELINES, DELIVERY_BASELINES)}
 
 
 def create_app(settings: Settings, config: DetectionConfig | None = None) -> faust.App:
@@ -51,8 +65,8 @@ def create_app(settings: Settings, config: DetectionConfig | None = None) -> fau
     exceptions_topic = raw_topic(settings.exceptions_topic, settings.exceptions_partitions)
     dlq_topic = raw_topic(settings.events_dlq_topic, settings.dlq_partitions)
     # Baselines per entity, co-partitioned with the source topic (the entity's events share a key).
-    bid_baselines = app.Table("bid-baselines", default=None, partitions=settings.upstream_partitions)
-    delivery_baselines = app.Table("delivery-baselines", default=None, partitions=settings.upstream_partitions)
+    bid_baselines = app.Table(BID_BASELINES, default=None, partitions=settings.upstream_partitions)
+    delivery_baselines = app.Table(DELIVERY_BASELINES, default=None, partitions=settings.upstream_partitions)
 
     async def handle(source: str, event: Any, bids: BaselineTable | None, delivery: BaselineTable | None) -> None:
         msg = event.message
@@ -114,6 +128,7 @@ def create_app(settings: Settings, config: DetectionConfig | None = None) -> fau
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Run the detector until SIGTERM/SIGINT (faust's Worker handles both gracefully)."""
     app = create_app(settings)  # loads and checks the detection configuration first
+    asyncio.run(ensure_topics(settings, internal_topics(settings), configs=COMPACTED))
     metrics.serve_metrics(settings.detector_metrics_port)
     worker = faust.Worker(app, loglevel=loglevel)
     worker.execute_from_commandline()
