@@ -31,6 +31,10 @@ test: install ## run every test (starts and stops its own broker and PostgreSQL)
 	scripts/install-compose.sh
 	scripts/run-tests.sh $(PYTEST_ARGS)
 
+chaos: install ## fault-injection suite at full size (20000 events a scenario, 30 s API outage); prints its table
+	LOOPGATE_CHAOS_EVENTS=20000 LOOPGATE_CHAOS_PUBLISH_SECONDS=20 LOOPGATE_CHAOS_API_OUTAGE_SECONDS=30 \
+		scripts/run-tests.sh -m chaos tests/chaos $(PYTEST_ARGS)
+
 demo: install ## start the broker and every service, drive a simulated stream, show the result
 	scripts/demo.sh
 
@@ -44,4 +48,4 @@ lint: install ## ruff and mypy
 schemas: install ## regenerate schemas/jsonschema from the models
 	$(BIN)/loopgate schemas generate
 
-.PHONY: help install kafka-up kafka-down test demo down lint schemas
+.PHONY: help install kafka-up kafka-down test chaos demo down lint schemas

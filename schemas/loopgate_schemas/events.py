@@ -203,13 +203,17 @@ _ERROR_KINDS = {
 }
 
 
+MAX_SHOWN_TYPE = 64
+
+
 def _describe(err: ValidationError) -> EventRejected:
     first = err.errors(include_url=False)[0]
     loc = ".".join(str(p) for p in first["loc"] if not str(p).startswith(tuple(EVENT_MODELS)))
     kind = _ERROR_KINDS.get(first["type"], "wrong_type" if first["type"].endswith("_type") else "invalid_value")
     if first["type"] == "union_tag_invalid":
-        tag = first.get("ctx", {}).get("tag")
-        reason = f"type: unknown event type {tag!r} for this topic"
+        tag = str(first.get("ctx", {}).get("tag"))
+        shown = tag if len(tag) <= MAX_SHOWN_TYPE else tag[:MAX_SHOWN_TYPE] + "..."  # it is the sender's text
+        reason = f"type: unknown event type {shown!r} for this topic"
     elif first["type"].startswith("json"):
         reason = f"not a JSON object: {first['msg']}"
     else:

@@ -7,7 +7,7 @@ import logging
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
 from loopgate.common.settings import Settings
 
@@ -15,6 +15,26 @@ log = logging.getLogger(__name__)
 
 
 COMPACTED = {"cleanup.policy": "compact"}
+
+
+async def wait_for_broker(bootstrap: str, *, give_up_after: float = 300.0) -> None:
+    """Return once the broker answers; a service started while Kafka restarts waits rather than exits."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + give_up_after
+    delay = 0.5
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        try:
+            await admin.start()
+            return
+        except KafkaConnectionError:
+            if loop.time() + delay > deadline:
+                raise
+            log.warning("Kafka at %s does not answer yet; retrying in %.1f s", bootstrap, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+        finally:
+            await admin.close()
 
 
 async def ensure_topics(

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     detector_metrics_port: int = 9101
     detector_data_dir: Path = Path(".run/detector")
     max_event_bytes: int = Field(default=256 * 1024, ge=1024)
+    # How long a worker that died without leaving (SIGKILL, lost host) holds its partitions before
+    # the group gives them to the others. Long enough for a busy worker to keep heartbeating.
+    detector_session_timeout_seconds: float = Field(default=60.0, ge=6.0)
 
     # --- dispatcher ---
     dispatcher_group: str = "loopgate-dispatcher"

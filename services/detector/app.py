@@ -18,7 +18,7 @@ import faust
 import orjson
 
 from loopgate.common import metrics
-from loopgate.common.kafka import COMPACTED, ensure_topics
+from loopgate.common.kafka import COMPACTED, ensure_topics, wait_for_broker
 from loopgate.common.settings import Settings
 from loopgate.detector.config import DetectionConfig, load_detection_config
 from loopgate.detector.processing import BaselineTable, Detector
@@ -53,6 +53,7 @@ def create_app(settings: Settings, config: DetectionConfig | None = None) -> fau
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         web_enabled=False,
+        broker_session_timeout=settings.detector_session_timeout_seconds,
         table_standby_replicas=0,
     )
 
@@ -128,6 +129,7 @@ def create_app(settings: Settings, config: DetectionConfig | None = None) -> fau
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Run the detector until SIGTERM/SIGINT (faust's Worker handles both gracefully)."""
     app = create_app(settings)  # loads and checks the detection configuration first
+    asyncio.run(wait_for_broker(settings.kafka_bootstrap))
     asyncio.run(ensure_topics(settings, internal_topics(settings), configs=COMPACTED))
     metrics.serve_metrics(settings.detector_metrics_port)
     worker = faust.Worker(app, loglevel=loglevel)

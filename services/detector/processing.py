@@ -31,9 +31,31 @@ from loopgate_schemas.events import (
 from loopgate_schemas.exceptions import EventRef, ExceptionRecord, Kind, exception_id_for, fingerprint_for
 
 # Baseline tables hold plain lists (JSON in the changelog):
-#   bids:     [last_offset, count, mean, var]
-#   delivery: [last_offset, imp_count, imp_mean, imp_var, ctr_count, ctr_mean, ctr_var]
+#   bids:     [last_offset, count, mean, var, *fired]
+#   delivery: [last_offset, imp_count, imp_mean, imp_var, ctr_count, ctr_mean, ctr_var, *fired]
+# `fired`: for each of the entity's last FIRED_KEPT anomalies, its offset followed by the baseline
+# it was judged against (flat, so the value stays a list of numbers).
 BaselineTable = MutableMapping[str, list[float]]
+FIRED_KEPT = 16
+
+
+def _raw_event(value: bytes, event: CloudEvent) -> dict[str, Any]:
+    """The event as published, for the record; its validated fields when the original holds what
+    orjson refuses (pydantic's parser takes integers beyond 64 bits in ignored extra fields)."""
+    try:
+        raw = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return event.model_dump(mode="json")
+    return raw if isinstance(raw, dict) else event.model_dump(mode="json")
+
+
+def _unpack_fired(flat: list[float], width: int) -> dict[int, list[float]]:
+    step = width + 1
+    return {int(flat[i]): list(flat[i + 1:i + step]) for i in range(0, len(flat) - width, step)}
+
+
+def _pack_fired(fired: dict[int, list[float]]) -> list[float]:
+    return [x for offset in sorted(fired)[-FIRED_KEPT:] for x in (offset, *fired[offset])]
 
 
 @dataclass(slots=True)
@@ -94,35 +116,60 @@ class Detector:
             firings.append(self._audit_firing(event, confidence))
         if not firings:
             return Outcome(event=event)
-        raw = orjson.loads(value)
+        raw = _raw_event(value, event)
         ref = EventRef(topic=topic, partition=partition, offset=offset)
         detected_at = now or datetime.now(UTC)
         records = [self._record(f, event, raw, source, ref, detected_at) for f in firings]
         return Outcome(event=event, records=records, sampled=sampled)
 
     # --- anomaly state ---------------------------------------------------------------------
+    # A redelivered event (offset <= the entity's last applied offset: the worker died after the
+    # table's changelog write but before the source offset commit) must neither move the baseline
+    # again nor be judged against a baseline that already holds it. So the table keeps, for the
+    # entity's last few anomalies, the baseline each was judged against: a redelivered event fires
+    # exactly as it did the first time (from that baseline), and a redelivered clean event stays clean.
 
     def _bid_anomaly(self, event: BidAdjusted, offset: int, table: BaselineTable) -> Firing | None:
         key = event.data.line_item_id
         stored = table.get(key)
-        last_offset, baseline = (-1, EMPTY) if stored is None else (int(stored[0]), Baseline(int(stored[1]), *stored[2:4]))
+        if stored is None:
+            last_offset, baseline, fired = -1, EMPTY, {}
+        else:
+            last_offset, baseline = int(stored[0]), Baseline(int(stored[1]), *stored[2:4])
+            fired = _unpack_fired(stored[4:], 3)
+        if offset <= last_offset:
+            before = fired.get(offset)
+            if before is None:
+                return None
+            return check_bid_anomaly(event, Baseline(int(before[0]), *before[1:]), self.config.anomaly)[1]
         new, firing = check_bid_anomaly(event, baseline, self.config.anomaly)
-        if offset > last_offset:  # a redelivered event must not move the baseline twice
-            table[key] = [offset, new.count, new.mean, new.var]
+        if firing is not None:
+            fired[offset] = list(baseline)
+        table[key] = [offset, new.count, new.mean, new.var, *_pack_fired(fired)]
         return firing
 
     def _delivery_anomaly(self, event: DeliveryReport, offset: int, table: BaselineTable) -> Firing | None:
         key = event.data.placement_id
         stored = table.get(key)
         if stored is None:
-            last_offset, imp, ctr = -1, EMPTY, EMPTY
+            last_offset, imp, ctr, fired = -1, EMPTY, EMPTY, {}
         else:
             last_offset = int(stored[0])
             imp = Baseline(int(stored[1]), stored[2], stored[3])
             ctr = Baseline(int(stored[4]), stored[5], stored[6])
+            fired = _unpack_fired(stored[7:], 6)
+        if offset <= last_offset:
+            before = fired.get(offset)
+            if before is None:
+                return None
+            old_imp, old_ctr = Baseline(int(before[0]), *before[1:3]), Baseline(int(before[3]), *before[4:6])
+            return check_delivery_anomaly(event, old_imp, old_ctr, self.config.anomaly)[2]
         new_imp, new_ctr, firing = check_delivery_anomaly(event, imp, ctr, self.config.anomaly)
-        if offset > last_offset and (new_imp is not imp or new_ctr is not ctr):
-            table[key] = [offset, new_imp.count, new_imp.mean, new_imp.var, new_ctr.count, new_ctr.mean, new_ctr.var]
+        if firing is not None:
+            fired[offset] = [*imp, *ctr]
+        if new_imp is not imp or new_ctr is not ctr:
+            table[key] = [offset, new_imp.count, new_imp.mean, new_imp.var, new_ctr.count, new_ctr.mean,
+                          new_ctr.var, *_pack_fired(fired)]
         return firing
 
     # --- records ---------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from loopgate.common import metrics
-from loopgate.common.kafka import reliable_producer
+from loopgate.common.kafka import reliable_producer, wait_for_broker
 from loopgate.common.settings import Settings
 from loopgate.dispatcher.delivery import Answer, Verdict, deliver
 
@@ -50,11 +50,17 @@ class Dispatcher:
         self._stopping.set()
 
     async def run(self) -> None:
+        await wait_for_broker(self.settings.kafka_bootstrap)
         await self.consumer.start()
         await self.dlq.start()
         try:
             while not self._stopping.is_set():
-                batch = await self.consumer.getmany(timeout_ms=500, max_records=1000)
+                try:
+                    batch = await self.consumer.getmany(timeout_ms=500, max_records=1000)
+                except KafkaError as err:  # the consumer reconnects by itself; never let the loop die
+                    log.warning("fetch failed (%s); retrying", err)
+                    await asyncio.sleep(1.0)
+                    continue
                 if batch:
                     await self._dispatch_batch(batch)
         finally:
@@ -84,6 +90,14 @@ class Dispatcher:
                 offsets[tp] = batch[tp][done - 1].offset + 1
             for t in ts[done:]:
                 t.cancel()
+            if done < len(ts) and not self._stopping.is_set() and tp in self.consumer.assignment():
+                # A record failed (e.g. its dead-lettering, with the broker away): fetch it again
+                # rather than let the next batch's commit pass over it.
+                failed = ts[done]
+                error = failed.exception() if failed.done() and not failed.cancelled() else None
+                log.warning("delivery of %s[%s]@%s failed (%r); fetching it again", tp.topic, tp.partition,
+                            batch[tp][done].offset, error)
+                self.consumer.seek(tp, batch[tp][done].offset)
         if offsets:
             try:
                 await self.consumer.commit(offsets)

@@ -6,9 +6,12 @@ busy timeout instead of failing when a read lock cannot be upgraded; reads use a
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 from typing import Any
 
+import orjson
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
@@ -20,13 +23,33 @@ _READONLY = "loopgate_readonly"
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
 
 
+def _json_dumps(value: Any) -> str:
+    # orjson writes NaN and infinities as null: PostgreSQL's json type refuses them.
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # integers beyond 64 bits: the standard library writes any size
+        return json.dumps(_finite(value))
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
 def create_engine(url: str) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_async_engine(url, pool_pre_ping=True)
+        return create_async_engine(url, pool_pre_ping=True, json_serializer=_json_dumps)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
+    engine = create_async_engine(
+        url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}, json_serializer=_json_dumps
+    )
     event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
     event.listen(engine.sync_engine, "begin", _sqlite_on_begin)
     return engine

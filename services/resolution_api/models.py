@@ -73,7 +73,7 @@ class ExceptionRow(Base):
     event: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     event_ref: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
 
-    occurrences: Mapped[int] = mapped_column(sa.Integer)
+    occurrences: Mapped[int] = mapped_column(sa.BigInteger)
     first_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     last_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 

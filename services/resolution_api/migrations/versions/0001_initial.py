@@ -39,7 +39,7 @@ def upgrade() -> None:
         sa.Column("score", sa.Float(), nullable=True),
         sa.Column("event", sa.JSON(), nullable=True),
         sa.Column("event_ref", sa.JSON(), nullable=True),
-        sa.Column("occurrences", sa.Integer(), nullable=False),
+        sa.Column("occurrences", sa.BigInteger(), nullable=False),
         sa.Column("first_seen", UTCDateTime(), nullable=False),
         sa.Column("last_seen", UTCDateTime(), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),

@@ -1,0 +1,69 @@
+"""The FastAPI app: `create_app()` wires routes, error handlers and the lifespan, which migrates
+the database and runs the outbox relay and the sweeper. Settings are read when the app starts."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy.exc import OperationalError
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_fixed
+
+from loopgate.common.settings import Settings, get_settings
+from loopgate.resolution_api.db import Database
+from loopgate.resolution_api.deps import Services
+from loopgate.resolution_api.errors import install_error_handlers
+from loopgate.resolution_api.outbox import OutboxRelay
+from loopgate.resolution_api.routes import exceptions, health, tokens
+from loopgate.resolution_api.sweeper import Sweeper
+
+log = logging.getLogger(__name__)
+DATABASE_WAIT_SECONDS = 30.0
+
+
+async def migrate_when_reachable(db: Database, wait_seconds: float = DATABASE_WAIT_SECONDS) -> None:
+    """Apply migrations, waiting up to `wait_seconds` for a database that is still starting."""
+    async for attempt in AsyncRetrying(
+        stop=stop_after_delay(wait_seconds),
+        wait=wait_fixed(1.0),
+        retry=retry_if_exception_type((OSError, OperationalError)),
+        reraise=True,
+    ):
+        with attempt:
+            await db.migrate()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        active = settings or get_settings()
+        db = Database(active.database_url)
+        try:
+            await migrate_when_reachable(db)
+            relay = OutboxRelay(db=db, settings=active)
+            sweeper = Sweeper(db=db, settings=active)
+            app.state.services = Services(settings=active, db=db, relay=relay, sweeper=sweeper)
+            await relay.start()
+            await sweeper.start()
+            log.info("resolution API ready (database %s)", db.backend)
+            try:
+                yield
+            finally:
+                await sweeper.stop()
+                await relay.stop()
+        finally:
+            await db.dispose()
+
+    app = FastAPI(
+        title="Loopgate resolution API",
+        version="1",
+        summary="Work the exceptions Loopgate detects; every final resolution is published as an outcome.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(exceptions.router)
+    app.include_router(tokens.router)
+    return app

@@ -1,0 +1,54 @@
+"""Bearer-token authentication and role checks, as FastAPI dependencies.
+
+401 (with `WWW-Authenticate: Bearer`) when the token is missing, unknown or revoked; 403 when
+its role may not do what is asked (permissions.py says who may do what)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from loopgate.resolution_api import store
+from loopgate.resolution_api.deps import ServicesDep
+from loopgate.resolution_api.errors import Forbidden, Unauthorized
+from loopgate.resolution_api.permissions import Permission, Role, allows
+
+bearer = HTTPBearer(auto_error=False, description="A token made with `loopgate api tokens create`")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    token_id: str
+    name: str  # recorded as the actor in history and as the resolver in outcomes
+    role: Role
+
+
+async def authenticate(
+    services: ServicesDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> Principal:
+    if credentials is None or not credentials.credentials:
+        raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
+    async with services.db.read() as session, session.begin():
+        row = await store.find_active_token(session=session, secret=credentials.credentials)
+    if row is None:
+        raise Unauthorized("invalid or revoked bearer token", invalid=True)
+    return Principal(token_id=row.id, name=row.name, role=Role(row.role))
+
+
+def require(permission: Permission) -> Any:
+    async def check(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+        if not allows(principal.role, permission):
+            raise Forbidden(f"role '{principal.role.value}' may not {permission.value}")
+        return principal
+
+    return Depends(check)
+
+
+CanCreate = Annotated[Principal, require(Permission.CREATE)]
+CanRead = Annotated[Principal, require(Permission.READ)]
+CanWork = Annotated[Principal, require(Permission.WORK)]
+CanReopen = Annotated[Principal, require(Permission.REOPEN)]
+CanManageTokens = Annotated[Principal, require(Permission.MANAGE_TOKENS)]

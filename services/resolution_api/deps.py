@@ -1,0 +1,46 @@
+"""What routes get injected: the running services of the app (built in the lifespan)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.exceptions import RequestValidationError
+
+from loopgate.common.settings import Settings
+from loopgate.resolution_api.db import Database
+from loopgate.resolution_api.outbox import OutboxRelay
+from loopgate.resolution_api.schemas import unstorable_text
+from loopgate.resolution_api.sweeper import Sweeper
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    settings: Settings
+    db: Database
+    relay: OutboxRelay
+    sweeper: Sweeper
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def reject_unstorable_params(request: Request) -> None:
+    """Path and query values the database cannot compare (NUL, lone surrogates) are a 422, not a 500."""
+    for where, params in (
+        ("path", request.path_params.items()),
+        ("query", request.query_params.multi_items()),
+    ):
+        for name, value in params:
+            problem = unstorable_text(value, f"{where}.{name}")
+            if problem:
+                location, _, message = problem.partition(": ")
+                raise RequestValidationError(
+                    [{"loc": tuple(location.split(".")), "msg": message, "type": "unstorable_text"}]
+                )

@@ -1,0 +1,147 @@
+"""Every error the API answers with: a status code and one message naming the problem.
+Handlers turn them (and request validation errors) into JSON; nothing a client sends is a 500."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from loopgate.resolution_api.lifecycle import TransitionNotAllowed
+from loopgate.resolution_api.schemas import ErrorBody
+
+
+class ApiError(Exception):
+    status_code = 400
+
+    def __init__(self, detail: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.headers = headers
+
+
+class BadRequest(ApiError):
+    status_code = 400
+
+
+class Unauthorized(ApiError):
+    status_code = 401
+
+    def __init__(self, detail: str, *, invalid: bool = False) -> None:
+        challenge = 'Bearer error="invalid_token"' if invalid else "Bearer"
+        super().__init__(detail, headers={"WWW-Authenticate": challenge})
+
+
+class Forbidden(ApiError):
+    status_code = 403
+
+
+class NotFound(ApiError):
+    status_code = 404
+
+
+class Conflict(ApiError):
+    status_code = 409
+
+
+class PreconditionFailed(ApiError):
+    status_code = 412
+
+
+class ServiceUnavailable(ApiError):
+    status_code = 503
+
+
+_DESCRIPTIONS = {
+    400: "Bad request: an unreadable body (not UTF-8 JSON) or an invalid cursor",
+    401: "Missing, invalid or revoked bearer token",
+    403: "The token's role may not do this",
+    404: "No such exception or token",
+    409: "The transition is not allowed from the exception's current state, or it changed meanwhile",
+    412: "If-Match does not match the exception's current version (ETag)",
+    503: "Not ready, or too busy: retry later",
+}
+
+
+def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI documentation of the error answers a route can give."""
+    return {code: {"model": ErrorBody, "description": _DESCRIPTIONS[code]} for code in codes}
+
+
+def _location(loc: tuple[Any, ...] | list[Any]) -> str:
+    return ".".join(str(part) for part in loc) or "request"
+
+
+def describe_validation_errors(errors: list[dict[str, Any]]) -> str:
+    """One line naming each invalid field and its problem."""
+    parts = []
+    for error in errors[:5]:
+        if error.get("type") == "json_invalid":
+            reason = (error.get("ctx") or {}).get("error", "")
+            parts.append(f"body is not valid JSON: {reason}".rstrip(": "))
+        else:
+            parts.append(f"{_location(error.get('loc', ()))}: {error.get('msg', 'invalid')}")
+    if len(errors) > 5:
+        parts.append(f"and {len(errors) - 5} more")
+    return "; ".join(parts)
+
+
+async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _transition_not_allowed(_request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=409)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+        for e in exc.errors()
+    ]
+    message = describe_validation_errors(list(exc.errors()))
+    return JSONResponse({"detail": errors, "message": message}, status_code=422)
+
+
+async def _unstorable_value(_request: Request, exc: Exception) -> JSONResponse:
+    # Safety net for values the database refuses (e.g. a NUL character in a path or query value):
+    # the request is at fault, so a 422 naming the problem, never a 500.
+    reason = str(getattr(exc, "orig", exc)).splitlines()[0][:200]
+    message = f"a value in the request cannot be stored or compared by the database: {reason}"
+    return JSONResponse(
+        {"detail": [{"loc": ["request"], "msg": message, "type": "unstorable_value"}], "message": message},
+        status_code=422,
+    )
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail
+    if exc.status_code == 400 and detail == "There was an error parsing the body":
+        detail = "the body could not be read as JSON: it must be UTF-8 encoded JSON"
+    return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    reason = str(getattr(exc, "orig", exc)).splitlines()[0][:200]
+    return JSONResponse(
+        {"detail": f"database unavailable, retry later: {reason}"},
+        status_code=503,
+        headers={"Retry-After": "1"},
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(OperationalError, _database_unavailable)
+    app.add_exception_handler(InterfaceError, _database_unavailable)
+    app.add_exception_handler(DataError, _unstorable_value)
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(TransitionNotAllowed, _transition_not_allowed)
+    app.add_exception_handler(RequestValidationError, _validation_error)

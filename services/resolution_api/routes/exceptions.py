@@ -1,0 +1,246 @@
+"""/v1/exceptions: create (idempotent, grouped), list, get, work (claim, resolve, escalate, snooze,
+reopen, bulk-resolve) and history. Thin: parse, call operations.py, answer with the ETag."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import APIRouter, Body, Depends, Header, Query, Response, status
+
+from loopgate.resolution_api import operations
+from loopgate.resolution_api.auth import CanCreate, CanRead, CanReopen, CanWork
+from loopgate.resolution_api.conditional import etag, parse_if_match
+from loopgate.resolution_api.deps import ServicesDep, reject_unstorable_params
+from loopgate.resolution_api.errors import responses
+from loopgate.resolution_api.lifecycle import Status
+from loopgate.resolution_api.models import ExceptionRow
+from loopgate.resolution_api.schemas import (
+    BulkFailure,
+    BulkResolveRequest,
+    BulkResolveResult,
+    ClaimRequest,
+    EscalateRequest,
+    ExceptionCreate,
+    ExceptionPage,
+    ExceptionRead,
+    History,
+    HistoryEvent,
+    ReopenRequest,
+    ResolveRequest,
+    SnoozeRequest,
+)
+from loopgate.resolution_api.store import ExceptionFilters
+from loopgate_schemas.exceptions import Severity
+
+router = APIRouter(
+    prefix="/v1/exceptions", tags=["exceptions"], dependencies=[Depends(reject_unstorable_params)]
+)
+
+IfMatch = Annotated[
+    str | None,
+    Header(description='Only change the exception if its ETag (version, e.g. "3") still matches'),
+]
+ETAG_HEADER = {"ETag": {"description": "The exception's version", "schema": {"type": "string"}}}
+WORK_ERRORS = responses(400, 401, 403, 404, 409, 412)
+
+
+def _answer(response: Response, row: ExceptionRow) -> ExceptionRead:
+    response.headers["ETag"] = etag(row.version)
+    return ExceptionRead.from_row(row)
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Receive an exception record",
+    response_description="A new exception was opened",
+    responses={
+        200: {
+            "model": ExceptionRead,
+            "description": "Already received (same exception_id), or grouped as an occurrence of the "
+            "unresolved exception with the same fingerprint",
+        },
+        **responses(400, 401, 403, 503),
+    },
+)
+async def create_exception(
+    record: ExceptionCreate, principal: CanCreate, services: ServicesDep, response: Response
+) -> ExceptionRead:
+    row, result = await operations.create_or_group(db=services.db, record=record, actor=principal.name)
+    response.status_code = 201 if result is operations.CreateResult.CREATED else 200
+    response.headers["Location"] = f"/v1/exceptions/{quote(row.id, safe='')}"
+    response.headers["Loopgate-Result"] = result.value
+    return _answer(response, row)
+
+
+@router.get("", summary="List exceptions, newest first", responses=responses(400, 401, 403))
+async def list_exceptions(
+    principal: CanRead,
+    services: ServicesDep,
+    status: Annotated[list[Status] | None, Query(description="Repeat to allow several")] = None,
+    severity: Annotated[list[Severity] | None, Query(description="Repeat to allow several")] = None,
+    source: Annotated[str | None, Query(max_length=255)] = None,
+    rule_id: Annotated[str | None, Query(max_length=64)] = None,
+    client_id: Annotated[str | None, Query(max_length=255)] = None,
+    assignee: Annotated[str | None, Query(max_length=255)] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=1000, description="next_cursor of the previous page")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> ExceptionPage:
+    filters = ExceptionFilters(
+        status=[s.value for s in status or ()],
+        severity=[s.value for s in severity or ()],
+        source=source,
+        rule_id=rule_id,
+        client_id=client_id,
+        assignee=assignee,
+    )
+    rows, next_cursor = await operations.list_page(
+        db=services.db, filters=filters, cursor=cursor, limit=limit
+    )
+    return ExceptionPage(items=[ExceptionRead.from_row(r) for r in rows], next_cursor=next_cursor)
+
+
+@router.post(
+    "/bulk-resolve",
+    summary="Resolve several exceptions (by ids, or every unresolved one with a fingerprint)",
+    responses=responses(400, 401, 403),
+)
+async def bulk_resolve(
+    body: BulkResolveRequest, principal: CanWork, services: ServicesDep
+) -> BulkResolveResult:
+    resolved, failed = await operations.bulk_resolve(
+        db=services.db,
+        ids=body.ids,
+        fingerprint=body.fingerprint,
+        actor=principal.name,
+        resolution=operations.ResolutionInput(body.decision, body.reason, body.correction),
+    )
+    if resolved:
+        services.relay.wake()
+    return BulkResolveResult(
+        resolved=[ExceptionRead.from_row(r) for r in resolved],
+        failed=[BulkFailure(id=f.exception_id, status_code=f.status_code, detail=f.detail) for f in failed],
+    )
+
+
+@router.get(
+    "/{exception_id}",
+    summary="Get one exception",
+    responses={200: {"headers": ETAG_HEADER}, **responses(401, 403, 404)},
+)
+async def get_exception(
+    exception_id: str, principal: CanRead, services: ServicesDep, response: Response
+) -> ExceptionRead:
+    return _answer(response, await operations.get(db=services.db, exception_id=exception_id))
+
+
+@router.get(
+    "/{exception_id}/history", summary="Every change of one exception", responses=responses(401, 403, 404)
+)
+async def get_history(exception_id: str, principal: CanRead, services: ServicesDep) -> History:
+    events = await operations.history(db=services.db, exception_id=exception_id)
+    return History(exception_id=exception_id, items=[HistoryEvent.from_row(e) for e in events])
+
+
+@router.post("/{exception_id}/claim", summary="Claim (assign) an exception", responses=WORK_ERRORS)
+async def claim_exception(
+    exception_id: str,
+    principal: CanWork,
+    services: ServicesDep,
+    response: Response,
+    if_match: IfMatch = None,
+    body: Annotated[ClaimRequest | None, Body()] = None,
+) -> ExceptionRead:
+    row = await operations.claim(
+        db=services.db,
+        exception_id=exception_id,
+        actor=principal.name,
+        assignee=(body.assignee if body else None) or principal.name,
+        if_match=parse_if_match(if_match),
+    )
+    return _answer(response, row)
+
+
+@router.post(
+    "/{exception_id}/resolve",
+    summary="Resolve an exception for good; its outcome is published on exception-outcomes",
+    responses=WORK_ERRORS,
+)
+async def resolve_exception(
+    exception_id: str,
+    body: ResolveRequest,
+    principal: CanWork,
+    services: ServicesDep,
+    response: Response,
+    if_match: IfMatch = None,
+) -> ExceptionRead:
+    row = await operations.resolve(
+        db=services.db,
+        exception_id=exception_id,
+        actor=principal.name,
+        resolution=operations.ResolutionInput(body.decision, body.reason, body.correction),
+        if_match=parse_if_match(if_match),
+    )
+    services.relay.wake()
+    return _answer(response, row)
+
+
+@router.post("/{exception_id}/escalate", summary="Escalate an exception", responses=WORK_ERRORS)
+async def escalate_exception(
+    exception_id: str,
+    body: EscalateRequest,
+    principal: CanWork,
+    services: ServicesDep,
+    response: Response,
+    if_match: IfMatch = None,
+) -> ExceptionRead:
+    row = await operations.escalate(
+        db=services.db,
+        exception_id=exception_id,
+        actor=principal.name,
+        reason=body.reason,
+        if_match=parse_if_match(if_match),
+    )
+    return _answer(response, row)
+
+
+@router.post("/{exception_id}/snooze", summary="Snooze an exception until a time", responses=WORK_ERRORS)
+async def snooze_exception(
+    exception_id: str,
+    body: SnoozeRequest,
+    principal: CanWork,
+    services: ServicesDep,
+    response: Response,
+    if_match: IfMatch = None,
+) -> ExceptionRead:
+    row = await operations.snooze(
+        db=services.db,
+        exception_id=exception_id,
+        actor=principal.name,
+        until=body.until,
+        reason=body.reason,
+        if_match=parse_if_match(if_match),
+    )
+    return _answer(response, row)
+
+
+@router.post("/{exception_id}/reopen", summary="Reopen a resolved exception (admin)", responses=WORK_ERRORS)
+async def reopen_exception(
+    exception_id: str,
+    body: ReopenRequest,
+    principal: CanReopen,
+    services: ServicesDep,
+    response: Response,
+    if_match: IfMatch = None,
+) -> ExceptionRead:
+    row = await operations.reopen(
+        db=services.db,
+        exception_id=exception_id,
+        actor=principal.name,
+        reason=body.reason,
+        if_match=parse_if_match(if_match),
+    )
+    return _answer(response, row)

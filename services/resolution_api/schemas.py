@@ -1,0 +1,272 @@
+"""Request and response bodies of the resolution API (the record itself is the contract's
+ExceptionRecord, accepted as it is)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from typing import Any, Self
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
+
+from loopgate.resolution_api.lifecycle import Status, resolution_problem
+from loopgate.resolution_api.models import ExceptionEventRow, ExceptionRow, TokenRow
+from loopgate.resolution_api.permissions import Role
+from loopgate_schemas.exceptions import EventRef, ExceptionRecord, Kind, Severity
+from loopgate_schemas.outcomes import Decision, FieldChange
+
+Reason = Field(default="", max_length=4000)
+
+
+MAX_RECORD_OCCURRENCES = 2**31 - 1
+
+
+def unstorable_text(value: Any, path: str = "") -> str | None:
+    """Where the first string (or key) is that no database can store: NUL characters (PostgreSQL
+    refuses them) or lone surrogates (not UTF-8), as "path: problem". None when all is storable."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return f"{path or 'value'}: NUL characters (\\u0000) are not allowed"
+        if any("\ud800" <= ch <= "\udfff" for ch in value):
+            return f"{path or 'value'}: lone surrogate characters are not allowed"
+        return None
+    if isinstance(value, BaseModel):
+        value = value.__dict__
+    if isinstance(value, dict):
+        items: Iterable[tuple[Any, Any]] = value.items()
+    elif isinstance(value, list | tuple):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        child = f"{path}.{key}" if path else str(key)
+        problem = unstorable_text(key, f"{child} (key)") or unstorable_text(item, child)
+        if problem:
+            return problem
+    return None
+
+
+def _check_storable(model: BaseModel) -> None:
+    problem = unstorable_text(model.__dict__)
+    if problem:
+        raise PydanticCustomError("unstorable_text", problem)
+
+
+class RequestBody(BaseModel):
+    """Requests refuse unknown fields, so a typo is a 422 and not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="after")
+    def _storable(self) -> Self:
+        _check_storable(self)
+        return self
+
+
+class ExceptionCreate(ExceptionRecord):
+    """The contract's exception record, plus what the database needs: storable text, a count that
+    fits, and a detected_at that converts to UTC."""
+
+    @model_validator(mode="after")
+    def _storable(self) -> Self:
+        _check_storable(self)
+        if self.occurrences > MAX_RECORD_OCCURRENCES:
+            raise PydanticCustomError(
+                "occurrences_too_large", f"occurrences: at most {MAX_RECORD_OCCURRENCES} per record"
+            )
+        try:
+            self.detected_at.astimezone(dt.UTC)
+        except OverflowError:
+            raise PydanticCustomError(
+                "detected_at_range", "detected_at: out of range once converted to UTC"
+            ) from None
+        return self
+
+
+class ErrorBody(BaseModel):
+    detail: str
+
+
+# --- exceptions ------------------------------------------------------------------------------
+
+
+class Resolution(BaseModel):
+    decision: Decision
+    reason: str
+    correction: dict[str, FieldChange]
+    resolver: str
+    resolved_at: AwareDatetime
+    time_to_resolve_seconds: float
+
+
+class ExceptionRead(BaseModel):
+    id: str = Field(description="The exception_id of the record that opened this exception")
+    fingerprint: str
+    kind: Kind
+    rule_id: str
+    severity: Severity
+    source: str
+    event_type: str | None
+    subject: str
+    client_id: str | None
+    summary: str
+    observed: dict[str, Any]
+    threshold: dict[str, Any] | None
+    expected: dict[str, Any] | None
+    score: float | None
+    event: dict[str, Any] | None
+    event_ref: EventRef | None
+    occurrences: int = Field(description="Firings grouped into this exception (sum of the records' counts)")
+    first_seen: AwareDatetime
+    last_seen: AwareDatetime
+    status: Status
+    assignee: str | None
+    snoozed_until: AwareDatetime | None
+    sla_breach: str | None = Field(description="The last SLA breached: null, 'ack' or 'resolve'")
+    resolution: Resolution | None = Field(description="The current final resolution; null until resolved")
+    resolution_count: int
+    version: int = Field(description="Bumped by every state change; also the ETag")
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+
+    @classmethod
+    def from_row(cls, row: ExceptionRow) -> ExceptionRead:
+        resolution = None
+        if row.status == Status.RESOLVED and row.decision and row.resolved_at:
+            resolution = Resolution(
+                decision=Decision(row.decision),
+                reason=row.reason or "",
+                correction={k: FieldChange.model_validate(v) for k, v in (row.correction or {}).items()},
+                resolver=row.resolver or "",
+                resolved_at=row.resolved_at,
+                time_to_resolve_seconds=row.time_to_resolve_seconds or 0.0,
+            )
+        values = {name: getattr(row, name) for name in cls.model_fields if name != "resolution"}
+        return cls(**values, resolution=resolution)
+
+
+class ExceptionPage(BaseModel):
+    items: list[ExceptionRead]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page")
+
+
+class ClaimRequest(RequestBody):
+    assignee: str | None = Field(
+        default=None, min_length=1, max_length=255, description="Defaults to the token's name"
+    )
+
+
+def _check_resolution(decision: Decision, reason: str, correction: dict[str, FieldChange]) -> None:
+    problem = resolution_problem(decision, reason, correction)
+    if problem:
+        raise PydanticCustomError("resolution_incomplete", problem)
+
+
+class ResolveRequest(RequestBody):
+    decision: Decision
+    reason: str = Reason
+    correction: dict[str, FieldChange] = Field(
+        default_factory=dict, description="What the human changed: {field: {before, after}}"
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> Self:
+        _check_resolution(self.decision, self.reason, self.correction)
+        return self
+
+
+class EscalateRequest(RequestBody):
+    reason: str = Field(min_length=1, max_length=4000)
+
+
+class SnoozeRequest(RequestBody):
+    until: AwareDatetime
+    reason: str = Reason
+
+    @model_validator(mode="after")
+    def _in_the_future(self) -> Self:
+        if self.until <= dt.datetime.now(dt.UTC):
+            raise PydanticCustomError("snooze_in_past", "until must be in the future")
+        return self
+
+
+class ReopenRequest(RequestBody):
+    reason: str = Field(min_length=1, max_length=4000)
+
+
+class BulkResolveRequest(RequestBody):
+    fingerprint: str | None = Field(default=None, min_length=1, max_length=512)
+    ids: list[str] | None = Field(default=None, min_length=1, max_length=500)
+    decision: Decision
+    reason: str = Reason
+    correction: dict[str, FieldChange] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_selector(self) -> Self:
+        if (self.fingerprint is None) == (self.ids is None):
+            raise PydanticCustomError("selector", "give exactly one of fingerprint or ids")
+        _check_resolution(self.decision, self.reason, self.correction)
+        return self
+
+
+class BulkFailure(BaseModel):
+    id: str
+    status_code: int
+    detail: str
+
+
+class BulkResolveResult(BaseModel):
+    resolved: list[ExceptionRead]
+    failed: list[BulkFailure]
+
+
+class HistoryEvent(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    at: AwareDatetime
+    actor: str
+    action: str
+    from_status: Status | None
+    to_status: Status | None
+    fields: dict[str, Any]
+
+    @classmethod
+    def from_row(cls, row: ExceptionEventRow) -> HistoryEvent:
+        return cls.model_validate(row)
+
+
+class History(BaseModel):
+    exception_id: str
+    items: list[HistoryEvent]
+
+
+# --- tokens ----------------------------------------------------------------------------------
+
+
+class TokenCreate(RequestBody):
+    name: str = Field(min_length=1, max_length=255)
+    role: Role
+
+
+class TokenRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str
+    role: Role
+    created_at: AwareDatetime
+    revoked_at: AwareDatetime | None
+
+    @classmethod
+    def from_row(cls, row: TokenRow) -> TokenRead:
+        return cls.model_validate(row)
+
+
+class TokenCreated(TokenRead):
+    token: str = Field(description="The secret: shown once, stored only as its SHA-256 hash")
+
+
+class TokenList(BaseModel):
+    items: list[TokenRead]

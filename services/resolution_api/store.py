@@ -1,0 +1,337 @@
+"""Queries of the resolution API: module-level, keyword-only functions over an AsyncSession.
+They never commit: the caller (operations.py) owns the transaction."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from loopgate.resolution_api.lifecycle import Status
+from loopgate.resolution_api.models import (
+    ExceptionEventRow,
+    ExceptionRow,
+    OccurrenceRow,
+    OutboxRow,
+    TokenRow,
+    UTCDateTime,
+)
+from loopgate.resolution_api.permissions import Role, hash_token, new_token
+from loopgate_schemas.exceptions import ExceptionRecord
+
+# --- exceptions ------------------------------------------------------------------------------
+
+
+async def get_exception(*, session: AsyncSession, exception_id: str) -> ExceptionRow | None:
+    return await session.get(ExceptionRow, exception_id, populate_existing=True)
+
+
+async def find_unresolved(*, session: AsyncSession, fingerprint: str) -> ExceptionRow | None:
+    stmt = sa.select(ExceptionRow).where(
+        ExceptionRow.fingerprint == fingerprint, ExceptionRow.status != Status.RESOLVED
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def find_occurrence(*, session: AsyncSession, record_id: str) -> OccurrenceRow | None:
+    return await session.get(OccurrenceRow, record_id)
+
+
+def _record_columns(record: ExceptionRecord) -> dict[str, Any]:
+    return {
+        "fingerprint": record.fingerprint,
+        "kind": record.kind.value,
+        "rule_id": record.rule_id,
+        "severity": record.severity.value,
+        "source": record.source,
+        "event_type": record.event_type,
+        "subject": record.subject,
+        "client_id": record.client_id,
+        "summary": record.summary,
+        "observed": record.observed,
+        "threshold": record.threshold,
+        "expected": record.expected,
+        "score": record.score,
+        "event": record.event,
+        "event_ref": record.event_ref.model_dump() if record.event_ref else None,
+    }
+
+
+async def insert_exception(
+    *, session: AsyncSession, record: ExceptionRecord, now: dt.datetime
+) -> ExceptionRow:
+    """A new open exception from its first record (flushed: IntegrityError surfaces here)."""
+    row = ExceptionRow(
+        id=record.exception_id,
+        **_record_columns(record),
+        occurrences=record.occurrences,
+        first_seen=record.detected_at.astimezone(dt.UTC),
+        last_seen=record.detected_at.astimezone(dt.UTC),
+        status=Status.OPEN.value,
+        resolution_count=0,
+        version=1,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(row)
+    await session.flush()
+    await insert_occurrence(session=session, exception_id=row.id, record=record, now=now)
+    return row
+
+
+async def insert_occurrence(
+    *, session: AsyncSession, exception_id: str, record: ExceptionRecord, now: dt.datetime
+) -> None:
+    session.add(
+        OccurrenceRow(
+            record_id=record.exception_id,
+            exception_id=exception_id,
+            occurrences=record.occurrences,
+            detected_at=record.detected_at.astimezone(dt.UTC),
+            received_at=now,
+        )
+    )
+    await session.flush()
+
+
+async def count_occurrence(
+    *, session: AsyncSession, exception_id: str, record: ExceptionRecord, now: dt.datetime
+) -> bool:
+    """Add a record's occurrences to an unresolved exception; False when it got resolved meanwhile.
+    The version is left alone: a new firing is not a state change an operator raced against."""
+    t = ExceptionRow.__table__.c
+    detected_at = sa.literal(record.detected_at, UTCDateTime())
+    stmt = (
+        sa.update(ExceptionRow)
+        .where(ExceptionRow.id == exception_id, ExceptionRow.status != Status.RESOLVED)
+        .values(
+            occurrences=t.occurrences + record.occurrences,
+            first_seen=sa.case((t.first_seen > detected_at, detected_at), else_=t.first_seen),
+            last_seen=sa.case((t.last_seen < detected_at, detected_at), else_=t.last_seen),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if (await session.execute(stmt)).rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    await insert_occurrence(session=session, exception_id=exception_id, record=record, now=now)
+    return True
+
+
+async def update_if_version(
+    *, session: AsyncSession, exception_id: str, version: int, values: dict[str, Any]
+) -> bool:
+    """The optimistic-concurrency write: applies `values` and bumps the version only if nobody
+    changed the exception since it was read at `version`."""
+    stmt = (
+        sa.update(ExceptionRow)
+        .where(ExceptionRow.id == exception_id, ExceptionRow.version == version)
+        .values(**values, version=version + 1)
+        .execution_options(synchronize_session=False)
+    )
+    return (await session.execute(stmt)).rowcount == 1  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class ExceptionFilters:
+    status: Sequence[str] = ()
+    severity: Sequence[str] = ()
+    source: str | None = None
+    rule_id: str | None = None
+    client_id: str | None = None
+    assignee: str | None = None
+
+
+async def list_exceptions(
+    *,
+    session: AsyncSession,
+    filters: ExceptionFilters,
+    after: tuple[dt.datetime, str] | None,
+    limit: int,
+) -> list[ExceptionRow]:
+    """Newest first, keyset-paginated on (created_at, id)."""
+    stmt = sa.select(ExceptionRow)
+    if filters.status:
+        stmt = stmt.where(ExceptionRow.status.in_(filters.status))
+    if filters.severity:
+        stmt = stmt.where(ExceptionRow.severity.in_(filters.severity))
+    for column, value in (
+        (ExceptionRow.source, filters.source),
+        (ExceptionRow.rule_id, filters.rule_id),
+        (ExceptionRow.client_id, filters.client_id),
+        (ExceptionRow.assignee, filters.assignee),
+    ):
+        if value is not None:
+            stmt = stmt.where(column == value)
+    if after is not None:
+        created_at, last_id = after
+        stmt = stmt.where(
+            sa.or_(
+                ExceptionRow.created_at < created_at,
+                sa.and_(ExceptionRow.created_at == created_at, ExceptionRow.id < last_id),
+            )
+        )
+    stmt = stmt.order_by(ExceptionRow.created_at.desc(), ExceptionRow.id.desc()).limit(limit)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def unresolved_ids(*, session: AsyncSession, fingerprint: str) -> list[str]:
+    stmt = sa.select(ExceptionRow.id).where(
+        ExceptionRow.fingerprint == fingerprint, ExceptionRow.status != Status.RESOLVED
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+async def due_snoozes(*, session: AsyncSession, now: dt.datetime) -> list[str]:
+    stmt = sa.select(ExceptionRow.id).where(
+        ExceptionRow.status == Status.SNOOZED, ExceptionRow.snoozed_until <= now
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+async def sla_candidates(*, session: AsyncSession, oldest_first_seen: dt.datetime) -> list[ExceptionRow]:
+    """Open or claimed exceptions first seen before `oldest_first_seen` (the shortest SLA ago)."""
+    stmt = sa.select(ExceptionRow).where(
+        ExceptionRow.status.in_([Status.OPEN, Status.CLAIMED]),
+        ExceptionRow.first_seen < oldest_first_seen,
+        sa.or_(ExceptionRow.sla_breach.is_(None), ExceptionRow.sla_breach != "resolve"),
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+async def count_unresolved(*, session: AsyncSession) -> dict[tuple[str, str], int]:
+    """Unresolved exceptions by (severity, status)."""
+    stmt = (
+        sa.select(ExceptionRow.severity, ExceptionRow.status, sa.func.count())
+        .where(ExceptionRow.status != Status.RESOLVED)
+        .group_by(ExceptionRow.severity, ExceptionRow.status)
+    )
+    return {(sev, status): n for sev, status, n in (await session.execute(stmt)).all()}
+
+
+# --- history ---------------------------------------------------------------------------------
+
+
+async def add_event(
+    *,
+    session: AsyncSession,
+    exception_id: str,
+    at: dt.datetime,
+    actor: str,
+    action: str,
+    from_status: str | None,
+    to_status: str | None,
+    fields: dict[str, Any] | None = None,
+) -> None:
+    session.add(
+        ExceptionEventRow(
+            exception_id=exception_id,
+            at=at,
+            actor=actor,
+            action=action,
+            from_status=from_status,
+            to_status=to_status,
+            fields=fields or {},
+        )
+    )
+    await session.flush()
+
+
+async def history(*, session: AsyncSession, exception_id: str) -> list[ExceptionEventRow]:
+    stmt = (
+        sa.select(ExceptionEventRow)
+        .where(ExceptionEventRow.exception_id == exception_id)
+        .order_by(ExceptionEventRow.id)
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+# --- outbox ----------------------------------------------------------------------------------
+
+
+async def add_outbox(
+    *, session: AsyncSession, outcome_id: str, exception_id: str, payload: str, now: dt.datetime
+) -> None:
+    session.add(
+        OutboxRow(
+            outcome_id=outcome_id,
+            exception_id=exception_id,
+            payload=payload,
+            created_at=now,
+            attempts=0,
+        )
+    )
+    await session.flush()
+
+
+async def pending_outbox(*, session: AsyncSession, limit: int) -> list[OutboxRow]:
+    stmt = sa.select(OutboxRow).where(OutboxRow.sent_at.is_(None)).order_by(OutboxRow.id).limit(limit)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def count_pending_outbox(*, session: AsyncSession) -> int:
+    stmt = sa.select(sa.func.count()).select_from(OutboxRow).where(OutboxRow.sent_at.is_(None))
+    return int((await session.execute(stmt)).scalar_one())
+
+
+async def mark_sent(*, session: AsyncSession, outbox_id: int, now: dt.datetime) -> None:
+    await session.execute(
+        sa.update(OutboxRow)
+        .where(OutboxRow.id == outbox_id)
+        .values(sent_at=now, attempts=OutboxRow.attempts + 1, last_error=None)
+    )
+
+
+async def mark_failed(*, session: AsyncSession, outbox_id: int, error: str) -> None:
+    await session.execute(
+        sa.update(OutboxRow)
+        .where(OutboxRow.id == outbox_id)
+        .values(attempts=OutboxRow.attempts + 1, last_error=error[:2000])
+    )
+
+
+async def outbox_for(*, session: AsyncSession, exception_id: str) -> list[OutboxRow]:
+    stmt = sa.select(OutboxRow).where(OutboxRow.exception_id == exception_id).order_by(OutboxRow.id)
+    return list((await session.execute(stmt)).scalars())
+
+
+# --- tokens ----------------------------------------------------------------------------------
+
+
+async def create_token(
+    *, session: AsyncSession, name: str, role: Role, now: dt.datetime
+) -> tuple[TokenRow, str]:
+    """A new token row and its secret (the only time the secret exists outside the caller)."""
+    secret = new_token()
+    row = TokenRow(
+        id=uuid.uuid4().hex, name=name, role=role.value, token_hash=hash_token(secret), created_at=now
+    )
+    session.add(row)
+    await session.flush()
+    return row, secret
+
+
+async def find_active_token(*, session: AsyncSession, secret: str) -> TokenRow | None:
+    stmt = sa.select(TokenRow).where(TokenRow.token_hash == hash_token(secret), TokenRow.revoked_at.is_(None))
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def list_tokens(*, session: AsyncSession) -> list[TokenRow]:
+    return list((await session.execute(sa.select(TokenRow).order_by(TokenRow.created_at))).scalars())
+
+
+async def get_token(*, session: AsyncSession, token_id: str) -> TokenRow | None:
+    return await session.get(TokenRow, token_id)
+
+
+async def revoke_token(*, session: AsyncSession, token_id: str, now: dt.datetime) -> TokenRow | None:
+    """Revoke a token (revoking twice keeps the first time); None when there is no such token."""
+    row = await session.get(TokenRow, token_id)
+    if row is not None and row.revoked_at is None:
+        row.revoked_at = now
+        await session.flush()
+    return row

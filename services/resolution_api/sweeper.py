@@ -1,0 +1,49 @@
+"""The sweeper: every `sweep_interval_seconds`, wakes snoozes whose time has come and escalates
+exceptions past their SLA (operations.py does the work; this only schedules it)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from loopgate.common.settings import Settings
+from loopgate.resolution_api import operations
+from loopgate.resolution_api.db import Database
+
+log = logging.getLogger(__name__)
+
+
+class Sweeper:
+    def __init__(self, *, db: Database, settings: Settings) -> None:
+        self._db = db
+        self._settings = settings
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="sweeper")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def sweep(self) -> tuple[int, int]:
+        """One pass: (snoozes woken, exceptions escalated for an SLA breach)."""
+        woken = await operations.wake_due_snoozes(db=self._db)
+        escalated = await operations.escalate_sla_breaches(db=self._db, slas=self._settings.slas)
+        return woken, escalated
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.sweep_interval_seconds)
+            try:
+                woken, escalated = await self.sweep()
+                if woken or escalated:
+                    log.info(
+                        "sweep: %d snoozes woken, %d exceptions escalated past their SLA", woken, escalated
+                    )
+            except Exception:  # a failed pass is retried on the next one
+                log.exception("sweep failed")

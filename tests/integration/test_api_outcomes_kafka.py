@@ -1,0 +1,104 @@
+"""On the real broker: every final resolution publishes exactly one outcome CloudEvent to
+exception-outcomes, keyed by exception_id; while Kafka is unreachable resolutions still succeed
+and the outcome waits in the outbox until a relay can publish it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import orjson
+import pytest
+
+from loopgate.common.kafka import read_topic
+from loopgate.common.settings import Settings
+from loopgate.resolution_api import store
+from loopgate.resolution_api.db import Database
+from loopgate.resolution_api.models import OutboxRow
+from loopgate_schemas.outcomes import Outcome, outcome_id_for
+from tests.fixtures.api import UNREACHABLE_BOOTSTRAP, Api, ApiFactory
+
+pytestmark = pytest.mark.kafka
+
+
+async def _outbox(db: Database, exception_id: str) -> list[OutboxRow]:
+    async with db.read() as session:
+        return await store.outbox_for(session=session, exception_id=exception_id)
+
+
+async def _wait_until_sent(api: Api, exception_id: str, within: float = 20.0) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        rows = await _outbox(api.services.db, exception_id)
+        if rows and all(r.sent_at is not None for r in rows):
+            return
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"outcome of {exception_id} not published within {within}s: {rows}")
+
+
+async def test_resolving_publishes_exactly_one_outcome_and_resolving_again_publishes_nothing(
+    api_factory: ApiFactory, kafka_settings: Settings, database_url: str
+) -> None:
+    settings = kafka_settings.model_copy(
+        update={"database_url": database_url, "outbox_interval_seconds": 0.2}
+    )
+    async with api_factory(settings) as api:
+        exc = await api.create()
+        resolved = await api.act(
+            exc["id"],
+            "resolve",
+            {
+                "decision": "corrected",
+                "reason": "bid capped at the campaign maximum",
+                "correction": {"bid_cpm": {"before": 7.2, "after": 6.0}},
+            },
+        )
+        assert resolved.status_code == 200
+        await _wait_until_sent(api, exc["id"])
+
+        again = await api.act(exc["id"], "resolve", {"decision": "confirmed"})
+        assert again.status_code == 409
+        assert await api.services.relay.publish_pending() == 0
+
+    records = await read_topic(kafka_settings.kafka_bootstrap, kafka_settings.outcomes_topic)
+    assert len(records) == 1
+    (message,) = records
+    assert message.key == exc["id"].encode()
+    outcome = Outcome.model_validate(orjson.loads(message.value))
+    assert outcome.id == outcome_id_for(exc["id"], 1)
+    assert (outcome.type, outcome.subject) == ("loopgate.exception.resolved", exc["id"])
+    assert outcome.data.decision == "corrected"
+    assert outcome.data.reason == "bid capped at the campaign maximum"
+    assert outcome.data.correction["bid_cpm"].model_dump() == {"before": 7.2, "after": 6.0}
+    assert outcome.data.resolver == "operator-tester"
+    assert (
+        outcome.data.resolved_at.isoformat().replace("+00:00", "Z")
+        == resolved.json()["resolution"]["resolved_at"]
+    )
+
+
+async def test_with_kafka_unreachable_resolve_still_succeeds_and_the_outcome_stays_pending(
+    api_factory: ApiFactory, kafka_settings: Settings, database_url: str
+) -> None:
+    reachable = kafka_settings.model_copy(
+        update={"database_url": database_url, "outbox_interval_seconds": 0.1}
+    )
+    unreachable = reachable.model_copy(update={"kafka_bootstrap": UNREACHABLE_BOOTSTRAP})
+    async with api_factory(unreachable) as api:
+        exc = await api.create()
+
+        response = await api.act(exc["id"], "resolve", {"decision": "confirmed"})
+
+        assert response.status_code == 200
+        assert await api.services.relay.publish_pending() == 0
+        (row,) = await _outbox(api.services.db, exc["id"])
+        assert row.sent_at is None
+        assert row.attempts >= 1
+        assert row.last_error is not None and "KafkaConnectionError" in row.last_error
+
+    # The broker is reachable again (same database, right bootstrap): the pending outcome goes out.
+    async with api_factory(reachable) as api:
+        await _wait_until_sent(api, exc["id"])
+
+    records = await read_topic(kafka_settings.kafka_bootstrap, kafka_settings.outcomes_topic)
+    assert [r.key for r in records] == [exc["id"].encode()]
