@@ -133,43 +133,46 @@ class Detector:
         key = event.data.line_item_id
         stored = table.get(key)
         if stored is None:
-            last_offset, baseline, fired = -1, EMPTY, {}
+            last_offset, baseline, tail = -1, EMPTY, []
         else:
-            last_offset, baseline = int(stored[0]), Baseline(int(stored[1]), *stored[2:4])
-            fired = _unpack_fired(stored[4:], 3)
+            last_offset, baseline, tail = int(stored[0]), Baseline(int(stored[1]), stored[2], stored[3]), stored[4:]
         if offset <= last_offset:
-            before = fired.get(offset)
+            before = _unpack_fired(tail, 3).get(offset)
             if before is None:
                 return None
             return check_bid_anomaly(event, Baseline(int(before[0]), *before[1:]), self.config.anomaly)[1]
         new, firing = check_bid_anomaly(event, baseline, self.config.anomaly)
-        if firing is not None:
+        if firing is not None:  # the fired history is only unpacked when it changes (hot path)
+            fired = _unpack_fired(tail, 3)
             fired[offset] = list(baseline)
-        table[key] = [offset, new.count, new.mean, new.var, *_pack_fired(fired)]
+            tail = _pack_fired(fired)
+        table[key] = [offset, new.count, new.mean, new.var, *tail]
         return firing
 
     def _delivery_anomaly(self, event: DeliveryReport, offset: int, table: BaselineTable) -> Firing | None:
         key = event.data.placement_id
         stored = table.get(key)
         if stored is None:
-            last_offset, imp, ctr, fired = -1, EMPTY, EMPTY, {}
+            last_offset, imp, ctr, tail = -1, EMPTY, EMPTY, []
         else:
             last_offset = int(stored[0])
             imp = Baseline(int(stored[1]), stored[2], stored[3])
             ctr = Baseline(int(stored[4]), stored[5], stored[6])
-            fired = _unpack_fired(stored[7:], 6)
+            tail = stored[7:]
         if offset <= last_offset:
-            before = fired.get(offset)
+            before = _unpack_fired(tail, 6).get(offset)
             if before is None:
                 return None
             old_imp, old_ctr = Baseline(int(before[0]), *before[1:3]), Baseline(int(before[3]), *before[4:6])
             return check_delivery_anomaly(event, old_imp, old_ctr, self.config.anomaly)[2]
         new_imp, new_ctr, firing = check_delivery_anomaly(event, imp, ctr, self.config.anomaly)
         if firing is not None:
+            fired = _unpack_fired(tail, 6)
             fired[offset] = [*imp, *ctr]
+            tail = _pack_fired(fired)
         if new_imp is not imp or new_ctr is not ctr:
             table[key] = [offset, new_imp.count, new_imp.mean, new_imp.var, new_ctr.count, new_ctr.mean,
-                          new_ctr.var, *_pack_fired(fired)]
+                          new_ctr.var, *tail]
         return firing
 
     # --- records ---------------------------------------------------------------------------

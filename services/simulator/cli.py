@@ -13,10 +13,10 @@ from typing import Annotated
 import typer
 
 from loopgate.common.settings import Settings, get_settings
+from loopgate.detector.config import load_detection_config
 from loopgate.simulator.generator import SimEvent, generate
 from loopgate.simulator.ground_truth import recording
 from loopgate.simulator.publisher import PublishStats, publish
-from loopgate.detector.config import load_detection_config
 
 app = typer.Typer(help="Event simulator.", pretty_exceptions_enable=False)
 

@@ -42,8 +42,8 @@ from dataclasses import dataclass
 
 import orjson
 
-from loopgate.simulator import captions
 from loopgate.detector.config import DetectionConfig, Thresholds, load_detection_config
+from loopgate.simulator import captions
 from loopgate.simulator.world import (
     BID_NOISE,
     DELIVERY_NOISE,

@@ -9,7 +9,6 @@ import asyncio
 import json
 from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -19,12 +18,13 @@ from loopgate.common.kafka import consumer_group_lag, read_topic
 from loopgate.detector.config import load_detection_config
 from loopgate.detector.sampling import sample_for_audit
 from loopgate_schemas import topics
+from loopgate_schemas.examples import CONTRACT_EXAMPLES
 from tests.fixtures.kafka import produce
 from tests.fixtures.services import Stack, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "contracts" / "examples"
+EXAMPLES = CONTRACT_EXAMPLES
 
 
 def event(example: str, event_id: str, **data: Any) -> dict[str, Any]:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from loopgate_schemas import topics
 from loopgate_schemas.events import EventRejected, parse_event
+from loopgate_schemas.examples import CONTRACT_EXAMPLES, SHARED_CONTRACT_EXAMPLES
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "contracts" / "examples"
+EXAMPLES = CONTRACT_EXAMPLES
 
 VALID = {
     "bid-adjusted.json": (topics.BIDS, "bid.adjusted"),
@@ -102,3 +102,10 @@ def test_the_subject_attribute_is_required() -> None:
     with pytest.raises(EventRejected) as caught:
         parse_event(topics.BIDS, json.dumps(doc))
     assert caught.value.reason == "subject: Field required"
+
+
+@pytest.mark.skipif(not SHARED_CONTRACT_EXAMPLES.is_dir(), reason="the contract is not checked out beside the repo")
+def test_the_vendored_examples_equal_the_contracts() -> None:
+    shared = {p.name: p.read_bytes() for p in SHARED_CONTRACT_EXAMPLES.iterdir()}
+    vendored = {p.name: p.read_bytes() for p in EXAMPLES.iterdir()}
+    assert vendored == shared

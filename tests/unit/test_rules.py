@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,9 +11,10 @@ import pytest
 from loopgate.detector.config import DetectionConfig, load_detection_config
 from loopgate.detector.processing import Detector
 from loopgate_schemas import topics
+from loopgate_schemas.examples import CONTRACT_EXAMPLES
 from loopgate_schemas.exceptions import ExceptionRecord, Kind, Severity, exception_id_for
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "contracts" / "examples"
+EXAMPLES = CONTRACT_EXAMPLES
 NO_SAMPLING = {"bid-management.events": 0.0, "trafficking.events": 0.0, "content-pipeline.events": 0.0}
 
 

@@ -11,10 +11,10 @@ from typing import Any
 import orjson
 import pytest
 
+from loopgate.detector.config import load_detection_config
 from loopgate.simulator.generator import RULE_EVENT_TYPE, SimEvent, generate
 from loopgate.simulator.ground_truth import read_ground_truth, write_ground_truth
 from loopgate.simulator.malformed import VARIANTS, malformed
-from loopgate.detector.config import load_detection_config
 from loopgate.simulator.world import BID_NOISE, DELIVERY_NOISE, build_world
 from loopgate_schemas import topics
 from loopgate_schemas.events import EventRejected, parse_event

@@ -1,0 +1,236 @@
+"""Detector benchmarks on the real broker, all on the same simulated events:
+the raw-client ceiling, the naive faust floor, the Loopgate detector, event-to-exception latency
+at a steady rate, and the detector's peak memory over many entities."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import psutil
+from aiokafka import AIOKafkaConsumer
+from prometheus_client.parser import text_string_to_metric_families
+
+from loopgate.common.kafka import delete_topics_with_prefix, ensure_topics, topic_partitions
+from loopgate.common.processes import ServiceProcess, free_port, wait_until
+from loopgate.common.settings import Settings
+from loopgate.simulator.generator import SimEvent, generate
+from loopgate.simulator.publisher import publish
+from loopgate_schemas import topics
+
+Result = dict[str, Any]
+
+
+def result(group: str, name: str, value: float, unit: str, target: str = "", met: bool | None = None) -> Result:
+    return {"group": group, "name": name, "value": round(value, 3), "unit": unit, "target": target, "met": met}
+
+
+def bench_settings(base: Settings, workdir: Path) -> Settings:
+    return base.model_copy(update={
+        "topic_prefix": f"bench-{uuid.uuid4().hex[:8]}-",
+        "detector_metrics_port": free_port(),
+        "detector_data_dir": workdir / "detector",
+    })
+
+
+def spread_entities(events: Iterator[SimEvent], entities: int) -> Iterator[SimEvent]:
+    """The same events with line items and placements spread over `entities` distinct ids
+    (the memory benchmark: state grows with entities, not with events)."""
+    for i, ev in enumerate(events):
+        doc = orjson.loads(ev.value)
+        data = doc["data"]
+        n = i % entities
+        if "line_item_id" in data:
+            data["line_item_id"] = f"li-{n}"
+        if "placement_id" in data:
+            data["placement_id"] = doc["subject"] = f"plc-{n}"
+        yield replace(ev, value=orjson.dumps(doc), key=doc["subject"].encode())
+
+
+async def _consume_raw(settings: Settings, count: int) -> float:
+    """The ceiling: a plain aiokafka consumer fetching in batches and parsing with orjson."""
+    names = [settings.bids_topic, settings.trafficking_topic, settings.content_topic]
+    tps = await topic_partitions(settings.kafka_bootstrap, names)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
+                                max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024)
+    await consumer.start()
+    try:
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        seen = 0
+        started = None
+        loads = orjson.loads
+        while seen < count:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            if started is None and batch:
+                started = time.perf_counter()
+            for records in batch.values():
+                for record in records:
+                    loads(record.value)
+                seen += sum(len(r) for r in batch.values())
+        return seen / (time.perf_counter() - (started or time.perf_counter()))
+    finally:
+        await consumer.stop()
+
+
+def _naive_faust(settings: Settings, count: int) -> float:
+    out = subprocess.run(
+        [sys.executable, "-m", "loopgate.bench.naive_faust", settings.kafka_bootstrap,
+         f"{settings.topic_prefix}naive", str(count), settings.topic_prefix, *topics.UPSTREAM],
+        capture_output=True, timeout=1800,
+    )
+    line = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else b""
+    if not line:
+        raise RuntimeError(f"naive faust agent failed: {out.stderr[-2000:].decode(errors='replace')}")
+    doc = orjson.loads(line)
+    return float(doc["events"]) / float(doc["seconds"])
+
+
+def _consumed(port: int) -> float:
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+    except httpx.HTTPError:
+        return 0.0
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "loopgate_events_consumed_total"
+    )
+
+
+def _run_detector(settings: Settings, workdir: Path, count: int, *, sample_memory: bool = False) -> dict[str, float]:
+    """Start a detector worker on the published events; events/s from its first to its last
+    consumed event (its own counter), and its peak resident memory."""
+    detector = ServiceProcess.for_service("detector", settings, workdir).start()
+    peak = 0
+    first_at = last_at = 0.0
+    try:
+        proc = psutil.Process(detector.proc.pid)  # type: ignore[union-attr]
+        deadline = time.monotonic() + 1800
+        while time.monotonic() < deadline:
+            if not detector.alive():
+                raise RuntimeError(f"detector exited:\n{detector.log()[-3000:]}")
+            done = _consumed(settings.detector_metrics_port)
+            now = time.perf_counter()
+            if done and not first_at:
+                first_at = now
+            if sample_memory:
+                peak = max(peak, proc.memory_info().rss)
+            if done >= count:
+                last_at = now
+                break
+            time.sleep(0.05)
+        else:
+            raise TimeoutError("detector did not consume every event")
+        peak = max(peak, proc.memory_info().rss)
+    finally:
+        detector.stop()
+    # the first poll that sees events comes up to one poll interval late: count from the first batch
+    elapsed = max(last_at - first_at, 1e-6)
+    return {"rate": count / elapsed, "peak_rss_mb": peak / 2**20}
+
+
+async def _latency(settings: Settings, workdir: Path, *, rate: float, seconds: float) -> list[float]:
+    """Publish at a steady rate with a running detector; time from each event's publish to its
+    exception's arrival on `exceptions`, in ms."""
+    detector = ServiceProcess.for_service("detector", settings, workdir).start()
+    sent_at: dict[str, float] = {}
+    latencies: list[float] = []
+    consumer = AIOKafkaConsumer(settings.exceptions_topic, bootstrap_servers=settings.kafka_bootstrap,
+                                auto_offset_reset="latest", group_id=f"{settings.topic_prefix}latency")
+    await consumer.start()
+    try:
+        await asyncio.to_thread(wait_until, lambda: _consumed(settings.detector_metrics_port) >= 0 and
+                                detector.alive(), timeout=60, what="the detector")
+        # warm-up: the worker has joined its group and processed something before we time
+        warm = list(generate(2000, seed=1001))
+        await publish(settings, warm, rate=None)
+        await asyncio.to_thread(wait_until, lambda: _consumed(settings.detector_metrics_port) >= len(warm),
+                                timeout=120, what="the warm-up")
+
+        async def receive() -> None:
+            async for message in consumer:
+                arrived = time.time()
+                event = orjson.loads(message.value).get("event") or {}
+                published = sent_at.get(event.get("id", ""))
+                if published is not None:
+                    latencies.append((arrived - published) * 1000)
+
+        receiver = asyncio.create_task(receive())
+        events = list(generate(int(rate * seconds), seed=1002))
+
+        def stamped() -> Iterator[SimEvent]:
+            for ev in events:
+                sent_at[ev.event_id] = time.time()
+                yield ev
+
+        await publish(settings, stamped(), rate=rate, batch_size=50, linger_ms=0)
+        await asyncio.sleep(3)
+        receiver.cancel()
+    finally:
+        await consumer.stop()
+        detector.stop()
+    return latencies
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def run_detector_benchmarks(base: Settings, workdir: Path, *, count: int, entities: int,
+                            memory_count: int, latency_seconds: float) -> list[Result]:
+    results: list[Result] = []
+    settings = bench_settings(base, workdir)
+    asyncio.run(ensure_topics(settings))
+    try:
+        events = list(generate(count, seed=42))
+        asyncio.run(publish(settings, events, rate=None))
+        ceiling = asyncio.run(_consume_raw(settings, count))
+        naive = _naive_faust(settings, count)
+        detector = _run_detector(settings, workdir, count)
+        results += [
+            result("detector", "raw aiokafka + orjson ceiling", ceiling, "events/s"),
+            result("detector", "naive faust agent (validate only)", naive, "events/s"),
+            result("detector", "Loopgate detector, one worker", detector["rate"], "events/s", ">= 50000",
+                   detector["rate"] >= 50_000),
+            result("detector", "detector / naive faust", detector["rate"] / naive, "x", ">= 4.5",
+                   detector["rate"] / naive >= 4.5),
+            result("detector", "detector / ceiling", detector["rate"] / ceiling, "x"),
+        ]
+    finally:
+        asyncio.run(delete_topics_with_prefix(settings.kafka_bootstrap, settings.topic_prefix))
+
+    settings = bench_settings(base, workdir)
+    asyncio.run(ensure_topics(settings))
+    try:
+        latencies = asyncio.run(_latency(settings, workdir, rate=5000, seconds=latency_seconds))
+        for q, name in ((0.5, "p50"), (0.95, "p95"), (0.99, "p99")):
+            target, met = ("<= 250", percentile(latencies, q) <= 250) if name == "p99" else ("", None)
+            results.append(result("latency", f"event to exception {name} at 5,000 events/s",
+                                  percentile(latencies, q), "ms", target, met))
+        results.append(result("latency", "exceptions timed", len(latencies), "records"))
+    finally:
+        asyncio.run(delete_topics_with_prefix(settings.kafka_bootstrap, settings.topic_prefix))
+
+    for n in (memory_count // 4, memory_count):
+        settings = bench_settings(base, workdir)
+        asyncio.run(ensure_topics(settings))
+        try:
+            asyncio.run(publish(settings, spread_entities(generate(n, seed=43), entities), rate=None))
+            run = _run_detector(settings, workdir, n, sample_memory=True)
+            results.append(result("memory", f"detector peak RSS, {n:,} events over {entities:,} entities",
+                                  run["peak_rss_mb"], "MB", "< 500", run["peak_rss_mb"] < 500))
+        finally:
+            asyncio.run(delete_topics_with_prefix(settings.kafka_bootstrap, settings.topic_prefix))
+    return results

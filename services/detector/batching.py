@@ -1,0 +1,108 @@
+"""Batch delivery for faust: the detector's upstream records go to one handler per fetched batch.
+
+faust hands every Kafka record through its conductor, a channel queue and a stream iterator,
+each step an await with tasks and loop turns of its own: about 4,500 records per second per
+process on a 2-core machine, whatever the agent does. The detector keeps what faust does well:
+the worker and its signals, consumer-group membership and partition assignment, tables
+rebuilt from their changelogs on assignment, offset commits. Only the delivery of upstream
+records changes: `BatchingConsumer` collects each fetched batch of them and awaits one
+`BatchHandler` call for it; records of every other topic take faust's usual path.
+
+The handler must have published everything a record produced before it returns; the consumer
+acks the batch's records only then, so an offset is never committed ahead of its results
+(at-least-once, as with faust's own attachments).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Collection
+from typing import Any
+
+import faust
+from faust.transport.drivers import aiokafka as aiokafka_driver
+from faust.types import Message
+
+log = logging.getLogger(__name__)
+
+BatchHandler = Callable[[list[Message]], Awaitable[None]]
+
+
+class BatchingConsumer(aiokafka_driver.Consumer):
+    """faust's aiokafka consumer, delivering records of `app.batch_topics` in batches."""
+
+    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - runs in the worker
+        app: BatchingApp = self.app  # type: ignore[assignment]
+        handler = app.batch_handler
+        batch_topics = app.batch_topics
+        callback = self.callback
+        consumer_should_stop = self._stopped.is_set
+        fetcher_should_stop = fetcher._stopped.is_set
+        set_read_offset = self._read_offset.__setitem__
+        track, ack = self.track_message, self.ack
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                await self.sleep(0)
+                batch: list[Message] = []
+                generation = app.consumer_generation_id
+                async for tp, message in self.getmany(timeout=1.0):
+                    if message.topic in batch_topics:
+                        batch.append(message)
+                    else:  # faust's own path: table changelogs, the assignor's topic, ...
+                        await self.wait_first(callback(message), self.suspend_flow.wait())
+                    set_read_offset(tp, message.offset)
+                # A rebalance during the fetch: these records go to their new owner from the
+                # committed offsets, so they are neither handled nor acked here.
+                if not batch or handler is None or generation != app.consumer_generation_id:
+                    continue
+                for message in batch:
+                    track(message)
+                await self._handle_until_done(handler, batch)
+                for message in batch:
+                    ack(message)
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                return
+            raise
+
+
+    async def _handle_until_done(self, handler: BatchHandler, batch: list[Message]) -> None:
+        """A failed batch (the broker unreachable while publishing, say) is retried, never
+        skipped: its records' ids are deterministic, so what was already published is harmless."""
+        attempt = 0
+        while True:
+            try:
+                await handler(batch)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                attempt += 1
+                log.exception("batch of %d records failed (attempt %d); retrying", len(batch), attempt)
+                await asyncio.sleep(min(10.0, 0.5 * 2**attempt))
+
+
+class BatchingTransport(aiokafka_driver.Transport):
+    Consumer = BatchingConsumer
+
+
+class BatchingApp(faust.App):
+    """A faust App whose consumer hands `batch_topics` to `batch_handler` a batch at a time."""
+
+    batch_handler: BatchHandler | None = None
+    batch_topics: frozenset[str] = frozenset()
+
+    def consume_in_batches(self, topics: Collection[faust.TopicT], handler: BatchHandler) -> None:
+        """Subscribe to `topics` and deliver their records to `handler`, batch by batch."""
+        for topic in topics:
+            self.topics.add(topic)
+        self.batch_topics = frozenset(t for topic in topics for t in topic.topics)
+        self.batch_handler = handler
+
+    def _new_transport(self) -> BatchingTransport:
+        return BatchingTransport(self.conf.broker_consumer, self)
