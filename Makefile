@@ -35,6 +35,9 @@ chaos: install ## fault-injection suite at full size (20000 events a scenario, 3
 	LOOPGATE_CHAOS_EVENTS=20000 LOOPGATE_CHAOS_PUBLISH_SECONDS=20 LOOPGATE_CHAOS_API_OUTAGE_SECONDS=30 \
 		scripts/run-tests.sh -m chaos tests/chaos $(PYTEST_ARGS)
 
+bench: install ## benchmarks on a broker of their own; writes docs/benchmarks.{json,md}, prints the table
+	scripts/bench.sh $(BENCH_ARGS)
+
 demo: install ## start the broker and every service, drive a simulated stream, show the result
 	scripts/demo.sh
 
@@ -48,4 +51,4 @@ lint: install ## ruff and mypy
 schemas: install ## regenerate schemas/jsonschema from the models
 	$(BIN)/loopgate schemas generate
 
-.PHONY: help install kafka-up kafka-down test chaos demo down lint schemas
+.PHONY: help install kafka-up kafka-down test chaos bench demo down lint schemas

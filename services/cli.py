@@ -75,6 +75,7 @@ def schemas_check() -> None:
 
 def _register_service_commands() -> None:
     """The API's and the simulator's own typer commands, each owned by its package."""
+    from loopgate.bench.report import bench
     from loopgate.demo import demo_report
     from loopgate.evaluation import evaluate
     from loopgate.resolution_api.cli import app as api_app
@@ -84,6 +85,7 @@ def _register_service_commands() -> None:
     app.command()(simulate)
     app.command("demo-report")(demo_report)
     app.command()(evaluate)
+    app.command()(bench)
 
 
 _register_service_commands()

@@ -38,7 +38,7 @@ def observe(
 ) -> Observation:
     if b.count == 0:
         return Observation(Baseline(1, x, 0.0), None, x, 0.0)
-    std = std_of(b, min_relative_std)
+    std = max(math.sqrt(b.var) if b.var > 0 else 0.0, abs(b.mean) * min_relative_std, 1e-9)  # std_of, inlined
     z = (x - b.mean) / std
     ready = b.count >= warmup
     # During warm-up use the plain running mean/variance (Welford) so early values weigh equally.

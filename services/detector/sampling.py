@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 
 _SCALE = float(1 << 64)
+_blake2b = hashlib.blake2b
 
 
 def sampling_rate(base_rate: float, confidence: float | None, *, low_confidence: float, boost: float) -> float:
@@ -23,8 +24,7 @@ def sampling_rate(base_rate: float, confidence: float | None, *, low_confidence:
 
 def unit_hash(event_id: str) -> float:
     """A uniform number in [0, 1) derived from the event id alone."""
-    digest = hashlib.blake2b(event_id.encode(), digest_size=8, person=b"lg-audit").digest()
-    return int.from_bytes(digest, "big") / _SCALE
+    return int.from_bytes(_blake2b(event_id.encode(), digest_size=8).digest(), "big") / _SCALE
 
 
 def sample_for_audit(

@@ -1,0 +1,99 @@
+"""`loopgate bench`: run every benchmark, then write docs/benchmarks.{json,md} and print the table."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import typer
+
+from loopgate.common.kafka import wait_for_broker
+from loopgate.common.settings import get_settings
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+SIZES = {
+    # detector events, entities for the memory run, memory-run events, latency seconds
+    "full": {"count": 300_000, "entities": 100_000, "memory_count": 1_000_000, "latency_seconds": 30.0},
+    "quick": {"count": 30_000, "entities": 10_000, "memory_count": 40_000, "latency_seconds": 5.0},
+    "smoke": {"count": 20_000, "entities": 2_000, "memory_count": 8_000, "latency_seconds": 2.0},
+}
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    kafka = "unknown"
+    pom = Path(__file__).resolve().parents[2] / "deploy" / "kafka" / "pom.xml"
+    if pom.exists():
+        text = pom.read_text()
+        kafka = text.split("<kafka.version>")[1].split("<")[0] if "<kafka.version>" in text else kafka
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "kafka": f"Apache Kafka {kafka}, single-node KRaft on 127.0.0.1",
+    }
+
+
+def markdown(results: list[dict[str, Any]], info: dict[str, Any], size: str, seconds: float) -> str:
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Measured by `make bench` ({size} size) in {seconds:.0f} s on: {info['cpu']}, {info['cores']} cores, "
+        f"{info['memory_gb']} GiB, Python {info['python']}, {info['kafka']}. One run; these machines are noisy, "
+        "so compare ratios within a run.",
+        "",
+        "| group | measure | value | unit | target | met |",
+        "|---|---|---:|---|---|---|",
+    ]
+    for r in results:
+        met = {True: "yes", False: "**no**", None: ""}[r["met"]]
+        value = f"{r['value']:,.1f}" if isinstance(r["value"], float) else str(r["value"])
+        lines.append(f"| {r['group']} | {r['name']} | {value} | {r['unit']} | {r['target']} | {met} |")
+    return "\n".join(lines) + "\n"
+
+
+def bench(
+    size: str = typer.Option("full", help="full (make bench), quick, or smoke (the test suite's)"),
+    output: Path = typer.Option(DOCS, help="where benchmarks.json and benchmarks.md go"),
+    skip_api: bool = typer.Option(False, help="only the detector benchmarks"),
+) -> None:
+    """Measure the detector against the raw-client ceiling and naive faust, latency, memory, the API
+    and the dispatcher; write docs/benchmarks.{json,md} and print the table."""
+    from loopgate.bench.detector import run_detector_benchmarks
+
+    if size not in SIZES:
+        raise typer.BadParameter(f"size must be one of {', '.join(SIZES)}")
+    settings = get_settings()
+    asyncio.run(wait_for_broker(settings.kafka_bootstrap))
+    started = time.monotonic()
+    results: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="loopgate-bench-") as tmp:
+        results += run_detector_benchmarks(settings, Path(tmp), **SIZES[size])  # type: ignore[arg-type]
+        if not skip_api:
+            from loopgate.bench.api import run_api_benchmarks
+
+            results += run_api_benchmarks(Path(tmp), quick=size != "full", tiny=size == "smoke")
+    seconds = time.monotonic() - started
+    info = machine()
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "benchmarks.json").write_text(json.dumps({"machine": info, "size": size, "results": results}, indent=2))
+    table = markdown(results, info, size, seconds)
+    (output / "benchmarks.md").write_text(table)
+    typer.echo(table)
