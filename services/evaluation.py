@@ -71,8 +71,8 @@ class Evaluation:
 
     def table(self) -> str:
         lines = [f"{'rule':<20} {'TP':>7} {'FP':>6} {'FN':>6} {'precision':>10} {'recall':>8}"]
-        for rule, s in sorted(self.rules.items()):
-            lines.append(f"{rule:<20} {s.tp:>7} {s.fp:>6} {s.fn:>6} {s.precision:>10.3f} {s.recall:>8.3f}")
+        for rule, r in sorted(self.rules.items()):
+            lines.append(f"{rule:<20} {r.tp:>7} {r.fp:>6} {r.fn:>6} {r.precision:>10.3f} {r.recall:>8.3f}")
         lines.append("")
         lines.append(f"{'source':<26} {'events':>8} {'sampled':>8} {'share':>8} {'formula':>8} {'rel.err':>8}")
         for source, s in sorted(self.sampling.items()):

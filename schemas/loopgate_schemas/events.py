@@ -32,7 +32,13 @@ class ContractModel(BaseModel):
 # --- data payloads ---------------------------------------------------------------------------
 
 
-class BidAdjustedData(ContractModel):
+class EventData(ContractModel):
+    """What every upstream payload carries: the client it is for."""
+
+    client_id: NonEmpty
+
+
+class BidAdjustedData(EventData):
     campaign_id: NonEmpty
     line_item_id: NonEmpty
     client_id: NonEmpty
@@ -45,7 +51,7 @@ class BidAdjustedData(ContractModel):
     model_confidence: Rate
 
 
-class BudgetPacingData(ContractModel):
+class BudgetPacingData(EventData):
     campaign_id: NonEmpty
     client_id: NonEmpty
     platform: BidPlatform
@@ -56,7 +62,7 @@ class BudgetPacingData(ContractModel):
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
 
 
-class CampaignConstraintData(ContractModel):
+class CampaignConstraintData(EventData):
     campaign_id: NonEmpty
     client_id: NonEmpty
     platform: BidPlatform
@@ -64,7 +70,7 @@ class CampaignConstraintData(ContractModel):
     detail: str
 
 
-class PlacementTraffickedData(ContractModel):
+class PlacementTraffickedData(EventData):
     placement_id: NonEmpty
     order_id: NonEmpty
     client_id: NonEmpty
@@ -81,7 +87,7 @@ class PlacementTraffickedData(ContractModel):
     tracking_pixels: list[str]
 
 
-class DeliveryReportData(ContractModel):
+class DeliveryReportData(EventData):
     placement_id: NonEmpty
     order_id: NonEmpty
     client_id: NonEmpty
@@ -91,7 +97,7 @@ class DeliveryReportData(ContractModel):
     booked_impressions_per_hour: Count
 
 
-class ContentGeneratedData(ContractModel):
+class ContentGeneratedData(EventData):
     content_id: NonEmpty
     client_id: NonEmpty
     platform: SocialPlatform
@@ -115,6 +121,7 @@ class CloudEvent(ContractModel):
     type: str
     time: AwareDatetime
     subject: NonEmpty
+    data: EventData
 
 
 class BidAdjusted(CloudEvent):

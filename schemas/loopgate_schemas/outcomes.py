@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import uuid
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-OUTCOME_TYPE = "loopgate.exception.resolved"
+OUTCOME_TYPE: Final = "loopgate.exception.resolved"
 OUTCOME_SOURCE = "loopgate/resolution-api"
 _OUTCOME_ID_NAMESPACE = uuid.UUID("9a3e2b71-3c8f-4d0e-b5a6-2f7e1c4d8a90")
 

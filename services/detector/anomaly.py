@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 
 class Baseline(NamedTuple):
-    count: int
+    count: int  # type: ignore[assignment]  # the field shadows tuple.count, on purpose: it reads best
     mean: float
     var: float
 

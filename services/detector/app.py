@@ -48,11 +48,15 @@ def internal_topics(settings: Settings) -> dict[str, int]:
 
 class TableBatch:
     """One batch's view of a baseline table: reads and writes the in-memory store and remembers
-    which keys changed, so each changed key is written to the changelog once per batch."""
+    which keys changed, so each changed key goes to the changelog once per batch.
 
-    def __init__(self, table: faust.Table) -> None:
-        self.table = table
+    The changelog records are produced directly (JSON key and value, as the table's own codec
+    writes them, so recovery reads them back), not through faust's one-at-a-time table buffer."""
+
+    def __init__(self, table: faust.Table, producer: Any) -> None:
         self.store = table.data
+        self.topic = table.changelog_topic.get_topic_name()
+        self.producer = producer
         self.partition = 0
         self.dirty: dict[str, int] = {}
 
@@ -63,9 +67,13 @@ class TableBatch:
         self.store[key] = value
         self.dirty[key] = self.partition
 
-    def flush(self) -> list[Any]:
-        """Write every changed key to the changelog (on its source partition); the futures."""
-        futures = [self.table.send_changelog(partition, key, self.store[key]) for key, partition in self.dirty.items()]
+    async def flush(self) -> list[Any]:
+        """Send every changed key to the changelog on its source partition; the delivery futures."""
+        send, topic, store = self.producer.send, self.topic, self.store
+        futures = [
+            await send(topic, orjson.dumps(key), orjson.dumps(store[key]), partition, None, None)
+            for key, partition in self.dirty.items()
+        ]
         self.dirty.clear()
         return futures
 
@@ -104,8 +112,8 @@ def create_app(settings: Settings, config: DetectionConfig | None = None) -> Bat
     async def handle_batch(messages: list[Message]) -> None:
         """Detect on every record of the batch, then publish everything and wait for the broker's
         acknowledgement (the consumer acks the records, and so may commit, only after)."""
-        bids, delivery = TableBatch(bid_table), TableBatch(delivery_table)
         send = app.producer.send
+        bids, delivery = TableBatch(bid_table, app.producer), TableBatch(delivery_table, app.producer)
         pending: list[Any] = []
         consumed: Counter[tuple[str, str]] = Counter()
         processed: Counter[str] = Counter()
@@ -139,7 +147,7 @@ def create_app(settings: Settings, config: DetectionConfig | None = None) -> Bat
                 raised[(record.rule_id, record.severity.value, record.kind.value)] += 1
                 value = orjson.dumps(record.model_dump(mode="json"))
                 pending.append(await send(exceptions_topic, record.exception_id.encode(), value, None, None, None))
-        pending += bids.flush() + delivery.flush()
+        pending += await bids.flush() + await delivery.flush()
         if pending:
             await asyncio.gather(*pending)
         count_batch(consumed, processed, dead, sampled, raised)
@@ -170,12 +178,12 @@ def count_batch(
         metrics.EVENTS_CONSUMED.labels(*labels).inc(n)
     for source, n in processed.items():
         metrics.EVENTS_PROCESSED.labels(source).inc(n)
-    for labels, n in dead.items():
-        metrics.DLQ_MESSAGES.labels(*labels).inc(n)
+    for reason, n in dead.items():
+        metrics.DLQ_MESSAGES.labels(*reason).inc(n)
     for source, n in sampled.items():
         metrics.AUDIT_SAMPLES.labels(source).inc(n)
-    for labels, n in raised.items():
-        metrics.EXCEPTIONS_RAISED.labels(*labels).inc(n)
+    for firing, n in raised.items():
+        metrics.EXCEPTIONS_RAISED.labels(*firing).inc(n)
 
 
 def _exit_before_start(signum: int, frame: object) -> None:

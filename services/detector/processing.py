@@ -179,7 +179,7 @@ class Detector:
 
     def _audit_firing(self, event: CloudEvent, confidence: float | None) -> Firing:
         conf = f", model confidence {confidence:.2f}" if confidence is not None else ""
-        client = getattr(event.data, "client_id", "?")
+        client = event.data.client_id
         return Firing(
             "audit_sample",
             Kind.AUDIT_SAMPLE,
@@ -202,7 +202,7 @@ class Detector:
             source=source,
             event_type=event.type,
             subject=f.subject,
-            client_id=getattr(event.data, "client_id", None),
+            client_id=event.data.client_id,
             summary=f.summary,
             observed=f.observed,
             threshold=f.threshold,

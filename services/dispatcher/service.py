@@ -12,6 +12,7 @@ import asyncio
 import logging
 import signal
 import time
+from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -75,8 +76,9 @@ class Dispatcher:
         }
         everything = [t for ts in tasks.values() for t in ts]
         stop_wait = asyncio.ensure_future(self._stopping.wait())
-        await asyncio.wait([asyncio.gather(*everything, return_exceptions=True), stop_wait],
-                           return_when=asyncio.FIRST_COMPLETED)
+        delivered: asyncio.Future[Any] = asyncio.gather(*everything, return_exceptions=True)
+        waiting: list[asyncio.Future[Any]] = [delivered, stop_wait]
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         stop_wait.cancel()
         # Commit, per partition, the offsets up to the first record not yet delivered.
         offsets: dict[TopicPartition, int] = {}
