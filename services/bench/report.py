@@ -87,9 +87,10 @@ def bench(
     with tempfile.TemporaryDirectory(prefix="loopgate-bench-") as tmp:
         results += run_detector_benchmarks(settings, Path(tmp), **SIZES[size])  # type: ignore[arg-type]
         if not skip_api:
-            from loopgate.bench.api import run_api_benchmarks
+            from loopgate.bench.api import FULL, QUICK, Sizes, run_api_benchmarks
 
-            results += run_api_benchmarks(Path(tmp), quick=size != "full", tiny=size == "smoke")
+            api_sizes = {"full": FULL, "quick": QUICK, "smoke": Sizes(60, 20, 300, 20, 40)}[size]
+            results += run_api_benchmarks(Path(tmp), quick=size != "full", sizes=api_sizes)
     seconds = time.monotonic() - started
     info = machine()
     output.mkdir(parents=True, exist_ok=True)

@@ -52,19 +52,23 @@ class ExceptionRow(Base):
             sqlite_where=sa.text("status <> 'resolved'"),
             postgresql_where=sa.text("status <> 'resolved'"),
         ),
+        # The list's sort key, and each filter column ahead of it (pages read in order from the index).
         sa.Index("ix_exceptions_created_at_id", "created_at", "id"),
-        sa.Index("ix_exceptions_status", "status"),
+        *(
+            sa.Index(f"ix_exceptions_{column}_created_at_id", column, "created_at", "id")
+            for column in ("status", "severity", "rule_id", "source", "client_id", "assignee", "first_seen")
+        ),
     )
 
     id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     fingerprint: Mapped[str] = mapped_column(sa.String(512))
     kind: Mapped[str] = mapped_column(sa.String(32))
-    rule_id: Mapped[str] = mapped_column(sa.String(64), index=True)
-    severity: Mapped[str] = mapped_column(sa.String(16), index=True)
-    source: Mapped[str] = mapped_column(sa.String(255), index=True)
+    rule_id: Mapped[str] = mapped_column(sa.String(64))
+    severity: Mapped[str] = mapped_column(sa.String(16))
+    source: Mapped[str] = mapped_column(sa.String(255))
     event_type: Mapped[str | None] = mapped_column(sa.String(255))
     subject: Mapped[str] = mapped_column(sa.String(255))
-    client_id: Mapped[str | None] = mapped_column(sa.String(255), index=True)
+    client_id: Mapped[str | None] = mapped_column(sa.String(255))
     summary: Mapped[str] = mapped_column(sa.String(1000))
     observed: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
     threshold: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
@@ -78,7 +82,7 @@ class ExceptionRow(Base):
     last_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
     status: Mapped[str] = mapped_column(sa.String(16))
-    assignee: Mapped[str | None] = mapped_column(sa.String(255), index=True)
+    assignee: Mapped[str | None] = mapped_column(sa.String(255))
     snoozed_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # None, "ack" or "resolve": the last SLA this exception breached (each escalates once).
     sla_breach: Mapped[str | None] = mapped_column(sa.String(16))

@@ -4,10 +4,11 @@ ExceptionRecord, accepted as it is)."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable
-from typing import Any, Self
+from typing import Annotated, Any, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from loopgate.resolution_api.lifecycle import Status, resolution_problem
@@ -17,6 +18,23 @@ from loopgate_schemas.exceptions import EventRef, ExceptionRecord, Kind, Severit
 from loopgate_schemas.outcomes import Decision, FieldChange
 
 Reason = Field(default="", max_length=4000)
+
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
+
+
+def _rfc3339(value: Any) -> Any:
+    """Only RFC 3339 date-times with an offset: no bare dates, no unix timestamps, no local times."""
+    if isinstance(value, str) and not _RFC3339.fullmatch(value):
+        hint = " (a '+' in a query string must be sent as %2B)" if re.search(r"\d \d{2}:\d{2}$", value) else ""
+        raise PydanticCustomError(
+            "rfc3339",
+            "must be an RFC 3339 date-time with an offset, e.g. 2026-11-24T09:16:41Z{hint}",
+            {"hint": hint},
+        )
+    return value
+
+
+Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
 
 
 MAX_RECORD_OCCURRENCES = 2**31 - 1

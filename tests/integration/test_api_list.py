@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from tests.fixtures.api import Api
@@ -88,3 +89,65 @@ async def test_limit_is_bounded(api: Api) -> None:
 
     assert response.status_code == 422
     assert response.json()["message"] == "query.limit: Input should be less than or equal to 200"
+
+
+async def test_detected_after_and_before_select_on_first_seen_and_pages_walk_them_once(api: Api) -> None:
+    base = dt.datetime(2026, 11, 24, 9, 0, tzinfo=dt.UTC)
+    created_hours = (5, 0, 3, 1, 4, 2, 6)  # first_seen order differs from creation order
+    by_hour = {h: (await api.create(detected_at=(base + dt.timedelta(hours=h)).isoformat()))["id"]
+               for h in created_hours}
+
+    params = {"detected_after": "2026-11-24T10:00:00Z", "detected_before": "2026-11-24T15:00:00+00:00"}
+    first = await _list(api, **params, limit=2)
+    second = await _list(api, **params, limit=2, cursor=first["next_cursor"])
+    third = await _list(api, **params, limit=2, cursor=second["next_cursor"])
+
+    seen = [e["id"] for page in (first, second, third) for e in page["items"]]
+    # hours 1 to 5 (after is inclusive, before exclusive), newest created first
+    assert seen == [by_hour[h] for h in (2, 4, 1, 3, 5)]
+    assert third["next_cursor"] is None
+
+
+async def test_a_time_range_combines_with_other_filters(api: Api) -> None:
+    detected = "2026-11-24T09:30:00Z"
+    match = await api.create(severity="critical", detected_at=detected)
+    await api.create(severity="low", detected_at=detected)
+    await api.create(severity="critical", detected_at="2026-11-25T09:30:00Z")
+
+    body = await _list(api, severity="critical", detected_before="2026-11-25T00:00:00Z")
+
+    assert [e["id"] for e in body["items"]] == [match["id"]]
+
+
+async def test_a_time_without_an_offset_is_422_saying_what_is_expected(api: Api) -> None:
+    response = await api.http.get(
+        "/v1/exceptions", params={"detected_after": "2026-11-24T09:00:00"}, headers=api.auth("operator")
+    )
+
+    assert response.status_code == 422
+    assert response.json()["message"] == (
+        "query.detected_after: must be an RFC 3339 date-time with an offset, e.g. 2026-11-24T09:16:41Z"
+    )
+
+
+async def test_an_unescaped_plus_in_a_time_is_422_with_a_hint(api: Api) -> None:
+    response = await api.http.get(
+        "/v1/exceptions?detected_before=2026-11-24T09:00:00+01:00", headers=api.auth("operator")
+    )
+
+    assert response.status_code == 422
+    assert response.json()["message"].endswith("(a '+' in a query string must be sent as %2B)")
+
+
+async def test_a_range_that_ends_before_it_starts_is_400(api: Api) -> None:
+    response = await api.http.get(
+        "/v1/exceptions",
+        params={"detected_after": "2026-11-24T10:00:00Z", "detected_before": "2026-11-24T09:00:00Z"},
+        headers=api.auth("operator"),
+    )
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "detail": "detected_after (2026-11-24T10:00:00+00:00) must be before "
+        "detected_before (2026-11-24T09:00:00+00:00)"
+    }

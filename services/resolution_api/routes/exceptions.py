@@ -12,7 +12,7 @@ from loopgate.resolution_api import operations
 from loopgate.resolution_api.auth import CanCreate, CanRead, CanReopen, CanWork
 from loopgate.resolution_api.conditional import etag, parse_if_match
 from loopgate.resolution_api.deps import ServicesDep, reject_unstorable_params
-from loopgate.resolution_api.errors import responses
+from loopgate.resolution_api.errors import BadRequest, responses
 from loopgate.resolution_api.lifecycle import Status
 from loopgate.resolution_api.models import ExceptionRow
 from loopgate.resolution_api.schemas import (
@@ -28,6 +28,7 @@ from loopgate.resolution_api.schemas import (
     HistoryEvent,
     ReopenRequest,
     ResolveRequest,
+    Rfc3339,
     SnoozeRequest,
 )
 from loopgate.resolution_api.store import ExceptionFilters
@@ -84,11 +85,24 @@ async def list_exceptions(
     rule_id: Annotated[str | None, Query(max_length=64)] = None,
     client_id: Annotated[str | None, Query(max_length=255)] = None,
     assignee: Annotated[str | None, Query(max_length=255)] = None,
+    detected_after: Annotated[
+        Rfc3339 | None,
+        Query(description="Only exceptions first detected at or after this time (RFC 3339, with an offset)"),
+    ] = None,
+    detected_before: Annotated[
+        Rfc3339 | None,
+        Query(description="Only exceptions first detected before this time (RFC 3339, with an offset)"),
+    ] = None,
     cursor: Annotated[
         str | None, Query(max_length=1000, description="next_cursor of the previous page")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> ExceptionPage:
+    if detected_after and detected_before and detected_after >= detected_before:
+        raise BadRequest(
+            f"detected_after ({detected_after.isoformat()}) must be before "
+            f"detected_before ({detected_before.isoformat()})"
+        )
     filters = ExceptionFilters(
         status=[s.value for s in status or ()],
         severity=[s.value for s in severity or ()],
@@ -96,6 +110,8 @@ async def list_exceptions(
         rule_id=rule_id,
         client_id=client_id,
         assignee=assignee,
+        detected_after=detected_after,
+        detected_before=detected_before,
     )
     rows, next_cursor = await operations.list_page(
         db=services.db, filters=filters, cursor=cursor, limit=limit
