@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     outbox_interval_seconds: float = Field(default=1.0, gt=0)
     # How often snoozes that ran out are woken and SLAs are checked.
     sweep_interval_seconds: float = Field(default=5.0, gt=0)
+    # A verified token is trusted this long without a database read (0: every request reads).
+    # Revoking through this API process takes effect at once; through the CLI or another API
+    # process, within this many seconds.
+    token_cache_seconds: float = Field(default=5.0, ge=0)
     # Per severity; JSON in LOOPGATE_SLAS, e.g. {"critical": {"ack_seconds": 600, "resolve_seconds": 3600}}.
     # A breach escalates the exception. Severities left out keep their defaults.
     slas: dict[Severity, Sla] = Field(default_factory=lambda: dict(DEFAULT_SLAS))

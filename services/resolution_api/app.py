@@ -16,6 +16,7 @@ from loopgate.resolution_api.db import Database
 from loopgate.resolution_api.deps import Services
 from loopgate.resolution_api.errors import install_error_handlers
 from loopgate.resolution_api.outbox import OutboxRelay
+from loopgate.resolution_api.principals import TokenCache
 from loopgate.resolution_api.routes import exceptions, health, tokens
 from loopgate.resolution_api.sweeper import Sweeper
 
@@ -44,7 +45,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await migrate_when_reachable(db)
             relay = OutboxRelay(db=db, settings=active)
             sweeper = Sweeper(db=db, settings=active)
-            app.state.services = Services(settings=active, db=db, relay=relay, sweeper=sweeper)
+            app.state.services = Services(
+                settings=active, db=db, relay=relay, sweeper=sweeper, tokens=TokenCache(active.token_cache_seconds)
+            )
             await relay.start()
             await sweeper.start()
             log.info("resolution API ready (database %s)", db.backend)

@@ -5,7 +5,6 @@ its role may not do what is asked (permissions.py says who may do what)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends
@@ -15,15 +14,9 @@ from loopgate.resolution_api import store
 from loopgate.resolution_api.deps import ServicesDep
 from loopgate.resolution_api.errors import Forbidden, Unauthorized
 from loopgate.resolution_api.permissions import Permission, Role, allows
+from loopgate.resolution_api.principals import Principal
 
 bearer = HTTPBearer(auto_error=False, description="A token made with `loopgate api tokens create`")
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    token_id: str
-    name: str  # recorded as the actor in history and as the resolver in outcomes
-    role: Role
 
 
 async def authenticate(
@@ -31,11 +24,17 @@ async def authenticate(
 ) -> Principal:
     if credentials is None or not credentials.credentials:
         raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
+    token_hash = store.hash_token(credentials.credentials)
+    cached = services.tokens.get(token_hash)
+    if cached is not None:
+        return cached
     async with services.db.read() as session, session.begin():
         row = await store.find_active_token(session=session, secret=credentials.credentials)
     if row is None:
         raise Unauthorized("invalid or revoked bearer token", invalid=True)
-    return Principal(token_id=row.id, name=row.name, role=Role(row.role))
+    principal = Principal(token_id=row.id, name=row.name, role=Role(row.role))
+    services.tokens.put(token_hash, principal)
+    return principal
 
 
 def require(permission: Permission) -> Any:

@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from loopgate.common.settings import Settings
 from loopgate.resolution_api.db import Database
 from loopgate.resolution_api.outbox import OutboxRelay
+from loopgate.resolution_api.principals import TokenCache
 from loopgate.resolution_api.schemas import unstorable_text
 from loopgate.resolution_api.sweeper import Sweeper
 
@@ -21,6 +22,7 @@ class Services:
     db: Database
     relay: OutboxRelay
     sweeper: Sweeper
+    tokens: TokenCache
 
 
 def get_services(request: Request) -> Services:

@@ -45,4 +45,5 @@ async def revoke_token(token_id: str, principal: CanManageTokens, services: Serv
         row = await store.revoke_token(session=session, token_id=token_id, now=dt.datetime.now(dt.UTC))
     if row is None:
         raise NotFound(f"no token with id {token_id!r}")
+    services.tokens.forget(token_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
