@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -30,6 +31,7 @@ from loopgate.detector.processing import Detector
 from loopgate.simulator.generator import SimEvent, generate
 from loopgate.simulator.publisher import PublishStats, publish
 from tests.chaos import report
+from tests.fixtures.kafka import KAFKA_SCRIPT
 from tests.fixtures.services import ServiceProcess, Stack, wait_until
 from tests.fixtures.truth import expected_exception_ids
 
@@ -37,6 +39,8 @@ CHAOS_EVENTS = int(os.environ.get("LOOPGATE_CHAOS_EVENTS", "1200"))
 PUBLISH_SECONDS = float(os.environ.get("LOOPGATE_CHAOS_PUBLISH_SECONDS", "6"))
 API_OUTAGE_SECONDS = float(os.environ.get("LOOPGATE_CHAOS_API_OUTAGE_SECONDS", "10"))
 SEED = 41
+# A worker killed with SIGKILL holds its partitions this long before the group moves on.
+SESSION_TIMEOUT_SECONDS = 10.0
 SETTLE_TIMEOUT = 300.0
 
 
@@ -230,6 +234,24 @@ class ChaosRun:
         ))
         assert {e["fingerprint"] for e in state.exceptions} == self.truth.fingerprints
         return row
+
+
+@dataclass
+class PrivateBroker:
+    """A broker of this test's own (scripts/kafka.sh on free ports and a temporary data dir), so
+    stopping it disturbs no other test sharing the session broker."""
+
+    env: dict[str, str]
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.env['KAFKA_PORT']}"
+
+    def start(self) -> None:
+        subprocess.run(["bash", str(KAFKA_SCRIPT), "start"], env=self.env, check=True, capture_output=True)
+
+    def stop(self) -> None:
+        subprocess.run(["bash", str(KAFKA_SCRIPT), "stop"], env=self.env, check=True, capture_output=True)
 
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
