@@ -41,14 +41,23 @@ class BatchingConsumer(aiokafka_driver.Consumer):
         fetcher_should_stop = fetcher._stopped.is_set
         set_read_offset = self._read_offset.__setitem__
         track, ack = self.track_message, self.ack
+        # The last offset handled per partition in this generation: after the seek to committed
+        # offsets that follows recovery, records handled (and acked) just before are fetched again.
+        handled: dict[Any, int] = {}
+        handled_generation = None
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 await self.sleep(0)
                 batch: list[Message] = []
                 generation = app.consumer_generation_id
+                if generation != handled_generation:
+                    handled.clear()
+                    handled_generation = generation
                 async for tp, message in self.getmany(timeout=1.0):
                     if message.topic in batch_topics:
-                        batch.append(message)
+                        last = handled.get(tp)
+                        if last is None or message.offset > last:
+                            batch.append(message)
                     else:  # faust's own path: table changelogs, the assignor's topic, ...
                         await self.wait_first(callback(message), self.suspend_flow.wait())
                     set_read_offset(tp, message.offset)
@@ -61,6 +70,7 @@ class BatchingConsumer(aiokafka_driver.Consumer):
                 await self._handle_until_done(handler, batch)
                 for message in batch:
                     ack(message)
+                    handled[message.tp] = message.offset
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
                 return
