@@ -67,7 +67,15 @@ class BatchingConsumer(aiokafka_driver.Consumer):
                     continue
                 for message in batch:
                     track(message)
-                await self._handle_until_done(handler, batch)
+                try:
+                    await self._handle_until_done(handler, batch)
+                except asyncio.CancelledError:
+                    # Stopping (or revoked) mid-batch: these records stay uncommitted for whoever
+                    # reads the partition next; stop tracking them so the shutdown's wait for
+                    # outstanding acks does not wait for them.
+                    for message in batch:
+                        self._unacked_messages.discard(message)
+                    raise
                 for message in batch:
                     ack(message)
                     handled[message.tp] = message.offset
