@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import signal
+from collections.abc import Iterator
 from typing import Annotated
 
 import typer
@@ -35,9 +38,18 @@ def serve(
 
     from loopgate.resolution_api.app import create_app
 
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            # uvicorn re-raises SIGTERM after its graceful shutdown, so the process would end
+            # with -15; a clean shutdown exits 0, as the detector's and the dispatcher's do.
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, self.handle_exit)
+            yield
+
     settings = get_settings()
     configure_logging(log_level)
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings),
         host=host or settings.api_host,
         port=port or settings.api_port,
@@ -45,6 +57,7 @@ def serve(
         log_level=log_level.lower(),
         log_config=None,
     )
+    Server(config).run()
 
 
 async def _migrate(url: str) -> None:

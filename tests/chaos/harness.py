@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import threading
 import time
@@ -273,9 +272,6 @@ def total(samples: Samples, name: str, **labels: str) -> float:
     return sum(v for (n, ls), v in samples.items() if n == name and wanted <= set(ls))
 
 
-# uvicorn (>= 0.29) re-raises the SIGTERM it handled once its graceful shutdown is complete, so the
-# API's process ends "killed by SIGTERM" rather than with 0; the log shows the shutdown completed.
-API_EXIT_CODES = {0, -signal.SIGTERM}
 
 
 def graceful_stop(process: ServiceProcess) -> tuple[int | None, float]:
@@ -285,7 +281,6 @@ def graceful_stop(process: ServiceProcess) -> tuple[int | None, float]:
     seconds = time.monotonic() - started
     if process.name == "api":
         assert "Application shutdown complete" in process.log()[-4000:], process.log()[-4000:]
-        code = 0 if code in API_EXIT_CODES else code
     return code, seconds
 
 
