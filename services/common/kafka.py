@@ -134,6 +134,11 @@ async def read_topic(bootstrap: str, topic: str, *, poll_ms: int = 1000) -> list
 
 async def consumer_group_lag(bootstrap: str, group: str, topics_: list[str]) -> int:
     """Messages in `topics_` not yet committed by consumer group `group` (all partitions)."""
+    return sum((await partition_lags(bootstrap, group, topics_)).values())
+
+
+async def partition_lags(bootstrap: str, group: str, topics_: list[str]) -> dict[TopicPartition, int]:
+    """Per partition of `topics_`: messages not yet committed by consumer group `group`."""
     tps = await topic_partitions(bootstrap, topics_)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
@@ -142,11 +147,11 @@ async def consumer_group_lag(bootstrap: str, group: str, topics_: list[str]) -> 
     try:
         committed = await admin.list_consumer_group_offsets(group)
         end = await consumer.end_offsets(tps)
-        lag = 0
+        lags = {}
         for tp in tps:
             meta = committed.get(tp)
-            lag += end[tp] - (meta.offset if meta is not None and meta.offset >= 0 else 0)
-        return lag
+            lags[tp] = end[tp] - (meta.offset if meta is not None and meta.offset >= 0 else 0)
+        return lags
     finally:
         await consumer.stop()
         await admin.close()

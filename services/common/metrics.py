@@ -24,6 +24,9 @@ AUDIT_SAMPLES = Counter("loopgate_audit_samples_total", "Events sampled for audi
 DLQ_MESSAGES = Counter(
     "loopgate_dlq_messages_total", "Messages sent to events.dlq, by source topic and reason", ["topic", "reason"]
 )
+ASSIGNED_PARTITIONS = Gauge(
+    "loopgate_detector_assigned_partitions", "Upstream partitions this worker owns since the last rebalance"
+)
 
 # --- dispatcher ---
 EXCEPTIONS_DELIVERED = Counter(

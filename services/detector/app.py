@@ -153,6 +153,14 @@ def create_app(settings: Settings, config: DetectionConfig | None = None) -> Bat
         count_batch(consumed, processed, dead, sampled, raised)
 
     app.consume_in_batches([raw_topic(name) for name in sources], handle_batch)
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(app_: faust.App, revoked: Any, **_: Any) -> None:
+        metrics.ASSIGNED_PARTITIONS.set(0)
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(app_: faust.App, assigned: Any, **_: Any) -> None:
+        metrics.ASSIGNED_PARTITIONS.set(sum(1 for tp in assigned if tp.topic in sources))
     return app
 
 

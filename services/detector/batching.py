@@ -16,6 +16,7 @@ acks the batch's records only then, so an offset is never committed ahead of its
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any
@@ -27,6 +28,7 @@ from faust.types import Message
 log = logging.getLogger(__name__)
 
 BatchHandler = Callable[[list[Message]], Awaitable[None]]
+FINISH_ON_STOP_SECONDS = 20.0  # how long a stopping worker gives its batch in hand to be published
 
 
 class BatchingConsumer(aiokafka_driver.Consumer):
@@ -61,20 +63,30 @@ class BatchingConsumer(aiokafka_driver.Consumer):
                     else:  # faust's own path: table changelogs, the assignor's topic, ...
                         await self.wait_first(callback(message), self.suspend_flow.wait())
                     set_read_offset(tp, message.offset)
-                # A rebalance during the fetch: these records go to their new owner from the
-                # committed offsets, so they are neither handled nor acked here.
-                if not batch or handler is None or generation != app.consumer_generation_id:
+                # A rebalance began during the fetch (the flow stops when partitions are revoked;
+                # it resumes once recovery has sought every partition back to its committed
+                # offset) or ended during it (a new generation): these records may belong to
+                # another worker by now, so they are neither handled nor acked; their owner reads
+                # them again from the committed offsets. Handled here, their table updates could
+                # reach the changelog after the new owner's.
+                if not batch or handler is None or not self.flow_active or generation != app.consumer_generation_id:
                     continue
                 for message in batch:
-                    track(message)
+                    track(message)  # a revocation from here on waits for their acks
+                handling = asyncio.ensure_future(self._handle_until_done(handler, batch))
                 try:
-                    await self._handle_until_done(handler, batch)
+                    await asyncio.shield(handling)
                 except asyncio.CancelledError:
-                    # Stopping (or revoked) mid-batch: these records stay uncommitted for whoever
-                    # reads the partition next; stop tracking them so the shutdown's wait for
-                    # outstanding acks does not wait for them.
-                    for message in batch:
-                        self._unacked_messages.discard(message)
+                    # Stopping mid-batch: finish it (its records and table updates are partly
+                    # published already) so that nothing of it lands after the next owner starts.
+                    with contextlib.suppress(Exception, asyncio.CancelledError):
+                        await asyncio.wait_for(handling, FINISH_ON_STOP_SECONDS)
+                    if handling.done() and not handling.cancelled() and handling.exception() is None:
+                        for message in batch:
+                            ack(message)
+                    else:  # stays uncommitted for whoever reads the partition next
+                        for message in batch:
+                            self._unacked_messages.discard(message)
                     raise
                 for message in batch:
                     ack(message)

@@ -1,5 +1,6 @@
 """The FastAPI app: `create_app()` wires routes, error handlers and the lifespan, which migrates
-the database and runs the outbox relay and the sweeper. Settings are read when the app starts."""
+the database and runs the intake (creates, batched), the outbox relay and the sweeper. Settings
+are read when the app starts."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from loopgate.common.settings import Settings, get_settings
 from loopgate.resolution_api.db import Database
 from loopgate.resolution_api.deps import Services
 from loopgate.resolution_api.errors import install_error_handlers
+from loopgate.resolution_api.intake import Intake
 from loopgate.resolution_api.outbox import OutboxRelay
 from loopgate.resolution_api.principals import TokenCache
 from loopgate.resolution_api.routes import exceptions, health, tokens
@@ -45,9 +47,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await migrate_when_reachable(db)
             relay = OutboxRelay(db=db, settings=active)
             sweeper = Sweeper(db=db, settings=active)
+            intake = Intake(db=db)
             app.state.services = Services(
-                settings=active, db=db, relay=relay, sweeper=sweeper, tokens=TokenCache(active.token_cache_seconds)
+                settings=active, db=db, intake=intake, relay=relay, sweeper=sweeper,
+                tokens=TokenCache(active.token_cache_seconds),
             )
+            await intake.start()
             await relay.start()
             await sweeper.start()
             log.info("resolution API ready (database %s)", db.backend)
@@ -56,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             finally:
                 await sweeper.stop()
                 await relay.stop()
+                await intake.stop()
         finally:
             await db.dispose()
 

@@ -1,4 +1,7 @@
-"""What routes get injected: the running services of the app (built in the lifespan)."""
+"""What routes get injected: the running services of the app (built in the lifespan).
+
+Every dependency here is `async def`: FastAPI runs a plain `def` dependency in its thread pool,
+a thread hop (and a wait for the GIL) on every request."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 
 from loopgate.common.settings import Settings
 from loopgate.resolution_api.db import Database
+from loopgate.resolution_api.intake import Intake
 from loopgate.resolution_api.outbox import OutboxRelay
 from loopgate.resolution_api.principals import TokenCache
 from loopgate.resolution_api.schemas import unstorable_text
@@ -20,12 +24,13 @@ from loopgate.resolution_api.sweeper import Sweeper
 class Services:
     settings: Settings
     db: Database
+    intake: Intake
     relay: OutboxRelay
     sweeper: Sweeper
     tokens: TokenCache
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -33,7 +38,7 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def reject_unstorable_params(request: Request) -> None:
+async def reject_unstorable_params(request: Request) -> None:
     """Path and query values the database cannot compare (NUL, lone surrogates) are a 422, not a 500."""
     for where, params in (
         ("path", request.path_params.items()),

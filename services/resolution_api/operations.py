@@ -58,61 +58,70 @@ class CreateResult(StrEnum):
     DUPLICATE = "duplicate"  # this record was received before (200)
 
 
-async def create_or_group(
-    *, db: Database, record: ExceptionRecord, actor: str
-) -> tuple[ExceptionRow, CreateResult]:
-    """Store one exception record: idempotent on its exception_id, grouped on its fingerprint.
-    A unique-index collision with a concurrent writer is retried from the start."""
+@dataclass(frozen=True, slots=True)
+class Received:
+    """One exception record to store, and who sent it."""
+
+    record: ExceptionRecord
+    actor: str
+
+
+async def create_or_group(*, db: Database, received: list[Received]) -> list[tuple[ExceptionRow, CreateResult]]:
+    """Store exception records in one transaction, answering each in order: idempotent on the
+    record's exception_id, grouped on its fingerprint (also with records earlier in the list).
+    A unique-index collision with a concurrent writer (another API process) retries them all."""
     for _ in range(_CREATE_ATTEMPTS):
         try:
             async with db.write() as session, session.begin():
-                stored = await _create_or_group_once(session, record, actor, utcnow())
+                stored = await _create_or_group_once(session, received, utcnow())
         except IntegrityError:
             continue
-        if stored is not None:
-            metrics.EXCEPTIONS_CREATED.labels(stored[1].value).inc()
-            return stored
+        for _, result in stored:
+            metrics.EXCEPTIONS_CREATED.labels(result.value).inc()
+        return stored
     raise ServiceUnavailable("the record kept colliding with concurrent writes; retry", {"Retry-After": "1"})
 
 
 async def _create_or_group_once(
-    session: AsyncSession, record: ExceptionRecord, actor: str, now: dt.datetime
-) -> tuple[ExceptionRow, CreateResult] | None:
-    seen = await store.find_occurrence(session=session, record_id=record.exception_id)
-    if seen is not None:
-        row = await store.get_exception(session=session, exception_id=seen.exception_id)
-        assert row is not None
-        return row, CreateResult.DUPLICATE
-    unresolved = await store.find_unresolved(session=session, fingerprint=record.fingerprint)
-    if unresolved is not None:
-        if not await store.count_occurrence(
-            session=session, exception_id=unresolved.id, record=record, now=now
-        ):
-            return None  # resolved meanwhile: start again, this record opens a new exception
-        await store.add_event(
-            session=session,
-            exception_id=unresolved.id,
-            at=now,
-            actor=actor,
-            action="grouped",
-            from_status=unresolved.status,
-            to_status=unresolved.status,
-            fields={"record_id": record.exception_id, "occurrences": record.occurrences},
-        )
-        await session.refresh(unresolved)
-        return unresolved, CreateResult.GROUPED
-    row = await store.insert_exception(session=session, record=record, now=now)
-    await store.add_event(
+    session: AsyncSession, received: list[Received], now: dt.datetime
+) -> list[tuple[ExceptionRow, CreateResult]]:
+    # A handful of statements for the whole list, whatever its length: read what is known about
+    # these records, decide each in order in memory, then write every row in bulk.
+    seen = await store.find_occurrences(session=session, record_ids={r.record.exception_id for r in received})
+    unresolved = await store.lock_unresolved(
         session=session,
-        exception_id=row.id,
-        at=now,
-        actor=actor,
-        action="created",
-        from_status=None,
-        to_status=Status.OPEN,
-        fields={"record_id": record.exception_id, "occurrences": record.occurrences},
+        fingerprints={r.record.fingerprint for r in received if r.record.exception_id not in seen},
     )
-    return row, CreateResult.CREATED
+    rows = {row.id: row for row in unresolved.values()}
+    rows.update(await store.get_exceptions(session=session, ids=set(seen.values()) - rows.keys()))
+    answers: list[tuple[ExceptionRow, CreateResult]] = []
+    occurrences: list[dict[str, Any]] = []
+    history: list[dict[str, Any]] = []
+    for item in received:
+        record = item.record
+        if record.exception_id in seen:
+            answers.append((rows[seen[record.exception_id]], CreateResult.DUPLICATE))
+            continue
+        row = unresolved.get(record.fingerprint)
+        if row is not None:
+            store.count_occurrence(row, record)
+            action, from_status, result = "grouped", row.status, CreateResult.GROUPED
+        else:
+            row = unresolved[record.fingerprint] = store.new_exception(session=session, record=record, now=now)
+            action, from_status, result = "created", None, CreateResult.CREATED
+        seen[record.exception_id] = row.id
+        rows[row.id] = row
+        occurrences.append(store.occurrence(exception_id=row.id, record=record, now=now))
+        history.append({
+            "exception_id": row.id, "at": now, "actor": item.actor, "action": action,
+            "from_status": from_status, "to_status": row.status,
+            "fields": {"record_id": record.exception_id, "occurrences": record.occurrences},
+        })
+        answers.append((row, result))
+    await session.flush()  # new exceptions first: occurrences and history refer to them
+    await store.insert_occurrences(session=session, rows=occurrences)
+    await store.add_events(session=session, rows=history)
+    return answers
 
 
 # --- reads -----------------------------------------------------------------------------------

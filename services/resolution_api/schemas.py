@@ -46,8 +46,11 @@ def unstorable_text(value: Any, path: str = "") -> str | None:
     if isinstance(value, str):
         if "\x00" in value:
             return f"{path or 'value'}: NUL characters (\\u0000) are not allowed"
-        if any("\ud800" <= ch <= "\udfff" for ch in value):
-            return f"{path or 'value'}: lone surrogate characters are not allowed"
+        if not value.isascii():  # only then can there be a surrogate; the encoder finds it in C
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return f"{path or 'value'}: lone surrogate characters are not allowed"
         return None
     if isinstance(value, BaseModel):
         value = value.__dict__

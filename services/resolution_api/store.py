@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +19,6 @@ from loopgate.resolution_api.models import (
     OccurrenceRow,
     OutboxRow,
     TokenRow,
-    UTCDateTime,
 )
 from loopgate.resolution_api.permissions import Role, hash_token, new_token
 from loopgate_schemas.exceptions import ExceptionRecord
@@ -31,15 +30,36 @@ async def get_exception(*, session: AsyncSession, exception_id: str) -> Exceptio
     return await session.get(ExceptionRow, exception_id, populate_existing=True)
 
 
-async def find_unresolved(*, session: AsyncSession, fingerprint: str) -> ExceptionRow | None:
-    stmt = sa.select(ExceptionRow).where(
-        ExceptionRow.fingerprint == fingerprint, ExceptionRow.status != Status.RESOLVED
+async def get_exceptions(*, session: AsyncSession, ids: Collection[str]) -> dict[str, ExceptionRow]:
+    if not ids:
+        return {}
+    stmt = sa.select(ExceptionRow).where(ExceptionRow.id.in_(ids))
+    return {row.id: row for row in (await session.scalars(stmt)).all()}
+
+
+async def lock_unresolved(*, session: AsyncSession, fingerprints: Collection[str]) -> dict[str, ExceptionRow]:
+    """The unresolved exception of each fingerprint that has one, locked until the transaction
+    ends (PostgreSQL: FOR UPDATE, in id order; SQLite writers hold the whole database anyway), so
+    nobody resolves it while occurrences are added."""
+    if not fingerprints:
+        return {}
+    stmt = (
+        sa.select(ExceptionRow)
+        .where(ExceptionRow.fingerprint.in_(fingerprints), ExceptionRow.status != Status.RESOLVED)
+        .order_by(ExceptionRow.id)
+        .with_for_update()
     )
-    return (await session.execute(stmt)).scalar_one_or_none()
+    return {row.fingerprint: row for row in (await session.scalars(stmt)).all()}
 
 
-async def find_occurrence(*, session: AsyncSession, record_id: str) -> OccurrenceRow | None:
-    return await session.get(OccurrenceRow, record_id)
+async def find_occurrences(*, session: AsyncSession, record_ids: Collection[str]) -> dict[str, str]:
+    """Of these records, those received before: record id -> the exception it counted in."""
+    if not record_ids:
+        return {}
+    stmt = sa.select(OccurrenceRow.record_id, OccurrenceRow.exception_id).where(
+        OccurrenceRow.record_id.in_(record_ids)
+    )
+    return {record_id: exception_id for record_id, exception_id in (await session.execute(stmt)).all()}
 
 
 def _record_columns(record: ExceptionRecord) -> dict[str, Any]:
@@ -62,10 +82,8 @@ def _record_columns(record: ExceptionRecord) -> dict[str, Any]:
     }
 
 
-async def insert_exception(
-    *, session: AsyncSession, record: ExceptionRecord, now: dt.datetime
-) -> ExceptionRow:
-    """A new open exception from its first record (flushed: IntegrityError surfaces here)."""
+def new_exception(*, session: AsyncSession, record: ExceptionRecord, now: dt.datetime) -> ExceptionRow:
+    """A new open exception from its first record, added to the session (inserted at its flush)."""
     row = ExceptionRow(
         id=record.exception_id,
         **_record_columns(record),
@@ -79,47 +97,32 @@ async def insert_exception(
         updated_at=now,
     )
     session.add(row)
-    await session.flush()
-    await insert_occurrence(session=session, exception_id=row.id, record=record, now=now)
     return row
 
 
-async def insert_occurrence(
-    *, session: AsyncSession, exception_id: str, record: ExceptionRecord, now: dt.datetime
-) -> None:
-    session.add(
-        OccurrenceRow(
-            record_id=record.exception_id,
-            exception_id=exception_id,
-            occurrences=record.occurrences,
-            detected_at=record.detected_at.astimezone(dt.UTC),
-            received_at=now,
-        )
-    )
-    await session.flush()
-
-
-async def count_occurrence(
-    *, session: AsyncSession, exception_id: str, record: ExceptionRecord, now: dt.datetime
-) -> bool:
-    """Add a record's occurrences to an unresolved exception; False when it got resolved meanwhile.
+def count_occurrence(row: ExceptionRow, record: ExceptionRecord) -> None:
+    """Add a record's occurrences to its unresolved (locked) exception, widening first/last seen.
     The version is left alone: a new firing is not a state change an operator raced against."""
-    t = ExceptionRow.__table__.c
-    detected_at = sa.literal(record.detected_at, UTCDateTime())
-    stmt = (
-        sa.update(ExceptionRow)
-        .where(ExceptionRow.id == exception_id, ExceptionRow.status != Status.RESOLVED)
-        .values(
-            occurrences=t.occurrences + record.occurrences,
-            first_seen=sa.case((t.first_seen > detected_at, detected_at), else_=t.first_seen),
-            last_seen=sa.case((t.last_seen < detected_at, detected_at), else_=t.last_seen),
-        )
-        .execution_options(synchronize_session=False)
-    )
-    if (await session.execute(stmt)).rowcount != 1:  # type: ignore[attr-defined]
-        return False
-    await insert_occurrence(session=session, exception_id=exception_id, record=record, now=now)
-    return True
+    detected_at = record.detected_at.astimezone(dt.UTC)
+    row.occurrences += record.occurrences
+    row.first_seen = min(row.first_seen, detected_at)
+    row.last_seen = max(row.last_seen, detected_at)
+
+
+def occurrence(*, exception_id: str, record: ExceptionRecord, now: dt.datetime) -> dict[str, Any]:
+    """The occurrences row of one received record (see insert_occurrences)."""
+    return {
+        "record_id": record.exception_id,
+        "exception_id": exception_id,
+        "occurrences": record.occurrences,
+        "detected_at": record.detected_at.astimezone(dt.UTC),
+        "received_at": now,
+    }
+
+
+async def insert_occurrences(*, session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await session.execute(sa.insert(OccurrenceRow), rows)
 
 
 async def update_if_version(
@@ -250,6 +253,12 @@ async def add_event(
         )
     )
     await session.flush()
+
+
+async def add_events(*, session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """History rows in one statement: dicts with add_event's fields (`fields` required)."""
+    if rows:
+        await session.execute(sa.insert(ExceptionEventRow), rows)
 
 
 async def history(*, session: AsyncSession, exception_id: str) -> list[ExceptionEventRow]:

@@ -5,6 +5,7 @@ exactly those of a single worker on the same stream."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,8 @@ import httpx
 import orjson
 import pytest
 
-from loopgate.common.kafka import consumer_group_lag, read_topic
-from loopgate.common.processes import SERVICE_COMMANDS, ServiceProcess, free_port, settings_env, wait_until
+from loopgate.common.kafka import partition_lags, read_topic
+from loopgate.common.processes import LOOPGATE, ServiceProcess, free_port, settings_env, wait_until
 from loopgate.common.settings import Settings
 from loopgate.detector.app import BID_BASELINES, DELIVERY_BASELINES
 from tests.chaos import report
@@ -37,15 +38,25 @@ def worker(settings: Settings, workdir: Path, n: int) -> tuple[ServiceProcess, i
         "detector_metrics_port": port, "detector_data_dir": workdir / f"detector-{n}",
         "detector_session_timeout_seconds": SESSION_TIMEOUT_SECONDS,
     })
-    process = ServiceProcess(f"detector-{n}", SERVICE_COMMANDS["detector"], settings_env(own),
+    # Info-level logs: a failure here is about rebalances, which faust logs at info.
+    process = ServiceProcess(f"detector-{n}", [*LOOPGATE, "detector", "--log-level", "info"], settings_env(own),
                              workdir / f"detector-{n}.log")
     return process.start(), port
 
 
 def consumed(port: int) -> float:
     """Messages a worker has read (0 before its metrics endpoint is up)."""
+    return _metric(port, "loopgate_events_consumed_total")
+
+
+def owned(port: int) -> float:
+    """Upstream partitions a worker owns since the group's last rebalance."""
+    return _metric(port, "loopgate_detector_assigned_partitions")
+
+
+def _metric(port: int, name: str) -> float:
     try:
-        return total(scrape(port), "loopgate_events_consumed_total")
+        return total(scrape(port), name)
     except httpx.HTTPError:
         return 0.0
 
@@ -65,32 +76,73 @@ def test_workers_joining_and_dying_give_the_exceptions_and_baselines_of_one(
     settings = kafka_settings
     truth = ground_truth()
     upstream = [settings.bids_topic, settings.trafficking_topic, settings.content_topic]
+    every_partition = len(upstream) * settings.upstream_partitions
+    # The stream in four parts, each published once the one before is on the broker, so the
+    # per-entity order (and so the baselines) is that of the single-worker reference. Each step
+    # waits for the group to settle rather than guessing how long a rebalance takes.
+    cuts = [len(truth.events) * share // 100 for share in (0, 30, 60, 85, 100)]
+    parts = [truth.events[a:b] for a, b in itertools.pairwise(cuts)]
+
+    def publish(part: int) -> Publisher:
+        return Publisher(settings, parts[part], PUBLISH_SECONDS * len(parts[part]) / len(truth.events)).start()
+
+    def wait_owning(ports: list[int], what: str) -> None:
+        """Until these workers share every upstream partition, each owning some."""
+        state: list[float] = []
+
+        def shared() -> bool:
+            state[:] = [owned(p) for p in ports]
+            return all(n > 0 for n in state) and sum(state) == every_partition
+
+        try:
+            wait_until(shared, timeout=180, what=what, interval=0.2)
+        except TimeoutError as err:
+            raise AssertionError(f"{err}; partitions owned per worker: {state}") from None
+
     started = [worker(settings, tmp_path, n) for n in (1, 2)]
     workers = [w for w, _ in started]
+    ports = [p for _, p in started]
     try:
-        publisher = Publisher(settings, truth.events, 1.5 * PUBLISH_SECONDS).start()
-        publisher.wait_share(0.3)
+        publish(0).join()
+        wait_owning(ports, "both workers to own partitions")
+        publisher = publish(1)
         third, third_port = worker(settings, tmp_path, 3)  # joins: the group rebalances
         workers.append(third)
-        wait_until(lambda: consumed(third_port) > 0, timeout=120, what="the third worker to take partitions",
-                   interval=0.2)
-        publisher.wait_share(0.65)
-        before_kill = consumed(started[0][1])
-        workers[0].kill()  # dies holding partitions, uncommitted work and baselines in flight
-        killed_at = time.monotonic()
+        ports.append(third_port)
+        wait_owning(ports, "the three workers to share the partitions")
         publisher.join()
+        publisher = publish(2)
+        publisher.wait_share(0.5)
+        victim = next(i for i in (0, 1) if owned(ports[i]) > 0)
+        wait_until(lambda: consumed(ports[victim]) > 0, timeout=120, what="the victim to read", interval=0.1)
+        before_kill = consumed(ports[victim])
+        workers[victim].kill()  # dies holding partitions, and (mid-stream) uncommitted work
+        killed_at = time.monotonic()
+        survivors = [i for i in range(3) if i != victim]
+        publisher.join()
+        # The rest of the stream: some of it lands on the dead worker's partitions, which nobody
+        # reads until the group notices the death (its session times out).
+        publish(3).join()
         since = time.monotonic()
+        lags: dict[Any, int] = {}
 
         def caught_up() -> bool:
-            for w in workers[1:]:
-                assert w.alive(), w.log()[-3000:]
+            for i in survivors:
+                assert workers[i].alive(), workers[i].log()[-3000:]
             group = settings.group(settings.detector_app_id)
-            return asyncio.run(consumer_group_lag(settings.kafka_bootstrap, group, upstream)) == 0
+            lags.update(asyncio.run(partition_lags(settings.kafka_bootstrap, group, upstream)))
+            return sum(lags.values()) == 0
 
-        wait_until(caught_up, timeout=300, what="the remaining workers to process everything", interval=0.5)
+        try:
+            wait_until(caught_up, timeout=300, what="the remaining workers to process everything", interval=0.5)
+        except TimeoutError as err:
+            behind = {f"{tp.topic}[{tp.partition}]": n for tp, n in lags.items() if n}
+            state = {f"worker {i + 1}": (owned(ports[i]), consumed(ports[i])) for i in survivors}
+            raise AssertionError(f"{err}; lag {behind}; (owned, consumed) {state}; logs:\n"
+                                 + "\n".join(workers[i].log()[-4000:] for i in survivors)) from None
         settle = time.monotonic() - since
         took_over = time.monotonic() - killed_at
-        after = [consumed(port) for _, port in started[1:]] + [consumed(third_port)]
+        after = [consumed(ports[i]) for i in survivors]
         logs = [w.log() for w in workers]
     finally:
         for w in workers:

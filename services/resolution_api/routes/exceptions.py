@@ -68,7 +68,7 @@ def _answer(response: Response, row: ExceptionRow) -> ExceptionRead:
 async def create_exception(
     record: ExceptionCreate, principal: CanCreate, services: ServicesDep, response: Response
 ) -> ExceptionRead:
-    row, result = await operations.create_or_group(db=services.db, record=record, actor=principal.name)
+    row, result = await services.intake.submit(record, principal.name)
     response.status_code = 201 if result is operations.CreateResult.CREATED else 200
     response.headers["Location"] = f"/v1/exceptions/{quote(row.id, safe='')}"
     response.headers["Loopgate-Result"] = result.value

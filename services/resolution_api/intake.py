@@ -1,0 +1,95 @@
+"""Exception records coming in (POST /v1/exceptions), stored a batch at a time: group commit.
+
+The dispatcher keeps dozens of records in flight. Stored one per transaction, each record cost
+half a dozen statements and a commit, every statement a round trip to the database driver (a
+thread hop with SQLite, a network round trip with PostgreSQL), and SQLite writers take turns:
+about 70 creates a second. Here, requests queue their record and one writer task stores
+everything waiting in one transaction (operations.create_or_group: a handful of statements per
+batch, whatever its size), then answers each request. A lone record is a batch of one and waits
+for nothing; batches only grow while the previous one is being written.
+
+A batch that fails for a reason other than a conflict is retried one record at a time, so one
+bad record fails only its own request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from loopgate.resolution_api import operations
+from loopgate.resolution_api.db import Database
+from loopgate.resolution_api.errors import ServiceUnavailable
+from loopgate.resolution_api.models import ExceptionRow
+from loopgate_schemas.exceptions import ExceptionRecord
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 256  # records per transaction; the rest waits for the next one
+Stored = tuple[ExceptionRow, operations.CreateResult]
+
+
+@dataclass(frozen=True, slots=True)
+class _Waiting:
+    received: operations.Received
+    answer: asyncio.Future[Stored]
+
+
+class Intake:
+    def __init__(self, *, db: Database, max_batch: int = MAX_BATCH) -> None:
+        self._db = db
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[_Waiting] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="intake")
+
+    async def stop(self) -> None:
+        """Stop writing; records still queued (none, after uvicorn's graceful shutdown) get a 503."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        while not self._queue.empty():
+            waiting = self._queue.get_nowait()
+            if not waiting.answer.done():
+                waiting.answer.set_exception(ServiceUnavailable("the API is shutting down; retry"))
+
+    async def submit(self, record: ExceptionRecord, actor: str) -> Stored:
+        """Store one record (created, grouped or a duplicate), once its batch is committed."""
+        if self._task is None:
+            raise ServiceUnavailable("the API is not accepting records yet; retry")
+        answer: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Waiting(operations.Received(record, actor), answer))
+        return await answer
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            await self._write(batch)
+
+    async def _write(self, batch: list[_Waiting]) -> None:
+        try:
+            stored = await operations.create_or_group(db=self._db, received=[w.received for w in batch])
+        except asyncio.CancelledError:
+            for waiting in batch:
+                waiting.answer.cancel()
+            raise
+        except Exception as err:
+            if len(batch) > 1:
+                log.warning("a batch of %d records failed (%r); storing them one at a time", len(batch), err)
+                for waiting in batch:
+                    await self._write([waiting])
+                return
+            if not batch[0].answer.done():
+                batch[0].answer.set_exception(err)
+            return
+        for waiting, answer in zip(batch, stored, strict=True):
+            if not waiting.answer.done():  # the client may have gone away meanwhile
+                waiting.answer.set_result(answer)
