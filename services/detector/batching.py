@@ -11,6 +11,17 @@ records changes: `BatchingConsumer` collects each fetched batch of them and awai
 The handler must have published everything a record produced before it returns; the consumer
 acks the batch's records only then, so an offset is never committed ahead of its results
 (at-least-once, as with faust's own attachments).
+
+What keeps the tables exact across rebalances and crashes (the scale-out chaos test checks the
+baselines against a single worker's):
+- a batch is handled only if the flow was active and the generation unchanged when its fetch
+  ended; from then on a revocation waits for its acks, so no table write of it can reach the
+  changelog after the partition's next owner has recovered. A batch not handled sends the
+  consumer back to the committed offsets, so records are always handled in offset order (the
+  tables' redelivery check relies on it);
+- a batch in hand when the worker stops is finished, not abandoned half-published;
+- changelog records fetched outside recovery (echoes of this worker's own writes) are dropped
+  rather than left for faust to apply over newer values at the end of the next recovery.
 """
 
 from __future__ import annotations
@@ -43,6 +54,7 @@ class BatchingConsumer(aiokafka_driver.Consumer):
         fetcher_should_stop = fetcher._stopped.is_set
         set_read_offset = self._read_offset.__setitem__
         track, ack = self.track_message, self.ack
+        changelogs = frozenset(table.changelog_topic.get_topic_name() for table in app.tables.values())
         # The last offset handled per partition in this generation: after the seek to committed
         # offsets that follows recovery, records handled (and acked) just before are fetched again.
         handled: dict[Any, int] = {}
@@ -60,7 +72,13 @@ class BatchingConsumer(aiokafka_driver.Consumer):
                         last = handled.get(tp)
                         if last is None or message.offset > last:
                             batch.append(message)
-                    else:  # faust's own path: table changelogs, the assignor's topic, ...
+                    elif message.topic in changelogs and not app.in_recovery:
+                        # A changelog record outside recovery is an echo of this worker's own
+                        # table writes, fetched before the partition was paused. faust would
+                        # queue it and apply it at the end of the next recovery, over newer
+                        # values: a lost update. Dropped; a recovery reads from what it has seen.
+                        pass
+                    else:  # faust's own path: table changelogs in recovery, the assignor's topic, ...
                         await self.wait_first(callback(message), self.suspend_flow.wait())
                     set_read_offset(tp, message.offset)
                 # A rebalance began during the fetch (the flow stops when partitions are revoked;
@@ -69,7 +87,14 @@ class BatchingConsumer(aiokafka_driver.Consumer):
                 # another worker by now, so they are neither handled nor acked; their owner reads
                 # them again from the committed offsets. Handled here, their table updates could
                 # reach the changelog after the new owner's.
-                if not batch or handler is None or not self.flow_active or generation != app.consumer_generation_id:
+                if not batch or handler is None:
+                    continue
+                if not self.flow_active or generation != app.consumer_generation_id:
+                    # The fetch position has moved past them: go back to the committed offsets
+                    # before anything later in these partitions is handled. A later record handled
+                    # first would leave a hole, and the table's redelivery check (offset <= last
+                    # applied) would then take the skipped record for a duplicate: a lost update.
+                    await self._seek_to_committed()
                     continue
                 for message in batch:
                     track(message)  # a revocation from here on waits for their acks
@@ -100,6 +125,12 @@ class BatchingConsumer(aiokafka_driver.Consumer):
                 return
             raise
 
+
+    async def _seek_to_committed(self) -> None:  # pragma: no cover - runs in the worker
+        try:
+            await self.perform_seek()
+        except Exception as err:  # partitions revoked meanwhile: their next owner reads them
+            log.info("seek back to committed offsets skipped: %r", err)
 
     async def _handle_until_done(self, handler: BatchHandler, batch: list[Message]) -> None:
         """A failed batch (the broker unreachable while publishing, say) is retried, never

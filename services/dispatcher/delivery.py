@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass
 from enum import Enum
 
-import httpx
+import aiohttp
 
 from loopgate.common import metrics
 
@@ -48,24 +48,23 @@ def backoff_seconds(attempt: int, *, initial: float, maximum: float) -> float:
     return random.uniform(ceiling / 2, ceiling)
 
 
-async def post_once(client: httpx.AsyncClient, value: bytes) -> Answer:
+async def post_once(client: aiohttp.ClientSession, url: str, value: bytes) -> Answer:
     try:
-        response = await client.post(
-            "/v1/exceptions", content=value, headers={"content-type": "application/json"}
-        )
-    except httpx.HTTPError as err:
+        async with client.post(url, data=value, headers={"content-type": "application/json"}) as response:
+            detail = (await response.read())[:1000].decode(errors="replace")
+            return Answer(classify(response.status), response.status, detail)
+    except (aiohttp.ClientError, TimeoutError) as err:
         return Answer(Verdict.RETRY, None, f"{type(err).__name__}: {err}"[:300])
-    return Answer(classify(response.status_code), response.status_code, response.text[:1000])
 
 
 async def deliver(
-    client: httpx.AsyncClient, value: bytes, *, initial_backoff: float, max_backoff: float
+    client: aiohttp.ClientSession, url: str, value: bytes, *, initial_backoff: float, max_backoff: float
 ) -> Answer:
     """Post until the API accepts or rejects the record for good; retries forever otherwise
     (cancel the task to stop: nothing is committed for an undelivered record)."""
     attempt = 0
     while True:
-        answer = await post_once(client, value)
+        answer = await post_once(client, url, value)
         if answer.verdict is Verdict.ACCEPTED:
             metrics.EXCEPTIONS_DELIVERED.labels(str(answer.status)).inc()
             return answer

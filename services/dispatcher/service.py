@@ -4,6 +4,10 @@ Built on aiokafka rather than faust: it needs no tables, windows or changelogs, 
 exact control over commits (commit an offset only after the API answered 2xx for it and for
 every message before it in the partition), which a plain consumer with auto-commit off gives
 directly.
+
+Its HTTP client is aiohttp's, not httpx's: with dozens of requests in flight, httpx's client
+managed about 130 posts a second on this 2-core machine against a trivial server, aiohttp's
+about 2,700 (one run of the same script), and the dispatcher must not be slower than the API.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import signal
 import time
 from typing import Any
 
-import httpx
+import aiohttp
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
@@ -39,12 +43,8 @@ class Dispatcher:
             max_poll_interval_ms=600_000,  # a long API outage keeps us retrying, not rebalancing
         )
         self.dlq = reliable_producer(settings.kafka_bootstrap)
-        self.client = httpx.AsyncClient(
-            base_url=settings.api_url,
-            headers={"authorization": f"Bearer {settings.api_token}"},
-            timeout=httpx.Timeout(10.0, connect=3.0),
-            limits=httpx.Limits(max_connections=settings.dispatch_concurrency),
-        )
+        self.url = f"{settings.api_url.rstrip('/')}/v1/exceptions"
+        self.client: aiohttp.ClientSession | None = None  # made in run(), inside the event loop
         self._slots = asyncio.Semaphore(settings.dispatch_concurrency)
 
     def stop(self) -> None:
@@ -52,6 +52,11 @@ class Dispatcher:
 
     async def run(self) -> None:
         await wait_for_broker(self.settings.kafka_bootstrap)
+        self.client = aiohttp.ClientSession(
+            headers={"authorization": f"Bearer {self.settings.api_token}"},
+            timeout=aiohttp.ClientTimeout(total=10.0, connect=3.0),
+            connector=aiohttp.TCPConnector(limit=self.settings.dispatch_concurrency),
+        )
         await self.consumer.start()
         await self.dlq.start()
         try:
@@ -67,7 +72,7 @@ class Dispatcher:
         finally:
             await self.consumer.stop()
             await self.dlq.stop()
-            await self.client.aclose()
+            await self.client.close()
 
     async def _dispatch_batch(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         tasks = {
@@ -109,8 +114,9 @@ class Dispatcher:
     async def _deliver_one(self, msg: ConsumerRecord) -> Answer:
         started = time.monotonic()
         async with self._slots:
+            assert self.client is not None
             answer = await deliver(
-                self.client, msg.value or b"",
+                self.client, self.url, msg.value or b"",
                 initial_backoff=self.settings.retry_initial_seconds,
                 max_backoff=self.settings.retry_max_seconds,
             )

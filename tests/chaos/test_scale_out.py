@@ -61,13 +61,24 @@ def _metric(port: int, name: str) -> float:
         return 0.0
 
 
-def baselines(settings: Settings, table: str) -> dict[str, list[float]]:
-    """A table's final value per key, from its changelog (the last write of each key wins)."""
+def baselines(settings: Settings, table: str) -> tuple[dict[str, list[float]], dict[str, list[Any]]]:
+    """A table's final value per key, from its changelog (the last write of each key wins), and
+    every write of each key: (partition, offset, timestamp ms, event offset, count), for the
+    failure message."""
     topic = f"{settings.group(settings.detector_app_id)}-{table}-changelog"
     latest: dict[str, Any] = {}
+    writes: dict[str, list[Any]] = {}
     for message in asyncio.run(read_topic(settings.kafka_bootstrap, topic)):
-        latest[orjson.loads(message.key)] = orjson.loads(message.value)
-    return latest
+        key, value = orjson.loads(message.key), orjson.loads(message.value)
+        latest[key] = value
+        writes.setdefault(key, []).append((message.partition, message.offset, message.timestamp, value[0], value[1]))
+    return latest, writes
+
+
+def differing(found: dict[str, list[float]], truth: dict[str, list[float]], writes: dict[str, list[Any]],
+              columns: slice) -> dict[str, Any]:
+    return {k: {"found": found.get(k, [])[columns], "truth": v[columns], "writes": writes.get(k)}
+            for k, v in truth.items() if found.get(k, [])[columns] != v[columns]}
 
 
 def test_workers_joining_and_dying_give_the_exceptions_and_baselines_of_one(
@@ -117,7 +128,7 @@ def test_workers_joining_and_dying_give_the_exceptions_and_baselines_of_one(
         wait_until(lambda: consumed(ports[victim]) > 0, timeout=120, what="the victim to read", interval=0.1)
         before_kill = consumed(ports[victim])
         workers[victim].kill()  # dies holding partitions, and (mid-stream) uncommitted work
-        killed_at = time.monotonic()
+        killed_at, killed_at_wall = time.monotonic(), time.time()
         survivors = [i for i in range(3) if i != victim]
         publisher.join()
         # The rest of the stream: some of it lands on the dead worker's partitions, which nobody
@@ -162,9 +173,15 @@ def test_workers_joining_and_dying_give_the_exceptions_and_baselines_of_one(
     assert took_over >= SESSION_TIMEOUT_SECONDS, took_over
     assert all("Traceback" not in log for log in logs)
     # The baselines (count, mean, variance) per line item and placement, exactly as one worker's.
-    bids = baselines(settings, BID_BASELINES)
-    delivery = baselines(settings, DELIVERY_BASELINES)
-    assert {k: v[1:4] for k, v in bids.items()} == {k: v[1:4] for k, v in truth.bid_baselines.items()}
-    assert {k: v[1:7] for k, v in delivery.items()} == {
-        k: v[1:7] for k, v in truth.delivery_baselines.items()
-    }
+    bids, bid_writes = baselines(settings, BID_BASELINES)
+    delivery, delivery_writes = baselines(settings, DELIVERY_BASELINES)
+    assert bids.keys() == truth.bid_baselines.keys()
+    assert delivery.keys() == truth.delivery_baselines.keys()
+    (tmp_path / "baseline-diff.json").write_bytes(orjson.dumps({
+        "killed_at": killed_at_wall, "bids": differing(bids, truth.bid_baselines, bid_writes, slice(1, 4)),
+        "delivery": differing(delivery, truth.delivery_baselines, delivery_writes, slice(1, 7)),
+    }))
+    assert not differing(bids, truth.bid_baselines, bid_writes, slice(1, 4)), (
+        differing(bids, truth.bid_baselines, bid_writes, slice(1, 4)), killed_at_wall)
+    assert not differing(delivery, truth.delivery_baselines, delivery_writes, slice(1, 7)), (
+        differing(delivery, truth.delivery_baselines, delivery_writes, slice(1, 7)), killed_at_wall)
