@@ -15,11 +15,11 @@ bad record fails only its own request.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 
 from loopgate.resolution_api import operations
+from loopgate.resolution_api.background import BackgroundLoop
 from loopgate.resolution_api.db import Database
 from loopgate.resolution_api.errors import ServiceUnavailable
 from loopgate.resolution_api.models import ExceptionRow
@@ -37,23 +37,17 @@ class _Waiting:
     answer: asyncio.Future[Stored]
 
 
-class Intake:
+class Intake(BackgroundLoop):
+    name = "intake"
+
     def __init__(self, *, db: Database, max_batch: int = MAX_BATCH) -> None:
         self._db = db
         self._max_batch = max_batch
         self._queue: asyncio.Queue[_Waiting] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="intake")
 
     async def stop(self) -> None:
         """Stop writing; records still queued (none, after uvicorn's graceful shutdown) get a 503."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await super().stop()
         while not self._queue.empty():
             waiting = self._queue.get_nowait()
             if not waiting.answer.done():
@@ -61,7 +55,7 @@ class Intake:
 
     async def submit(self, record: ExceptionRecord, actor: str) -> Stored:
         """Store one record (created, grouped or a duplicate), once its batch is committed."""
-        if self._task is None:
+        if not self.running:
             raise ServiceUnavailable("the API is not accepting records yet; retry")
         answer: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Waiting(operations.Received(record, actor), answer))

@@ -20,13 +20,16 @@ from loopgate.common import metrics
 from loopgate.common.kafka import reliable_producer
 from loopgate.common.settings import Settings
 from loopgate.resolution_api import store
+from loopgate.resolution_api.background import BackgroundLoop
 from loopgate.resolution_api.db import Database
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_SECONDS = 30.0
 
 
-class OutboxRelay:
+class OutboxRelay(BackgroundLoop):
+    name = "outbox-relay"
+
     def __init__(
         self, *, db: Database, settings: Settings, batch_size: int = 100, send_timeout: float = 15.0
     ):
@@ -38,22 +41,14 @@ class OutboxRelay:
         self._send_timeout = send_timeout
         self._wakeup = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
-        self._task: asyncio.Task[None] | None = None
         self._failures = 0  # consecutive failed passes: the wait between passes backs off
 
     def wake(self) -> None:
         """Publish soon: called after a resolution commits."""
         self._wakeup.set()
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="outbox-relay")
-
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await super().stop()
         await self._close_producer()
 
     async def _run(self) -> None:

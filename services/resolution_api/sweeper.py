@@ -4,31 +4,22 @@ exceptions past their SLA (operations.py does the work; this only schedules it).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from loopgate.common.settings import Settings
 from loopgate.resolution_api import operations
+from loopgate.resolution_api.background import BackgroundLoop
 from loopgate.resolution_api.db import Database
 
 log = logging.getLogger(__name__)
 
 
-class Sweeper:
+class Sweeper(BackgroundLoop):
+    name = "sweeper"
+
     def __init__(self, *, db: Database, settings: Settings) -> None:
         self._db = db
         self._settings = settings
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="sweeper")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
 
     async def sweep(self) -> tuple[int, int]:
         """One pass: (snoozes woken, exceptions escalated for an SLA breach)."""
