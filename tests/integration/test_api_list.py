@@ -60,6 +60,33 @@ async def test_status_and_severity_may_be_repeated(api: Api) -> None:
     assert len((await _list(api, severity=["high", "medium"]))["items"]) == 3
 
 
+async def test_pages_of_several_statuses_interleave_them_newest_first(api: Api) -> None:
+    """The on-call queue (several statuses) is merged from one read per status: the pages must
+    still walk every match once, in one newest-first order, with the other filters applied."""
+    expected = []
+    for n in range(9):
+        row = await api.create(severity="high" if n % 4 else "low")
+        if n % 3 == 1:
+            await api.act(row["id"], "claim")
+        elif n % 3 == 2:
+            await api.act(row["id"], "escalate", {"reason": "x"})
+        if n % 4:
+            expected.append(row["id"])
+    await api.act((await api.create(severity="high"))["id"], "resolve", {"decision": "confirmed"})
+
+    pages, cursor = [], None
+    while True:
+        body = await _list(api, status=["open", "claimed", "escalated"], severity="high", limit=2,
+                           **({"cursor": cursor} if cursor else {}))
+        pages.append([e["id"] for e in body["items"]])
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+
+    assert [i for page in pages for i in page] == list(reversed(expected))
+    assert all(len(page) == 2 for page in pages[:-1])
+
+
 async def test_filter_by_assignee(api: Api) -> None:
     mine = await api.create()
     await api.act(mine["id"], "claim", {"assignee": "dana"})
