@@ -16,9 +16,9 @@ What keeps the tables exact across rebalances and crashes (the scale-out chaos t
 baselines against a single worker's):
 - a batch is handled only if the flow was active and the generation unchanged when its fetch
   ended; from then on a revocation waits for its acks, so no table write of it can reach the
-  changelog after the partition's next owner has recovered. A batch not handled sends the
-  consumer back to the committed offsets, so records are always handled in offset order (the
-  tables' redelivery check relies on it);
+  changelog after the partition's next owner has recovered. A batch not handled puts each of
+  its partitions' fetch position back to its first record, so records are always handled in
+  offset order (the tables' redelivery check relies on it);
 - a batch in hand when the worker stops is finished, not abandoned half-published;
 - changelog records fetched outside recovery (echoes of this worker's own writes) are dropped
   rather than left for faust to apply over newer values at the end of the next recovery.
@@ -90,11 +90,11 @@ class BatchingConsumer(aiokafka_driver.Consumer):
                 if not batch or handler is None:
                     continue
                 if not self.flow_active or generation != app.consumer_generation_id:
-                    # The fetch position has moved past them: go back to the committed offsets
-                    # before anything later in these partitions is handled. A later record handled
+                    # The fetch position has moved past them: put it back to each partition's first
+                    # record here before anything later in it is handled. A later record handled
                     # first would leave a hole, and the table's redelivery check (offset <= last
                     # applied) would then take the skipped record for a duplicate: a lost update.
-                    await self._seek_to_committed()
+                    await self._unfetch(batch)
                     continue
                 for message in batch:
                     track(message)  # a revocation from here on waits for their acks
@@ -126,11 +126,15 @@ class BatchingConsumer(aiokafka_driver.Consumer):
             raise
 
 
-    async def _seek_to_committed(self) -> None:  # pragma: no cover - runs in the worker
-        try:
-            await self.perform_seek()
-        except Exception as err:  # partitions revoked meanwhile: their next owner reads them
-            log.info("seek back to committed offsets skipped: %r", err)
+    async def _unfetch(self, batch: list[Message]) -> None:  # pragma: no cover - runs in the worker
+        first: dict[Any, int] = {}
+        for message in batch:
+            first[message.tp] = min(message.offset, first.get(message.tp, message.offset))
+        for tp, offset in first.items():
+            try:
+                await self.seek(tp, offset)
+            except Exception as err:  # revoked meanwhile: its next owner reads from the committed offset
+                log.info("not seeking %s back to %s: %r", tp, offset, err)
 
     async def _handle_until_done(self, handler: BatchHandler, batch: list[Message]) -> None:
         """A failed batch (the broker unreachable while publishing, say) is retried, never
