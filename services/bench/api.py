@@ -504,7 +504,7 @@ class _Answer:
         return orjson.loads(self.content)
 
 
-class _client:
+class _LoadClient:
     """The load generator's HTTP client, on aiohttp: a request costs it a fraction of what it costs
     httpx, whose client topped out near 190 requests a second on this 2-core machine (measured on
     /healthz), below what the API serves. The generator shares the machine with the API."""
@@ -513,7 +513,7 @@ class _client:
         self._args = (api.url, {"authorization": f"Bearer {token}", "content-type": "application/json"}, concurrency)
         self._session: aiohttp.ClientSession | None = None
 
-    async def __aenter__(self) -> _client:
+    async def __aenter__(self) -> _LoadClient:
         url, headers, concurrency = self._args
         self._session = aiohttp.ClientSession(
             base_url=url, headers=headers, timeout=aiohttp.ClientTimeout(total=30),
@@ -551,7 +551,7 @@ async def _api_figures(group: str, api: _Api, sizes: Sizes) -> list[dict[str, An
         for i in range(sizes.creates + CREATE_CONCURRENCY)
     ]
     warmup, measured = bodies[:CREATE_CONCURRENCY], bodies[CREATE_CONCURRENCY:]
-    async with _client(api, api.service_token, CREATE_CONCURRENCY) as http:
+    async with _LoadClient(api, api.service_token, CREATE_CONCURRENCY) as http:
         await _drive(len(warmup), CREATE_CONCURRENCY, lambda i: http.post("/v1/exceptions", content=warmup[i]), {201})
         assert api.process.proc is not None
         cpu_before = _cpu_seconds(api.process.proc.pid)
@@ -563,7 +563,7 @@ async def _api_figures(group: str, api: _Api, sizes: Sizes) -> list[dict[str, An
 
     created_ids = [b["id"] for b in creates.bodies]
     resolve_body = orjson.dumps({"decision": "confirmed", "reason": "checked with the trafficker"})
-    async with _client(api, api.operator_token, CREATE_CONCURRENCY) as http:
+    async with _LoadClient(api, api.operator_token, CREATE_CONCURRENCY) as http:
         resolves = await _drive(
             min(sizes.resolves, len(created_ids)),
             CREATE_CONCURRENCY,
@@ -608,7 +608,7 @@ async def _list_latencies(api: _Api, count: int, catalog: _Catalog) -> _Load:
     """`count` list requests one at a time: the query mix, each fifth a walk of LIST_PAGES pages."""
     queries = _list_queries(catalog, dt.datetime.now(dt.UTC))
     latencies: list[float] = []
-    async with _client(api, api.operator_token, 1) as http:
+    async with _LoadClient(api, api.operator_token, 1) as http:
         await http.get("/v1/exceptions")  # warm-up: connection, statement caches
         started = time.perf_counter()
         for n in itertools.count():

@@ -81,19 +81,15 @@ class BatchingConsumer(aiokafka_driver.Consumer):
                     else:  # faust's own path: table changelogs in recovery, the assignor's topic, ...
                         await self.wait_first(callback(message), self.suspend_flow.wait())
                     set_read_offset(tp, message.offset)
-                # A rebalance began during the fetch (the flow stops when partitions are revoked;
-                # it resumes once recovery has sought every partition back to its committed
-                # offset) or ended during it (a new generation): these records may belong to
-                # another worker by now, so they are neither handled nor acked; their owner reads
-                # them again from the committed offsets. Handled here, their table updates could
-                # reach the changelog after the new owner's.
                 if not batch or handler is None:
                     continue
                 if not self.flow_active or generation != app.consumer_generation_id:
-                    # The fetch position has moved past them: put it back to each partition's first
-                    # record here before anything later in it is handled. A later record handled
-                    # first would leave a hole, and the table's redelivery check (offset <= last
-                    # applied) would then take the skipped record for a duplicate: a lost update.
+                    # A rebalance began (the flow stops at revocation) or ended (a new generation)
+                    # during the fetch: these records may belong to another worker by now, and
+                    # handled here their table updates could reach the changelog after the new
+                    # owner's. Not handled, and the fetch position goes back to each partition's
+                    # first record here: a later record handled first would leave a hole, which the
+                    # tables' redelivery check (offset <= last applied) would take for a duplicate.
                     await self._unfetch(batch)
                     continue
                 for message in batch:
