@@ -14,6 +14,12 @@ acks the batch's records only then, so an offset is never committed ahead of its
 
 What keeps the tables exact across rebalances and crashes (the scale-out chaos test checks the
 baselines against a single worker's):
+- every fetched record is handled, passed on to faust, or fetched again. The consumer takes
+  faust's fetched records itself, not through faust's `getmany`: that one drops what it fetched
+  when the flow stops or a partition is paused meanwhile, and counts on a seek back to the
+  committed offset, which does nothing for a partition that has none (and the fetch position
+  has moved past those records all the same). Such records were never handled: nothing fetched
+  them again, or they were fetched again after later ones and taken for repeats below;
 - a batch is handled only if the flow was active and the generation unchanged when its fetch
   ended; from then on a revocation waits for its acks, so no table write of it can reach the
   changelog after the partition's next owner has recovered. A batch not handled puts each of
@@ -29,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any
 
 import faust
@@ -53,44 +59,53 @@ class BatchingConsumer(aiokafka_driver.Consumer):
         consumer_should_stop = self._stopped.is_set
         fetcher_should_stop = fetcher._stopped.is_set
         set_read_offset = self._read_offset.__setitem__
+        to_message = self._to_message
         track, ack = self.track_message, self.ack
         changelogs = frozenset(table.changelog_topic.get_topic_name() for table in app.tables.values())
         # The last offset handled per partition in this generation: after the seek to committed
-        # offsets that follows recovery, records handled (and acked) just before are fetched again.
+        # offsets that follows recovery, records handled (and acked) just before are fetched again
+        # and taken for repeats. Right only because records are handled in offset order, no holes.
         handled: dict[Any, int] = {}
         handled_generation = None
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 await self.sleep(0)
-                batch: list[Message] = []
                 generation = app.consumer_generation_id
                 if generation != handled_generation:
                     handled.clear()
                     handled_generation = generation
-                async for tp, message in self.getmany(timeout=1.0):
-                    if message.topic in batch_topics:
-                        last = handled.get(tp)
-                        if last is None or message.offset > last:
-                            batch.append(message)
-                    elif message.topic in changelogs and not app.in_recovery:
+                # faust's fetched records as they are, not through its getmany (see the module's doc)
+                records, _ = await self._wait_next_records(1.0)
+                if not records or self.should_stop:
+                    continue
+                if not self.flow_active or generation != app.consumer_generation_id:
+                    # A rebalance began (the flow stops at revocation) or ended (a new generation)
+                    # during the fetch: these records may belong to another worker by now, and
+                    # handled here their table updates could reach the changelog after the new
+                    # owner's. Not handled: each partition's fetch position goes back to its first
+                    # record here (a later record handled first would leave a hole, which the
+                    # tables' redelivery check, offset <= last applied, would take for a duplicate).
+                    await self._unfetch(records)
+                    continue
+                batch: list[Message] = []
+                for tp, tp_records in records.items():
+                    topic = tp.topic
+                    if topic in batch_topics:
+                        last = handled.get(tp, -1)
+                        batch.extend(to_message(tp, r) for r in tp_records if r.offset > last)
+                    elif topic in changelogs and not app.in_recovery:
                         # A changelog record outside recovery is an echo of this worker's own
                         # table writes, fetched before the partition was paused. faust would
                         # queue it and apply it at the end of the next recovery, over newer
                         # values: a lost update. Dropped; a recovery reads from what it has seen.
                         pass
                     else:  # faust's own path: table changelogs in recovery, the assignor's topic, ...
-                        await self.wait_first(callback(message), self.suspend_flow.wait())
-                    set_read_offset(tp, message.offset)
+                        for record in tp_records:
+                            if not self.flow_active or app.consumer_generation_id != generation:
+                                break  # recovery stopped; the next one seeks its changelogs itself
+                            await self.wait_first(callback(to_message(tp, record)), self.suspend_flow.wait())
+                    set_read_offset(tp, tp_records[-1].offset)
                 if not batch or handler is None:
-                    continue
-                if not self.flow_active or generation != app.consumer_generation_id:
-                    # A rebalance began (the flow stops at revocation) or ended (a new generation)
-                    # during the fetch: these records may belong to another worker by now, and
-                    # handled here their table updates could reach the changelog after the new
-                    # owner's. Not handled, and the fetch position goes back to each partition's
-                    # first record here: a later record handled first would leave a hole, which the
-                    # tables' redelivery check (offset <= last applied) would take for a duplicate.
-                    await self._unfetch(batch)
                     continue
                 for message in batch:
                     track(message)  # a revocation from here on waits for their acks
@@ -121,16 +136,15 @@ class BatchingConsumer(aiokafka_driver.Consumer):
                 return
             raise
 
-
-    async def _unfetch(self, batch: list[Message]) -> None:  # pragma: no cover - runs in the worker
-        first: dict[Any, int] = {}
-        for message in batch:
-            first[message.tp] = min(message.offset, first.get(message.tp, message.offset))
-        for tp, offset in first.items():
+    async def _unfetch(self, records: Mapping[Any, list[Any]]) -> None:  # pragma: no cover - runs in the worker
+        batch_topics = self.app.batch_topics  # type: ignore[attr-defined]
+        for tp, tp_records in records.items():
+            if tp.topic not in batch_topics or not tp_records:
+                continue  # changelogs: a recovery seeks them itself
             try:
-                await self.seek(tp, offset)
+                await self.seek(tp, tp_records[0].offset)
             except Exception as err:  # revoked meanwhile: its next owner reads from the committed offset
-                log.info("not seeking %s back to %s: %r", tp, offset, err)
+                log.info("not seeking %s back to %s: %r", tp, tp_records[0].offset, err)
 
     async def _handle_until_done(self, handler: BatchHandler, batch: list[Message]) -> None:
         """A failed batch (the broker unreachable while publishing, say) is retried, never

@@ -183,9 +183,6 @@ def test_workers_joining_and_dying_give_the_exceptions_and_baselines_of_one(
         "delivery": differing(delivery, truth.delivery_baselines, delivery_writes, slice(1, 7)),
     }
     (tmp_path / "baseline-diff.json").write_bytes(orjson.dumps({"killed_at": killed_at_wall, **drift}))
-    if drift["bids"] or drift["delivery"]:
-        # Known open bug (issue 5, README "Known issues"): in about one run in eight, one or two
-        # entities end a baseline update short, with every exception still exact. Reported as an
-        # expected failure with the evidence (see baseline-diff.json), not passed silently.
-        pytest.xfail(f"known: baseline update lost across the rebalance and kill: {list(drift['bids'])} "
-                     f"{list(drift['delivery'])}; writes in {tmp_path / 'baseline-diff.json'}")
+    assert not drift["bids"] and not drift["delivery"], (
+        f"baselines differ from a single worker's: {list(drift['bids'])} {list(drift['delivery'])}; "
+        f"every changelog write of those keys is in {tmp_path / 'baseline-diff.json'}")
