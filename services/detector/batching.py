@@ -26,8 +26,9 @@ baselines against a single worker's):
   its partitions' fetch position back to its first record, so records are always handled in
   offset order (the tables' redelivery check relies on it);
 - a batch in hand when the worker stops is finished, not abandoned half-published;
-- changelog records fetched outside recovery (echoes of this worker's own writes) are dropped
-  rather than left for faust to apply over newer values at the end of the next recovery.
+- changelog records fetched outside recovery (echoes of this worker's own writes, fetched before
+  the partition was paused) are dropped rather than left for faust to apply over newer values
+  at the end of the next recovery: a lost update.
 """
 
 from __future__ import annotations
@@ -80,11 +81,7 @@ class BatchingConsumer(aiokafka_driver.Consumer):
                     continue
                 if not self.flow_active or generation != app.consumer_generation_id:
                     # A rebalance began (the flow stops at revocation) or ended (a new generation)
-                    # during the fetch: these records may belong to another worker by now, and
-                    # handled here their table updates could reach the changelog after the new
-                    # owner's. Not handled: each partition's fetch position goes back to its first
-                    # record here (a later record handled first would leave a hole, which the
-                    # tables' redelivery check, offset <= last applied, would take for a duplicate).
+                    # during the fetch: not handled, fetched again (the module's doc says why).
                     await self._unfetch(records)
                     continue
                 batch: list[Message] = []
@@ -94,11 +91,7 @@ class BatchingConsumer(aiokafka_driver.Consumer):
                         last = handled.get(tp, -1)
                         batch.extend(to_message(tp, r) for r in tp_records if r.offset > last)
                     elif topic in changelogs and not app.in_recovery:
-                        # A changelog record outside recovery is an echo of this worker's own
-                        # table writes, fetched before the partition was paused. faust would
-                        # queue it and apply it at the end of the next recovery, over newer
-                        # values: a lost update. Dropped; a recovery reads from what it has seen.
-                        pass
+                        pass  # an echo of this worker's own table writes: dropped (see the module's doc)
                     else:  # faust's own path: table changelogs in recovery, the assignor's topic, ...
                         for record in tp_records:
                             if not self.flow_active or app.consumer_generation_id != generation:
