@@ -16,7 +16,6 @@ from typing import Any
 
 import httpx
 import orjson
-import psutil
 from aiokafka import AIOKafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -114,6 +113,8 @@ def _run_detector(settings: Settings, workdir: Path, count: int, *, sample_memor
     first_at = last_at = 0.0
     first_seen = 0.0
     try:
+        import psutil  # a dev dependency: imported when the benchmark runs, never when the CLI loads
+
         proc = psutil.Process(detector.proc.pid)  # type: ignore[union-attr]
         deadline = time.monotonic() + 1800
         while time.monotonic() < deadline:

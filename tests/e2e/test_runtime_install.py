@@ -1,0 +1,138 @@
+"""The runtime install (what the Dockerfile does: `pip install .`, no extras, into a clean
+virtual environment) starts every service.
+
+It is built once per session from a copy of exactly what the Dockerfile copies (pyproject.toml,
+schemas/, services/), so a module that imports a dev-only dependency at load time, or a file the
+package forgets to ship, fails here rather than in the image.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from loopgate.common.processes import ServiceProcess, free_port, settings_env, wait_until
+from loopgate.common.settings import Settings
+
+pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
+
+ROOT = Path(__file__).resolve().parents[2]
+# What the Dockerfile's build stage copies into the image's source folder.
+DOCKER_CONTEXT = ("pyproject.toml", "schemas", "services")
+DEV_ONLY = ("pytest", "hypothesis", "psutil", "schemathesis", "mypy", "ruff", "pyinstrument")
+
+
+def _copy_build_context(dest: Path) -> None:
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "build")
+    for name in DOCKER_CONTEXT:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=ignore)
+        else:
+            shutil.copy2(src, dest / name)
+
+
+@pytest.fixture(scope="module")
+def runtime_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A clean venv with `pip install .` of the build context: the image's /opt/venv."""
+    work = tmp_path_factory.mktemp("runtime-install")
+    context, venv = work / "src", work / "venv"
+    context.mkdir()
+    _copy_build_context(context)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    out = subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", str(context)],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert out.returncode == 0, f"pip install . failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    return venv
+
+
+def _loopgate(venv: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(venv / "bin" / "loopgate"), *args], capture_output=True, text=True, timeout=120,
+                          env=env, cwd=venv)
+
+
+def test_the_runtime_install_holds_no_dev_dependency(runtime_venv: Path) -> None:
+    listed = subprocess.run([str(runtime_venv / "bin" / "pip"), "list", "--format=freeze"],
+                            capture_output=True, text=True, check=True).stdout.lower()
+    installed = {line.split("==")[0] for line in listed.splitlines()}
+    assert installed.isdisjoint(DEV_ONLY), sorted(installed & set(DEV_ONLY))
+
+
+def test_loopgate_help_lists_every_service_command(runtime_venv: Path) -> None:
+    out = _loopgate(runtime_venv, "--help")
+    assert out.returncode == 0, out.stderr
+    for command in ("detector", "dispatcher", "api", "topics", "schemas"):
+        assert command in out.stdout
+    for args in (("api", "--help"), ("api", "serve", "--help"), ("detector", "--help"), ("dispatcher", "--help"),
+                 ("topics", "create", "--help"), ("api", "tokens", "create", "--help")):
+        sub = _loopgate(runtime_venv, *args)
+        assert sub.returncode == 0, f"loopgate {' '.join(args)}: {sub.stderr[-2000:]}"
+
+
+def _metrics_answer(port: int) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    return check
+
+
+def test_every_service_starts_and_stops_cleanly_from_the_runtime_install(
+    runtime_venv: Path, kafka_settings: Settings, tmp_path: Path
+) -> None:
+    """The compose file's commands, in its order: migrate, a token, then the API, the detector and
+    the dispatcher each become ready and exit 0 on SIGTERM."""
+    api_port = free_port()
+    settings = kafka_settings.model_copy(update={
+        "api_port": api_port, "api_url": f"http://127.0.0.1:{api_port}",
+        "detector_metrics_port": free_port(), "dispatcher_metrics_port": free_port(),
+    })
+    env = settings_env(settings)
+    for args in (("topics", "create"), ("api", "migrate")):
+        out = _loopgate(runtime_venv, *args, env=env)
+        assert out.returncode == 0, f"loopgate {' '.join(args)}: {out.stdout}\n{out.stderr[-3000:]}"
+    token = _loopgate(runtime_venv, "api", "tokens", "create", "--role", "service", "--name", "dispatcher", env=env)
+    assert token.returncode == 0, token.stderr
+    env["LOOPGATE_API_TOKEN"] = token.stdout.strip().splitlines()[-1]
+
+    binary = str(runtime_venv / "bin" / "loopgate")
+    services = {
+        "api": ServiceProcess("api", [binary, "api", "serve"], env, tmp_path / "api.log"),
+        "detector": ServiceProcess("detector", [binary, "detector", "--log-level", "warning"], env,
+                                   tmp_path / "detector.log"),
+        "dispatcher": ServiceProcess("dispatcher", [binary, "dispatcher", "--log-level", "warning"], env,
+                                     tmp_path / "dispatcher.log"),
+    }
+    ready = {
+        "api": lambda: _status(f"{settings.api_url}/readyz") == 200,
+        "detector": _metrics_answer(settings.detector_metrics_port),
+        "dispatcher": _metrics_answer(settings.dispatcher_metrics_port),
+    }
+    try:
+        for name, proc in services.items():
+            proc.start()
+            wait_until(lambda: ready[name]() or not proc.alive(), timeout=90, what=f"{name} to become ready")
+            assert proc.alive(), f"{name} exited:\n{proc.log()[-4000:]}"
+        codes = {name: proc.stop(timeout=60) for name, proc in reversed(services.items())}
+        assert codes == {"dispatcher": 0, "detector": 0, "api": 0}, "\n".join(
+            f"== {n}\n{p.log()[-3000:]}" for n, p in services.items())
+    finally:
+        for proc in services.values():
+            proc.kill()
+
+
+def _status(url: str) -> int | None:
+    try:
+        return httpx.get(url, timeout=1).status_code
+    except httpx.HTTPError:
+        return None
