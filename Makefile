@@ -11,11 +11,11 @@ PYTEST_ARGS ?=
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml tools/pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev]' -e tools
 	touch $(STAMP)
 
 install: $(STAMP) ## virtual environment with every Python dependency, and the Kafka jars
@@ -44,11 +44,15 @@ demo: install ## start the broker and every service, drive a simulated stream, s
 down: ## stop everything `make demo` started
 	scripts/demo.sh down
 
-lint: install ## ruff and mypy
-	$(BIN)/ruff check services schemas tests
-	$(BIN)/mypy services schemas
+lint: $(STAMP) ## ruff (lint and format check) and mypy --strict over the product, the schemas and the tools
+	$(BIN)/ruff check services schemas tools tests
+	$(BIN)/ruff format --check services schemas tools tests
+	$(BIN)/mypy
+
+check: lint ## lint, types and the unit tests (under a minute)
+	scripts/run-tests.sh -q tests/unit
 
 schemas: install ## regenerate schemas/jsonschema from the models
 	$(BIN)/loopgate schemas generate
 
-.PHONY: help install kafka-up kafka-down test chaos bench demo down lint schemas
+.PHONY: help install kafka-up kafka-down test chaos bench demo down lint check schemas

@@ -9,4 +9,4 @@ if ! scripts/kafka.sh status; then
   started=1
 fi
 trap '[ "$started" = 1 ] && scripts/kafka.sh stop' EXIT
-.venv/bin/loopgate bench "$@"
+.venv/bin/loopgate-tools bench "$@"

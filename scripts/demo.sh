@@ -72,10 +72,10 @@ wait_http "http://127.0.0.1:9101/metrics" "the detector"
 wait_http "http://127.0.0.1:9102/metrics" "the dispatcher"
 
 echo "== 4. Simulated traffic: ${DEMO_SECONDS}s at ${DEMO_RATE} events/s"
-"$bin/loopgate" simulate --duration "$DEMO_SECONDS" --rate "$DEMO_RATE" --ground-truth "$run/ground-truth.jsonl"
+"$bin/loopgate-tools" simulate --duration "$DEMO_SECONDS" --rate "$DEMO_RATE" --ground-truth "$run/ground-truth.jsonl"
 
 echo "== 5. What happened"
-"$bin/loopgate" demo-report --operator-token "$operator" --ground-truth "$run/ground-truth.jsonl"
+"$bin/loopgate-tools" demo-report --operator-token "$operator" --ground-truth "$run/ground-truth.jsonl"
 
 cat <<EOT
 

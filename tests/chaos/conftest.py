@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from loopgate.common.processes import free_port
+from loopgate_tools.processes import free_port
 from tests.chaos import report
 from tests.chaos.harness import SESSION_TIMEOUT_SECONDS, ChaosRun, PrivateBroker
 from tests.fixtures.services import Stack

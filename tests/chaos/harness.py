@@ -27,8 +27,8 @@ from loopgate.common.kafka import consumer_group_lag, read_topic
 from loopgate.common.settings import Settings
 from loopgate.detector.config import load_detection_config
 from loopgate.detector.processing import Detector
-from loopgate.simulator.generator import SimEvent, generate
-from loopgate.simulator.publisher import PublishStats, publish
+from loopgate_tools.simulator.generator import SimEvent, generate
+from loopgate_tools.simulator.publisher import PublishStats, publish
 from tests.chaos import report
 from tests.fixtures.kafka import KAFKA_SCRIPT
 from tests.fixtures.services import ServiceProcess, Stack, wait_until

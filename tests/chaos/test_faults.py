@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from loopgate.common.kafka import ensure_topics
-from loopgate.common.processes import wait_until
+from loopgate_tools.processes import wait_until
 from tests.chaos.harness import (
     API_OUTAGE_SECONDS,
     PUBLISH_SECONDS,

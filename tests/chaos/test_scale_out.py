@@ -15,9 +15,9 @@ import orjson
 import pytest
 
 from loopgate.common.kafka import partition_lags, read_topic
-from loopgate.common.processes import LOOPGATE, ServiceProcess, free_port, settings_env, wait_until
 from loopgate.common.settings import Settings
 from loopgate.detector.app import BID_BASELINES, DELIVERY_BASELINES
+from loopgate_tools.processes import LOOPGATE, ServiceProcess, free_port, settings_env, wait_until
 from tests.chaos import report
 from tests.chaos.harness import (
     PUBLISH_SECONDS,

@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from loopgate.common.processes import wait_until
+from loopgate_tools.processes import wait_until
 from tests.chaos.harness import PUBLISH_SECONDS, ChaosRun, graceful_stop, scrape, total
 
 pytestmark = [pytest.mark.kafka, pytest.mark.chaos]

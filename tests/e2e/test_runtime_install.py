@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from loopgate.common.processes import ServiceProcess, free_port, settings_env, wait_until
 from loopgate.common.settings import Settings
+from loopgate_tools.processes import ServiceProcess, free_port, settings_env, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
 
@@ -66,11 +66,23 @@ def test_the_runtime_install_holds_no_dev_dependency(runtime_venv: Path) -> None
     assert installed.isdisjoint(DEV_ONLY), sorted(installed & set(DEV_ONLY))
 
 
+def test_the_runtime_install_holds_no_tool(runtime_venv: Path) -> None:
+    """The simulator, benchmark, evaluator and test helpers are `loopgate-tools`, never in the image."""
+    python = str(runtime_venv / "bin" / "python")
+    for module in ("loopgate_tools", "loopgate.simulator", "loopgate.bench", "loopgate.evaluation"):
+        found = subprocess.run([python, "-c", f"import importlib.util as u; print(u.find_spec('{module}') is None)"],
+                               capture_output=True, text=True)
+        assert found.stdout.strip() == "True", f"{module} is in the runtime install: {found.stderr[-500:]}"
+    assert not (runtime_venv / "bin" / "loopgate-tools").exists()
+
+
 def test_loopgate_help_lists_every_service_command(runtime_venv: Path) -> None:
     out = _loopgate(runtime_venv, "--help")
     assert out.returncode == 0, out.stderr
     for command in ("detector", "dispatcher", "api", "topics", "schemas"):
         assert command in out.stdout
+    for tool in ("simulate", "evaluate", "bench", "demo-report"):
+        assert tool not in out.stdout
     for args in (("api", "--help"), ("api", "serve", "--help"), ("detector", "--help"), ("dispatcher", "--help"),
                  ("topics", "create", "--help"), ("api", "tokens", "create", "--help")):
         sub = _loopgate(runtime_venv, *args)
@@ -121,7 +133,8 @@ def test_every_service_starts_and_stops_cleanly_from_the_runtime_install(
     try:
         for name, proc in services.items():
             proc.start()
-            wait_until(lambda: ready[name]() or not proc.alive(), timeout=90, what=f"{name} to become ready")
+            wait_until(lambda name=name, proc=proc: ready[name]() or not proc.alive(),  # type: ignore[misc]
+                       timeout=90, what=f"{name} to become ready")
             assert proc.alive(), f"{name} exited:\n{proc.log()[-4000:]}"
         codes = {name: proc.stop(timeout=60) for name, proc in reversed(services.items())}
         assert codes == {"dispatcher": 0, "detector": 0, "api": 0}, "\n".join(

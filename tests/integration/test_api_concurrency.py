@@ -11,12 +11,12 @@ import httpx
 import pytest
 import uvicorn
 
-from loopgate.common.processes import free_port
 from loopgate.common.settings import Settings
 from loopgate.resolution_api import store
 from loopgate.resolution_api.app import create_app
 from loopgate.resolution_api.deps import Services
 from loopgate.resolution_api.permissions import Role
+from loopgate_tools.processes import free_port
 from tests.fixtures.api import record
 
 

@@ -19,12 +19,12 @@ from hypothesis import HealthCheck, settings
 from schemathesis import checks
 from schemathesis.generation.case import Case
 
-from loopgate.common.processes import free_port
 from loopgate.common.settings import Settings
 from loopgate.resolution_api import store
 from loopgate.resolution_api.app import create_app
 from loopgate.resolution_api.db import Database
 from loopgate.resolution_api.permissions import Role
+from loopgate_tools.processes import free_port
 from tests.fixtures.api import UNREACHABLE_BOOTSTRAP
 from tests.fixtures.postgres import PostgresServer
 

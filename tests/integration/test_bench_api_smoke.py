@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from loopgate.bench.api import Sizes, run_api_benchmarks
+from loopgate_tools.bench.api import Sizes, run_api_benchmarks
 
 TINY = Sizes(creates=60, resolves=20, stored=300, list_requests=20, deliveries=40)
 API_FIGURES = [

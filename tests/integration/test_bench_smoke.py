@@ -1,4 +1,4 @@
-"""A short run of `loopgate bench`: it runs end to end, produces every detector figure and writes the
+"""A short run of `loopgate-tools bench`: it runs end to end, produces every detector figure and writes the
 report (no timing asserted). The API and dispatcher figures: test_bench_api_smoke.py."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from loopgate.common.processes import run_cli
 from loopgate.common.settings import Settings
+from loopgate_tools.processes import LOOPGATE_TOOLS, run_cli
 
 pytestmark = pytest.mark.kafka
 
@@ -29,7 +29,7 @@ DETECTOR_FIGURES = {
 
 def test_the_benchmark_produces_every_figure_and_the_markdown_table(kafka_bootstrap: str, tmp_path: Path) -> None:
     run_cli(Settings(kafka_bootstrap=kafka_bootstrap), "bench", "--size", "smoke", "--skip-api",
-            "--output", str(tmp_path), timeout=900)
+            "--output", str(tmp_path), timeout=900, command=LOOPGATE_TOOLS)
     report = json.loads((tmp_path / "benchmarks.json").read_text())
     results = report["results"]
     names = {r["name"] for r in results}

@@ -18,12 +18,12 @@ import pytest
 from aiokafka import ConsumerRecord
 
 from loopgate.common.kafka import consumer_group_lag, ensure_topics, read_topic, reliable_producer
-from loopgate.common.processes import ServiceProcess, free_port, wait_until
 from loopgate.common.settings import Settings
-from loopgate.simulator.generator import SimEvent, generate
-from loopgate.simulator.malformed import MalformedMessage, malformed
 from loopgate_schemas import topics
 from loopgate_schemas.exceptions import exception_id_for
+from loopgate_tools.processes import ServiceProcess, free_port, wait_until
+from loopgate_tools.simulator.generator import SimEvent, generate
+from loopgate_tools.simulator.malformed import MalformedMessage, malformed
 from tests.chaos.harness import scrape, total
 from tests.fixtures.kafka import SESSION_PREFIX
 from tests.fixtures.truth import expected_exception_ids

@@ -11,8 +11,8 @@ import orjson
 import pytest
 
 from loopgate.common.kafka import consumer_group_lag, read_topic
-from loopgate.common.processes import ServiceProcess, free_port, wait_until
 from loopgate.common.settings import Settings
+from loopgate_tools.processes import ServiceProcess, free_port, wait_until
 from tests.fixtures.kafka import produce
 
 pytestmark = pytest.mark.kafka

@@ -12,7 +12,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from loopgate.common.kafka import consumer_group_lag, ensure_topics, read_topic
-from loopgate.common.processes import wait_until
+from loopgate_tools.processes import wait_until
 from tests.fixtures.api import record
 from tests.fixtures.kafka import produce
 from tests.fixtures.services import Stack

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from loopgate.common.settings import Settings
-from loopgate.evaluation import Evaluation, run_evaluation
+from loopgate_tools.evaluation import Evaluation, run_evaluation
 
 pytestmark = pytest.mark.kafka
 

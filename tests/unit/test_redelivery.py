@@ -8,7 +8,7 @@ from typing import Any
 
 from loopgate.detector.config import load_detection_config
 from loopgate.detector.processing import Detector
-from loopgate.simulator.generator import SimEvent, generate
+from loopgate_tools.simulator.generator import SimEvent, generate
 
 
 def run(detector: Detector, events: list[tuple[int, SimEvent]], bids: dict[str, Any],

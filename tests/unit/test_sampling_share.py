@@ -6,7 +6,7 @@ import orjson
 
 from loopgate.detector.config import load_detection_config
 from loopgate.detector.sampling import sample_for_audit, sampling_rate
-from loopgate.simulator.generator import generate
+from loopgate_tools.simulator.generator import generate
 
 
 def test_sampled_share_per_source_is_within_ten_percent_of_the_formula() -> None:

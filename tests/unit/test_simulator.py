@@ -12,14 +12,14 @@ import orjson
 import pytest
 
 from loopgate.detector.config import load_detection_config
-from loopgate.simulator.generator import RULE_EVENT_TYPE, SimEvent, generate
-from loopgate.simulator.ground_truth import read_ground_truth, write_ground_truth
-from loopgate.simulator.malformed import VARIANTS, malformed
-from loopgate.simulator.world import BID_NOISE, DELIVERY_NOISE, build_world
 from loopgate_schemas import topics
 from loopgate_schemas.events import EventRejected, parse_event
+from loopgate_tools.simulator.generator import RULE_EVENT_TYPE, SimEvent, generate
+from loopgate_tools.simulator.ground_truth import read_ground_truth, write_ground_truth
+from loopgate_tools.simulator.malformed import VARIANTS, malformed
+from loopgate_tools.simulator.world import BID_NOISE, DELIVERY_NOISE, build_world
 
-DETECTION_TOML = Path(__file__).resolve().parents[2] / "services" / "detector" / "detection.toml"
+DETECTION_TOML = Path(__file__).resolve().parents[2] / "services" / "loopgate" / "detector" / "detection.toml"
 CONFIG: dict[str, Any] = tomllib.loads(DETECTION_TOML.read_text())
 TH = CONFIG["thresholds"]
 LIMITS = CONFIG["caption_limits"]

@@ -11,10 +11,10 @@ import pytest
 from typer.testing import CliRunner
 
 from loopgate.common.settings import Settings
-from loopgate.simulator.cli import app
-from loopgate.simulator.generator import SimEvent, generate
-from loopgate.simulator.ground_truth import read_ground_truth
-from loopgate.simulator.publisher import publish
+from loopgate_tools.simulator.cli import app
+from loopgate_tools.simulator.generator import SimEvent, generate
+from loopgate_tools.simulator.ground_truth import read_ground_truth
+from loopgate_tools.simulator.publisher import publish
 
 
 class FakeProducer:

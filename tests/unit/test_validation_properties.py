@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 
 from loopgate.detector.config import load_detection_config
 from loopgate.detector.processing import Detector
-from loopgate.simulator.generator import generate
 from loopgate_schemas import topics
 from loopgate_schemas.events import EventRejected, parse_event
 from loopgate_schemas.exceptions import ExceptionRecord
+from loopgate_tools.simulator.generator import generate
 
 MAX_BYTES = 4096
 REJECTION_KINDS = frozenset(

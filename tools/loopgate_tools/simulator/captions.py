@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from loopgate.simulator.world import Client
+from loopgate_tools.simulator.world import Client
 
 _HOOKS = (
     "New season, new favourites.",

@@ -35,13 +35,13 @@ import orjson
 import sqlalchemy as sa
 
 from loopgate.common.kafka import consumer_group_lag, delete_topics_with_prefix, ensure_topics, reliable_producer
-from loopgate.common.postgres import PostgresCluster, PostgresServer
-from loopgate.common.processes import SERVICE_COMMANDS, ServiceProcess, free_port, run_cli, settings_env, wait_until
 from loopgate.common.settings import DEFAULT_SLAS, Settings
 from loopgate.detector.config import load_detection_config
 from loopgate.resolution_api.models import ExceptionRow
-from loopgate.simulator.generator import EVENT_TOPIC, RULE_EVENT_TYPE
 from loopgate_schemas.exceptions import Kind, Severity
+from loopgate_tools.postgres import PostgresCluster, PostgresServer
+from loopgate_tools.processes import SERVICE_COMMANDS, ServiceProcess, free_port, run_cli, settings_env, wait_until
+from loopgate_tools.simulator.generator import EVENT_TOPIC, RULE_EVENT_TYPE
 
 log = logging.getLogger(__name__)
 
@@ -361,7 +361,7 @@ def _load_sqlite(url: str, batches: Iterator[list[dict[str, Any]]]) -> None:
     try:
         with engine.begin() as conn:
             for batch in batches:
-                conn.execute(ExceptionRow.__table__.insert(), batch)
+                conn.execute(sa.insert(ExceptionRow), batch)
     finally:
         engine.dispose()
 
@@ -585,7 +585,10 @@ async def _api_figures(group: str, api: _Api, sizes: Sizes) -> list[dict[str, An
 def _list_queries(catalog: _Catalog, now: dt.datetime) -> list[dict[str, Any]]:
     """What operators ask for: the queue, their own work, one rule, one client, a time window."""
     day = dt.timedelta(days=1)
-    iso = lambda t: t.isoformat().replace("+00:00", "Z")  # noqa: E731
+
+    def iso(t: dt.datetime) -> str:
+        return t.isoformat().replace("+00:00", "Z")
+
     return [
         {},
         {"status": "open"},

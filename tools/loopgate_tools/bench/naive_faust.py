@@ -1,6 +1,6 @@
 """The floor the detector must beat: a minimal faust agent that only validates each event.
 
-Run as `python -m loopgate.bench.naive_faust BOOTSTRAP GROUP COUNT PREFIX SOURCE...` (SOURCE: a
+Run as `python -m loopgate_tools.bench.naive_faust BOOTSTRAP GROUP COUNT PREFIX SOURCE...` (SOURCE: a
 contract topic name, read as PREFIX+SOURCE); writes one JSON line to stdout once it has validated
 COUNT events, then exits.
 """
@@ -28,7 +28,7 @@ def main() -> None:
         topic = app.topic(prefix + source_name, key_serializer="raw", value_serializer="raw")
 
         @app.agent(topic, name=f"validate-{source_name}")
-        async def validate(stream: faust.StreamT, source: str = source_name) -> None:
+        async def validate(stream: faust.StreamT[bytes], source: str = source_name) -> None:
             async for value in stream:
                 if not state["n"]:
                     state["started"] = time.perf_counter()

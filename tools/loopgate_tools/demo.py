@@ -1,4 +1,4 @@
-"""`loopgate demo-report`: what the running stack did, then one resolution through the HTTP API
+"""`loopgate-tools demo-report`: what the running stack did, then one resolution through the HTTP API
 and its outcome read back from `exception-outcomes` (used by `make demo`)."""
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ def demo_report(
         if mine:
             typer.echo(f"\nOutcome read back from {settings.outcomes_topic} "
                        f"(partition {mine[-1].partition}, offset {mine[-1].offset}):")
-            typer.echo(orjson.dumps(orjson.loads(mine[-1].value), option=orjson.OPT_INDENT_2).decode())
+            typer.echo(orjson.dumps(orjson.loads(mine[-1].value or b"null"), option=orjson.OPT_INDENT_2).decode())
             return
         time.sleep(0.5)
     typer.echo("no outcome on the topic after 30 s")

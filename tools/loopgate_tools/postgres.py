@@ -17,7 +17,7 @@ from pathlib import Path
 
 import asyncpg
 
-from loopgate.common.processes import free_port
+from loopgate_tools.processes import free_port
 
 PG_USER = "loopgate"
 # Fast and disposable: nothing a throwaway cluster holds has to survive a crash.

@@ -1,4 +1,4 @@
-"""`loopgate simulate`: publish a realistic event stream with injected faults, and its ground truth."""
+"""`loopgate-tools simulate`: publish a realistic event stream with injected faults, and its ground truth."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import typer
 
 from loopgate.common.settings import Settings, get_settings
 from loopgate.detector.config import load_detection_config
-from loopgate.simulator.generator import SimEvent, generate
-from loopgate.simulator.ground_truth import recording
-from loopgate.simulator.publisher import PublishStats, publish
+from loopgate_tools.simulator.generator import SimEvent, generate
+from loopgate_tools.simulator.ground_truth import recording
+from loopgate_tools.simulator.publisher import PublishStats, publish
 
 app = typer.Typer(help="Event simulator.", pretty_exceptions_enable=False)
 

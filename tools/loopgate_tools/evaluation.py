@@ -1,4 +1,4 @@
-"""`loopgate evaluate`: detection quality measured through the real broker and the real detector.
+"""`loopgate-tools evaluate`: detection quality measured through the real broker and the real detector.
 
 The simulator's ground truth says which rules each event must trigger. The evaluator publishes
 the events to fresh topics, runs a `loopgate detector` process on them, reads every record the
@@ -22,12 +22,12 @@ import orjson
 import typer
 
 from loopgate.common.kafka import consumer_group_lag, delete_topics_with_prefix, ensure_topics, read_topic
-from loopgate.common.processes import ServiceProcess, free_port, wait_until
 from loopgate.common.settings import Settings, get_settings
 from loopgate.detector.config import DetectionConfig, load_detection_config
 from loopgate.detector.sampling import sampling_rate
-from loopgate.simulator.generator import SimEvent, generate
-from loopgate.simulator.publisher import publish
+from loopgate_tools.processes import ServiceProcess, free_port, wait_until
+from loopgate_tools.simulator.generator import SimEvent, generate
+from loopgate_tools.simulator.publisher import publish
 
 NOT_SCORED = frozenset({"audit_sample", "schema_violation"})
 
@@ -157,7 +157,7 @@ def run_evaluation(
     finally:
         detector.stop()
         asyncio.run(delete_topics_with_prefix(settings.kafka_bootstrap, prefix))
-    return score(events, unique_records(r.value for r in records), config)
+    return score(events, unique_records(r.value or b"" for r in records), config)
 
 
 def evaluate(

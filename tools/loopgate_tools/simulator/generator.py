@@ -39,12 +39,15 @@ import time
 from bisect import bisect
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import get_args
 
 import orjson
 
 from loopgate.detector.config import DetectionConfig, Thresholds, load_detection_config
-from loopgate.simulator import captions
-from loopgate.simulator.world import (
+from loopgate_schemas import topics
+from loopgate_schemas.events import SocialPlatform
+from loopgate_tools.simulator import captions
+from loopgate_tools.simulator.world import (
     BID_NOISE,
     DELIVERY_NOISE,
     IAB_SIZES,
@@ -56,7 +59,6 @@ from loopgate.simulator.world import (
     World,
     build_world,
 )
-from loopgate_schemas import topics
 
 BID_ADJUSTED = "bid.adjusted"
 BUDGET_PACING = "budget.pacing"
@@ -259,8 +261,8 @@ class _Stream:
         self.delivery_streak = [0] * len(w.placements)
         self.warm_placements: dict[int, None] = {}
         self.allow_listed_placements = [i for i, p in enumerate(w.placements) if p.client.allow_listed]
-        social = [
-            p for p in ("instagram", "x", "linkedin", "tiktok", "facebook") if p in rules.caption_limits
+        social: list[SocialPlatform] = [
+            p for p in get_args(SocialPlatform) if p in rules.caption_limits
         ]
         short = [p for p in social if rules.caption_limits[p] <= 5000]
         self.long_caption_platforms = short or [min(social, key=lambda p: rules.caption_limits[p])]
@@ -326,7 +328,7 @@ class _Stream:
         event_type: str,
         source: str,
         subject: str,
-        data: dict[str, object],
+        data: Mapping[str, object],
         rule: str | None,
         expected: tuple[str, ...] | None = None,
     ) -> SimEvent:
@@ -613,6 +615,7 @@ class _Stream:
     def _content(self, i: int, rule: str | None) -> SimEvent:
         rng = self.rng
         client = self.world.clients[rng.randrange(len(self.world.clients))]
+        platform: str
         if rule == "caption_too_long":
             platform = self.long_caption_platforms[rng.randrange(len(self.long_caption_platforms))]
         else:

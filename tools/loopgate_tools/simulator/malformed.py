@@ -12,14 +12,14 @@ from dataclasses import dataclass
 
 import orjson
 
-from loopgate.simulator.generator import (
+from loopgate_schemas import topics
+from loopgate_tools.simulator.generator import (
     BID_ADJUSTED,
     CONTENT_GENERATED,
     DELIVERY_REPORT,
     SimEvent,
     generate,
 )
-from loopgate_schemas import topics
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from loopgate.common.settings import Settings
-from loopgate.simulator.generator import SimEvent
+from loopgate_tools.simulator.generator import SimEvent
 
 
 class Producer(Protocol):

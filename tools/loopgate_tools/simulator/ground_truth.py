@@ -8,7 +8,7 @@ from typing import IO
 
 import orjson
 
-from loopgate.simulator.generator import SimEvent
+from loopgate_tools.simulator.generator import SimEvent
 
 
 def ground_truth_record(event: SimEvent) -> dict[str, object]:

@@ -1,4 +1,5 @@
-"""`loopgate`: one command, a subcommand per service and tool."""
+"""`loopgate`: one command, a subcommand per service. The tools around them (simulator, evaluator,
+benchmark, demo report) are `loopgate-tools`, a separate package kept out of the runtime install."""
 
 from __future__ import annotations
 
@@ -74,18 +75,10 @@ def schemas_check() -> None:
 
 
 def _register_service_commands() -> None:
-    """The API's and the simulator's own typer commands, each owned by its package."""
-    from loopgate.bench.report import bench
-    from loopgate.demo import demo_report
-    from loopgate.evaluation import evaluate
+    """The API's own typer commands, owned by its package."""
     from loopgate.resolution_api.cli import app as api_app
-    from loopgate.simulator.cli import simulate
 
     app.add_typer(api_app, name="api", help="The resolution API: serve, migrate, tokens.")
-    app.command()(simulate)
-    app.command("demo-report")(demo_report)
-    app.command()(evaluate)
-    app.command()(bench)
 
 
 _register_service_commands()

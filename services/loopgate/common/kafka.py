@@ -92,7 +92,7 @@ def reliable_producer(bootstrap: str, **overrides: object) -> AIOKafkaProducer:
         "request_timeout_ms": 30000,
     }
     options.update(overrides)
-    return AIOKafkaProducer(**options)  # type: ignore[arg-type]
+    return AIOKafkaProducer(**options)
 
 
 async def topic_partitions(bootstrap: str, names: list[str]) -> list[TopicPartition]:
@@ -111,7 +111,7 @@ async def topic_partitions(bootstrap: str, names: list[str]) -> list[TopicPartit
     ]
 
 
-async def read_topic(bootstrap: str, topic: str, *, poll_ms: int = 1000) -> list[ConsumerRecord]:
+async def read_topic(bootstrap: str, topic: str, *, poll_ms: int = 1000) -> list[ConsumerRecord[bytes, bytes]]:
     """Every record currently in `topic`, from the beginning (no consumer group, no commits)."""
     tps = await topic_partitions(bootstrap, [topic])
     if not tps:
@@ -122,7 +122,7 @@ async def read_topic(bootstrap: str, topic: str, *, poll_ms: int = 1000) -> list
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         end = await consumer.end_offsets(tps)
-        records: list[ConsumerRecord] = []
+        records: list[ConsumerRecord[bytes, bytes]] = []
         while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
             batch = await consumer.getmany(timeout_ms=poll_ms)
             for tp, msgs in batch.items():

@@ -1,4 +1,4 @@
-"""`loopgate bench`: run every benchmark, then write docs/benchmarks.{json,md} and print the table."""
+"""`loopgate-tools bench`: run every benchmark, then write docs/benchmarks.{json,md} and print the table."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import typer
 from loopgate.common.kafka import wait_for_broker
 from loopgate.common.settings import get_settings
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
+DOCS = Path(__file__).resolve().parents[3] / "docs"
 
 SIZES = {
     # detector events, entities for the memory run, memory-run events, latency seconds
@@ -36,7 +36,7 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     kafka = "unknown"
-    pom = Path(__file__).resolve().parents[2] / "deploy" / "kafka" / "pom.xml"
+    pom = Path(__file__).resolve().parents[3] / "deploy" / "kafka" / "pom.xml"
     if pom.exists():
         text = pom.read_text()
         kafka = text.split("<kafka.version>")[1].split("<")[0] if "<kafka.version>" in text else kafka
@@ -75,7 +75,7 @@ def bench(
 ) -> None:
     """Measure the detector against the raw-client ceiling and naive faust, latency, memory, the API
     and the dispatcher; write docs/benchmarks.{json,md} and print the table."""
-    from loopgate.bench.detector import run_detector_benchmarks
+    from loopgate_tools.bench.detector import run_detector_benchmarks
 
     if size not in SIZES:
         raise typer.BadParameter(f"size must be one of {', '.join(SIZES)}")
@@ -86,7 +86,7 @@ def bench(
     with tempfile.TemporaryDirectory(prefix="loopgate-bench-") as tmp:
         results += run_detector_benchmarks(settings, Path(tmp), **SIZES[size])  # type: ignore[arg-type]
         if not skip_api:
-            from loopgate.bench.api import FULL, QUICK, Sizes, run_api_benchmarks
+            from loopgate_tools.bench.api import FULL, QUICK, Sizes, run_api_benchmarks
 
             api_sizes = {"full": FULL, "quick": QUICK, "smoke": Sizes(60, 20, 300, 20, 40)}[size]
             results += run_api_benchmarks(Path(tmp), quick=size != "full", sizes=api_sizes)

@@ -20,11 +20,11 @@ from aiokafka import AIOKafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 
 from loopgate.common.kafka import delete_topics_with_prefix, ensure_topics, topic_partitions
-from loopgate.common.processes import ServiceProcess, free_port, wait_until
 from loopgate.common.settings import Settings
-from loopgate.simulator.generator import SimEvent, generate
-from loopgate.simulator.publisher import publish
 from loopgate_schemas import topics
+from loopgate_tools.processes import ServiceProcess, free_port, wait_until
+from loopgate_tools.simulator.generator import SimEvent, generate
+from loopgate_tools.simulator.publisher import publish
 
 Result = dict[str, Any]
 
@@ -72,7 +72,7 @@ async def _consume_raw(settings: Settings, count: int) -> float:
             batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
             for records in batch.values():
                 for record in records:
-                    loads(record.value)
+                    loads(record.value or b"")
                 seen += len(records)
         return seen / (time.perf_counter() - started)
     finally:
@@ -81,7 +81,7 @@ async def _consume_raw(settings: Settings, count: int) -> float:
 
 def _naive_faust(settings: Settings, count: int) -> float:
     out = subprocess.run(
-        [sys.executable, "-m", "loopgate.bench.naive_faust", settings.kafka_bootstrap,
+        [sys.executable, "-m", "loopgate_tools.bench.naive_faust", settings.kafka_bootstrap,
          f"{settings.topic_prefix}naive", str(count), settings.topic_prefix, *topics.UPSTREAM],
         capture_output=True, timeout=1800,
     )

@@ -19,6 +19,7 @@ from pathlib import Path
 from loopgate.common.settings import Settings
 
 LOOPGATE = [sys.executable, "-m", "loopgate.cli"]
+LOOPGATE_TOOLS = [sys.executable, "-m", "loopgate_tools.cli"]
 SERVICE_COMMANDS = {
     "api": [*LOOPGATE, "api", "serve"],
     "detector": [*LOOPGATE, "detector", "--log-level", "warning"],
@@ -96,10 +97,12 @@ class ServiceProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
-def run_cli(settings: Settings, *args: str, timeout: float = 120) -> str:
-    """Run one `loopgate ...` command with these settings; its stdout, or RuntimeError."""
-    out = subprocess.run([*LOOPGATE, *args], env=settings_env(settings), capture_output=True, text=True,
+def run_cli(settings: Settings, *args: str, timeout: float = 120, command: list[str] = LOOPGATE) -> str:
+    """Run one `loopgate ...` command (or `loopgate-tools ...`, with `command=LOOPGATE_TOOLS`) with these
+    settings; its stdout, or RuntimeError."""
+    out = subprocess.run([*command, *args], env=settings_env(settings), capture_output=True, text=True,
                          timeout=timeout)
     if out.returncode != 0:
-        raise RuntimeError(f"loopgate {' '.join(args)} exited {out.returncode}:\n{out.stdout}\n{out.stderr}")
+        name = "loopgate-tools" if command is LOOPGATE_TOOLS else "loopgate"
+        raise RuntimeError(f"{name} {' '.join(args)} exited {out.returncode}:\n{out.stdout}\n{out.stderr}")
     return out.stdout
