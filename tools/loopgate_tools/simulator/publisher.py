@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -23,6 +23,7 @@ class Producer(Protocol):
 
 @dataclass
 class PublishStats:
+    queued: int = 0  # handed to the producer
     sent: int = 0  # acknowledged by the broker
     failed: int = 0
     elapsed_seconds: float = 0.0
@@ -34,6 +35,7 @@ class PublishStats:
 
     def count(self, event: SimEvent) -> None:
         """Tally one event handed on (by topic, type and expected rules)."""
+        self.queued += 1
         self.by_topic[event.topic] += 1
         self.by_type[event.event_type] += 1
         if event.expected_rules:
@@ -43,6 +45,11 @@ class PublishStats:
     @property
     def events_per_second(self) -> float:
         return self.sent / self.elapsed_seconds if self.elapsed_seconds > 0 else 0.0
+
+
+# A token short of whole by no more than rounding error counts as whole: after sleeping the exact wait,
+# the refill can come to 0.999...9, and a wait for the rest would be too short to move the clock.
+TOKEN_ROUNDING = 1e-9
 
 
 class _TokenBucket:
@@ -58,8 +65,8 @@ class _TokenBucket:
         """Take a token if there is one (0.0); else how long until there will be."""
         self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
         self.last = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
+        if self.tokens >= 1.0 - TOKEN_ROUNDING:
+            self.tokens = max(0.0, self.tokens - 1.0)
             return 0.0
         return (1.0 - self.tokens) / self.rate
 
@@ -73,11 +80,17 @@ async def publish(
     batch_size: int = 5000,
     linger_ms: int = 20,
     producer: Producer | None = None,
+    clock: Callable[[], float] | None = None,
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    progress: Callable[[PublishStats], None] | None = None,
 ) -> PublishStats:
     """Send every event to `settings.topic(event.topic)` (so a topic prefix applies), keyed by its
     entity. `rate` is events per second (None: as fast as the broker takes them); `duration`
     stops after that many seconds even if events remain (none is pulled from `events` after the
-    deadline, so a ground-truth recorder wrapped around them sees exactly what was sent)."""
+    deadline, so a ground-truth recorder wrapped around them sees exactly what was sent).
+    `clock` (default: the event loop's) and `sleep` pace the sends; tests pass fakes. `progress`
+    is called with the running stats (`elapsed_seconds` current) after each event handed on and
+    each batch acknowledged."""
     if rate is not None and rate <= 0:
         raise ValueError("rate must be > 0 (or None for no limit)")
     own: AIOKafkaProducer | None = None
@@ -90,21 +103,21 @@ async def publish(
         )
         await own.start()
     stats = PublishStats()
-    loop = asyncio.get_running_loop()
-    started = loop.time()
+    now = clock if clock is not None else asyncio.get_running_loop().time
+    started = now()
     deadline = started + duration if duration is not None else None
     bucket = _TokenBucket(rate, started) if rate is not None else None
     names: dict[str, str] = {}
     pending: list[asyncio.Future[Any]] = []
     iterator = iter(events)
     try:
-        while deadline is None or loop.time() < deadline:
+        while deadline is None or now() < deadline:
             if bucket is not None:
-                wait = bucket.wait_seconds(loop.time())
+                wait = bucket.wait_seconds(now())
                 while wait > 0.0:
-                    await asyncio.sleep(wait)
-                    wait = bucket.wait_seconds(loop.time())
-                if deadline is not None and loop.time() >= deadline:
+                    await sleep(wait)
+                    wait = bucket.wait_seconds(now())
+                if deadline is not None and now() >= deadline:
                     break
             event = next(iterator, None)
             if event is None:
@@ -120,11 +133,16 @@ async def publish(
             stats.count(event)
             if len(pending) >= batch_size:
                 await _settle(pending, stats)
+            if progress is not None:
+                stats.elapsed_seconds = now() - started
+                progress(stats)
         await _settle(pending, stats)
     finally:
         if own is not None:
             await own.stop()
-        stats.elapsed_seconds = loop.time() - started
+        stats.elapsed_seconds = now() - started
+    if progress is not None:
+        progress(stats)
     return stats
 
 
