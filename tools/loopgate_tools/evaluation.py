@@ -26,6 +26,7 @@ from loopgate.common.settings import Settings, get_settings
 from loopgate.detector.config import DetectionConfig, load_detection_config
 from loopgate.detector.sampling import sampling_rate
 from loopgate_tools.processes import ServiceProcess, free_port, wait_until
+from loopgate_tools.progress import Reporter
 from loopgate_tools.simulator.generator import SimEvent, generate
 from loopgate_tools.simulator.publisher import publish
 
@@ -130,34 +131,53 @@ def unique_records(records: Iterable[bytes]) -> list[dict[str, Any]]:
 
 
 def run_evaluation(
-    base: Settings, *, count: int, anomaly_share: float, seed: int, workdir: Path, timeout: float = 600
+    base: Settings, *, count: int, anomaly_share: float, seed: int, workdir: Path, timeout: float = 600,
+    progress: Reporter | None = None,
 ) -> Evaluation:
-    """Simulate, detect and score on fresh topics of the real broker; removes the topics after."""
+    """Simulate, detect and score on fresh topics of the real broker; removes the topics after.
+    `progress` shows each stage (generate, publish, detect, read back, score)."""
+    progress = progress or Reporter.silent()
     prefix = f"eval-{uuid.uuid4().hex[:8]}-"
     settings = base.model_copy(update={
         "topic_prefix": prefix, "detector_metrics_port": free_port(), "detector_data_dir": workdir / "detector",
     })
     config = load_detection_config(settings.detection_config)
-    events = list(generate(count, anomaly_share=anomaly_share, seed=seed))
+    with progress.stage("generating", total=count) as stage:
+        events = []
+        for event in generate(count, anomaly_share=anomaly_share, seed=seed):
+            events.append(event)
+            stage.advance()
     asyncio.run(ensure_topics(settings))
     detector = ServiceProcess.for_service("detector", settings, workdir).start()
     try:
-        asyncio.run(publish(settings, events, rate=None))
+        with progress.stage("publishing", total=count) as stage:
+            asyncio.run(publish(settings, events, rate=None, progress=lambda s: stage.update(s.queued)))
         upstream = [settings.bids_topic, settings.trafficking_topic, settings.content_topic]
 
-        def done() -> bool:
-            if not detector.alive():
-                raise RuntimeError(f"the detector exited:\n{detector.log()[-3000:]}")
-            lag = asyncio.run(consumer_group_lag(settings.kafka_bootstrap, settings.group(settings.detector_app_id),
-                                                 upstream))
-            return lag == 0
+        with progress.stage("detecting", total=count) as stage:
 
-        wait_until(done, timeout=timeout, what="the detector to process every event", interval=1.0)
-        records = asyncio.run(read_topic(settings.kafka_bootstrap, settings.exceptions_topic))
+            def done() -> bool:
+                if not detector.alive():
+                    raise RuntimeError(f"the detector exited:\n{detector.log()[-3000:]}")
+                lag = asyncio.run(consumer_group_lag(settings.kafka_bootstrap,
+                                                     settings.group(settings.detector_app_id), upstream))
+                stage.update(processed_count(count, lag))
+                return lag == 0
+
+            wait_until(done, timeout=timeout, what="the detector to process every event", interval=1.0)
+        with progress.stage("reading exceptions", unit="records") as stage:
+            records = asyncio.run(read_topic(settings.kafka_bootstrap, settings.exceptions_topic))
+            stage.update(len(records))
     finally:
         detector.stop()
         asyncio.run(delete_topics_with_prefix(settings.kafka_bootstrap, prefix))
     return score(events, unique_records(r.value or b"" for r in records), config)
+
+
+def processed_count(published: int, lag: int) -> int:
+    """Events the detector group has committed, from its lag on topics holding only `published` events
+    (a group that has committed nothing yet lags by all of them)."""
+    return max(0, min(published, published - lag))
 
 
 def evaluate(
@@ -167,9 +187,9 @@ def evaluate(
 ) -> None:
     """Measure per-rule precision and recall, and audit-sampled shares, on the real broker."""
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="loopgate-eval-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="loopgate-eval-") as tmp, Reporter.stderr() as progress:
         result = run_evaluation(get_settings(), count=count, anomaly_share=anomaly_share, seed=seed,
-                                workdir=Path(tmp))
+                                workdir=Path(tmp), progress=progress)
     typer.echo(f"{result.events} events, {result.records} exception records, "
                f"{time.monotonic() - started:.0f} s\n")
     typer.echo(result.table())

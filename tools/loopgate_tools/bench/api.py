@@ -41,6 +41,7 @@ from loopgate.resolution_api.models import ExceptionRow
 from loopgate_schemas.exceptions import Kind, Severity
 from loopgate_tools.postgres import PostgresCluster, PostgresServer
 from loopgate_tools.processes import SERVICE_COMMANDS, ServiceProcess, free_port, run_cli, settings_env, wait_until
+from loopgate_tools.progress import Reporter, Stage
 from loopgate_tools.simulator.generator import EVENT_TOPIC, RULE_EVENT_TYPE
 
 log = logging.getLogger(__name__)
@@ -67,14 +68,27 @@ QUICK = Sizes(creates=2_000, resolves=500, stored=50_000, list_requests=240, del
 FULL = Sizes(creates=20_000, resolves=5_000, stored=1_000_000, list_requests=240, deliveries=20_000)
 
 
-def run_api_benchmarks(workdir: Path, *, quick: bool, sizes: Sizes | None = None) -> list[dict[str, Any]]:
-    """Every API and dispatcher figure, one dict per figure (group, name, value, unit, target, met).
+Measured = Callable[[dict[str, Any]], None]
+
+
+def run_api_benchmarks(
+    workdir: Path,
+    *,
+    quick: bool,
+    sizes: Sizes | None = None,
+    progress: Reporter | None = None,
+    measured: Measured | None = None,
+) -> list[dict[str, Any]]:
+    """Every API and dispatcher figure, one dict per figure (group, name, value, unit, target, met),
+    in the table's order; each is handed to `measured` as soon as it is known.
     `sizes` overrides the quick or full sizes (the smoke test runs a tiny benchmark)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    return asyncio.run(_run(workdir, sizes or (QUICK if quick else FULL)))
+    return asyncio.run(
+        _run(workdir, sizes or (QUICK if quick else FULL), progress or Reporter.silent(), measured or (lambda _: None))
+    )
 
 
-async def _run(workdir: Path, sizes: Sizes) -> list[dict[str, Any]]:
+async def _run(workdir: Path, sizes: Sizes, progress: Reporter, measured: Measured) -> list[dict[str, Any]]:
     base = Settings().model_copy(  # the broker address and the like come from LOOPGATE_ variables
         update={"topic_prefix": f"bench-{uuid.uuid4().hex[:8]}-", "sweep_interval_seconds": 5.0}
     )
@@ -84,16 +98,16 @@ async def _run(workdir: Path, sizes: Sizes) -> list[dict[str, Any]]:
         sqlite_url = f"sqlite+aiosqlite:///{workdir / 'bench-api.db'}"
         (workdir / "bench-api.db").unlink(missing_ok=True)
         sqlite = base.model_copy(update={"database_url": sqlite_url})
-        async with _api_under_test(sqlite, workdir / "sqlite", sizes) as api:
-            results += await _api_figures("api-sqlite", api, sizes)
-            results += await _dispatcher_figures(api, workdir / "dispatcher", sizes)
+        async with _api_under_test(sqlite, workdir / "sqlite", sizes, progress) as api:
+            results += await _api_figures("api-sqlite", api, sizes, progress, measured)
+            results += await _dispatcher_figures(api, workdir / "dispatcher", sizes, progress, measured)
         cluster = PostgresCluster(settings=dict(POSTGRES_BENCH_SETTINGS))
         server = cluster.start()
         try:
             name = await server.create_database("loopgate_bench")
             postgres = base.model_copy(update={"database_url": server.url(name)})
-            async with _api_under_test(postgres, workdir / "postgres", sizes, server=server) as api:
-                results += await _api_figures("api-postgres", api, sizes)
+            async with _api_under_test(postgres, workdir / "postgres", sizes, progress, server=server) as api:
+                results += await _api_figures("api-postgres", api, sizes, progress, measured)
         finally:
             cluster.stop()
     finally:
@@ -345,15 +359,22 @@ def _stored_row(record: dict[str, Any], first_seen: dt.datetime, created_at: dt.
 LOAD_BATCH = 20_000
 
 
-async def _bulk_load(settings: Settings, server: PostgresServer | None, count: int, seed: int) -> float:
+async def _bulk_load(settings: Settings, server: PostgresServer | None, count: int, seed: int, stage: Stage) -> float:
     """Load `count` exceptions straight into the (migrated) database; returns the seconds it took."""
     started = time.perf_counter()
-    batches = _Catalog(seed).stored_rows(count, dt.datetime.now(dt.UTC), LOAD_BATCH)
+    batches = _counted(_Catalog(seed).stored_rows(count, dt.datetime.now(dt.UTC), LOAD_BATCH), stage)
     if server is None:
         await asyncio.to_thread(_load_sqlite, settings.database_url, batches)
     else:
         await _load_postgres(settings.database_url, batches)
     return time.perf_counter() - started
+
+
+def _counted(batches: Iterator[list[dict[str, Any]]], stage: Stage) -> Iterator[list[dict[str, Any]]]:
+    """The batches, the stage advanced by each one once it is stored (when the next is asked for)."""
+    for batch in batches:
+        yield batch
+        stage.advance(len(batch))
 
 
 def _load_sqlite(url: str, batches: Iterator[list[dict[str, Any]]]) -> None:
@@ -402,10 +423,12 @@ class _Api:
 class _api_under_test:
     """Migrate, create tokens, bulk-load, then `loopgate api serve` (one worker) until exit."""
 
-    def __init__(self, settings: Settings, logdir: Path, sizes: Sizes, server: PostgresServer | None = None):
+    def __init__(
+        self, settings: Settings, logdir: Path, sizes: Sizes, progress: Reporter, server: PostgresServer | None = None
+    ):
         port = free_port()
         self.settings = settings.model_copy(update={"api_port": port, "api_url": f"http://127.0.0.1:{port}"})
-        self.logdir, self.sizes, self.server = logdir, sizes, server
+        self.logdir, self.sizes, self.server, self.progress = logdir, sizes, server, progress
         self.process: ServiceProcess | None = None
 
     async def __aenter__(self) -> _Api:
@@ -413,7 +436,9 @@ class _api_under_test:
         run_cli(settings, "api", "migrate")
         service = run_cli(settings, "api", "tokens", "create", "--role", "service", "--name", "bench-dispatcher")
         operator = run_cli(settings, "api", "tokens", "create", "--role", "operator", "--name", "bench-operator")
-        seconds = await _bulk_load(settings, self.server, self.sizes.stored, seed=6)
+        database = "PostgreSQL" if self.server is not None else "SQLite"
+        with self.progress.stage(f"api: loading {database}", total=self.sizes.stored, unit="exceptions") as stage:
+            seconds = await _bulk_load(settings, self.server, self.sizes.stored, seed=6, stage=stage)
         log.info("loaded %d exceptions in %.1f s", self.sizes.stored, seconds)
         # --log-level warning: no access log line per request (the API's own logging stays on).
         self.process = ServiceProcess(
@@ -463,9 +488,14 @@ class _Load:
 
 
 async def _drive(
-    count: int, concurrency: int, send: Callable[[int], Awaitable[_Answer]], expect: set[int]
+    count: int,
+    concurrency: int,
+    send: Callable[[int], Awaitable[_Answer]],
+    expect: set[int],
+    stage: Stage | None = None,
 ) -> _Load:
-    """Send requests 0..count-1 with `concurrency` in flight; every answer must be in `expect`."""
+    """Send requests 0..count-1 with `concurrency` in flight; every answer must be in `expect`.
+    `stage` counts the answers."""
     latencies: list[float] = []
     bodies: list[Any] = [None] * count
     failures: Counter[int] = Counter()
@@ -477,6 +507,8 @@ async def _drive(
             sent = time.perf_counter()
             response = await send(i)
             latencies.append(time.perf_counter() - sent)
+            if stage is not None:
+                stage.advance()
             if response.status_code in expect:
                 bodies[i] = response.json()
             else:
@@ -543,43 +575,58 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def _api_figures(group: str, api: _Api, sizes: Sizes) -> list[dict[str, Any]]:
+async def _api_figures(
+    group: str, api: _Api, sizes: Sizes, progress: Reporter, measured: Measured
+) -> list[dict[str, Any]]:
     catalog = _Catalog(seed=hash(group) & 0xFFFF)
     run = uuid.uuid4().hex[:6]
     bodies = [
         orjson.dumps(catalog.record(f"{run}-{i}", dt.datetime.now(dt.UTC)))
         for i in range(sizes.creates + CREATE_CONCURRENCY)
     ]
-    warmup, measured = bodies[:CREATE_CONCURRENCY], bodies[CREATE_CONCURRENCY:]
+    warmup, timed = bodies[:CREATE_CONCURRENCY], bodies[CREATE_CONCURRENCY:]
     async with _LoadClient(api, api.service_token, CREATE_CONCURRENCY) as http:
         await _drive(len(warmup), CREATE_CONCURRENCY, lambda i: http.post("/v1/exceptions", content=warmup[i]), {201})
         assert api.process.proc is not None
         cpu_before = _cpu_seconds(api.process.proc.pid)
-        creates = await _drive(
-            len(measured), CREATE_CONCURRENCY, lambda i: http.post("/v1/exceptions", content=measured[i]), {201}
-        )
+        with progress.stage(f"{group}: creates", total=len(timed), unit="requests") as stage:
+            creates = await _drive(
+                len(timed), CREATE_CONCURRENCY, lambda i: http.post("/v1/exceptions", content=timed[i]), {201}, stage
+            )
         cpu = (_cpu_seconds(api.process.proc.pid) - cpu_before) / creates.seconds
     log.info("%s: %.0f creates/s, API process at %.0f%% of one core", group, creates.per_second, 100 * cpu)
-
-    created_ids = [b["id"] for b in creates.bodies]
-    resolve_body = orjson.dumps({"decision": "confirmed", "reason": "checked with the trafficker"})
-    async with _LoadClient(api, api.operator_token, CREATE_CONCURRENCY) as http:
-        resolves = await _drive(
-            min(sizes.resolves, len(created_ids)),
-            CREATE_CONCURRENCY,
-            lambda i: http.post(f"/v1/exceptions/{created_ids[i]}/resolve", content=resolve_body),
-            {200},
-        )
-    lists = await _list_latencies(api, sizes.list_requests, catalog)
-    stored = f"{api.stored + len(bodies):,} stored"  # loaded, plus every create (warm-up included)
-    return [
+    figures = [
         result(group, "creates per second", creates.per_second, "/s", TARGET_CREATES_PER_SECOND),
         result(group, "create p50 latency", creates.percentile_ms(50), "ms"),
         result(group, "create p99 latency", creates.percentile_ms(99), "ms", TARGET_LATENCY_MS),
-        result(group, "resolves per second", resolves.per_second, "/s"),
+    ]
+    for figure in figures:
+        measured(figure)
+
+    created_ids = [b["id"] for b in creates.bodies]
+    resolve_body = orjson.dumps({"decision": "confirmed", "reason": "checked with the trafficker"})
+    resolve_count = min(sizes.resolves, len(created_ids))
+    async with _LoadClient(api, api.operator_token, CREATE_CONCURRENCY) as http:
+        with progress.stage(f"{group}: resolves", total=resolve_count, unit="requests") as stage:
+            resolves = await _drive(
+                resolve_count,
+                CREATE_CONCURRENCY,
+                lambda i: http.post(f"/v1/exceptions/{created_ids[i]}/resolve", content=resolve_body),
+                {200},
+                stage,
+            )
+    figures.append(result(group, "resolves per second", resolves.per_second, "/s"))
+    measured(figures[-1])
+    with progress.stage(f"{group}: lists", total=sizes.list_requests, unit="requests") as stage:
+        lists = await _list_latencies(api, sizes.list_requests, catalog, stage)
+    stored = f"{api.stored + len(bodies):,} stored"  # loaded, plus every create (warm-up included)
+    for figure in (
         result(group, f"list p50 latency ({stored})", lists.percentile_ms(50), "ms"),
         result(group, f"list p99 latency ({stored})", lists.percentile_ms(99), "ms", TARGET_LATENCY_MS),
-    ]
+    ):
+        figures.append(figure)
+        measured(figure)
+    return figures
 
 
 def _list_queries(catalog: _Catalog, now: dt.datetime) -> list[dict[str, Any]]:
@@ -607,7 +654,7 @@ def _list_queries(catalog: _Catalog, now: dt.datetime) -> list[dict[str, Any]]:
     ]
 
 
-async def _list_latencies(api: _Api, count: int, catalog: _Catalog) -> _Load:
+async def _list_latencies(api: _Api, count: int, catalog: _Catalog, stage: Stage) -> _Load:
     """`count` list requests one at a time: the query mix, each fifth a walk of LIST_PAGES pages."""
     queries = _list_queries(catalog, dt.datetime.now(dt.UTC))
     latencies: list[float] = []
@@ -621,6 +668,7 @@ async def _list_latencies(api: _Api, count: int, catalog: _Catalog) -> _Load:
                 sent = time.perf_counter()
                 response = await http.get("/v1/exceptions", params={**params, **({"cursor": cursor} if cursor else {})})
                 latencies.append(time.perf_counter() - sent)
+                stage.update(len(latencies))
                 if response.status_code != 200:
                     raise RuntimeError(
                         f"GET /v1/exceptions {params} answered {response.status_code}: {response.text[:500]}"
@@ -636,7 +684,9 @@ async def _list_latencies(api: _Api, count: int, catalog: _Catalog) -> _Load:
 # --- dispatcher ------------------------------------------------------------------------------
 
 
-async def _dispatcher_figures(api: _Api, logdir: Path, sizes: Sizes) -> list[dict[str, Any]]:
+async def _dispatcher_figures(
+    api: _Api, logdir: Path, sizes: Sizes, progress: Reporter, measured: Measured
+) -> list[dict[str, Any]]:
     """Pre-publish records to the exceptions topic, start `loopgate dispatcher`, and time the drain
     of its consumer lag (from its first commit, so its start-up and group join do not count)."""
     settings = api.settings.model_copy(update={"api_token": api.service_token, "dispatcher_metrics_port": free_port()})
@@ -645,14 +695,16 @@ async def _dispatcher_figures(api: _Api, logdir: Path, sizes: Sizes) -> list[dic
     await producer.start()
     try:
         sent = []
-        for i in range(sizes.deliveries):
-            record = catalog.record(f"dispatch-{run}-{i}", dt.datetime.now(dt.UTC))
-            sent.append(
-                await producer.send(
-                    settings.exceptions_topic, orjson.dumps(record), key=record["exception_id"].encode()
+        with progress.stage("dispatcher: publishing records", total=sizes.deliveries, unit="records") as stage:
+            for i in range(sizes.deliveries):
+                record = catalog.record(f"dispatch-{run}-{i}", dt.datetime.now(dt.UTC))
+                sent.append(
+                    await producer.send(
+                        settings.exceptions_topic, orjson.dumps(record), key=record["exception_id"].encode()
+                    )
                 )
-            )
-        await asyncio.gather(*sent)
+                stage.advance()
+            await asyncio.gather(*sent)
     finally:
         await producer.stop()
 
@@ -660,11 +712,13 @@ async def _dispatcher_figures(api: _Api, logdir: Path, sizes: Sizes) -> list[dic
     dispatcher = ServiceProcess.for_service("dispatcher", settings, logdir).start()
     first: tuple[float, int] = (time.perf_counter(), sizes.deliveries)  # until a commit is seen
     seen_commit = False
+    stage = progress.stage("dispatcher: delivering", total=sizes.deliveries, unit="records")
     try:
         deadline = time.monotonic() + 600
         while True:
             lag = await consumer_group_lag(settings.kafka_bootstrap, group, topic)
             now = time.perf_counter()
+            stage.update(max(0, sizes.deliveries - lag))
             if not seen_commit and 0 < lag < sizes.deliveries:
                 first, seen_commit = (now, lag), True
             if lag == 0:
@@ -675,7 +729,10 @@ async def _dispatcher_figures(api: _Api, logdir: Path, sizes: Sizes) -> list[dic
                 )
             await asyncio.sleep(0.05)
     finally:
+        stage.close()
         dispatcher.stop()
     started, lag_then = first  # the dispatcher's start when it drained everything between two polls
     per_second = lag_then / (now - started)
-    return [result("dispatcher", "deliveries per second", per_second, "/s")]
+    figure = result("dispatcher", "deliveries per second", per_second, "/s")
+    measured(figure)
+    return [figure]

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from loopgate.common.kafka import delete_topics_with_prefix, ensure_topics, topi
 from loopgate.common.settings import Settings
 from loopgate_schemas import topics
 from loopgate_tools.processes import ServiceProcess, free_port, wait_until
+from loopgate_tools.progress import Reporter, Stage
 from loopgate_tools.simulator.generator import SimEvent, generate
 from loopgate_tools.simulator.publisher import publish
 
@@ -55,7 +56,7 @@ def spread_entities(events: Iterator[SimEvent], entities: int) -> Iterator[SimEv
         yield replace(ev, value=orjson.dumps(doc), key=doc["subject"].encode())
 
 
-async def _consume_raw(settings: Settings, count: int) -> float:
+async def _consume_raw(settings: Settings, count: int, stage: Stage) -> float:
     """The ceiling: a plain aiokafka consumer fetching in batches and parsing with orjson."""
     names = [settings.bids_topic, settings.trafficking_topic, settings.content_topic]
     tps = await topic_partitions(settings.kafka_bootstrap, names)
@@ -74,6 +75,7 @@ async def _consume_raw(settings: Settings, count: int) -> float:
                 for record in records:
                     loads(record.value or b"")
                 seen += len(records)
+            stage.update(seen)
         return seen / (time.perf_counter() - started)
     finally:
         await consumer.stop()
@@ -105,7 +107,9 @@ def _consumed(port: int) -> float:
     )
 
 
-def _run_detector(settings: Settings, workdir: Path, count: int, *, sample_memory: bool = False) -> dict[str, float]:
+def _run_detector(
+    settings: Settings, workdir: Path, count: int, stage: Stage, *, sample_memory: bool = False
+) -> dict[str, float]:
     """Start a detector worker on the published events; events/s from its first to its last
     consumed event (its own counter), and its peak resident memory."""
     detector = ServiceProcess.for_service("detector", settings, workdir).start()
@@ -121,6 +125,7 @@ def _run_detector(settings: Settings, workdir: Path, count: int, *, sample_memor
             if not detector.alive():
                 raise RuntimeError(f"detector exited:\n{detector.log()[-3000:]}")
             done = _consumed(settings.detector_metrics_port)
+            stage.update(done)
             now = time.perf_counter()
             if done and not first_at:
                 first_at, first_seen = now, done
@@ -142,7 +147,9 @@ def _run_detector(settings: Settings, workdir: Path, count: int, *, sample_memor
     return {"rate": rate, "peak_rss_mb": peak / 2**20}
 
 
-async def _latency(settings: Settings, workdir: Path, *, rate: float, seconds: float) -> list[float]:
+async def _latency(
+    settings: Settings, workdir: Path, progress: Reporter, *, rate: float, seconds: float
+) -> list[float]:
     """Publish at a steady rate with a running detector; time from each event's publish to its
     exception's arrival on `exceptions`, in ms."""
     detector = ServiceProcess.for_service("detector", settings, workdir).start()
@@ -156,9 +163,15 @@ async def _latency(settings: Settings, workdir: Path, *, rate: float, seconds: f
                                 detector.alive(), timeout=60, what="the detector")
         # warm-up: the worker has joined its group and processed something before we time
         warm = list(generate(2000, seed=1001))
-        await publish(settings, warm, rate=None)
-        await asyncio.to_thread(wait_until, lambda: _consumed(settings.detector_metrics_port) >= len(warm),
-                                timeout=120, what="the warm-up")
+        with progress.stage("latency: warm-up", total=len(warm)) as stage:
+            await publish(settings, warm, rate=None)
+
+            def warmed_up() -> bool:
+                done = _consumed(settings.detector_metrics_port)
+                stage.update(done)
+                return done >= len(warm)
+
+            await asyncio.to_thread(wait_until, warmed_up, timeout=120, what="the warm-up")
 
         async def receive() -> None:
             async for message in consumer:
@@ -176,8 +189,11 @@ async def _latency(settings: Settings, workdir: Path, *, rate: float, seconds: f
                 sent_at[ev.event_id] = time.time()
                 yield ev
 
-        await publish(settings, stamped(), rate=rate, batch_size=50, linger_ms=0)
-        await asyncio.sleep(3)
+        with progress.stage(f"latency: publishing at {rate:,.0f}/s", total=len(events)) as stage:
+            await publish(settings, stamped(), rate=rate, batch_size=50, linger_ms=0,
+                          progress=lambda s: stage.update(s.queued, note=f"{len(latencies):,} timed"))
+        with progress.stage("latency: 3 s for the last exceptions", unit=""):
+            await asyncio.sleep(3)
         receiver.cancel()
     finally:
         await consumer.stop()
@@ -190,38 +206,53 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
+def _published(settings: Settings, events: Iterator[SimEvent] | list[SimEvent], stage: Stage) -> None:
+    asyncio.run(publish(settings, events, rate=None, progress=lambda s: stage.update(s.queued)))
+
+
 def run_detector_benchmarks(base: Settings, workdir: Path, *, count: int, entities: int,
-                            memory_count: int, latency_seconds: float) -> list[Result]:
+                            memory_count: int, latency_seconds: float, progress: Reporter | None = None,
+                            measured: Callable[[Result], None] | None = None) -> list[Result]:
+    """Every detector figure, in the table's order; each is handed to `measured` as soon as it is known."""
+    progress = progress or Reporter.silent()
     results: list[Result] = []
+
+    def add(figure: Result) -> None:
+        results.append(figure)
+        if measured is not None:
+            measured(figure)
+
     settings = bench_settings(base, workdir)
     asyncio.run(ensure_topics(settings))
     try:
         events = list(generate(count, seed=42))
-        asyncio.run(publish(settings, events, rate=None))
-        ceiling = asyncio.run(_consume_raw(settings, count))
-        naive = _naive_faust(settings, count)
-        detector = _run_detector(settings, workdir, count)
-        results += [
-            result("detector", "raw aiokafka + orjson ceiling", ceiling, "events/s"),
-            result("detector", "naive faust agent (validate only)", naive, "events/s"),
-            result("detector", "Loopgate detector, one worker", detector["rate"], "events/s", ">= 50000",
-                   detector["rate"] >= 50_000),
-            result("detector", "detector / naive faust", detector["rate"] / naive, "x", ">= 4.5",
-                   detector["rate"] / naive >= 4.5),
-            result("detector", "detector / ceiling", detector["rate"] / ceiling, "x"),
-        ]
+        with progress.stage("detector: publishing", total=count) as stage:
+            _published(settings, events, stage)
+        with progress.stage("detector: raw aiokafka consumer", total=count) as stage:
+            ceiling = asyncio.run(_consume_raw(settings, count, stage))
+        add(result("detector", "raw aiokafka + orjson ceiling", ceiling, "events/s"))
+        with progress.stage("detector: naive faust agent (a subprocess)", unit=""):
+            naive = _naive_faust(settings, count)
+        add(result("detector", "naive faust agent (validate only)", naive, "events/s"))
+        with progress.stage("detector: Loopgate detector", total=count) as stage:
+            detector = _run_detector(settings, workdir, count, stage)
+        add(result("detector", "Loopgate detector, one worker", detector["rate"], "events/s", ">= 50000",
+                   detector["rate"] >= 50_000))
+        add(result("detector", "detector / naive faust", detector["rate"] / naive, "x", ">= 4.5",
+                   detector["rate"] / naive >= 4.5))
+        add(result("detector", "detector / ceiling", detector["rate"] / ceiling, "x"))
     finally:
         asyncio.run(delete_topics_with_prefix(settings.kafka_bootstrap, settings.topic_prefix))
 
     settings = bench_settings(base, workdir)
     asyncio.run(ensure_topics(settings))
     try:
-        latencies = asyncio.run(_latency(settings, workdir, rate=5000, seconds=latency_seconds))
+        latencies = asyncio.run(_latency(settings, workdir, progress, rate=5000, seconds=latency_seconds))
         for q, name in ((0.5, "p50"), (0.95, "p95"), (0.99, "p99")):
             target, met = ("<= 250", percentile(latencies, q) <= 250) if name == "p99" else ("", None)
-            results.append(result("latency", f"event to exception {name} at 5,000 events/s",
-                                  percentile(latencies, q), "ms", target, met))
-        results.append(result("latency", "exceptions timed", len(latencies), "records"))
+            add(result("latency", f"event to exception {name} at 5,000 events/s",
+                       percentile(latencies, q), "ms", target, met))
+        add(result("latency", "exceptions timed", len(latencies), "records"))
     finally:
         asyncio.run(delete_topics_with_prefix(settings.kafka_bootstrap, settings.topic_prefix))
 
@@ -229,10 +260,12 @@ def run_detector_benchmarks(base: Settings, workdir: Path, *, count: int, entiti
         settings = bench_settings(base, workdir)
         asyncio.run(ensure_topics(settings))
         try:
-            asyncio.run(publish(settings, spread_entities(generate(n, seed=43), entities), rate=None))
-            run = _run_detector(settings, workdir, n, sample_memory=True)
-            results.append(result("memory", f"detector peak RSS, {n:,} events over {entities:,} entities",
-                                  run["peak_rss_mb"], "MB", "< 500", run["peak_rss_mb"] < 500))
+            with progress.stage(f"memory: publishing over {entities:,} entities", total=n) as stage:
+                _published(settings, spread_entities(generate(n, seed=43), entities), stage)
+            with progress.stage("memory: Loopgate detector", total=n) as stage:
+                run = _run_detector(settings, workdir, n, stage, sample_memory=True)
+            add(result("memory", f"detector peak RSS, {n:,} events over {entities:,} entities",
+                       run["peak_rss_mb"], "MB", "< 500", run["peak_rss_mb"] < 500))
         finally:
             asyncio.run(delete_topics_with_prefix(settings.kafka_bootstrap, settings.topic_prefix))
     return results

@@ -15,6 +15,7 @@ import typer
 
 from loopgate.common.kafka import wait_for_broker
 from loopgate.common.settings import get_settings
+from loopgate_tools.progress import Reporter
 
 DOCS = Path(__file__).resolve().parents[3] / "docs"
 
@@ -68,6 +69,14 @@ def markdown(results: list[dict[str, Any]], info: dict[str, Any], size: str, sec
     return "\n".join(lines) + "\n"
 
 
+def describe(figure: dict[str, Any]) -> str:
+    """One measured figure as a line: `detector  Loopgate detector, one worker: 10,512.3 events/s (>= 50000: no)`."""
+    value = f"{figure['value']:,.1f}" if isinstance(figure["value"], float) else str(figure["value"])
+    verdict = {True: "met", False: "not met", None: ""}[figure["met"]]
+    target = f" (target {figure['target']}: {verdict})" if figure["target"] else ""
+    return f"{figure['group']}  {figure['name']}: {value} {figure['unit']}{target}"
+
+
 def bench(
     size: str = typer.Option("full", help="full (make bench), quick, or smoke (the test suite's)"),
     output: Path = typer.Option(DOCS, help="where benchmarks.json and benchmarks.md go"),
@@ -83,13 +92,19 @@ def bench(
     asyncio.run(wait_for_broker(settings.kafka_bootstrap))
     started = time.monotonic()
     results: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="loopgate-bench-") as tmp:
-        results += run_detector_benchmarks(settings, Path(tmp), **SIZES[size])  # type: ignore[arg-type]
+    with tempfile.TemporaryDirectory(prefix="loopgate-bench-") as tmp, Reporter.stderr() as progress:
+
+        def measured(figure: dict[str, Any]) -> None:
+            progress.line(describe(figure))
+
+        results += run_detector_benchmarks(settings, Path(tmp), **SIZES[size],  # type: ignore[arg-type]
+                                           progress=progress, measured=measured)
         if not skip_api:
             from loopgate_tools.bench.api import FULL, QUICK, Sizes, run_api_benchmarks
 
             api_sizes = {"full": FULL, "quick": QUICK, "smoke": Sizes(60, 20, 300, 20, 40)}[size]
-            results += run_api_benchmarks(Path(tmp), quick=size != "full", sizes=api_sizes)
+            results += run_api_benchmarks(Path(tmp), quick=size != "full", sizes=api_sizes, progress=progress,
+                                          measured=measured)
     seconds = time.monotonic() - started
     info = machine()
     output.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
@@ -14,6 +14,7 @@ import typer
 
 from loopgate.common.settings import Settings, get_settings
 from loopgate.detector.config import load_detection_config
+from loopgate_tools.progress import Reporter, Stage
 from loopgate_tools.simulator.generator import SimEvent, generate
 from loopgate_tools.simulator.ground_truth import recording
 from loopgate_tools.simulator.publisher import PublishStats, publish
@@ -59,15 +60,20 @@ def simulate(
     with ExitStack() as stack:
         if ground_truth is not None:
             events = recording(events, stack.enter_context(ground_truth.open("wb")))
+        reporter = stack.enter_context(Reporter.stderr())
         if dry_run:
             stats = PublishStats()
-            for event in events:
-                stats.count(event)
-                stats.sent += 1
+            with reporter.stage("generating", total=count) as stage:
+                for event in events:
+                    stats.count(event)
+                    stats.sent += 1
+                    stage.update(stats.queued)
         else:
-            stats = asyncio.run(
-                _publish(settings, events, rate=rate, duration=duration, create=create_topics)
-            )
+            with publishing_stage(reporter, count=count, duration=duration) as stage:
+                stats = asyncio.run(
+                    _publish(settings, events, rate=rate, duration=duration, create=create_topics,
+                             progress=lambda s: show_publishing(stage, s))
+                )
     _print_summary(stats, dry_run=dry_run, prefix=settings.topic_prefix, ground_truth=ground_truth)
     if stats.failed:
         typer.echo(f"{stats.failed} events failed: {stats.first_error}", err=True)
@@ -81,12 +87,28 @@ async def _publish(
     rate: float | None,
     duration: float | None,
     create: bool,
+    progress: Callable[[PublishStats], None] | None = None,
 ) -> PublishStats:
     if create:
         from loopgate.common.kafka import ensure_topics
 
         await ensure_topics(settings)
-    return await publish(settings, events, rate=rate, duration=duration)
+    return await publish(settings, events, rate=rate, duration=duration, progress=progress)
+
+
+def publishing_stage(reporter: Reporter, *, count: int | None, duration: float | None) -> Stage:
+    """Published events against --count, or (with only --duration) seconds against the duration."""
+    if count is not None:
+        return reporter.stage("publishing", total=count)
+    return reporter.stage("publishing", total=duration, unit="s")
+
+
+def show_publishing(stage: Stage, stats: PublishStats) -> None:
+    if stage.unit == "s":
+        stage.update(min(stats.elapsed_seconds, stage.total or stats.elapsed_seconds),
+                     note=f"{stats.queued:,} events")
+    else:
+        stage.update(stats.queued, note=f"{stats.sent:,} acknowledged")
 
 
 def _print_summary(stats: PublishStats, *, dry_run: bool, prefix: str, ground_truth: Path | None) -> None:
