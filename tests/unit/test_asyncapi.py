@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 import pytest
-import yaml  # type: ignore[import-untyped]  # no stubs installed (types-PyYAML is not a dev dependency)
+import yaml
 
 from loopgate_schemas import topics
 from loopgate_schemas.events import EVENT_MODELS, BidEvent, ContentEvent, TraffickingEvent

@@ -17,5 +17,13 @@ app.command()(bench)
 app.command("demo-report")(demo_report)
 
 
+@app.command("settings-doc")
+def settings_doc() -> None:
+    """Regenerate the README's settings table from the settings class."""
+    from loopgate_tools import settings_doc as doc
+
+    typer.echo("README.md settings table " + ("updated" if doc.write() else "already up to date"))
+
+
 if __name__ == "__main__":
     app()
