@@ -34,7 +34,14 @@ EXCEPTIONS_DELIVERED = Counter(
 )
 EXCEPTIONS_DELIVERY_FAILED = Counter(
     "loopgate_exceptions_delivery_failed_total",
-    "Delivery attempts that failed, by reason (retried unless reason is 'rejected')",
+    "Delivery attempts that failed, by reason (retried unless reason is 'rejected'; "
+    "'misconfigured': a wrong token or API URL, see loopgate_dispatcher_misconfigured)",
+    ["reason"],
+)
+DISPATCHER_MISCONFIGURED = Gauge(
+    "loopgate_dispatcher_misconfigured",
+    "1 while the dispatcher holds every record because it cannot deliver (wrong or missing token, wrong "
+    "API URL, nothing listening, TLS), for the cause in reason; 0 otherwise",
     ["reason"],
 )
 DELIVERY_SECONDS = Histogram(
