@@ -28,6 +28,19 @@ ASSIGNED_PARTITIONS = Gauge(
     "loopgate_detector_assigned_partitions", "Upstream partitions this worker owns since the last rebalance"
 )
 
+DETECTOR_FAILURES = Counter(
+    "loopgate_detector_failures_total",
+    "Messages the detector could not handle as usual, by topic and stage (internal_error, serialize_error, "
+    "produce_error, dlq_truncated, changelog_error); each one alone, the stream went on",
+    ["topic", "stage"],
+)
+BASELINES_DISCARDED = Counter(
+    "loopgate_baselines_discarded_total", "Unreadable stored baselines discarded and started afresh", ["topic"]
+)
+RECORDS_TRIMMED = Counter(
+    "loopgate_records_trimmed_total", "Exception records whose copied event was cut to fit the budget", ["topic"]
+)
+
 # --- dispatcher ---
 EXCEPTIONS_DELIVERED = Counter(
     "loopgate_exceptions_delivered_total", "Exceptions accepted by the resolution API", ["status"]

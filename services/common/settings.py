@@ -51,7 +51,8 @@ class Settings(BaseSettings):
     detection_config: Path | None = None  # TOML; None = the packaged defaults
     detector_metrics_port: int = 9101
     detector_data_dir: Path = Path(".run/detector")
-    max_event_bytes: int = Field(default=256 * 1024, ge=1024)
+    # Above the broker's ~1 MiB message limit: a valid event is never rejected for its size alone (contract).
+    max_event_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
     # How long a worker that died without leaving (SIGKILL, lost host) holds its partitions before
     # the group gives them to the others. Long enough for a busy worker to keep heartbeating.
     detector_session_timeout_seconds: float = Field(default=60.0, ge=6.0)
