@@ -45,9 +45,6 @@ from loopgate.dispatcher.delivery import (
 
 log = logging.getLogger(__name__)
 
-# While the gate is closed, a fetched batch is given up (and fetched again) after this long, so the
-# consumer keeps polling and stays in its group through a misconfiguration of any length.
-HELD_BATCH_SECONDS = 60.0
 
 
 class Dispatcher:
@@ -71,6 +68,10 @@ class Dispatcher:
             listener=self._gate_changed,
         )
         self._consuming = False
+        # While the gate is closed, a fetched batch is given up (and fetched again) after about ten
+        # probes at the capped backoff (60 s by default), so the consumer keeps polling and stays in
+        # its group (max_poll_interval) through a misconfiguration of any length.
+        self._held_batch_seconds = min(60.0, 10 * settings.retry_max_seconds)
         for cause in Misconfiguration:  # every reason's series exists from the start, at 0
             metrics.DISPATCHER_MISCONFIGURED.labels(cause.value).set(0)
 
@@ -139,7 +140,7 @@ class Dispatcher:
         delivered: asyncio.Future[Any] = asyncio.gather(*everything, return_exceptions=True)
         waiting: list[asyncio.Future[Any]] = [delivered, stop_wait]
         while True:
-            finished, _ = await asyncio.wait(waiting, timeout=HELD_BATCH_SECONDS,
+            finished, _ = await asyncio.wait(waiting, timeout=self._held_batch_seconds,
                                              return_when=asyncio.FIRST_COMPLETED)
             if finished or not self.gate.is_open:
                 break
