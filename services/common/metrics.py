@@ -90,6 +90,19 @@ SLA_BREACHES = Counter(
 OUTBOX_PUBLISH_FAILURES = Counter(
     "loopgate_outbox_publish_failures_total", "Failed attempts to publish pending outcomes to Kafka"
 )
+OUTBOX_SET_ASIDE = Counter(
+    "loopgate_outbox_set_aside_total",
+    "Outcomes set aside because they can never be published as they are, by error class",
+    ["reason"],
+)
+OUTBOX_SET_ASIDE_ROWS = Gauge(
+    "loopgate_outbox_set_aside_outcomes", "Outcomes in the outbox set aside (never publishable as they are)"
+)
+API_REQUESTS_REFUSED = Counter(
+    "loopgate_api_requests_refused_total",
+    "Requests refused at the door before parsing, by reason (body_too_large, too_deep)",
+    ["reason"],
+)
 
 
 def serve_metrics(port: int) -> None:

@@ -80,6 +80,14 @@ class Settings(BaseSettings):
     # Per severity; JSON in LOOPGATE_SLAS, e.g. {"critical": {"ack_seconds": 600, "resolve_seconds": 3600}}.
     # A breach escalates the exception. Severities left out keep their defaults.
     slas: dict[Severity, Sla] = Field(default_factory=lambda: dict(DEFAULT_SLAS))
+    # Request bodies larger than this are refused with 413 before they are read, parsed or
+    # authenticated (a 512 KiB exception record with its JSON overhead fits).
+    api_max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    # The longest snooze an operator may ask for; the SLA deadlines still apply while snoozed.
+    max_snooze_seconds: float = Field(default=30 * 24 * _HOUR, gt=0, le=365 * 24 * _HOUR)
+    # Stopping the API (its intake, outbox relay and sweeper) takes at most about this long,
+    # even while Kafka or the database does not answer.
+    api_shutdown_seconds: float = Field(default=10.0, gt=0, le=300)
     environment: str = "development"
 
     @field_validator("slas")
