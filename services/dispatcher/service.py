@@ -142,7 +142,12 @@ class Dispatcher:
         while True:
             finished, _ = await asyncio.wait(waiting, timeout=self._held_batch_seconds,
                                              return_when=asyncio.FIRST_COMPLETED)
-            if finished or not self.gate.is_open:
+            if finished:
+                break
+            if not self.gate.is_open:
+                held = self.gate.state
+                log.info("held for %.0f s (%s): giving the batch back to fetch it again",
+                         time.monotonic() - held.since, held.cause.value if held.cause else "?")
                 break
         stop_wait.cancel()
         # Commit, per partition, the offsets up to the first record not yet delivered.
