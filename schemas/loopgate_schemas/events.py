@@ -2,7 +2,10 @@
 
 Unknown extra attributes and `data` fields are ignored (upstream adds fields without notice);
 a missing required field or a wrong type is a schema violation reported with the field's path.
-Numbers are strict: a JSON string is never read as a number.
+Numbers are strict: a JSON string is never read as a number. Numbers are safe by construction:
+every one is finite (`1e309` parses to infinity and is refused), money, bids, counts and sizes are
+never negative, and counts are integers below 2^53 (exact in every JSON reader), so no value
+outside these bounds reaches a rule or an anomaly baseline.
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, V
 
 from loopgate_schemas import topics
 
-Rate = Annotated[float, Field(ge=0.0, le=1.0)]
-Money = Annotated[float, Field(ge=0.0)]
-Count = Annotated[int, Field(ge=0)]
+MAX_COUNT = 2**53  # counts at or above it lose precision as JSON numbers (contract)
+
+Rate = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+Money = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+Count = Annotated[int, Field(ge=0, lt=MAX_COUNT)]
 NonEmpty = Annotated[str, Field(min_length=1)]
 
 BidPlatform = Literal["google_ads", "dv360", "meta", "ttd", "amazon_dsp"]

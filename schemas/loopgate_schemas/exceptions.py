@@ -94,3 +94,5 @@ class ExceptionRecord(BaseModel):
     event_ref: EventRef | None = None
     occurrences: int = Field(default=1, ge=1)
     detected_at: AwareDatetime
+    # Contract v2: JSON paths inside `event` whose values were cut to keep the record under 512 KiB.
+    trimmed: list[str] | None = None

@@ -132,8 +132,8 @@ async def test_a_claimed_exception_past_its_resolve_sla_is_escalated_once(api: A
     assert (body["status"], body["sla_breach"]) == ("claimed", "resolve")
 
 
-async def test_snoozed_and_resolved_exceptions_are_not_escalated(api: Api) -> None:
-    snoozed = await api.create(severity="critical", detected_at=_ago(300))
+async def test_resolved_exceptions_and_snoozes_within_the_resolve_sla_are_not_escalated(api: Api) -> None:
+    snoozed = await api.create(severity="critical", detected_at=_ago(60))  # ack SLA passed, resolve not
     await api.act(
         snoozed["id"], "snooze", {"until": (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).isoformat()}
     )
@@ -141,6 +141,24 @@ async def test_snoozed_and_resolved_exceptions_are_not_escalated(api: Api) -> No
     await api.act(resolved["id"], "resolve", {"decision": "confirmed"})
 
     assert await operations.escalate_sla_breaches(db=api.services.db, slas=api.services.settings.slas) == 0
+
+
+async def test_a_snooze_cannot_hide_a_resolve_sla_breach(api: Api) -> None:
+    exc = await api.create(severity="critical", detected_at=_ago(60))
+    until = (dt.datetime.now(dt.UTC) + dt.timedelta(days=20)).isoformat()
+    assert (await api.act(exc["id"], "snooze", {"until": until})).status_code == 200
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1, minutes=5)  # past the 2 h resolve SLA
+
+    escalated = await operations.escalate_sla_breaches(
+        db=api.services.db, slas=api.services.settings.slas, now=later
+    )
+
+    assert escalated == 1
+    body = (await api.http.get(f"/v1/exceptions/{exc['id']}", headers=api.auth("operator"))).json()
+    assert (body["status"], body["sla_breach"], body["snoozed_until"]) == ("escalated", "resolve", None)
+    history = (await api.http.get(f"/v1/exceptions/{exc['id']}/history", headers=api.auth("operator"))).json()
+    last = history["items"][-1]
+    assert (last["action"], last["from_status"], last["to_status"]) == ("sla_breach", "snoozed", "escalated")
 
 
 async def test_slas_come_from_settings(api: Api) -> None:

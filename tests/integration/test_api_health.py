@@ -49,6 +49,7 @@ async def test_metrics_count_unresolved_exceptions_per_severity_and_status(api: 
     critical = await api.create(severity="critical")
     await api.act(high["id"], "claim")
     await api.act(critical["id"], "resolve", {"decision": "confirmed"})
+    await api.services.sweeper.sweep()  # the sweeper's pass refreshes the gauges
 
     response = await api.http.get("/metrics")
 
@@ -59,3 +60,20 @@ async def test_metrics_count_unresolved_exceptions_per_severity_and_status(api: 
     assert gauge[(("severity", "high"), ("status", "claimed"))] == 1
     assert gauge[(("severity", "critical"), ("status", "open"))] == 0
     assert _samples(response.text, "loopgate_outbox_pending")[()] == 1  # Kafka is unreachable here
+
+
+async def test_metrics_answer_from_memory_without_asking_the_database(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await api.create(severity="low")
+    await api.services.sweeper.sweep()
+
+    def no_database() -> None:
+        raise AssertionError("/metrics asked the database")
+
+    monkeypatch.setattr(api.services.db, "read", no_database)
+    monkeypatch.setattr(api.services.db, "write", no_database)
+    scrapes = [await api.http.get("/metrics") for _ in range(3)]
+
+    assert [r.status_code for r in scrapes] == [200, 200, 200]
+    assert _samples(scrapes[-1].text, "loopgate_open_exceptions")[(("severity", "low"), ("status", "open"))] == 1

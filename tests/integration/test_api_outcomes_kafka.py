@@ -9,13 +9,14 @@ import time
 
 import orjson
 import pytest
+from prometheus_client import REGISTRY
 
 from loopgate.common.kafka import read_topic
 from loopgate.common.settings import Settings
-from loopgate.resolution_api import store
+from loopgate.resolution_api import operations, store
 from loopgate.resolution_api.db import Database
 from loopgate.resolution_api.models import OutboxRow
-from loopgate_schemas.outcomes import Outcome, outcome_id_for
+from loopgate_schemas.outcomes import Decision, FieldChange, Outcome, outcome_id_for
 from tests.fixtures.api import UNREACHABLE_BOOTSTRAP, Api, ApiFactory
 
 pytestmark = pytest.mark.kafka
@@ -102,3 +103,42 @@ async def test_with_kafka_unreachable_resolve_still_succeeds_and_the_outcome_sta
 
     records = await read_topic(kafka_settings.kafka_bootstrap, kafka_settings.outcomes_topic)
     assert [r.key for r in records] == [exc["id"].encode()]
+
+
+async def test_an_outcome_that_can_never_be_published_does_not_hold_back_the_next_hundred(
+    api_factory: ApiFactory, kafka_settings: Settings, database_url: str
+) -> None:
+    reachable = kafka_settings.model_copy(update={"database_url": database_url, "outbox_interval_seconds": 0.1})
+    unreachable = reachable.model_copy(update={"kafka_bootstrap": UNREACHABLE_BOOTSTRAP})
+    # Resolved while Kafka is down, so the outbox holds them in this order: the oversized one first.
+    async with api_factory(unreachable) as api:
+        oversized = await api.create()
+        huge = {"caption": FieldChange(before="x" * (1536 * 1024), after="short")}  # past Kafka's 1 MiB
+        await operations.resolve(
+            db=api.services.db,
+            exception_id=oversized["id"],
+            actor="operator-tester",
+            resolution=operations.ResolutionInput(Decision.CORRECTED, "", huge),
+            if_match=None,
+        )
+        ids = []
+        for _ in range(100):
+            exc = await api.create()
+            assert (await api.act(exc["id"], "resolve", {"decision": "confirmed"})).status_code == 200
+            ids.append(exc["id"])
+    set_aside_before = _set_aside_count("MessageSizeTooLargeError")
+
+    async with api_factory(reachable) as api:
+        for exception_id in ids:
+            await _wait_until_sent(api, exception_id, within=60.0)
+        (row,) = await _outbox(api.services.db, oversized["id"])
+
+    assert row.sent_at is None and row.set_aside_at is not None
+    assert row.set_aside_reason is not None and row.set_aside_reason.startswith("MessageSizeTooLargeError")
+    assert _set_aside_count("MessageSizeTooLargeError") == set_aside_before + 1
+    records = await read_topic(kafka_settings.kafka_bootstrap, kafka_settings.outcomes_topic)
+    assert sorted(r.key.decode() for r in records) == sorted(ids)
+
+
+def _set_aside_count(reason: str) -> float:
+    return REGISTRY.get_sample_value("loopgate_outbox_set_aside_total", {"reason": reason}) or 0.0

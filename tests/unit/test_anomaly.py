@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 from loopgate.detector.anomaly import EMPTY, Baseline, observe
@@ -49,3 +50,32 @@ def test_one_spike_does_not_blind_the_baseline_to_the_next() -> None:
     b = observe(b, 1000.0, **PARAMS).baseline
     second = observe(b, 1000.0, **PARAMS)
     assert second.z is not None and second.z > 5.0
+
+
+def test_a_huge_value_during_warm_up_never_makes_the_baseline_non_finite() -> None:
+    b = feed([5.0, 5.1, 4.9])
+    for x in (1e160, 1e308, 5.0, 1e-300, 1.7e308):
+        b = observe(b, x, **PARAMS).baseline
+        assert math.isfinite(b.mean) and math.isfinite(b.var)
+
+
+def test_the_baseline_heals_after_a_huge_value_and_scores_again() -> None:
+    rng = random.Random(4)
+    b = feed([1e160, *(rng.gauss(10.0, 0.5) for _ in range(100))])
+    assert abs(b.mean - 10.0) < 0.5
+    obs = observe(b, 100.0, **PARAMS)
+    assert obs.z is not None and obs.z > 5.0
+
+
+def test_a_huge_value_after_warm_up_is_an_anomaly_and_the_baseline_stays_finite() -> None:
+    b = feed([10.0 + 0.1 * (i % 3) for i in range(40)])
+    obs = observe(b, 1e308, **PARAMS)
+    assert obs.z is not None and obs.z > 5.0
+    assert math.isfinite(obs.baseline.mean) and math.isfinite(obs.baseline.var)
+
+
+def test_a_non_finite_value_is_never_applied() -> None:
+    b = feed([5.0] * 30)
+    for x in (math.inf, -math.inf, math.nan):
+        assert observe(b, x, **PARAMS).baseline == b
+    assert observe(EMPTY, math.nan, **PARAMS).baseline == EMPTY

@@ -122,9 +122,15 @@ def test_each_sla_is_breached_once() -> None:
     assert _breach(Status.CLAIMED, 500, already="resolve") is None
 
 
-@pytest.mark.parametrize("status", [Status.SNOOZED, Status.ESCALATED, Status.RESOLVED])
-def test_snoozed_escalated_and_resolved_exceptions_are_not_checked(status: Status) -> None:
+@pytest.mark.parametrize("status", [Status.ESCALATED, Status.RESOLVED])
+def test_escalated_and_resolved_exceptions_are_not_checked(status: Status) -> None:
     assert _breach(status, 1000) is None
+
+
+def test_a_snooze_acknowledges_but_cannot_hide_a_resolve_sla_breach() -> None:
+    assert _breach(Status.SNOOZED, 60) is None
+    assert _breach(Status.SNOOZED, 121) == "resolve"
+    assert next_status(Action.SLA_BREACH, Status.SNOOZED) is Status.ESCALATED
 
 
 def test_default_slas_per_severity() -> None:

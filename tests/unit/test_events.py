@@ -26,7 +26,10 @@ INVALID = {
     "invalid-not-json.txt": ("invalid_json", "not a JSON object"),
     "invalid-unknown-type.json": ("unknown_type", "type: unknown event type 'bid.teleported'"),
     "invalid-wrong-type.json": ("wrong_type", "data.bid_cpm: Input should be a valid number"),
+    "invalid-negative-money.json": ("invalid_value", "data.spend_to_date: Input should be greater than or equal to 0"),
+    "invalid-count-too-large.json": ("invalid_value", "data.impressions: Input should be less than 9007199254740992"),
 }
+INVALID_TOPIC = {"invalid-count-too-large.json": topics.TRAFFICKING}  # the others are read as bid events
 
 
 def test_the_examples_directory_is_the_one_tested() -> None:
@@ -45,7 +48,7 @@ def test_every_valid_example_validates_as_its_type(name: str) -> None:
 def test_every_invalid_example_is_rejected_with_the_field_named(name: str) -> None:
     kind, reason = INVALID[name]
     with pytest.raises(EventRejected) as caught:
-        parse_event(topics.BIDS, (EXAMPLES / name).read_bytes())
+        parse_event(INVALID_TOPIC.get(name, topics.BIDS), (EXAMPLES / name).read_bytes())
     assert caught.value.kind == kind
     assert caught.value.reason.startswith(reason)
 
@@ -109,3 +112,54 @@ def test_the_vendored_examples_equal_the_contracts() -> None:
     shared = {p.name: p.read_bytes() for p in SHARED_CONTRACT_EXAMPLES.iterdir()}
     vendored = {p.name: p.read_bytes() for p in EXAMPLES.iterdir()}
     assert vendored == shared
+
+
+# --- numbers safe by construction (contract: "Every number must be finite; ...") -------------
+
+NUMBER_FIELDS = [  # (example, field, a value out of bounds, the reason's start)
+    ("bid-adjusted.json", "bid_cpm", b"1e309", "data.bid_cpm: Input should be a finite number"),
+    ("bid-adjusted.json", "bid_cpm", b"-1e309", "data.bid_cpm: Input should be a finite number"),
+    ("bid-adjusted.json", "previous_bid_cpm", b"NaN", "data.previous_bid_cpm: Input should be a finite number"),
+    ("bid-adjusted.json", "max_bid_cpm", b"Infinity", "data.max_bid_cpm: Input should be a finite number"),
+    ("bid-adjusted.json", "bid_cpm", b"-0.01", "data.bid_cpm: Input should be greater than or equal to 0"),
+    ("bid-adjusted.json", "model_confidence", b"NaN", "data.model_confidence: Input should be a finite number"),
+    ("budget-pacing.json", "daily_budget", b"-1", "data.daily_budget: Input should be greater than or equal to 0"),
+    ("budget-pacing.json", "expected_spend_to_date", b"1e400",
+     "data.expected_spend_to_date: Input should be a finite number"),
+    ("delivery-report.json", "booked_impressions_per_hour", b"18446744073709551616",
+     "data.booked_impressions_per_hour: Input should be less than 9007199254740992"),
+    ("delivery-report.json", "clicks", b"9007199254740992", "data.clicks: Input should be less than 9007199254740992"),
+    ("delivery-report.json", "impressions", b"-1", "data.impressions: Input should be greater than or equal to 0"),
+    ("delivery-report.json", "impressions", b"1" + b"0" * 30, "data.impressions: Input should be less than"),
+    ("placement-trafficked.json", "creative_width", b"-300",
+     "data.creative_width: Input should be greater than or equal to 0"),
+    ("placement-trafficked.json", "slot_height", b"99999999999999999999",
+     "data.slot_height: Input should be less than 9007199254740992"),
+    ("content-generated.json", "brand_safety_score", b"-1e309",
+     "data.brand_safety_score: Input should be a finite number"),
+]
+TOPIC_OF = {name: topic for name, (topic, _) in VALID.items()}
+
+
+def _with_raw_number(name: str, field: str, raw: bytes) -> bytes:
+    doc = _example(name)
+    doc["data"][field] = "@@"
+    return json.dumps(doc).encode().replace(b'"@@"', raw)
+
+
+@pytest.mark.parametrize(("name", "field", "raw", "reason"), NUMBER_FIELDS)
+def test_a_number_out_of_bounds_is_a_schema_violation_naming_the_field(
+    name: str, field: str, raw: bytes, reason: str
+) -> None:
+    with pytest.raises(EventRejected) as caught:
+        parse_event(TOPIC_OF[name], _with_raw_number(name, field, raw))
+    assert caught.value.kind == "invalid_value"
+    assert caught.value.reason.startswith(reason)
+
+
+def test_the_largest_count_and_huge_finite_money_are_legal() -> None:
+    event = parse_event(topics.TRAFFICKING, _with_raw_number("delivery-report.json", "impressions",
+                                                             str(2**53 - 1).encode()))
+    assert event.data.impressions == 2**53 - 1  # type: ignore[attr-defined]
+    event = parse_event(topics.BIDS, _with_raw_number("bid-adjusted.json", "bid_cpm", b"1e160"))
+    assert event.data.bid_cpm == 1e160  # type: ignore[attr-defined]

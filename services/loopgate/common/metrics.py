@@ -28,13 +28,33 @@ ASSIGNED_PARTITIONS = Gauge(
     "loopgate_detector_assigned_partitions", "Upstream partitions this worker owns since the last rebalance"
 )
 
+DETECTOR_FAILURES = Counter(
+    "loopgate_detector_failures_total",
+    "Messages the detector could not handle as usual, by topic and stage (internal_error, serialize_error, "
+    "produce_error, dlq_truncated, changelog_error); each one alone, the stream went on",
+    ["topic", "stage"],
+)
+BASELINES_DISCARDED = Counter(
+    "loopgate_baselines_discarded_total", "Unreadable stored baselines discarded and started afresh", ["topic"]
+)
+RECORDS_TRIMMED = Counter(
+    "loopgate_records_trimmed_total", "Exception records whose copied event was cut to fit the budget", ["topic"]
+)
+
 # --- dispatcher ---
 EXCEPTIONS_DELIVERED = Counter(
     "loopgate_exceptions_delivered_total", "Exceptions accepted by the resolution API", ["status"]
 )
 EXCEPTIONS_DELIVERY_FAILED = Counter(
     "loopgate_exceptions_delivery_failed_total",
-    "Delivery attempts that failed, by reason (retried unless reason is 'rejected')",
+    "Delivery attempts that failed, by reason (retried unless reason is 'rejected'; "
+    "'misconfigured': a wrong token or API URL, see loopgate_dispatcher_misconfigured)",
+    ["reason"],
+)
+DISPATCHER_MISCONFIGURED = Gauge(
+    "loopgate_dispatcher_misconfigured",
+    "1 while the dispatcher holds every record because it cannot deliver (wrong or missing token, wrong "
+    "API URL, nothing listening, TLS), for the cause in reason; 0 otherwise",
     ["reason"],
 )
 DELIVERY_SECONDS = Histogram(
@@ -69,6 +89,19 @@ SLA_BREACHES = Counter(
 )
 OUTBOX_PUBLISH_FAILURES = Counter(
     "loopgate_outbox_publish_failures_total", "Failed attempts to publish pending outcomes to Kafka"
+)
+OUTBOX_SET_ASIDE = Counter(
+    "loopgate_outbox_set_aside_total",
+    "Outcomes set aside because they can never be published as they are, by error class",
+    ["reason"],
+)
+OUTBOX_SET_ASIDE_ROWS = Gauge(
+    "loopgate_outbox_set_aside_outcomes", "Outcomes in the outbox set aside (never publishable as they are)"
+)
+API_REQUESTS_REFUSED = Counter(
+    "loopgate_api_requests_refused_total",
+    "Requests refused at the door before parsing, by reason (body_too_large, too_deep)",
+    ["reason"],
 )
 
 

@@ -51,7 +51,8 @@ class Settings(BaseSettings):
     detection_config: Path | None = None  # TOML; None = the packaged defaults
     detector_metrics_port: int = 9101
     detector_data_dir: Path = Path(".run/detector")
-    max_event_bytes: int = Field(default=256 * 1024, ge=1024)
+    # Above the broker's ~1 MiB message limit: a valid event is never rejected for its size alone (contract).
+    max_event_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
     # How long a worker that died without leaving (SIGKILL, lost host) holds its partitions before
     # the group gives them to the others. Long enough for a busy worker to keep heartbeating.
     detector_session_timeout_seconds: float = Field(default=60.0, ge=6.0)
@@ -79,6 +80,14 @@ class Settings(BaseSettings):
     # Per severity; JSON in LOOPGATE_SLAS, e.g. {"critical": {"ack_seconds": 600, "resolve_seconds": 3600}}.
     # A breach escalates the exception. Severities left out keep their defaults.
     slas: dict[Severity, Sla] = Field(default_factory=lambda: dict(DEFAULT_SLAS))
+    # Request bodies larger than this are refused with 413 before they are read, parsed or
+    # authenticated (a 512 KiB exception record with its JSON overhead fits).
+    api_max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    # The longest snooze an operator may ask for; the SLA deadlines still apply while snoozed.
+    max_snooze_seconds: float = Field(default=30 * 24 * _HOUR, gt=0, le=365 * 24 * _HOUR)
+    # Stopping the API (its intake, outbox relay and sweeper) takes at most about this long,
+    # even while Kafka or the database does not answer.
+    api_shutdown_seconds: float = Field(default=10.0, gt=0, le=300)
     environment: str = "development"
 
     @field_validator("slas")

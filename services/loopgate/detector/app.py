@@ -7,6 +7,11 @@ its original bytes on `events.dlq` with the reason in the headers, and the chang
 to their tables' changelogs; all of it is acknowledged by the broker before the batch's offsets
 may be committed. At-least-once, and the deterministic exception_id makes a redelivery harmless
 downstream.
+
+Whatever goes wrong with one message (validation, a rule, serializing or producing its records,
+copying it to the DLQ) is that message's alone: it is dead-lettered with the stage in
+`error-kind` and counted in loopgate_detector_failures_total. Only an error that is not about one
+record (the broker unreachable) fails the batch, which is rolled back and retried until it passes.
 """
 
 from __future__ import annotations
@@ -15,20 +20,31 @@ import asyncio
 import logging
 import signal
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 import faust
 import orjson
+from aiokafka.errors import (
+    CorruptRecordException,
+    InvalidTimestampError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    UnsupportedForMessageFormatError,
+)
 from faust.types import Message
 
 from loopgate.common import metrics
 from loopgate.common.kafka import COMPACTED, ensure_topics, wait_for_broker
 from loopgate.common.settings import Settings
 from loopgate.detector.batching import BatchingApp
+from loopgate.detector.budget import RECORD_BUDGET, fit_dead_letter
 from loopgate.detector.config import DetectionConfig, load_detection_config
-from loopgate.detector.processing import Detector
+from loopgate.detector.processing import Detector, Outcome
 from loopgate_schemas import topics
 from loopgate_schemas.events import EventRejected
+from loopgate_schemas.exceptions import ExceptionRecord
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +67,9 @@ class TableBatch:
     which keys changed, so each changed key goes to the changelog once per batch.
 
     The changelog records are produced directly (JSON key and value, as the table's own codec
-    writes them, so recovery reads them back), not through faust's one-at-a-time table buffer."""
+    writes them, so recovery reads them back), not through faust's one-at-a-time table buffer.
+    A batch that fails (the broker down) is rolled back in memory: it is handled again from the
+    same baselines, so no changelog write of it is lost to the retry's redelivery check."""
 
     def __init__(self, table: faust.Table, producer: Any) -> None:
         self.store = table.data
@@ -59,23 +77,77 @@ class TableBatch:
         self.producer = producer
         self.partition = 0
         self.dirty: dict[str, int] = {}
+        self.before: dict[str, Any] = {}  # each key's value before this batch (_ABSENT: none)
 
     def get(self, key: str) -> list[float] | None:
         return self.store.get(key)  # type: ignore[no-any-return]
 
     def __setitem__(self, key: str, value: list[float]) -> None:
+        if key not in self.before:
+            self.before[key] = self.store.get(key, _ABSENT)
         self.store[key] = value
         self.dirty[key] = self.partition
 
     async def flush(self) -> list[Any]:
         """Send every changed key to the changelog on its source partition; the delivery futures."""
         send, topic, store = self.producer.send, self.topic, self.store
-        futures = [
-            await send(topic, orjson.dumps(key), orjson.dumps(store[key]), partition, None, None)
-            for key, partition in self.dirty.items()
-        ]
+        futures = []
+        for key, partition in self.dirty.items():
+            try:
+                futures.append(await send(topic, orjson.dumps(key), orjson.dumps(store[key]), partition, None, None))
+            except Exception as err:
+                if not record_error(err):
+                    raise
+                # An entity id near the size limit: its baseline lives on in memory, not in the changelog.
+                log.error("changelog write of %.80r refused for itself: %r", key, err)
+                metrics.DETECTOR_FAILURES.labels(self.topic, "changelog_error").inc()
         self.dirty.clear()
         return futures
+
+    def rollback(self) -> None:
+        """Put every key this batch changed back as it was before the batch."""
+        for key, value in self.before.items():
+            if value is _ABSENT:
+                self.store.pop(key, None)
+            else:
+                self.store[key] = value
+        self.before.clear()
+        self.dirty.clear()
+
+
+_ABSENT = object()
+# Produce errors about the record itself: retrying can never succeed, so they are the message's alone.
+RECORD_ERRORS = (
+    MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError, CorruptRecordException,
+    InvalidTimestampError, UnsupportedForMessageFormatError,
+)
+SMALL_DEAD_LETTER = 64 * 1024  # the last resort for a dead letter the broker refused even cut to fit
+
+
+def record_error(err: BaseException | None) -> bool:
+    """Whether a produce error is the record's own (faust wraps aiokafka's errors in its own)."""
+    while err is not None:
+        if isinstance(err, RECORD_ERRORS):
+            return True
+        err = err.__cause__
+    return False
+
+
+def encode_record(record: ExceptionRecord) -> bytes:
+    value = orjson.dumps(record.model_dump(mode="json"))
+    if len(value) > RECORD_BUDGET:  # processing fits every record; this is the guard of last resort
+        raise ValueError(f"record of {len(value)} bytes is over the budget of {RECORD_BUDGET}")
+    return value
+
+
+@dataclass(slots=True)
+class Handled:
+    """One message of a batch, as far as the metrics are concerned."""
+
+    msg: Message
+    source: str
+    outcome: Outcome | None
+    rejected: EventRejected | None
 
 
 def create_app(settings: Settings, config: DetectionConfig | None = None) -> BatchingApp:
@@ -95,6 +167,8 @@ def create_app(settings: Settings, config: DetectionConfig | None = None) -> Bat
         broker_session_timeout=settings.detector_session_timeout_seconds,
         table_standby_replicas=0,
     )
+    # A dead letter's key, value and headers within the producer's request limit, with room for framing.
+    dlq_budget = app.conf.producer_max_request_size - 1024
 
     def raw_topic(name: str) -> faust.TopicT:
         return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
@@ -109,48 +183,82 @@ def create_app(settings: Settings, config: DetectionConfig | None = None) -> Bat
     bid_table = app.Table(BID_BASELINES, default=None, partitions=settings.upstream_partitions)
     delivery_table = app.Table(DELIVERY_BASELINES, default=None, partitions=settings.upstream_partitions)
 
+    async def dead_letter(msg: Message, source: str, rejected: EventRejected, budget: int) -> Any:
+        """Copy the message to events.dlq, cut to fit when it must be; the delivery future."""
+        headers = dlq_headers(msg, rejected)
+        key, value, truncated = fit_dead_letter(msg.key, msg.value, headers, budget)
+        if truncated:
+            headers.append(("truncated", b"true"))
+            metrics.DETECTOR_FAILURES.labels(source, "dlq_truncated").inc()
+        try:
+            return await app.producer.send(dlq_topic, key, value, None, None, headers)
+        except Exception as err:
+            if not record_error(err) or budget <= SMALL_DEAD_LETTER:
+                raise
+            log.error("dead letter of %s[%s]@%s refused (%r); cutting it further", msg.topic, msg.partition,
+                      msg.offset, err)
+            return await dead_letter(msg, source, rejected, SMALL_DEAD_LETTER)
+
+    async def handle_message(msg: Message, bids: TableBatch, delivery: TableBatch,
+                             pending: list[tuple[Handled, Any]]) -> Handled:
+        """Detect on one message and send what it produced. Whatever fails here is this message's
+        alone: it is dead-lettered with the stage in `error-kind`, and the batch goes on."""
+        source = sources[msg.topic]
+        bids.partition = delivery.partition = msg.partition
+        handled = Handled(msg, source, None, None)
+        values: list[tuple[bytes, bytes]] = []
+        try:
+            handled.outcome = detector.process(
+                source, msg.value or b"", topic=msg.topic, partition=msg.partition, offset=msg.offset,
+                key=msg.key, bid_baselines=bids, delivery_baselines=delivery,
+            )
+            handled.rejected = handled.outcome.rejected
+        except Exception as err:  # a bug must not stop the stream: dead-letter and go on
+            log.exception("internal error on %s[%s]@%s", msg.topic, msg.partition, msg.offset)
+            handled.rejected = failure("internal_error", err)
+        else:
+            try:
+                values = [(r.exception_id.encode(), encode_record(r)) for r in handled.outcome.records]
+            except Exception as err:
+                log.exception("cannot serialize the records of %s[%s]@%s", msg.topic, msg.partition, msg.offset)
+                handled.rejected = failure("serialize_error", err)
+        try:
+            for key, value in values:
+                pending.append((handled, await app.producer.send(exceptions_topic, key, value, None, None, None)))
+            if handled.rejected is not None:
+                pending.append((handled, await dead_letter(msg, source, handled.rejected, dlq_budget)))
+        except Exception as err:
+            if not record_error(err):
+                raise  # the broker, not the record: the batch is retried
+            log.error("a record of %s[%s]@%s refused: %r", msg.topic, msg.partition, msg.offset, err)
+            handled.rejected = failure("produce_error", err)
+            pending.append((handled, await dead_letter(msg, source, handled.rejected, dlq_budget)))
+        return handled
+
     async def handle_batch(messages: list[Message]) -> None:
         """Detect on every record of the batch, then publish everything and wait for the broker's
         acknowledgement (the consumer acks the records, and so may commit, only after)."""
-        send = app.producer.send
         bids, delivery = TableBatch(bid_table, app.producer), TableBatch(delivery_table, app.producer)
-        pending: list[Any] = []
-        consumed: Counter[tuple[str, str]] = Counter()
-        processed: Counter[str] = Counter()
-        dead: Counter[tuple[str, str]] = Counter()
-        sampled: Counter[str] = Counter()
-        raised: Counter[tuple[str, str, str]] = Counter()
-        for msg in messages:
-            source = sources[msg.topic]
-            bids.partition = delivery.partition = msg.partition
-            try:
-                outcome = detector.process(
-                    source, msg.value or b"", topic=msg.topic, partition=msg.partition, offset=msg.offset,
-                    key=msg.key, bid_baselines=bids, delivery_baselines=delivery,
-                )
-                rejected = outcome.rejected
-            except Exception as err:  # a bug must not stop the stream: dead-letter and go on
-                log.exception("internal error on %s[%s]@%s", msg.topic, msg.partition, msg.offset)
-                outcome = None
-                rejected = EventRejected("internal_error", f"internal error: {type(err).__name__}: {err}"[:500])
-            consumed[(source, outcome.event.type if outcome and outcome.event else "invalid")] += 1
-            if rejected is not None:
-                dead[(source, rejected.kind)] += 1
-                pending.append(await send(dlq_topic, msg.key, msg.value, None, None, dlq_headers(msg, rejected)))
-            else:
-                processed[source] += 1
-            if outcome is None:
-                continue
-            if outcome.sampled:
-                sampled[source] += 1
-            for record in outcome.records:
-                raised[(record.rule_id, record.severity.value, record.kind.value)] += 1
-                value = orjson.dumps(record.model_dump(mode="json"))
-                pending.append(await send(exceptions_topic, record.exception_id.encode(), value, None, None, None))
-        pending += await bids.flush() + await delivery.flush()
-        if pending:
-            await asyncio.gather(*pending)
-        count_batch(consumed, processed, dead, sampled, raised)
+        try:
+            pending: list[tuple[Handled, Any]] = []
+            batch = [await handle_message(msg, bids, delivery, pending) for msg in messages]
+            changelog = await bids.flush() + await delivery.flush()
+            results = await asyncio.gather(*(f for _, f in pending), *changelog, return_exceptions=True)
+            for (handled, _), result in zip(pending, results, strict=False):
+                if isinstance(result, BaseException):
+                    if not record_error(result):
+                        raise result
+                    # The broker refused one of the message's records for itself: its message alone.
+                    handled.rejected = failure("produce_error", result)
+                    await (await dead_letter(handled.msg, handled.source, handled.rejected, SMALL_DEAD_LETTER))
+            for result in results[len(pending):]:
+                if isinstance(result, BaseException):
+                    raise result
+        except BaseException:
+            bids.rollback()
+            delivery.rollback()
+            raise
+        count_batch(batch)
 
     app.consume_in_batches([raw_topic(name) for name in sources], handle_batch)
 
@@ -164,9 +272,16 @@ def create_app(settings: Settings, config: DetectionConfig | None = None) -> Bat
     return app
 
 
+def failure(stage: str, err: BaseException) -> EventRejected:
+    return EventRejected(stage, f"{stage.replace('_', ' ')}: {type(err).__name__}: {err}"[:500])
+
+
+MAX_ERROR_HEADER = 1000
+
+
 def dlq_headers(msg: Message, rejected: EventRejected) -> list[tuple[str, bytes]]:
     return [
-        (topics.DLQ_HEADER_ERROR, rejected.reason.encode()),
+        (topics.DLQ_HEADER_ERROR, rejected.reason[:MAX_ERROR_HEADER].encode(errors="replace")),
         ("error-kind", rejected.kind.encode()),
         (topics.DLQ_HEADER_SOURCE_TOPIC, msg.topic.encode()),
         (topics.DLQ_HEADER_SOURCE_PARTITION, str(msg.partition).encode()),
@@ -174,14 +289,37 @@ def dlq_headers(msg: Message, rejected: EventRejected) -> list[tuple[str, bytes]
     ]
 
 
-def count_batch(
-    consumed: Counter[tuple[str, str]],
-    processed: Counter[str],
-    dead: Counter[tuple[str, str]],
-    sampled: Counter[str],
-    raised: Counter[tuple[str, str, str]],
-) -> None:
+FAILURE_STAGES = frozenset({"internal_error", "serialize_error", "produce_error"})
+
+
+def count_batch(batch: list[Handled]) -> None:
     """Metrics once per batch and label set, not once per record."""
+    consumed: Counter[tuple[str, str]] = Counter()
+    processed: Counter[str] = Counter()
+    dead: Counter[tuple[str, str]] = Counter()
+    sampled: Counter[str] = Counter()
+    raised: Counter[tuple[str, str, str]] = Counter()
+    for h in batch:
+        outcome, rejected = h.outcome, h.rejected
+        consumed[(h.source, outcome.event.type if outcome and outcome.event else "invalid")] += 1
+        if rejected is not None:
+            dead[(h.source, rejected.kind)] += 1
+            if rejected.kind in FAILURE_STAGES:
+                metrics.DETECTOR_FAILURES.labels(h.source, rejected.kind).inc()
+        else:
+            processed[h.source] += 1
+        if outcome is None:
+            continue
+        if outcome.discarded_states:
+            metrics.BASELINES_DISCARDED.labels(h.source).inc(outcome.discarded_states)
+        if rejected is not None and rejected.kind in FAILURE_STAGES:
+            continue  # its records were not published
+        if outcome.sampled:
+            sampled[h.source] += 1
+        for record in outcome.records:
+            raised[(record.rule_id, record.severity.value, record.kind.value)] += 1
+            if record.trimmed:
+                metrics.RECORDS_TRIMMED.labels(h.source).inc()
     for labels, n in consumed.items():
         metrics.EVENTS_CONSUMED.labels(*labels).inc(n)
     for source, n in processed.items():

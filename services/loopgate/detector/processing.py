@@ -7,6 +7,8 @@ The faust app, the evaluator and the benchmark all call this one function.
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -14,7 +16,8 @@ from typing import Any
 
 import orjson
 
-from loopgate.detector.anomaly import EMPTY, Baseline
+from loopgate.detector.anomaly import EMPTY, Baseline, is_finite_state
+from loopgate.detector.budget import fit_event, fit_fields
 from loopgate.detector.config import DetectionConfig
 from loopgate.detector.rules import Firing, evaluate_threshold_rules
 from loopgate.detector.rules.anomalies import check_bid_anomaly, check_delivery_anomaly
@@ -31,22 +34,58 @@ from loopgate_schemas.events import (
 from loopgate_schemas.exceptions import EventRef, ExceptionRecord, Kind, exception_id_for, fingerprint_for
 
 # Baseline tables hold plain lists (JSON in the changelog):
-#   bids:     [last_offset, count, mean, var, *fired]
-#   delivery: [last_offset, imp_count, imp_mean, imp_var, ctr_count, ctr_mean, ctr_var, *fired]
+#   bids:     [last_offset, count, mean, var, partition, *fired]
+#   delivery: [last_offset, imp_count, imp_mean, imp_var, ctr_count, ctr_mean, ctr_var, partition, *fired]
 # `fired`: for each of the entity's last FIRED_KEPT anomalies, its offset followed by the baseline
-# it was judged against (flat, so the value stays a list of numbers).
+# it was judged against (flat, so the value stays a list of numbers). Values written before the
+# partition was kept have no `partition` slot: their length is a multiple of the fired width + 1.
 BaselineTable = MutableMapping[str, list[float]]
 FIRED_KEPT = 16
+BID_WIDTH, DELIVERY_WIDTH = 3, 6  # numbers in one baseline state of the table
 
 
 def _raw_event(value: bytes, event: CloudEvent) -> dict[str, Any]:
-    """The event as published, for the record; its validated fields when the original holds what
-    orjson refuses (pydantic's parser takes integers beyond 64 bits in ignored extra fields)."""
-    try:
-        raw = orjson.loads(value)
-    except orjson.JSONDecodeError:
-        return event.model_dump(mode="json")
-    return raw if isinstance(raw, dict) else event.model_dump(mode="json")
+    """The event as published, for the record. orjson refuses some of what pydantic's parser takes
+    in ignored extra fields (integers beyond 64 bits, 1e309, NaN): the standard parser reads those;
+    the validated fields are the last resort."""
+    for loads in (orjson.loads, json.loads):
+        try:
+            raw = loads(value)
+        except (ValueError, RecursionError):  # orjson.JSONDecodeError is a ValueError
+            continue
+        return raw if isinstance(raw, dict) else event.model_dump(mode="json")
+    return event.model_dump(mode="json")
+
+
+def _finite_number(x: Any) -> bool:
+    return (type(x) is float and math.isfinite(x)) or (type(x) is int and abs(x) < 2**63)
+
+
+@dataclass(slots=True)
+class Stored:
+    """An entity's table value, read back: where it was last applied, its states, fired history."""
+
+    partition: int | None  # None: written before the partition was kept (compare offsets as before)
+    last_offset: int
+    states: list[Baseline]
+    fired: list[float]
+
+
+def read_stored(stored: Any, states: int) -> Stored | None:
+    """The table value, or None when it is not one (garbage restored from an old changelog, a
+    non-finite baseline from before the guard): the entity starts afresh, never fails per event."""
+    width = 3 * states
+    if not isinstance(stored, list) or len(stored) < 1 + width:
+        return None
+    if not all(_finite_number(x) for x in stored):
+        return None
+    rest = stored[1 + width:]
+    has_partition = len(rest) % (width + 1) == 1
+    baselines = [Baseline(int(stored[1 + 3 * i]), stored[2 + 3 * i], stored[3 + 3 * i]) for i in range(states)]
+    if not all(is_finite_state(b) for b in baselines) or (rest and not has_partition and len(rest) % (width + 1)):
+        return None
+    partition = int(rest[0]) if has_partition else None
+    return Stored(partition, int(stored[0]), baselines, rest[1:] if has_partition else rest)
 
 
 def _unpack_fired(flat: list[float], width: int) -> dict[int, list[float]]:
@@ -66,6 +105,7 @@ class Outcome:
     records: list[ExceptionRecord] = field(default_factory=list)
     rejected: EventRejected | None = None
     sampled: bool = False
+    discarded_states: int = 0  # unreadable table values met (and started afresh) for this message
 
 
 class Detector:
@@ -96,13 +136,14 @@ class Detector:
             record = self._schema_violation(source, rejected, ref, now or datetime.now(UTC))
             return Outcome(rejected=rejected, records=[record])
 
+        outcome = Outcome(event=event)
         firings = evaluate_threshold_rules(event, self.config)
         if isinstance(event, BidAdjusted) and bid_baselines is not None:
-            firing = self._bid_anomaly(event, offset, bid_baselines)
+            firing = self._bid_anomaly(event, partition, offset, bid_baselines, outcome)
             if firing:
                 firings.append(firing)
         elif isinstance(event, DeliveryReport) and delivery_baselines is not None:
-            firing = self._delivery_anomaly(event, offset, delivery_baselines)
+            firing = self._delivery_anomaly(event, partition, offset, delivery_baselines, outcome)
             if firing:
                 firings.append(firing)
 
@@ -115,12 +156,13 @@ class Detector:
         if sampled:
             firings.append(self._audit_firing(event, confidence))
         if not firings:
-            return Outcome(event=event)
-        raw = _raw_event(value, event)
+            return outcome
+        raw, trimmed = fit_event(_raw_event(value, event))  # once per message, shared by its records
         ref = EventRef(topic=topic, partition=partition, offset=offset)
         detected_at = now or datetime.now(UTC)
-        records = [self._record(f, event, raw, source, ref, detected_at) for f in firings]
-        return Outcome(event=event, records=records, sampled=sampled)
+        outcome.records = [self._record(f, event, raw, trimmed, source, ref, detected_at) for f in firings]
+        outcome.sampled = sampled
+        return outcome
 
     # --- anomaly state ---------------------------------------------------------------------
     # A redelivered event (offset <= the entity's last applied offset: the worker died after the
@@ -129,50 +171,56 @@ class Detector:
     # entity's last few anomalies, the baseline each was judged against: a redelivered event fires
     # exactly as it did the first time (from that baseline), and a redelivered clean event stays clean.
 
-    def _bid_anomaly(self, event: BidAdjusted, offset: int, table: BaselineTable) -> Firing | None:
-        key = event.data.line_item_id
+    def _restore(self, table: BaselineTable, key: str, states: int, outcome: Outcome) -> tuple[Stored | None, bool]:
+        """The entity's stored value, and whether an unreadable one was discarded (to overwrite)."""
         stored = table.get(key)
         if stored is None:
-            last_offset, baseline, tail = -1, EMPTY, []
-        else:
-            last_offset, baseline, tail = int(stored[0]), Baseline(int(stored[1]), stored[2], stored[3]), stored[4:]
-        if offset <= last_offset:
-            before = _unpack_fired(tail, 3).get(offset)
+            return None, False
+        restored = read_stored(stored, states)
+        if restored is None:
+            outcome.discarded_states += 1
+        return restored, restored is None
+
+    def _bid_anomaly(
+        self, event: BidAdjusted, partition: int, offset: int, table: BaselineTable, outcome: Outcome
+    ) -> Firing | None:
+        key = event.data.line_item_id
+        stored, _ = self._restore(table, key, 1, outcome)
+        baseline, tail = (stored.states[0], stored.fired) if stored else (EMPTY, [])
+        # Offsets compare within a partition only (an event keyed wrongly lands on another one).
+        if stored is not None and stored.partition in (None, partition) and offset <= stored.last_offset:
+            before = _unpack_fired(tail, BID_WIDTH).get(offset)
             if before is None:
                 return None
             return check_bid_anomaly(event, Baseline(int(before[0]), *before[1:]), self.config.anomaly)[1]
         new, firing = check_bid_anomaly(event, baseline, self.config.anomaly)
         if firing is not None:  # the fired history is only unpacked when it changes (hot path)
-            fired = _unpack_fired(tail, 3)
+            fired = _unpack_fired(tail, BID_WIDTH)
             fired[offset] = list(baseline)
             tail = _pack_fired(fired)
-        table[key] = [offset, new.count, new.mean, new.var, *tail]
+        table[key] = [offset, new.count, new.mean, new.var, partition, *tail]
         return firing
 
-    def _delivery_anomaly(self, event: DeliveryReport, offset: int, table: BaselineTable) -> Firing | None:
+    def _delivery_anomaly(
+        self, event: DeliveryReport, partition: int, offset: int, table: BaselineTable, outcome: Outcome
+    ) -> Firing | None:
         key = event.data.placement_id
-        stored = table.get(key)
-        if stored is None:
-            last_offset, imp, ctr, tail = -1, EMPTY, EMPTY, []
-        else:
-            last_offset = int(stored[0])
-            imp = Baseline(int(stored[1]), stored[2], stored[3])
-            ctr = Baseline(int(stored[4]), stored[5], stored[6])
-            tail = stored[7:]
-        if offset <= last_offset:
-            before = _unpack_fired(tail, 6).get(offset)
+        stored, discarded = self._restore(table, key, 2, outcome)
+        imp, ctr, tail = (stored.states[0], stored.states[1], stored.fired) if stored else (EMPTY, EMPTY, [])
+        if stored is not None and stored.partition in (None, partition) and offset <= stored.last_offset:
+            before = _unpack_fired(tail, DELIVERY_WIDTH).get(offset)
             if before is None:
                 return None
             old_imp, old_ctr = Baseline(int(before[0]), *before[1:3]), Baseline(int(before[3]), *before[4:6])
             return check_delivery_anomaly(event, old_imp, old_ctr, self.config.anomaly)[2]
         new_imp, new_ctr, firing = check_delivery_anomaly(event, imp, ctr, self.config.anomaly)
         if firing is not None:
-            fired = _unpack_fired(tail, 6)
+            fired = _unpack_fired(tail, DELIVERY_WIDTH)
             fired[offset] = [*imp, *ctr]
             tail = _pack_fired(fired)
-        if new_imp is not imp or new_ctr is not ctr:
+        if new_imp is not imp or new_ctr is not ctr or discarded:
             table[key] = [offset, new_imp.count, new_imp.mean, new_imp.var, new_ctr.count, new_ctr.mean,
-                          new_ctr.var, *tail]
+                          new_ctr.var, partition, *tail]
         return firing
 
     # --- records ---------------------------------------------------------------------------
@@ -189,11 +237,12 @@ class Detector:
         )
 
     def _record(
-        self, f: Firing, event: CloudEvent, raw: dict[str, Any], source: str, ref: EventRef, detected_at: datetime
+        self, f: Firing, event: CloudEvent, raw: dict[str, Any], trimmed: list[str], source: str, ref: EventRef,
+        detected_at: datetime,
     ) -> ExceptionRecord:
         # Audit samples are never grouped: each sampled event is its own review item.
         group_subject = f"{f.subject}:{event.id}" if f.kind is Kind.AUDIT_SAMPLE else f.subject
-        return ExceptionRecord(
+        return ExceptionRecord(**fit_fields(dict(
             exception_id=exception_id_for(event.id, f.rule_id),
             fingerprint=fingerprint_for(f.rule_id, group_subject),
             kind=f.kind,
@@ -211,12 +260,13 @@ class Detector:
             event=raw,
             event_ref=ref,
             detected_at=detected_at,
-        )
+            trimmed=trimmed or None,
+        )))
 
     def _schema_violation(
         self, source: str, rejected: EventRejected, ref: EventRef, detected_at: datetime
     ) -> ExceptionRecord:
-        return ExceptionRecord(
+        return ExceptionRecord(**fit_fields(dict(
             exception_id=exception_id_for(f"{ref.topic}/{ref.partition}/{ref.offset}", "schema_violation"),
             fingerprint=fingerprint_for("schema_violation", f"{source}:{rejected.kind}"),
             kind=Kind.DATA_QUALITY,
@@ -224,10 +274,8 @@ class Detector:
             severity=self.config.severity_of("schema_violation"),
             source=source,
             subject=source,
-            summary=f"Message at {ref.topic}[{ref.partition}]@{ref.offset} is not a valid event: {rejected.reason}"[
-                :1000
-            ],
+            summary=f"Message at {ref.topic}[{ref.partition}]@{ref.offset} is not a valid event: {rejected.reason}",
             observed={"error_kind": rejected.kind, "error": rejected.reason},
             event_ref=ref,
             detected_at=detected_at,
-        )
+        )))

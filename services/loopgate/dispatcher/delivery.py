@@ -1,15 +1,38 @@
 """Delivering one exception record to the resolution API, and what each answer means.
 
-2xx: accepted (201 created, 200 already known or grouped). 408, 429 and 5xx, or no answer at
-all: try again later with capped exponential backoff. Any other 4xx: the API will never accept
-this record as it is, so it is dead-lettered with the API's answer instead of blocking the
-partition behind it.
+An answer either judges the record, or says something about the dispatcher itself:
+
+| answer | verdict | what the dispatcher does |
+| --- | --- | --- |
+| 2xx (201 created, 200 already known or grouped) | accepted | commit it |
+| 400, 409, 413, 422 | rejected | the API judged this record: to `exceptions.dlq` with its answer, go on |
+| 408, 425, 429, 5xx, timeout, connection reset or closed | retry | this record again, capped backoff |
+| 401, 403 | misconfigured | the token (`LOOPGATE_API_TOKEN`) is wrong, revoked or lacks the role |
+| 404, 405, 410, 3xx | misconfigured | no create endpoint there: `LOOPGATE_API_URL` is wrong |
+| connection refused, DNS failure, TLS error, bad URL | misconfigured | `LOOPGATE_API_URL` (or the API is not running) |
+| any other status | misconfigured | not an answer the Loopgate API gives for a record: hold, do not guess |
+
+A misconfiguration is never the record's fault, so it never dead-letters one: the `DeliveryGate`
+closes, every record waits uncommitted, one probe at a time retries with capped backoff, and the
+first accepted record opens the gate again. Why these codes:
+- 404: the create route has no path parameter, so it never answers 404 for a record; a 404 is
+  a wrong URL (or prefix). 405 and 410 likewise mean the URL points at something else.
+- 3xx: redirects are not followed (a POST followed through a 301/302 becomes a GET, which would
+  "succeed" without storing anything); the `Location` is in the log for the operator.
+- 409: create is idempotent on `exception_id`, so a conflict can only be this record
+  contradicting what is stored: a judgement on the record.
+- Unknown codes hold rather than dead-letter: a record held is visible (lag, gauge, `/readyz`)
+  and delivered once the cause is fixed; a record dead-lettered by a guess is out of sight.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import ssl
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from enum import Enum
 
@@ -22,6 +45,39 @@ class Verdict(Enum):
     ACCEPTED = "accepted"
     RETRY = "retry"
     REJECTED = "rejected"
+    MISCONFIGURED = "misconfigured"
+
+
+class Misconfiguration(Enum):
+    """Why the dispatcher cannot deliver anything (the bounded `reason` label of its gauge)."""
+
+    TOKEN_MISSING = "token_missing"
+    UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "forbidden"
+    WRONG_URL = "wrong_url"
+    CONNECTION_REFUSED = "connection_refused"
+    DNS = "dns"
+    TLS = "tls"
+    UNEXPECTED_STATUS = "unexpected_status"
+
+
+# What to check, per cause: one line for the operator reading the log or /readyz.
+REMEDIES: dict[Misconfiguration, str] = {
+    Misconfiguration.TOKEN_MISSING: "LOOPGATE_API_TOKEN is empty: create a token with "
+    "`loopgate api tokens create --role service --name dispatcher` and set it",
+    Misconfiguration.UNAUTHORIZED: "the API does not know this token, or it was revoked: check "
+    "LOOPGATE_API_TOKEN (a token from `loopgate api tokens create --role service`)",
+    Misconfiguration.FORBIDDEN: "the token may not create exceptions: LOOPGATE_API_TOKEN needs the service role",
+    Misconfiguration.WRONG_URL: "no Loopgate create endpoint at this URL: check LOOPGATE_API_URL "
+    "(the API's base URL, without /v1)",
+    Misconfiguration.CONNECTION_REFUSED: "nothing listens at LOOPGATE_API_URL: check the setting, "
+    "or start the API",
+    Misconfiguration.DNS: "the host of LOOPGATE_API_URL does not resolve: check the setting",
+    Misconfiguration.TLS: "TLS failed (certificate, or https against a plain http port): check "
+    "LOOPGATE_API_URL and the API's certificate",
+    Misconfiguration.UNEXPECTED_STATUS: "an answer the Loopgate API does not give for a record: check that "
+    "LOOPGATE_API_URL points at the Loopgate API",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,17 +85,44 @@ class Answer:
     verdict: Verdict
     status: int | None
     detail: str
+    cause: Misconfiguration | None = None  # set when verdict is MISCONFIGURED
 
 
+RECORD_REJECTED = frozenset({400, 409, 413, 422})
 RETRYABLE_4XX = frozenset({408, 425, 429})
+STATUS_MISCONFIGURATIONS: dict[int, Misconfiguration] = {
+    401: Misconfiguration.UNAUTHORIZED,
+    403: Misconfiguration.FORBIDDEN,
+    404: Misconfiguration.WRONG_URL,
+    405: Misconfiguration.WRONG_URL,
+    410: Misconfiguration.WRONG_URL,
+}
 
 
-def classify(status: int) -> Verdict:
+def classify(status: int) -> tuple[Verdict, Misconfiguration | None]:
+    """The verdict on an HTTP status (the table in this module's docstring)."""
     if 200 <= status < 300:
-        return Verdict.ACCEPTED
-    if status in RETRYABLE_4XX or status >= 500:
-        return Verdict.RETRY
-    return Verdict.REJECTED
+        return Verdict.ACCEPTED, None
+    if status in RECORD_REJECTED:
+        return Verdict.REJECTED, None
+    if status in RETRYABLE_4XX or 500 <= status < 600:
+        return Verdict.RETRY, None
+    if 300 <= status < 400:
+        return Verdict.MISCONFIGURED, Misconfiguration.WRONG_URL
+    return Verdict.MISCONFIGURED, STATUS_MISCONFIGURATIONS.get(status, Misconfiguration.UNEXPECTED_STATUS)
+
+
+def classify_error(err: BaseException) -> tuple[Verdict, Misconfiguration | None]:
+    """The verdict when no HTTP answer came back."""
+    if isinstance(err, aiohttp.ClientSSLError | ssl.SSLError):
+        return Verdict.MISCONFIGURED, Misconfiguration.TLS
+    if isinstance(err, aiohttp.ClientConnectorDNSError):
+        return Verdict.MISCONFIGURED, Misconfiguration.DNS
+    if isinstance(err, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
+        return Verdict.MISCONFIGURED, Misconfiguration.WRONG_URL
+    if isinstance(err, aiohttp.ClientConnectorError) and isinstance(err.os_error, ConnectionRefusedError):
+        return Verdict.MISCONFIGURED, Misconfiguration.CONNECTION_REFUSED
+    return Verdict.RETRY, None  # timeouts, resets, a server that went away: transient
 
 
 def backoff_seconds(attempt: int, *, initial: float, maximum: float) -> float:
@@ -50,28 +133,109 @@ def backoff_seconds(attempt: int, *, initial: float, maximum: float) -> float:
 
 async def post_once(client: aiohttp.ClientSession, url: str, value: bytes) -> Answer:
     try:
-        async with client.post(url, data=value, headers={"content-type": "application/json"}) as response:
+        async with client.post(
+            url, data=value, headers={"content-type": "application/json"}, allow_redirects=False
+        ) as response:
             detail = (await response.read())[:1000].decode(errors="replace")
-            return Answer(classify(response.status), response.status, detail)
-    except (aiohttp.ClientError, TimeoutError) as err:
-        return Answer(Verdict.RETRY, None, f"{type(err).__name__}: {err}"[:300])
+            if 300 <= response.status < 400:
+                detail = f"redirected to {response.headers.get('location', '?')}"
+            verdict, cause = classify(response.status)
+            return Answer(verdict, response.status, detail, cause)
+    except (aiohttp.ClientError, TimeoutError, ssl.SSLError) as err:
+        verdict, cause = classify_error(err)
+        return Answer(verdict, None, f"{type(err).__name__}: {err}"[:300], cause)
+
+
+GateListener = Callable[["GateState", "GateState"], None]  # (previous, current)
+
+
+@dataclass(frozen=True, slots=True)
+class GateState:
+    """Open (cause None), or closed because of `cause`; `detail` is the answer that closed it."""
+
+    cause: Misconfiguration | None
+    detail: str = ""
+    since: float = 0.0  # time.monotonic()
+
+
+class DeliveryGate:
+    """Open: records are posted concurrently. Closed (a misconfiguration): one probe at a time, each
+    after a capped backoff, until an accepted record opens it again. `listener` hears every change
+    of state (not every record), so it can log once and set the gauge."""
+
+    def __init__(
+        self, *, initial_backoff: float, max_backoff: float, listener: GateListener | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.state = GateState(None, since=time.monotonic())
+        self._initial, self._maximum = initial_backoff, max_backoff
+        self._listener = listener
+        self._sleep = sleep
+        self._probe = asyncio.Lock()
+        self._probes = 0
+
+    @property
+    def is_open(self) -> bool:
+        return self.state.cause is None
+
+    def close(self, cause: Misconfiguration, detail: str) -> None:
+        if self.state.cause is not cause:
+            self._change(GateState(cause, detail, time.monotonic()))
+
+    def observe(self, answer: Answer) -> None:
+        """Only an accepted record proves the URL and the token right (a 400 or 413 may come before
+        the token is even looked at), so only that opens the gate."""
+        if answer.verdict is Verdict.MISCONFIGURED and answer.cause is not None:
+            self.close(answer.cause, answer.detail)
+        elif answer.verdict is Verdict.ACCEPTED and not self.is_open:
+            self._probes = 0
+            self._change(GateState(None, since=time.monotonic()))
+
+    def _change(self, state: GateState) -> None:
+        previous, self.state = self.state, state
+        if self._listener is not None:
+            self._listener(previous, state)
+
+    @asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        """Wait for this caller's turn to post: at once while open; while closed, as the one probe."""
+        if self.is_open:
+            yield
+            return
+        async with self._probe:
+            if not self.is_open:
+                self._probes += 1
+                await self._sleep(backoff_seconds(self._probes, initial=self._initial, maximum=self._maximum))
+                yield
+                return
+        yield  # opened while this caller queued behind the probe
 
 
 async def deliver(
-    client: aiohttp.ClientSession, url: str, value: bytes, *, initial_backoff: float, max_backoff: float
+    post: Callable[[], Awaitable[Answer]], gate: DeliveryGate, *, initial_backoff: float, max_backoff: float,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> Answer:
     """Post until the API accepts or rejects the record for good; retries forever otherwise
     (cancel the task to stop: nothing is committed for an undelivered record)."""
     attempt = 0
     while True:
-        answer = await post_once(client, url, value)
+        async with gate.turn():
+            answer = await post()
+            gate.observe(answer)
         if answer.verdict is Verdict.ACCEPTED:
             metrics.EXCEPTIONS_DELIVERED.labels(str(answer.status)).inc()
             return answer
         if answer.verdict is Verdict.REJECTED:
             metrics.EXCEPTIONS_DELIVERY_FAILED.labels("rejected").inc()
             return answer
+        if answer.verdict is Verdict.MISCONFIGURED:
+            # Nothing listening is also what an API outage looks like: counted as before.
+            unavailable = answer.cause is Misconfiguration.CONNECTION_REFUSED
+            metrics.EXCEPTIONS_DELIVERY_FAILED.labels("unavailable" if unavailable else "misconfigured").inc()
+            continue  # the closed gate paces the next try
         reason = "unavailable" if answer.status is None else ("throttled" if answer.status < 500 else "server_error")
         metrics.EXCEPTIONS_DELIVERY_FAILED.labels(reason).inc()
+        if not gate.is_open:
+            continue  # this was the probe: the gate paces the next try
         attempt += 1
-        await asyncio.sleep(backoff_seconds(attempt, initial=initial_backoff, maximum=max_backoff))
+        await sleep(backoff_seconds(attempt, initial=initial_backoff, maximum=max_backoff))

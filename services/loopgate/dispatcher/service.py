@@ -8,6 +8,12 @@ directly.
 Its HTTP client is aiohttp's, not httpx's: with dozens of requests in flight, httpx's client
 managed about 130 posts a second on this 2-core machine against a trivial server, aiohttp's
 about 2,700 (one run of the same script), and the dispatcher must not be slower than the API.
+
+A wrong or missing token, a wrong API URL or nothing listening there is the dispatcher's problem,
+not the records' (`delivery.py` has the table): the delivery gate closes, nothing is committed or
+dead-lettered, one probe at a time retries, and the dispatcher says so once per change of state:
+an ERROR line naming the setting to check, `loopgate_dispatcher_misconfigured{reason}`, and 503
+from `/readyz` on the metrics port. The first record accepted again opens the gate.
 """
 
 from __future__ import annotations
@@ -25,9 +31,20 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from loopgate.common import metrics
 from loopgate.common.kafka import reliable_producer, wait_for_broker
 from loopgate.common.settings import Settings
-from loopgate.dispatcher.delivery import Answer, Verdict, deliver
+from loopgate.common.status_server import NotReady, StatusServer
+from loopgate.dispatcher.delivery import (
+    REMEDIES,
+    Answer,
+    DeliveryGate,
+    GateState,
+    Misconfiguration,
+    Verdict,
+    deliver,
+    post_once,
+)
 
 log = logging.getLogger(__name__)
+
 
 
 class Dispatcher:
@@ -46,11 +63,49 @@ class Dispatcher:
         self.url = f"{settings.api_url.rstrip('/')}/v1/exceptions"
         self.client: aiohttp.ClientSession | None = None  # made in run(), inside the event loop
         self._slots = asyncio.Semaphore(settings.dispatch_concurrency)
+        self.gate = DeliveryGate(
+            initial_backoff=settings.retry_initial_seconds, max_backoff=settings.retry_max_seconds,
+            listener=self._gate_changed,
+        )
+        self._consuming = False
+        # While the gate is closed, a fetched batch is given up (and fetched again) after about ten
+        # probes at the capped backoff (60 s by default), so the consumer keeps polling and stays in
+        # its group (max_poll_interval) through a misconfiguration of any length.
+        self._held_batch_seconds = min(60.0, 10 * settings.retry_max_seconds)
+        for cause in Misconfiguration:  # every reason's series exists from the start, at 0
+            metrics.DISPATCHER_MISCONFIGURED.labels(cause.value).set(0)
 
     def stop(self) -> None:
         self._stopping.set()
 
+    def readiness(self) -> NotReady | None:
+        state = self.gate.state
+        if state.cause is not None:
+            return NotReady(state.cause.value, f"{REMEDIES[state.cause]} (last answer: {state.detail[:300]})")
+        if not self._consuming:
+            return NotReady("starting", "waiting for Kafka and the consumer group")
+        return None
+
+    def _gate_changed(self, previous: GateState, state: GateState) -> None:
+        for cause in Misconfiguration:
+            metrics.DISPATCHER_MISCONFIGURED.labels(cause.value).set(1 if cause is state.cause else 0)
+        if state.cause is None:
+            log.warning("delivering again: %s accepts records (held for %.0f s because of %s)",
+                        self.url, state.since - previous.since, previous.cause.value if previous.cause else "?")
+        else:
+            log.error("cannot deliver to %s (%s): %s. Holding every record uncommitted and probing with "
+                      "one record at a time until it is accepted. Last answer: %s",
+                      self.url, state.cause.value, REMEDIES[state.cause], state.detail[:300])
+
     async def run(self) -> None:
+        if not self.settings.api_token.strip():
+            # An empty token can never work, and settings are read once: hold everything, stay up and
+            # not ready (compose starts the dispatcher before anyone could create its token).
+            self.gate.close(Misconfiguration.TOKEN_MISSING, "LOOPGATE_API_TOKEN is not set")
+            await self._stopping.wait()
+            await self.consumer.stop()  # never started; closes what the constructors opened
+            await self.dlq.stop()
+            return
         await wait_for_broker(self.settings.kafka_bootstrap)
         self.client = aiohttp.ClientSession(
             headers={"authorization": f"Bearer {self.settings.api_token}"},
@@ -59,6 +114,7 @@ class Dispatcher:
         )
         await self.consumer.start()
         await self.dlq.start()
+        self._consuming = True
         try:
             while not self._stopping.is_set():
                 try:
@@ -83,7 +139,16 @@ class Dispatcher:
         stop_wait = asyncio.ensure_future(self._stopping.wait())
         delivered: asyncio.Future[Any] = asyncio.gather(*everything, return_exceptions=True)
         waiting: list[asyncio.Future[Any]] = [delivered, stop_wait]
-        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        while True:
+            finished, _ = await asyncio.wait(waiting, timeout=self._held_batch_seconds,
+                                             return_when=asyncio.FIRST_COMPLETED)
+            if finished:
+                break
+            if not self.gate.is_open:
+                held = self.gate.state
+                log.info("held for %.0f s (%s): giving the batch back to fetch it again",
+                         time.monotonic() - held.since, held.cause.value if held.cause else "?")
+                break
         stop_wait.cancel()
         # Commit, per partition, the offsets up to the first record not yet delivered.
         offsets: dict[TopicPartition, int] = {}
@@ -98,12 +163,14 @@ class Dispatcher:
             for t in ts[done:]:
                 t.cancel()
             if done < len(ts) and not self._stopping.is_set() and tp in self.consumer.assignment():
-                # A record failed (e.g. its dead-lettering, with the broker away): fetch it again
-                # rather than let the next batch's commit pass over it.
+                # A record failed (e.g. its dead-lettering, with the broker away), or the batch was
+                # given up while the gate is closed: fetch it again rather than let the next
+                # batch's commit pass over it.
                 failed = ts[done]
                 error = failed.exception() if failed.done() and not failed.cancelled() else None
-                log.warning("delivery of %s[%s]@%s failed (%r); fetching it again", tp.topic, tp.partition,
-                            batch[tp][done].offset, error)
+                if error is not None or self.gate.is_open:
+                    log.warning("delivery of %s[%s]@%s failed (%r); fetching it again", tp.topic, tp.partition,
+                                batch[tp][done].offset, error)
                 self.consumer.seek(tp, batch[tp][done].offset)
         if offsets:
             try:
@@ -115,8 +182,9 @@ class Dispatcher:
         started = time.monotonic()
         async with self._slots:
             assert self.client is not None
+            client, value = self.client, msg.value or b""
             answer = await deliver(
-                self.client, self.url, msg.value or b"",
+                lambda: post_once(client, self.url, value), self.gate,
                 initial_backoff=self.settings.retry_initial_seconds,
                 max_backoff=self.settings.retry_max_seconds,
             )
@@ -147,6 +215,10 @@ async def run_dispatcher(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, dispatcher.stop)
-    metrics.serve_metrics(settings.dispatcher_metrics_port)
+    status = StatusServer(settings.dispatcher_metrics_port, dispatcher.readiness)
+    await status.start()
     log.info("dispatching %s -> %s", settings.exceptions_topic, settings.api_url)
-    await dispatcher.run()
+    try:
+        await dispatcher.run()
+    finally:
+        await status.stop()

@@ -4,6 +4,8 @@ are read when the app starts."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,10 +15,12 @@ from sqlalchemy.exc import OperationalError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from loopgate.common.settings import Settings, get_settings
+from loopgate.resolution_api.background import BackgroundLoop
 from loopgate.resolution_api.db import Database
 from loopgate.resolution_api.deps import Services
 from loopgate.resolution_api.errors import install_error_handlers
 from loopgate.resolution_api.intake import Intake
+from loopgate.resolution_api.limits import RequestLimits
 from loopgate.resolution_api.outbox import OutboxRelay
 from loopgate.resolution_api.principals import TokenCache
 from loopgate.resolution_api.routes import exceptions, health, tokens
@@ -24,6 +28,7 @@ from loopgate.resolution_api.sweeper import Sweeper
 
 log = logging.getLogger(__name__)
 DATABASE_WAIT_SECONDS = 30.0
+DISPOSE_SECONDS = 5.0  # closing the database's connections, after the loops have stopped
 
 
 async def migrate_when_reachable(db: Database, wait_seconds: float = DATABASE_WAIT_SECONDS) -> None:
@@ -36,6 +41,15 @@ async def migrate_when_reachable(db: Database, wait_seconds: float = DATABASE_WA
     ):
         with attempt:
             await db.migrate()
+
+
+async def stop_within(seconds: float, *loops: BackgroundLoop) -> None:
+    """Stop the background loops in order, all of them within `seconds` (Kafka or the database
+    not answering must not keep the API from stopping)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    for background in loops:
+        await background.stop(max(0.1, deadline - loop.time()))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -59,11 +73,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             try:
                 yield
             finally:
-                await sweeper.stop()
-                await relay.stop()
-                await intake.stop()
+                await stop_within(active.api_shutdown_seconds, sweeper, relay, intake)
         finally:
-            await db.dispose()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(DISPOSE_SECONDS):
+                    await db.dispose()
 
     app = FastAPI(
         title="Loopgate resolution API",
@@ -72,6 +86,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(
+        RequestLimits, max_body_bytes=lambda: (settings or get_settings()).api_max_body_bytes
+    )
     app.include_router(health.router)
     app.include_router(exceptions.router)
     app.include_router(tokens.router)

@@ -19,7 +19,7 @@ import logging
 from dataclasses import dataclass
 
 from loopgate.resolution_api import operations
-from loopgate.resolution_api.background import BackgroundLoop
+from loopgate.resolution_api.background import DEFAULT_STOP_SECONDS, BackgroundLoop
 from loopgate.resolution_api.db import Database
 from loopgate.resolution_api.errors import ServiceUnavailable
 from loopgate.resolution_api.models import ExceptionRow
@@ -45,13 +45,14 @@ class Intake(BackgroundLoop):
         self._max_batch = max_batch
         self._queue: asyncio.Queue[_Waiting] = asyncio.Queue()
 
-    async def stop(self) -> None:
+    async def stop(self, within: float = DEFAULT_STOP_SECONDS) -> bool:
         """Stop writing; records still queued (none, after uvicorn's graceful shutdown) get a 503."""
-        await super().stop()
+        stopped = await super().stop(within)
         while not self._queue.empty():
             waiting = self._queue.get_nowait()
             if not waiting.answer.done():
                 waiting.answer.set_exception(ServiceUnavailable("the API is shutting down; retry"))
+        return stopped
 
     async def submit(self, record: ExceptionRecord, actor: str) -> Stored:
         """Store one record (created, grouped or a duplicate), once its batch is committed."""
@@ -62,7 +63,7 @@ class Intake(BackgroundLoop):
         return await answer
 
     async def _run(self) -> None:
-        while True:
+        while not self.stopping:
             batch = [await self._queue.get()]
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())

@@ -4,6 +4,10 @@ status, what a resolution must carry, and when an SLA is breached.
     open ──claim──> claimed ──resolve──> resolved ──reopen (admin)──> open
     open/claimed ──escalate──> escalated ──claim──> claimed
     open/claimed ──snooze──> snoozed ──(until passes)──> open
+    open/claimed/snoozed ──(SLA breached)──> escalated
+
+A snooze counts as an acknowledgement, never as a resolution: the resolve SLA still runs while an
+exception sleeps, so a snooze cannot hide a breach (the exception is woken and escalated).
 """
 
 from __future__ import annotations
@@ -42,9 +46,10 @@ TRANSITIONS: dict[Action, tuple[frozenset[Status], Status]] = {
     Action.SNOOZE: (frozenset({S.OPEN, S.CLAIMED, S.SNOOZED}), S.SNOOZED),
     Action.WAKE: (frozenset({S.SNOOZED}), S.OPEN),
     Action.REOPEN: (frozenset({S.RESOLVED}), S.OPEN),
-    Action.SLA_BREACH: (frozenset({S.OPEN, S.CLAIMED}), S.ESCALATED),
+    Action.SLA_BREACH: (frozenset({S.OPEN, S.CLAIMED, S.SNOOZED}), S.ESCALATED),
 }
 UNRESOLVED = frozenset(s for s in Status if s is not S.RESOLVED)
+SLA_CHECKED = frozenset({S.OPEN, S.CLAIMED, S.SNOOZED})
 
 
 class TransitionNotAllowed(Exception):
@@ -81,8 +86,9 @@ def sla_breach(
     *, status: Status, first_seen: dt.datetime, already: str | None, policy: Sla, now: dt.datetime
 ) -> str | None:
     """The SLA ("ack" or "resolve") an exception breaches now and has not breached before, or None.
-    Snoozed, escalated and resolved exceptions are not checked."""
-    if status not in (S.OPEN, S.CLAIMED):
+    Escalated and resolved exceptions are not checked; a snoozed one only against its resolve SLA
+    (snoozing acknowledges it)."""
+    if status not in SLA_CHECKED:
         return None
     age = (now - first_seen).total_seconds()
     if age > policy.resolve_seconds and already != "resolve":

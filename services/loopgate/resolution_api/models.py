@@ -133,7 +133,7 @@ class OutboxRow(Base):
     """An outcome CloudEvent committed with its resolution, waiting for the relay to publish it."""
 
     __tablename__ = "outbox"
-    __table_args__ = (sa.Index("ix_outbox_pending", "sent_at", "id"),)
+    __table_args__ = (sa.Index("ix_outbox_pending", "sent_at", "set_aside_at", "id"),)
 
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
     outcome_id: Mapped[str] = mapped_column(sa.String(64), unique=True)
@@ -143,6 +143,10 @@ class OutboxRow(Base):
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     attempts: Mapped[int] = mapped_column(sa.Integer)
     last_error: Mapped[str | None] = mapped_column(sa.Text)
+    # Set when the outcome can never be published as it is (e.g. too large for Kafka): the relay
+    # skips it and publishes the ones behind it; the reason says why.
+    set_aside_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    set_aside_reason: Mapped[str | None] = mapped_column(sa.Text)
 
 
 class TokenRow(Base):

@@ -478,7 +478,7 @@ def _wake_change(row: ExceptionRow, now: dt.datetime) -> Change | None:
 async def escalate_sla_breaches(
     *, db: Database, slas: dict[Severity, Sla], now: dt.datetime | None = None
 ) -> int:
-    """Escalate every open or claimed exception past an SLA it has not breached before."""
+    """Escalate every open, claimed or snoozed exception past an SLA it has not breached before."""
     now = now or utcnow()
     shortest = min(min(s.ack_seconds, s.resolve_seconds) for s in slas.values())
     async with db.read() as session, session.begin():
@@ -501,7 +501,10 @@ async def escalate_sla_breaches(
                 return None
             seconds = policy.ack_seconds if which == "ack" else policy.resolve_seconds
             due_at = row.first_seen + dt.timedelta(seconds=seconds)
-            return Change(values={"sla_breach": which}, fields={"sla": which, "due_at": due_at.isoformat()})
+            return Change(
+                values={"sla_breach": which, "snoozed_until": None},  # a breach ends any snooze
+                fields={"sla": which, "due_at": due_at.isoformat(), "snoozed_until": _iso(row.snoozed_until)},
+            )
 
         try:
             row = await transition(
@@ -523,10 +526,11 @@ async def escalate_sla_breaches(
 
 
 async def refresh_gauges(*, db: Database) -> None:
-    """Set the open-exceptions and outbox gauges from the database (called on every scrape)."""
+    """Set the open-exceptions and outbox gauges from the database. The sweeper calls it every
+    pass; /metrics only reads them from memory, so a scrape costs the database nothing."""
     async with db.read() as session, session.begin():
         counts = await store.count_unresolved(session=session)
-        pending = await store.count_pending_outbox(session=session)
+        pending, set_aside = await store.count_outbox(session=session)
     for severity in Severity:
         for status in Status:
             if status is not Status.RESOLVED:
@@ -534,3 +538,4 @@ async def refresh_gauges(*, db: Database) -> None:
                     counts.get((severity.value, status.value), 0)
                 )
     metrics.OUTBOX_PENDING.set(pending)
+    metrics.OUTBOX_SET_ASIDE_ROWS.set(set_aside)

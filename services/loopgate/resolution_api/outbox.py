@@ -5,6 +5,14 @@ publishes pending rows in order, keyed by exception_id, with an idempotent produ
 every resolution and every `outbox_interval_seconds`, so while Kafka is down resolutions still
 succeed and their outcomes go out once it is back. A crash between the send and the mark re-sends
 the same CloudEvent id (at-least-once; consumers dedupe on `id`).
+
+Two kinds of failure. A broker that is down, slow or refusing us (a retriable Kafka error, a
+timeout, a connection error, even an authorization error: misconfiguration is not a bad outcome)
+stops the pass, and the same oldest outcome is retried first on the next one, so order is kept.
+An outcome that can never be published as it is (too large for Kafka, a payload that cannot be
+encoded, a record the broker calls invalid) is set aside: marked with its reason
+(`set_aside_at`, `set_aside_reason`), counted (`loopgate_outbox_set_aside_total`), logged, and
+the outcomes behind it go out.
 """
 
 from __future__ import annotations
@@ -15,16 +23,46 @@ import datetime as dt
 import logging
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import (
+    CorruptRecordException,
+    InvalidMessageError,
+    InvalidRequestError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    UnsupportedForMessageFormatError,
+)
 
 from loopgate.common import metrics
 from loopgate.common.kafka import reliable_producer
 from loopgate.common.settings import Settings
 from loopgate.resolution_api import store
-from loopgate.resolution_api.background import BackgroundLoop
+from loopgate.resolution_api.background import DEFAULT_STOP_SECONDS, BackgroundLoop
 from loopgate.resolution_api.db import Database
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_SECONDS = 30.0
+# Errors that judge the outcome itself: sending it again can never succeed.
+PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+    RecordListTooLargeError,
+    CorruptRecordException,
+    InvalidMessageError,
+    InvalidRequestError,
+    UnsupportedForMessageFormatError,
+    UnicodeError,
+)
+
+
+class PublishFailed(Exception):
+    """One outcome was not published: `permanent` when it never can be as it is."""
+
+    def __init__(self, reason: str, *, kind: str, permanent: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.kind = kind
+        self.permanent = permanent
 
 
 class OutboxRelay(BackgroundLoop):
@@ -47,15 +85,20 @@ class OutboxRelay(BackgroundLoop):
         """Publish soon: called after a resolution commits."""
         self._wakeup.set()
 
-    async def stop(self) -> None:
-        await super().stop()
-        await self._close_producer()
+    async def stop(self, within: float = DEFAULT_STOP_SECONDS) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        stopped = await super().stop(within)
+        await self._close_producer(max(0.1, deadline - loop.time()))
+        return stopped
 
     async def _run(self) -> None:
-        while True:
+        while not self.stopping:
             wait = min(self._interval * 2**self._failures, max(self._interval, MAX_BACKOFF_SECONDS))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout=wait)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for may swallow our cancellation
+                async with asyncio.timeout(wait):
+                    await self._wakeup.wait()
             self._wakeup.clear()
             try:
                 await self.publish_pending()
@@ -63,46 +106,58 @@ class OutboxRelay(BackgroundLoop):
                 log.exception("outbox relay pass failed")
 
     async def publish_pending(self) -> int:
-        """Publish every pending outcome, oldest first; stop at the first failure. Returns how many
-        were published."""
+        """Publish every pending outcome, oldest first; set aside the ones that can never be
+        published; stop at the first other failure. Returns how many were published."""
         published = 0
-        while True:
+        while not self.stopping:
             async with self._db.read() as session, session.begin():
                 rows = await store.pending_outbox(session=session, limit=self._batch_size)
             if not rows:
                 break
             for row in rows:
-                error = await self._send(row.exception_id, row.payload)
+                failure = await self._send(row.exception_id, row.payload)
                 async with self._db.write() as session, session.begin():
-                    if error is None:
-                        await store.mark_sent(session=session, outbox_id=row.id, now=dt.datetime.now(dt.UTC))
+                    now = dt.datetime.now(dt.UTC)
+                    if failure is None:
+                        await store.mark_sent(session=session, outbox_id=row.id, now=now)
+                    elif failure.permanent:
+                        await store.set_aside(session=session, outbox_id=row.id, reason=failure.reason, now=now)
                     else:
-                        await store.mark_failed(session=session, outbox_id=row.id, error=error)
-                if error is not None:
-                    await self._update_gauge()
+                        await store.mark_failed(session=session, outbox_id=row.id, error=failure.reason)
+                if failure is None:
+                    published += 1
+                    metrics.OUTCOMES_PUBLISHED.inc()
+                elif failure.permanent:
+                    metrics.OUTBOX_SET_ASIDE.labels(failure.kind).inc()
+                    log.error(
+                        "outcome %s of exception %s can never be published (%s); set aside, the next go on",
+                        row.outcome_id, row.exception_id, failure.reason,
+                    )
+                else:
+                    await self.update_gauges()
                     return published
-                published += 1
-                metrics.OUTCOMES_PUBLISHED.inc()
             if len(rows) < self._batch_size:
                 break
-        await self._update_gauge()
+        await self.update_gauges()
         return published
 
-    async def _send(self, key: str, payload: str) -> str | None:
-        """Publish one record; the error as text when it could not be."""
+    async def _send(self, key: str, payload: str) -> PublishFailed | None:
+        """Publish one record; why not, when it could not be."""
         try:
+            value = payload.encode()
             producer = await self._ready_producer()
-            await asyncio.wait_for(
-                producer.send_and_wait(self._topic, value=payload.encode(), key=key.encode()),
-                timeout=self._send_timeout,
-            )
-        except Exception as err:  # any failure leaves the row pending for the next pass
+            async with asyncio.timeout(self._send_timeout):
+                await producer.send_and_wait(self._topic, value=value, key=key.encode())
+        except PERMANENT_ERRORS as err:
+            metrics.OUTBOX_PUBLISH_FAILURES.inc()
+            return PublishFailed(f"{type(err).__name__}: {err}"[:2000], kind=type(err).__name__, permanent=True)
+        except Exception as err:  # the broker, not the outcome: the row stays pending, in order
             metrics.OUTBOX_PUBLISH_FAILURES.inc()
             if not self._failures:
                 log.warning("cannot publish outcomes to %s (%s); will retry", self._topic, err)
             self._failures = min(self._failures + 1, 10)
-            await self._close_producer()
-            return f"{type(err).__name__}: {err}"
+            await self._close_producer(self._send_timeout)
+            return PublishFailed(f"{type(err).__name__}: {err}"[:2000], kind=type(err).__name__, permanent=False)
         if self._failures:
             log.info("publishing outcomes to %s again", self._topic)
             self._failures = 0
@@ -112,20 +167,27 @@ class OutboxRelay(BackgroundLoop):
         if self._producer is None:
             producer = reliable_producer(self._bootstrap)
             try:
-                await producer.start()
+                # bounded: an idempotent producer waits for its producer id as long as it takes
+                async with asyncio.timeout(self._send_timeout):
+                    await producer.start()
             except BaseException:
                 with contextlib.suppress(Exception):
-                    await producer.stop()
+                    async with asyncio.timeout(self._send_timeout):
+                        await producer.stop()
                 raise
             self._producer = producer
         return self._producer
 
-    async def _close_producer(self) -> None:
+    async def _close_producer(self, within: float) -> None:
         producer, self._producer = self._producer, None
         if producer is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(producer.stop(), timeout=self._send_timeout)
+                async with asyncio.timeout(within):
+                    await producer.stop()
 
-    async def _update_gauge(self) -> None:
+    async def update_gauges(self) -> None:
+        """Pending and set-aside outcomes, for /metrics (which reads only memory)."""
         async with self._db.read() as session, session.begin():
-            metrics.OUTBOX_PENDING.set(await store.count_pending_outbox(session=session))
+            pending, set_aside = await store.count_outbox(session=session)
+        metrics.OUTBOX_PENDING.set(pending)
+        metrics.OUTBOX_SET_ASIDE_ROWS.set(set_aside)

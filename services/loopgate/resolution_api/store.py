@@ -229,9 +229,9 @@ async def due_snoozes(*, session: AsyncSession, now: dt.datetime) -> list[str]:
 
 
 async def sla_candidates(*, session: AsyncSession, oldest_first_seen: dt.datetime) -> list[ExceptionRow]:
-    """Open or claimed exceptions first seen before `oldest_first_seen` (the shortest SLA ago)."""
+    """Open, claimed or snoozed exceptions first seen before `oldest_first_seen` (the shortest SLA ago)."""
     stmt = sa.select(ExceptionRow).where(
-        ExceptionRow.status.in_([Status.OPEN, Status.CLAIMED]),
+        ExceptionRow.status.in_([Status.OPEN, Status.CLAIMED, Status.SNOOZED]),
         ExceptionRow.first_seen < oldest_first_seen,
         sa.or_(ExceptionRow.sla_breach.is_(None), ExceptionRow.sla_breach != "resolve"),
     )
@@ -309,14 +309,22 @@ async def add_outbox(
     await session.flush()
 
 
+_PENDING = sa.and_(OutboxRow.sent_at.is_(None), OutboxRow.set_aside_at.is_(None))
+
+
 async def pending_outbox(*, session: AsyncSession, limit: int) -> list[OutboxRow]:
-    stmt = sa.select(OutboxRow).where(OutboxRow.sent_at.is_(None)).order_by(OutboxRow.id).limit(limit)
+    """Outcomes neither sent nor set aside, oldest first."""
+    stmt = sa.select(OutboxRow).where(_PENDING).order_by(OutboxRow.id).limit(limit)
     return list((await session.execute(stmt)).scalars())
 
 
-async def count_pending_outbox(*, session: AsyncSession) -> int:
-    stmt = sa.select(sa.func.count()).select_from(OutboxRow).where(OutboxRow.sent_at.is_(None))
-    return int((await session.execute(stmt)).scalar_one())
+async def count_outbox(*, session: AsyncSession) -> tuple[int, int]:
+    """(pending, set aside) outcomes."""
+    stmt = sa.select(
+        sa.func.count().filter(_PENDING), sa.func.count().filter(OutboxRow.set_aside_at.is_not(None))
+    ).select_from(OutboxRow)
+    pending, set_aside = (await session.execute(stmt)).one()
+    return int(pending), int(set_aside)
 
 
 async def mark_sent(*, session: AsyncSession, outbox_id: int, now: dt.datetime) -> None:
@@ -332,6 +340,22 @@ async def mark_failed(*, session: AsyncSession, outbox_id: int, error: str) -> N
         sa.update(OutboxRow)
         .where(OutboxRow.id == outbox_id)
         .values(attempts=OutboxRow.attempts + 1, last_error=error[:2000])
+    )
+
+
+async def count_pending_outbox(*, session: AsyncSession) -> int:
+    return (await count_outbox(session=session))[0]
+
+
+async def set_aside(*, session: AsyncSession, outbox_id: int, reason: str, now: dt.datetime) -> None:
+    """An outcome that can never be published as it is: kept, with why, out of the relay's way."""
+    await session.execute(
+        sa.update(OutboxRow)
+        .where(OutboxRow.id == outbox_id)
+        .values(
+            set_aside_at=now, set_aside_reason=reason[:2000], attempts=OutboxRow.attempts + 1,
+            last_error=reason[:2000],
+        )
     )
 
 

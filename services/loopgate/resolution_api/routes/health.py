@@ -9,7 +9,6 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
-from loopgate.resolution_api import operations
 from loopgate.resolution_api.deps import ServicesDep
 from loopgate.resolution_api.errors import ServiceUnavailable, responses
 
@@ -42,6 +41,6 @@ async def readyz(services: ServicesDep) -> Health:
     response_class=Response,
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
 )
-async def metrics(services: ServicesDep) -> Response:
-    await operations.refresh_gauges(db=services.db)
+async def metrics() -> Response:
+    # From memory only: the sweeper refreshes the database-backed gauges on each pass.
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

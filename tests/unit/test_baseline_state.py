@@ -1,0 +1,106 @@
+"""What the baseline tables hold, read back: garbage restored from an old changelog is discarded
+and counted (never raised per event), offsets are compared within a partition only, and values
+written before the partition was kept still read."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pytest
+
+from loopgate.detector.config import load_detection_config
+from loopgate.detector.processing import Detector, read_stored
+from loopgate_schemas import topics
+from loopgate_schemas.examples import CONTRACT_EXAMPLES
+
+DETECTOR = Detector(load_detection_config())
+
+
+def bid(event_id: str, value: float, line_item: str = "li-1") -> bytes:
+    doc = json.loads((CONTRACT_EXAMPLES / "bid-adjusted.json").read_text())
+    doc["id"] = event_id
+    doc["data"].update(line_item_id=line_item, bid_cpm=value, previous_bid_cpm=value, max_bid_cpm=1e300)
+    return json.dumps(doc).encode()
+
+
+def delivery(event_id: str, impressions: int, placement: str = "plc-1") -> bytes:
+    doc = json.loads((CONTRACT_EXAMPLES / "delivery-report.json").read_text())
+    doc["id"] = event_id
+    doc["data"].update(placement_id=placement, impressions=impressions, clicks=impressions // 100,
+                       booked_impressions_per_hour=impressions)
+    return json.dumps(doc).encode()
+
+
+def rules(source: str, value: bytes, table: dict[str, Any], *, partition: int = 0, offset: int) -> list[str]:
+    kwargs = {"bid_baselines": table} if source == topics.BIDS else {"delivery_baselines": table}
+    outcome = DETECTOR.process(source, value, topic=source, partition=partition, offset=offset, **kwargs)
+    assert outcome.rejected is None
+    return sorted(r.rule_id for r in outcome.records if r.rule_id != "audit_sample")
+
+
+GARBAGE = [
+    "x", [], [1], {"a": 1}, [0, 3, None, 0.1], [0, 3, 5.0, None, 0], [0, 3, math.nan, 0.1],
+    [0, 3, 5.0, math.inf], [0, 3, 5.0, -1.0], [0, 3, "5", 0.1], [0, True, 5.0, 0.1], [0, 3, 5.0, 0.1, 0, 1, 2],
+    [0, 2**70, 5.0, 0.1], [0, -3, 5.0, 0.1],
+]
+
+
+@pytest.mark.parametrize("garbage", GARBAGE, ids=repr)
+def test_an_unreadable_bid_baseline_is_discarded_counted_and_replaced(garbage: Any) -> None:
+    table: dict[str, Any] = {"li-1": garbage}
+    outcome = DETECTOR.process(topics.BIDS, bid("e1", 5.0), topic=topics.BIDS, partition=0, offset=9,
+                               bid_baselines=table)
+    assert outcome.rejected is None and outcome.discarded_states == 1
+    assert table["li-1"][:5] == [9, 1, 5.0, 0.0, 0]  # a fresh baseline from this event, on partition 0
+
+
+@pytest.mark.parametrize("garbage", ["x", [0, 3, 5.0, 0.1, 3, math.nan, 0.1], [1, 2, 3]], ids=repr)
+def test_an_unreadable_delivery_baseline_is_discarded_and_counted(garbage: Any) -> None:
+    table: dict[str, Any] = {"plc-1": garbage}
+    outcome = DETECTOR.process(topics.TRAFFICKING, delivery("d1", 1000), topic=topics.TRAFFICKING, partition=2,
+                               offset=4, delivery_baselines=table)
+    assert outcome.rejected is None and outcome.discarded_states == 1
+    assert table["plc-1"][0] == 4 and table["plc-1"][7] == 2
+
+
+def test_a_value_written_before_the_partition_was_kept_still_reads() -> None:
+    old = [41, 30, 5.0, 0.01, 12, 20, 5.0, 0.01]  # [last_offset, count, mean, var, fired offset + baseline]
+    stored = read_stored(old, 1)
+    assert stored is not None and (stored.partition, stored.last_offset, stored.fired) == (None, 41, old[4:])
+    assert rules(topics.BIDS, bid("again", 5.0), {"li-1": old}, offset=12) == []  # a redelivery: unchanged
+    table = {"li-1": list(old)}
+    rules(topics.BIDS, bid("new", 5.0), table, offset=42)
+    assert table["li-1"][:5] == [42, 31, 5.0, table["li-1"][3], 0]
+
+
+def test_an_event_keyed_to_another_partition_does_not_blind_the_entity() -> None:
+    table: dict[str, Any] = {}
+    for offset in range(30):
+        rules(topics.BIDS, bid(f"w{offset}", 5.0 + 0.01 * (offset % 3)), table, partition=1, offset=offset)
+    # A wrongly keyed event of the same line item lands on partition 4, far ahead in offsets.
+    rules(topics.BIDS, bid("wrong-key", 5.0), table, partition=4, offset=100_000)
+    count = table["li-1"][1]
+    assert rules(topics.BIDS, bid("spike", 50.0), table, partition=1, offset=30) == ["bid_anomaly"]
+    assert table["li-1"][1] == count + 1  # applied, not taken for a redelivery
+
+
+def test_a_redelivery_on_the_same_partition_is_still_recognised() -> None:
+    table: dict[str, Any] = {}
+    for offset in range(30):
+        rules(topics.BIDS, bid(f"w{offset}", 5.0 + 0.01 * (offset % 3)), table, partition=1, offset=offset)
+    first = rules(topics.BIDS, bid("spike", 50.0), table, partition=1, offset=30)
+    stored = list(table["li-1"])
+    assert rules(topics.BIDS, bid("spike", 50.0), table, partition=1, offset=30) == first == ["bid_anomaly"]
+    assert table["li-1"] == stored
+
+
+def test_a_bid_of_1e160_during_warm_up_keeps_the_line_item_watched() -> None:
+    table: dict[str, Any] = {}
+    rules(topics.BIDS, bid("huge", 1e160), table, offset=0)
+    for offset in range(1, 40):
+        rules(topics.BIDS, bid(f"w{offset}", 5.0 + 0.01 * (offset % 3)), table, offset=offset)
+    assert all(math.isfinite(x) for x in table["li-1"])
+    assert rules(topics.BIDS, bid("ordinary", 5.01), table, offset=40) == []
+    assert rules(topics.BIDS, bid("spike", 50.0), table, offset=41) == ["bid_anomaly"]
