@@ -33,7 +33,7 @@ from aiokafka.errors import (
     RecordTooLargeError,
     UnsupportedForMessageFormatError,
 )
-from faust.types import Message
+from faust.types import Message, TableT
 
 from loopgate.common import metrics
 from loopgate.common.kafka import COMPACTED, ensure_topics, wait_for_broker
@@ -71,7 +71,7 @@ class TableBatch:
     A batch that fails (the broker down) is rolled back in memory: it is handled again from the
     same baselines, so no changelog write of it is lost to the retry's redelivery check."""
 
-    def __init__(self, table: faust.Table, producer: Any) -> None:
+    def __init__(self, table: TableT[str, Any], producer: Any) -> None:
         self.store = table.data
         self.topic = table.changelog_topic.get_topic_name()
         self.producer = producer
@@ -79,8 +79,8 @@ class TableBatch:
         self.dirty: dict[str, int] = {}
         self.before: dict[str, Any] = {}  # each key's value before this batch (_ABSENT: none)
 
-    def get(self, key: str) -> list[float] | None:
-        return self.store.get(key)  # type: ignore[no-any-return]
+    def get(self, key: str) -> Any:  # whatever the changelog held: processing.read_stored checks it
+        return self.store.get(key)
 
     def __setitem__(self, key: str, value: list[float]) -> None:
         if key not in self.before:
@@ -263,11 +263,12 @@ def create_app(settings: Settings, config: DetectionConfig | None = None) -> Bat
     app.consume_in_batches([raw_topic(name) for name in sources], handle_batch)
 
     @app.on_partitions_revoked.connect
-    async def on_revoked(app_: faust.App, revoked: Any, **_: Any) -> None:
+    def on_revoked(sender: Any, /, *_: Any, signal: Any, **__: Any) -> None:
         metrics.ASSIGNED_PARTITIONS.set(0)
 
     @app.on_partitions_assigned.connect
-    async def on_assigned(app_: faust.App, assigned: Any, **_: Any) -> None:
+    def on_assigned(sender: Any, /, *args: Any, signal: Any, **__: Any) -> None:
+        assigned = args[0] if args else ()  # faust sends the assigned partitions positionally
         metrics.ASSIGNED_PARTITIONS.set(sum(1 for tp in assigned if tp.topic in sources))
     return app
 

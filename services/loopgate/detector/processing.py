@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -39,7 +38,13 @@ from loopgate_schemas.exceptions import EventRef, ExceptionRecord, Kind, excepti
 # `fired`: for each of the entity's last FIRED_KEPT anomalies, its offset followed by the baseline
 # it was judged against (flat, so the value stays a list of numbers). Values written before the
 # partition was kept have no `partition` slot: their length is a multiple of the fired width + 1.
-BaselineTable = MutableMapping[str, list[float]]
+class BaselineTable(Protocol):
+    """Where baselines live: a faust table's batch view in the worker, a dict in tests and tools.
+    `get` answers whatever was stored (an old changelog may hold anything: read_stored checks it)."""
+
+    def get(self, key: str, /) -> Any: ...
+
+    def __setitem__(self, key: str, value: list[float], /) -> None: ...
 FIRED_KEPT = 16
 BID_WIDTH, DELIVERY_WIDTH = 3, 6  # numbers in one baseline state of the table
 
