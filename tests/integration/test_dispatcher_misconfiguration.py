@@ -150,7 +150,7 @@ def test_a_wrong_token_holds_every_record_until_the_api_knows_it_then_all_are_de
     dispatcher = start_dispatcher(stack, tmp_path / "run", api_token=secret)
     records = publish(stack.settings)
     # Long enough for the held batch to be given up and fetched again (10 probes at the 2 s cap).
-    wait_held(stack, dispatcher, "unauthorized", failed="misconfigured", attempts=RECORDS + 20)
+    wait_held(stack, dispatcher, "unauthorized", failed="misconfigured", attempts=22)
     assert_held(stack, dispatcher, "unauthorized", "LOOPGATE_API_TOKEN")
 
     asyncio.run(register_token(stack.settings.database_url, secret))
@@ -187,7 +187,7 @@ def test_nothing_listening_at_the_api_url_holds_every_record_until_the_api_start
     stack = stack_factory()  # the API is not started yet: nothing listens at LOOPGATE_API_URL
     dispatcher = start_dispatcher(stack, tmp_path / "run")
     records = publish(stack.settings)
-    wait_held(stack, dispatcher, "connection_refused", failed="unavailable", attempts=RECORDS + 3)
+    wait_held(stack, dispatcher, "connection_refused", failed="unavailable")
     assert_held(stack, dispatcher, "connection_refused", "LOOPGATE_API_URL", api_up=False)
 
     stack.start("api")
@@ -213,3 +213,25 @@ def test_a_wrong_api_url_holds_every_record_and_a_restart_at_the_right_url_deliv
 
     right = start_dispatcher(stack, tmp_path / "right")
     assert_everything_delivered(stack, records, right)
+
+
+def test_an_idle_dispatcher_is_not_ready_with_a_wrong_token_and_ready_once_it_is_valid(
+    stack_factory: Callable[..., Stack], tmp_path: Path,
+) -> None:
+    """Without a single record: the check at start and the checks while idle post an empty record
+    (the API checks the token first: 401, then 422 once the token is valid), which stores nothing."""
+    stack = stack_factory()
+    stack.start("api")
+    secret = f"lg_not_yet_{uuid.uuid4().hex}"
+    dispatcher = start_dispatcher(stack, tmp_path / "run", api_token=secret)
+    s = stack.settings
+    wait_held(stack, dispatcher, "unauthorized", failed=None)
+    assert metric(s, "loopgate_dispatcher_misconfigured", reason="unauthorized") == 1
+
+    asyncio.run(register_token(s.database_url, secret))
+    wait_until(lambda: readyz(s) == (200, {"status": "ready"}), timeout=60, what="the dispatcher to be ready",
+               interval=0.2)
+    assert metric(s, "loopgate_dispatcher_misconfigured") == 0
+    assert stored_ids(stack) == set()
+    records = publish(s)
+    assert_everything_delivered(stack, records, dispatcher)

@@ -146,6 +146,14 @@ async def post_once(client: aiohttp.ClientSession, url: str, value: bytes) -> An
         return Answer(verdict, None, f"{type(err).__name__}: {err}"[:300], cause)
 
 
+async def check_configuration(client: aiohttp.ClientSession, url: str) -> Answer:
+    """POST an empty record, which stores nothing: the API checks the token before it validates a
+    body, so its 422 proves the URL and the token right (given as ACCEPTED); a misconfiguration
+    answers as it would for a record. Lets the dispatcher know before, or without, any record."""
+    answer = await post_once(client, url, b"{}")
+    return Answer(Verdict.ACCEPTED, 422, answer.detail) if answer.status == 422 else answer
+
+
 GateListener = Callable[["GateState", "GateState"], None]  # (previous, current)
 
 

@@ -39,6 +39,7 @@ from loopgate.dispatcher.delivery import (
     GateState,
     Misconfiguration,
     Verdict,
+    check_configuration,
     deliver,
     post_once,
 )
@@ -112,9 +113,11 @@ class Dispatcher:
             timeout=aiohttp.ClientTimeout(total=10.0, connect=3.0),
             connector=aiohttp.TCPConnector(limit=self.settings.dispatch_concurrency),
         )
+        self.gate.observe(await check_configuration(self.client, self.url))  # known before any record
         await self.consumer.start()
         await self.dlq.start()
         self._consuming = True
+        next_check = 0.0
         try:
             while not self._stopping.is_set():
                 try:
@@ -125,6 +128,11 @@ class Dispatcher:
                     continue
                 if batch:
                     await self._dispatch_batch(batch)
+                elif not self.gate.is_open and time.monotonic() >= next_check:
+                    # No record to probe with: check without one, so a fix is seen (and /readyz
+                    # turns 200) even while nothing arrives.
+                    self.gate.observe(await check_configuration(self.client, self.url))
+                    next_check = time.monotonic() + self.settings.retry_max_seconds
         finally:
             await self.consumer.stop()
             await self.dlq.stop()
