@@ -32,6 +32,7 @@ from loopgate_schemas.events import (
 )
 from loopgate_schemas.exceptions import EventRef, ExceptionRecord, Kind, exception_id_for, fingerprint_for
 
+
 # Baseline tables hold plain lists (JSON in the changelog):
 #   bids:     [last_offset, count, mean, var, partition, *fired]
 #   delivery: [last_offset, imp_count, imp_mean, imp_var, ctr_count, ctr_mean, ctr_var, partition, *fired]

@@ -211,7 +211,8 @@ class DeliveryGate:
             yield
             return
         async with self._probe:
-            if not self.is_open:
+            probing: bool = not self.is_open  # read again: it may have opened while this caller queued
+            if probing:
                 self._probes += 1
                 await self._sleep(backoff_seconds(self._probes, initial=self._initial, maximum=self._maximum))
                 yield

@@ -138,7 +138,7 @@ class Dispatcher:
             await self.dlq.stop()
             await self.client.close()
 
-    async def _dispatch_batch(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+    async def _dispatch_batch(self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
         tasks = {
             tp: [asyncio.ensure_future(self._deliver_one(msg)) for msg in messages]
             for tp, messages in batch.items()
@@ -186,7 +186,7 @@ class Dispatcher:
             except (CommitFailedError, KafkaError) as err:  # rebalanced away: redelivery is idempotent
                 log.warning("commit failed (%s); records will be redelivered", err)
 
-    async def _deliver_one(self, msg: ConsumerRecord) -> Answer:
+    async def _deliver_one(self, msg: ConsumerRecord[bytes, bytes]) -> Answer:
         started = time.monotonic()
         async with self._slots:
             assert self.client is not None
@@ -203,7 +203,7 @@ class Dispatcher:
         metrics.DELIVERY_SECONDS.observe(time.monotonic() - started)
         return answer
 
-    async def _dead_letter(self, msg: ConsumerRecord, answer: Answer) -> None:
+    async def _dead_letter(self, msg: ConsumerRecord[bytes, bytes], answer: Answer) -> None:
         await self.dlq.send_and_wait(
             self.settings.exceptions_dlq_topic,
             value=msg.value,
