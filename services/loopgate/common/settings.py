@@ -37,58 +37,109 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LOOPGATE_", env_file=None, extra="ignore")
 
     # --- Kafka ---
-    kafka_bootstrap: str = "127.0.0.1:9092"
-    # Prepended to every topic and consumer group: isolates test runs on a shared broker.
-    # Empty in production, where the contract's names are used as they are.
-    topic_prefix: str = ""
-    upstream_partitions: int = Field(default=6, ge=1)
-    exceptions_partitions: int = Field(default=6, ge=1)
-    outcomes_partitions: int = Field(default=3, ge=1)
-    dlq_partitions: int = Field(default=3, ge=1)
+    kafka_bootstrap: str = Field(
+        default="127.0.0.1:9092", description="Kafka bootstrap servers, `host:port[,host:port]`."
+    )
+    topic_prefix: str = Field(
+        default="",
+        description="Prepended to every topic and consumer group (isolates test runs on a shared broker); "
+        "empty in production, where the contract's topic names are used as they are.",
+    )
+    upstream_partitions: int = Field(
+        default=6,
+        ge=1,
+        description="Partitions of the upstream topics when Loopgate creates them; bounds the detector workers.",
+    )
+    exceptions_partitions: int = Field(
+        default=6, ge=1, description="Partitions of `exceptions` when Loopgate creates it."
+    )
+    outcomes_partitions: int = Field(
+        default=3, ge=1, description="Partitions of `exception-outcomes` when Loopgate creates it."
+    )
+    dlq_partitions: int = Field(default=3, ge=1, description="Partitions of `events.dlq` when Loopgate creates it.")
 
     # --- detector ---
-    detector_app_id: str = "loopgate-detector"
-    detection_config: Path | None = None  # TOML; None = the packaged defaults
-    detector_metrics_port: int = 9101
-    detector_data_dir: Path = Path(".run/detector")
-    # Above the broker's ~1 MiB message limit: a valid event is never rejected for its size alone (contract).
-    max_event_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
-    # How long a worker that died without leaving (SIGKILL, lost host) holds its partitions before
-    # the group gives them to the others. Long enough for a busy worker to keep heartbeating.
-    detector_session_timeout_seconds: float = Field(default=60.0, ge=6.0)
+    detector_app_id: str = Field(
+        default="loopgate-detector", description="The detector's consumer group and the prefix of its changelog topics."
+    )
+    detection_config: Path | None = Field(
+        default=None, description="Detection thresholds (TOML); unset: the packaged `detection.toml`."
+    )
+    detector_metrics_port: int = Field(default=9101, description="Port of the detector's `/metrics`.")
+    detector_data_dir: Path = Field(default=Path(".run/detector"), description="The detector's faust data directory.")
+    max_event_bytes: int = Field(
+        default=2 * 1024 * 1024,
+        ge=1024,
+        description="Larger upstream messages are dead-lettered as `too_large`; above the broker's ~1 MiB "
+        "limit, so a valid event is never rejected for its size alone (contract).",
+    )
+    detector_session_timeout_seconds: float = Field(
+        default=60.0,
+        ge=6.0,
+        description="How long a worker that died without leaving holds its partitions before the group gives "
+        "them to the others.",
+    )
 
     # --- dispatcher ---
-    dispatcher_group: str = "loopgate-dispatcher"
-    dispatcher_metrics_port: int = 9102
-    api_url: str = "http://127.0.0.1:8000"
-    api_token: str = ""  # a `service` token, created with `loopgate tokens create --role service`
-    dispatch_concurrency: int = Field(default=32, ge=1)
-    retry_initial_seconds: float = Field(default=0.2, gt=0)
-    retry_max_seconds: float = Field(default=10.0, gt=0)
+    dispatcher_group: str = Field(default="loopgate-dispatcher", description="The dispatcher's consumer group.")
+    dispatcher_metrics_port: int = Field(
+        default=9102, description="Port of the dispatcher's `/metrics`, `/healthz` and `/readyz`."
+    )
+    api_url: str = Field(default="http://127.0.0.1:8000", description="Where the dispatcher finds the resolution API.")
+    api_token: str = Field(
+        default="",
+        description="The dispatcher's bearer token, a `service` token from `loopgate api tokens create --role service`.",
+    )
+    dispatch_concurrency: int = Field(default=32, ge=1, description="Records the dispatcher posts at once.")
+    retry_initial_seconds: float = Field(default=0.2, gt=0, description="First wait before the dispatcher retries.")
+    retry_max_seconds: float = Field(default=10.0, gt=0, description="Longest wait between the dispatcher's retries.")
 
     # --- resolution API ---
-    database_url: str = "sqlite+aiosqlite:///.run/loopgate.db"
-    api_host: str = "127.0.0.1"
-    api_port: int = 8000
-    outbox_interval_seconds: float = Field(default=1.0, gt=0)
-    # How often snoozes that ran out are woken and SLAs are checked.
-    sweep_interval_seconds: float = Field(default=5.0, gt=0)
-    # A verified token is trusted this long without a database read (0: every request reads).
-    # Revoking through this API process takes effect at once; through the CLI or another API
-    # process, within this many seconds.
-    token_cache_seconds: float = Field(default=5.0, ge=0)
-    # Per severity; JSON in LOOPGATE_SLAS, e.g. {"critical": {"ack_seconds": 600, "resolve_seconds": 3600}}.
-    # A breach escalates the exception. Severities left out keep their defaults.
-    slas: dict[Severity, Sla] = Field(default_factory=lambda: dict(DEFAULT_SLAS))
-    # Request bodies larger than this are refused with 413 before they are read, parsed or
-    # authenticated (a 512 KiB exception record with its JSON overhead fits).
-    api_max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
-    # The longest snooze an operator may ask for; the SLA deadlines still apply while snoozed.
-    max_snooze_seconds: float = Field(default=30 * 24 * _HOUR, gt=0, le=365 * 24 * _HOUR)
-    # Stopping the API (its intake, outbox relay and sweeper) takes at most about this long,
-    # even while Kafka or the database does not answer.
-    api_shutdown_seconds: float = Field(default=10.0, gt=0, le=300)
-    environment: str = "development"
+    database_url: str = Field(
+        default="sqlite+aiosqlite:///.run/loopgate.db",
+        description="The API's store: `sqlite+aiosqlite:///file.db` or `postgresql+asyncpg://user:pass@host/db`.",
+    )
+    api_host: str = Field(default="127.0.0.1", description="Address the API listens on.")
+    api_port: int = Field(default=8000, description="Port the API listens on.")
+    outbox_interval_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often the outbox relay looks for outcomes to publish (it also wakes on each).",
+    )
+    sweep_interval_seconds: float = Field(
+        default=5.0, gt=0, description="How often snoozes that ran out are woken and SLAs are checked."
+    )
+    token_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="A verified token is trusted this long without a database read (0: every request reads); "
+        "a revocation through another process takes effect within it.",
+    )
+    slas: dict[Severity, Sla] = Field(
+        default_factory=lambda: dict(DEFAULT_SLAS),
+        description='Ack and resolve deadlines per severity, JSON, e.g. `{"critical": {"ack_seconds": 600, '
+        '"resolve_seconds": 3600}}`; a breach escalates. Left out: critical 15 min / 2 h, high 1 h / 8 h, '
+        "medium 4 h / 24 h, low and info 24 h / 7 days.",
+    )
+    api_max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        description="Request bodies larger than this are refused with 413 before they are read, parsed or "
+        "authenticated (a 512 KiB exception record fits).",
+    )
+    max_snooze_seconds: float = Field(
+        default=30 * 24 * _HOUR,
+        gt=0,
+        le=365 * 24 * _HOUR,
+        description="The longest snooze an operator may ask for; SLA deadlines still apply while snoozed.",
+    )
+    api_shutdown_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="Stopping the API takes at most about this long, even while Kafka or the database does not answer.",
+    )
 
     @field_validator("slas")
     @classmethod
