@@ -5,7 +5,25 @@ tests and upstream teams have them in a fresh clone; tests/unit/test_events.py c
 copy still equals the contract's wherever the contract is checked out beside the repository.
 """
 
+import json
 from pathlib import Path
+from typing import Any
 
 CONTRACT_EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SHARED_CONTRACT_EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "contracts" / "examples"
+
+# The contract's valid example of each event type (files in CONTRACT_EXAMPLES), carried as `examples` by the
+# event type's generated JSON Schema.
+VALID_EXAMPLES: dict[str, tuple[str, ...]] = {
+    "bid.adjusted": ("bid-adjusted.json", "bid-adjusted-over-cap.json"),
+    "budget.pacing": ("budget-pacing.json",),
+    "campaign.constraint_violated": ("campaign-constraint.json",),
+    "placement.trafficked": ("placement-trafficked.json",),
+    "delivery.report": ("delivery-report.json",),
+    "content.generated": ("content-generated.json",),
+}
+
+
+def valid_examples(event_type: str) -> list[dict[str, Any]]:
+    """The contract's valid examples of `event_type`, parsed, in the order of VALID_EXAMPLES."""
+    return [json.loads((CONTRACT_EXAMPLES / name).read_text()) for name in VALID_EXAMPLES.get(event_type, ())]

@@ -13,6 +13,8 @@ EXCEPTION_ID_NAMESPACE = uuid.UUID("6f0c1d8e-7a52-4b8e-9d43-1c2a0e5b9f10")
 
 
 class Kind(StrEnum):
+    """What sort of exception: a threshold breach, an anomaly, an audit sample, a data-quality problem or a policy."""
+
     THRESHOLD_BREACH = "threshold_breach"
     ANOMALY = "anomaly"
     AUDIT_SAMPLE = "audit_sample"
@@ -21,6 +23,8 @@ class Kind(StrEnum):
 
 
 class Severity(StrEnum):
+    """How urgent: info, low, medium, high or critical (configured per rule)."""
+
     INFO = "info"
     LOW = "low"
     MEDIUM = "medium"
@@ -29,11 +33,13 @@ class Severity(StrEnum):
 
 
 class EventRef(BaseModel):
+    """Where the triggering message is on the broker."""
+
     model_config = ConfigDict(extra="ignore")
 
-    topic: str
-    partition: int = Field(ge=0)
-    offset: int = Field(ge=0)
+    topic: str = Field(description="The topic the triggering message was read from.")
+    partition: int = Field(ge=0, description="Its partition, a whole number, never negative.")
+    offset: int = Field(ge=0, description="Its offset in that partition, a whole number, never negative.")
 
 
 def exception_id_for(trigger: str, rule_id: str) -> str:
@@ -76,23 +82,88 @@ class ExceptionRecord(BaseModel):
         },
     )
 
-    exception_id: str = Field(min_length=1, max_length=64)
-    fingerprint: str = Field(min_length=1, max_length=512)
-    kind: Kind
-    rule_id: str = Field(min_length=1, max_length=64)
-    severity: Severity
-    source: str = Field(min_length=1, max_length=255)
-    event_type: str | None = Field(default=None, max_length=255)
-    subject: str = Field(min_length=1, max_length=255)
-    client_id: str | None = Field(default=None, max_length=255)
-    summary: str = Field(min_length=1, max_length=1000)
-    observed: dict[str, Any] = Field(default_factory=dict)
-    threshold: dict[str, Any] | None = None
-    expected: dict[str, Any] | None = None
-    score: float | None = None
-    event: dict[str, Any] | None = None
-    event_ref: EventRef | None = None
-    occurrences: int = Field(default=1, ge=1)
-    detected_at: AwareDatetime
+    exception_id: str = Field(
+        min_length=1,
+        max_length=64,
+        description="Deterministic from the triggering event id and rule_id (a UUID v5), so a redelivered event yields "
+        "the same id; for a message that is not a valid event, from its topic, partition and offset. The message key "
+        "on `exceptions`.",
+    )
+    fingerprint: str = Field(
+        min_length=1,
+        max_length=512,
+        description="The grouping key, rule + subject (`rule_id:subject`): records with the same fingerprint that "
+        "arrive while an exception with it is open become occurrences of it (a count and last_seen), not new "
+        "exceptions. An audit sample's includes the event id (never grouped); a schema violation's is the topic and "
+        "error kind.",
+    )
+    kind: Kind = Field(description="threshold_breach, anomaly, audit_sample, data_quality or policy.")
+    rule_id: str = Field(
+        min_length=1,
+        max_length=64,
+        description="The rule that fired (e.g. bid_over_cap); audit_sample for an audit sample, schema_violation for a "
+        "message that is not a valid event of its topic.",
+    )
+    severity: Severity = Field(description="info, low, medium, high or critical (configured per rule).")
+    source: str = Field(
+        min_length=1, max_length=255, description="The topic of the triggering message (e.g. bid-management.events)."
+    )
+    event_type: str | None = Field(
+        default=None,
+        max_length=255,
+        description="The triggering event's `type` (e.g. bid.adjusted); null for a message that is not a valid event.",
+    )
+    subject: str = Field(
+        min_length=1,
+        max_length=255,
+        description="The entity the exception is about: the line item for bid rules, the campaign for budget and "
+        "constraint rules, the placement, the content; the event's `subject` for an audit sample; the topic for a "
+        "schema violation.",
+    )
+    client_id: str | None = Field(
+        default=None,
+        max_length=255,
+        description="The client the triggering event is for; null for a message that is not a valid event.",
+    )
+    summary: str = Field(min_length=1, max_length=1000, description="One line a person can act on.")
+    observed: dict[str, Any] = Field(
+        default_factory=dict, description='The values that triggered it, by name (e.g. {"bid_cpm": 7.2}).'
+    )
+    threshold: dict[str, Any] | None = Field(
+        default=None,
+        description='The limits the rule compared against, by name (e.g. {"max_bid_cpm": 6.0}); null when it has none.',
+    )
+    expected: dict[str, Any] | None = Field(
+        default=None,
+        description="What the values were expected to be, by name (e.g. a baseline's mean and std, an allow-list); "
+        "null when the rule has none.",
+    )
+    score: float | None = Field(
+        default=None,
+        description="The rule's score where it has one (e.g. bid_cpm / max_bid_cpm, an anomaly's z-score); null "
+        "otherwise.",
+    )
+    event: dict[str, Any] | None = Field(
+        default=None,
+        description="The full triggering CloudEvent as received (long strings may be cut, see trimmed); null for a "
+        "message that is not a valid event.",
+    )
+    event_ref: EventRef | None = Field(
+        default=None,
+        description="Where the triggering message is (topic, partition, offset): the full event stays reachable "
+        "through it.",
+    )
+    occurrences: int = Field(
+        default=1,
+        ge=1,
+        description="How many identical firings this record stands for (the detector may coalesce a burst of identical "
+        "data-quality firings into one record); a whole number, at least 1.",
+    )
+    detected_at: AwareDatetime = Field(description="When the detector produced the record, RFC 3339 with a UTC offset.")
     # Contract v2: JSON paths inside `event` whose values were cut to keep the record under 512 KiB.
-    trimmed: list[str] | None = None
+    trimmed: list[str] | None = Field(
+        default=None,
+        description="Contract v2: the JSON paths inside `event` whose long strings were cut to keep the record under "
+        "512 KiB; null when nothing was cut. A record is never dropped for its size: the full event stays reachable "
+        "through event_ref.",
+    )

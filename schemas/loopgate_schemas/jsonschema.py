@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from loopgate_schemas.events import EVENT_MODELS
+from loopgate_schemas.examples import valid_examples
 from loopgate_schemas.exceptions import ExceptionRecord
 from loopgate_schemas.outcomes import Outcome
 
@@ -19,6 +20,7 @@ SCHEMA_DIR = Path(__file__).resolve().parents[1] / "jsonschema"
 
 def _documents() -> dict[str, dict[str, object]]:
     models: dict[str, type[BaseModel]] = {f"event.{t}": m for t, m in EVENT_MODELS.items()}
+    examples = {f"event.{t}": valid_examples(t) for t in EVENT_MODELS}
     models["exception-record"] = ExceptionRecord
     models["outcome"] = Outcome
     docs: dict[str, dict[str, object]] = {}
@@ -26,6 +28,8 @@ def _documents() -> dict[str, dict[str, object]]:
         schema = model.model_json_schema(mode="validation")
         schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
         schema["$id"] = f"https://loopgate.dev/schemas/{name}.json"
+        if examples.get(name):  # the contract's valid examples of this event type, verbatim
+            schema["examples"] = examples[name]
         docs[f"{name}.json"] = schema
     return docs
 

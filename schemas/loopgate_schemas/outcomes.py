@@ -14,6 +14,8 @@ _OUTCOME_ID_NAMESPACE = uuid.UUID("9a3e2b71-3c8f-4d0e-b5a6-2f7e1c4d8a90")
 
 
 class Decision(StrEnum):
+    """The human's verdict on an exception."""
+
     CONFIRMED = "confirmed"
     FALSE_POSITIVE = "false_positive"
     CORRECTED = "corrected"
@@ -26,8 +28,8 @@ class FieldChange(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    before: Any = None
-    after: Any = None
+    before: Any = Field(default=None, description="The field's value before the correction (any JSON value).")
+    after: Any = Field(default=None, description="The value the human set (any JSON value).")
 
 
 def outcome_id_for(exception_id: str, resolution_number: int) -> str:
@@ -37,17 +39,29 @@ def outcome_id_for(exception_id: str, resolution_number: int) -> str:
 
 
 class OutcomeData(BaseModel):
+    """What was decided about an exception, by whom and why."""
+
     model_config = ConfigDict(extra="ignore")
 
-    exception_id: str
-    rule_id: str
-    source: str
-    decision: Decision
-    resolver: str
-    reason: str
-    correction: dict[str, FieldChange] = Field(default_factory=dict)
-    resolved_at: AwareDatetime
-    time_to_resolve_seconds: float = Field(ge=0)
+    exception_id: str = Field(
+        description="The exception resolved; equal to the outcome's `subject` and the message key."
+    )
+    rule_id: str = Field(description="The rule that fired (e.g. bid_over_cap).")
+    source: str = Field(description="The topic of the triggering message (e.g. bid-management.events).")
+    decision: Decision = Field(
+        description="The human's verdict: confirmed, false_positive, corrected, escalated or dismissed."
+    )
+    resolver: str = Field(description="Who resolved it (the operator's or service's name).")
+    reason: str = Field(description="Free text: why.")
+    correction: dict[str, FieldChange] = Field(
+        default_factory=dict,
+        description='What the human changed, field by field: {"field": {"before": ..., "after": ...}}; empty when '
+        "nothing changed.",
+    )
+    resolved_at: AwareDatetime = Field(description="When it was resolved, RFC 3339 with a UTC offset.")
+    time_to_resolve_seconds: float = Field(
+        ge=0, description="Seconds from the exception's first detection to this resolution, never negative."
+    )
 
 
 class Outcome(BaseModel):
@@ -55,11 +69,20 @@ class Outcome(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    specversion: Literal["1.0"] = "1.0"
-    id: str
-    source: str = OUTCOME_SOURCE
-    type: Literal["loopgate.exception.resolved"] = OUTCOME_TYPE
-    time: AwareDatetime
-    subject: str
-    datacontenttype: Literal["application/json"] = "application/json"
-    data: OutcomeData
+    specversion: Literal["1.0"] = Field(default="1.0", description='The CloudEvents version: always "1.0".')
+    id: str = Field(
+        description="Stable per exception and resolution (a reopened exception's next resolution gets a new one), so "
+        "an outcome published twice carries the same id."
+    )
+    source: str = Field(default=OUTCOME_SOURCE, description="Always loopgate/resolution-api.")
+    type: Literal["loopgate.exception.resolved"] = Field(
+        default=OUTCOME_TYPE, description="Always loopgate.exception.resolved."
+    )
+    time: AwareDatetime = Field(
+        description="When the exception was resolved (equal to data.resolved_at), RFC 3339 with a UTC offset."
+    )
+    subject: str = Field(description="The exception_id; also the message key on `exception-outcomes`.")
+    datacontenttype: Literal["application/json"] = Field(
+        default="application/json", description="Always application/json."
+    )
+    data: OutcomeData = Field(description="The resolution (OutcomeData).")
