@@ -12,7 +12,7 @@ from loopgate.resolution_api import operations
 from loopgate.resolution_api.auth import CanCreate, CanRead, CanReopen, CanWork
 from loopgate.resolution_api.conditional import etag, parse_if_match
 from loopgate.resolution_api.deps import ServicesDep, reject_unstorable_params
-from loopgate.resolution_api.errors import BadRequest, responses
+from loopgate.resolution_api.errors import BadRequest, invalid, responses
 from loopgate.resolution_api.lifecycle import Status
 from loopgate.resolution_api.models import ExceptionRow
 from loopgate.resolution_api.schemas import (
@@ -30,6 +30,7 @@ from loopgate.resolution_api.schemas import (
     ResolveRequest,
     Rfc3339,
     SnoozeRequest,
+    snooze_too_long,
 )
 from loopgate.resolution_api.store import ExceptionFilters
 from loopgate_schemas.exceptions import Severity
@@ -43,7 +44,7 @@ IfMatch = Annotated[
     Header(description='Only change the exception if its ETag (version, e.g. "3") still matches'),
 ]
 ETAG_HEADER = {"ETag": {"description": "The exception's version", "schema": {"type": "string"}}}
-WORK_ERRORS = responses(400, 401, 403, 404, 409, 412)
+WORK_ERRORS = responses(400, 401, 403, 404, 409, 412, 413)
 
 
 def _answer(response: Response, row: ExceptionRow) -> ExceptionRead:
@@ -62,7 +63,7 @@ def _answer(response: Response, row: ExceptionRow) -> ExceptionRead:
             "description": "Already received (same exception_id), or grouped as an occurrence of the "
             "unresolved exception with the same fingerprint",
         },
-        **responses(400, 401, 403, 503),
+        **responses(400, 401, 403, 413, 503),
     },
 )
 async def create_exception(
@@ -232,6 +233,9 @@ async def snooze_exception(
     response: Response,
     if_match: IfMatch = None,
 ) -> ExceptionRead:
+    problem = snooze_too_long(body.until, operations.utcnow(), services.settings.max_snooze_seconds)
+    if problem:
+        raise invalid(("body", "until"), problem.removeprefix("until: "), "snooze_too_long")
     row = await operations.snooze(
         db=services.db,
         exception_id=exception_id,
