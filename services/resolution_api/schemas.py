@@ -167,6 +167,10 @@ class ExceptionRead(BaseModel):
     score: float | None
     event: dict[str, Any] | None
     event_ref: EventRef | None
+    trimmed: list[str] | None = Field(
+        default=None,
+        description="Paths inside `event` whose long strings the detector cut; the full event is at event_ref",
+    )
     occurrences: int = Field(description="Firings grouped into this exception (sum of the records' counts)")
     first_seen: AwareDatetime
     last_seen: AwareDatetime

@@ -79,6 +79,7 @@ def _record_columns(record: ExceptionRecord) -> dict[str, Any]:
         "score": record.score,
         "event": record.event,
         "event_ref": record.event_ref.model_dump() if record.event_ref else None,
+        "trimmed": record.trimmed,
     }
 
 
