@@ -180,7 +180,7 @@ def fit_dead_letter(
 ) -> tuple[bytes | None, bytes | None, bool]:
     """Key and value of a dead letter cut so that key, value and headers fit `budget` bytes;
     whether anything was cut (the value first: it is what is usually large)."""
-    room = budget - sum(len(k) + len(v) + 16 for k, v in headers) - 64
+    room = max(0, budget - sum(len(k) + len(v) + 16 for k, v in headers) - 64)  # 0: the headers alone
     key_len, value_len = len(key or b""), len(value or b"")
     if key_len + value_len <= room:
         return key, value, False
