@@ -308,18 +308,11 @@ class ContentGenerated(CloudEvent):
     data: ContentGeneratedData = Field(description="The content.generated payload (ContentGeneratedData).")
 
 
-BidEvent: TypeAlias = Annotated[
-    BidAdjusted | BudgetPacing | CampaignConstraintViolated, Field(discriminator="type")
-]
+BidEvent: TypeAlias = Annotated[BidAdjusted | BudgetPacing | CampaignConstraintViolated, Field(discriminator="type")]
 TraffickingEvent: TypeAlias = Annotated[PlacementTrafficked | DeliveryReport, Field(discriminator="type")]
 ContentEvent: TypeAlias = Annotated[ContentGenerated, Field(discriminator="type")]
 UpstreamEvent: TypeAlias = Annotated[
-    BidAdjusted
-    | BudgetPacing
-    | CampaignConstraintViolated
-    | PlacementTrafficked
-    | DeliveryReport
-    | ContentGenerated,
+    BidAdjusted | BudgetPacing | CampaignConstraintViolated | PlacementTrafficked | DeliveryReport | ContentGenerated,
     Field(discriminator="type"),
 ]
 

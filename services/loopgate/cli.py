@@ -11,8 +11,11 @@ import typer
 from loopgate.common.logging import configure_logging
 from loopgate.common.settings import get_settings
 
-app = typer.Typer(help="Loopgate: human-in-the-loop exception handling beside ad-tech automation.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Loopgate: human-in-the-loop exception handling beside ad-tech automation.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 topics_app = typer.Typer(help="Kafka topics.", no_args_is_help=True)
 schemas_app = typer.Typer(help="JSON Schema files generated from the contract models.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")

@@ -28,8 +28,14 @@ def chaos(stack_factory: Callable[..., Stack]) -> ChaosRun:
 @pytest.fixture
 def private_broker(tmp_path: Path) -> Iterator[PrivateBroker]:
     data = tmp_path / "kafka"
-    broker = PrivateBroker({**os.environ, "KAFKA_PORT": str(free_port()),
-                            "KAFKA_CONTROLLER_PORT": str(free_port()), "KAFKA_DATA_DIR": str(data)})
+    broker = PrivateBroker(
+        {
+            **os.environ,
+            "KAFKA_PORT": str(free_port()),
+            "KAFKA_CONTROLLER_PORT": str(free_port()),
+            "KAFKA_DATA_DIR": str(data),
+        }
+    )
     broker.start()
     yield broker
     broker.stop()

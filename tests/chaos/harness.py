@@ -68,8 +68,15 @@ def ground_truth(count: int = CHAOS_EVENTS, seed: int = SEED) -> GroundTruth:
     reference: dict[str, str] = {}
     for ev in events:
         offset = offsets[ev.topic] = offsets.get(ev.topic, -1) + 1
-        outcome = detector.process(ev.topic, ev.value, topic=ev.topic, partition=0, offset=offset,
-                                   bid_baselines=bids, delivery_baselines=delivery)
+        outcome = detector.process(
+            ev.topic,
+            ev.value,
+            topic=ev.topic,
+            partition=0,
+            offset=offset,
+            bid_baselines=bids,
+            delivery_baselines=delivery,
+        )
         reference.update((r.exception_id, r.fingerprint) for r in outcome.records)
     assert set(reference) == ids, "the reference detector disagrees with the simulator's ground truth"
     return GroundTruth(events, frozenset(ids), frozenset(reference.values()), bids, delivery)
@@ -105,8 +112,12 @@ class Publisher:
     def wait_share(self, share: float) -> None:
         """Block until this share of the events has been handed to the producer."""
         wanted = int(len(self.events) * share)
-        wait_until(lambda: self.pulled >= wanted or not self.thread.is_alive(), timeout=300,
-                   what=f"{wanted} events to be published", interval=0.05)
+        wait_until(
+            lambda: self.pulled >= wanted or not self.thread.is_alive(),
+            timeout=300,
+            what=f"{wanted} events to be published",
+            interval=0.05,
+        )
 
     def join(self) -> PublishStats:
         self.thread.join(600)
@@ -138,16 +149,12 @@ class ChaosRun:
 
     # --- publishing --------------------------------------------------------------------------
 
-    def publish(
-        self, events: list[SimEvent] | None = None, *, seconds: float | None = PUBLISH_SECONDS
-    ) -> Publisher:
+    def publish(self, events: list[SimEvent] | None = None, *, seconds: float | None = PUBLISH_SECONDS) -> Publisher:
         events = self.truth.events if events is None else events
         self.published += len(events)
         return Publisher(self.settings, events, seconds).start()
 
-    def publish_now(
-        self, events: list[SimEvent] | None = None, *, seconds: float | None = None
-    ) -> PublishStats:
+    def publish_now(self, events: list[SimEvent] | None = None, *, seconds: float | None = None) -> PublishStats:
         return self.publish(events, seconds=seconds).join()
 
     # --- observing ---------------------------------------------------------------------------
@@ -156,11 +163,11 @@ class ChaosRun:
         s = self.settings
 
         async def measure() -> tuple[int, int]:
-            detector = await consumer_group_lag(s.kafka_bootstrap, s.group(s.detector_app_id),
-                                                [s.bids_topic, s.trafficking_topic, s.content_topic])
+            detector = await consumer_group_lag(
+                s.kafka_bootstrap, s.group(s.detector_app_id), [s.bids_topic, s.trafficking_topic, s.content_topic]
+            )
             # measured after the detector's: it commits a message only once its records are out
-            dispatcher = await consumer_group_lag(s.kafka_bootstrap, s.group(s.dispatcher_group),
-                                                  [s.exceptions_topic])
+            dispatcher = await consumer_group_lag(s.kafka_bootstrap, s.group(s.dispatcher_group), [s.exceptions_topic])
             return detector, dispatcher
 
         return asyncio.run(measure())
@@ -175,8 +182,7 @@ class ChaosRun:
     def settle(self, since: float) -> float:
         """Wait until every upstream message and exception record is committed; seconds since `since`."""
         try:
-            wait_until(self.committed, timeout=SETTLE_TIMEOUT, what="every service to commit everything",
-                       interval=0.5)
+            wait_until(self.committed, timeout=SETTLE_TIMEOUT, what="every service to commit everything", interval=0.5)
         except TimeoutError as err:
             raise AssertionError(f"{err}; lags {self.lags()}\n{self.stack.logs()}") from None
         return time.monotonic() - since
@@ -197,8 +203,11 @@ class ChaosRun:
             for exc in exceptions:
                 history = http.get(f"/v1/exceptions/{exc['id']}/history")
                 history.raise_for_status()
-                record_ids += [item["fields"]["record_id"] for item in history.json()["items"]
-                               if item["action"] in ("created", "grouped")]
+                record_ids += [
+                    item["fields"]["record_id"]
+                    for item in history.json()["items"]
+                    if item["action"] in ("created", "grouped")
+                ]
         return ApiState(exceptions, record_ids)
 
     def topic(self, name: str) -> list[ConsumerRecord]:
@@ -220,17 +229,19 @@ class ChaosRun:
             + (sum(e["occurrences"] for e in state.exceptions) - len(state.record_ids))  # counted twice
             + (len(state.exceptions) - len({e["fingerprint"] for e in state.exceptions}))  # opened twice
         )
-        row = report.record(report.Row(
-            scenario=scenario,
-            published=self.published,
-            expected=len(expected),
-            found=len(held & expected),
-            lost=len(expected - held),
-            duplicated=duplicated,
-            unexpected=len(held - expected),
-            topic_records=len(self.topic(self.settings.exceptions_topic)),
-            settle_seconds=settle_seconds,
-        ))
+        row = report.record(
+            report.Row(
+                scenario=scenario,
+                published=self.published,
+                expected=len(expected),
+                found=len(held & expected),
+                lost=len(expected - held),
+                duplicated=duplicated,
+                unexpected=len(held - expected),
+                topic_records=len(self.topic(self.settings.exceptions_topic)),
+                settle_seconds=settle_seconds,
+            )
+        )
         assert {e["fingerprint"] for e in state.exceptions} == self.truth.fingerprints
         return row
 
@@ -272,8 +283,6 @@ def total(samples: Samples, name: str, **labels: str) -> float:
     return sum(v for (n, ls), v in samples.items() if n == name and wanted <= set(ls))
 
 
-
-
 def graceful_stop(process: ServiceProcess) -> tuple[int | None, float]:
     """SIGTERM, wait; (exit code, seconds it took). Asserts the API completed its shutdown."""
     started = time.monotonic()
@@ -286,4 +295,4 @@ def graceful_stop(process: ServiceProcess) -> tuple[int | None, float]:
 
 def halves(events: Iterable[SimEvent]) -> tuple[list[SimEvent], list[SimEvent]]:
     items = list(events)
-    return items[: len(items) // 2], items[len(items) // 2:]
+    return items[: len(items) // 2], items[len(items) // 2 :]

@@ -29,9 +29,7 @@ class Row:
 
 
 ROWS: list[Row] = []
-COLUMNS = (
-    "scenario", "published", "expected", "found", "lost", "duplicated", "unexpected", "on topic", "settle s"
-)
+COLUMNS = ("scenario", "published", "expected", "found", "lost", "duplicated", "unexpected", "on topic", "settle s")
 
 
 def record(row: Row) -> Row:
@@ -42,15 +40,24 @@ def record(row: Row) -> Row:
 
 def table(rows: list[Row]) -> str:
     cells = [
-        (r.scenario, str(r.published), str(r.expected), str(r.found), str(r.lost),
-         "-" if r.duplicated is None else str(r.duplicated), str(r.unexpected), str(r.topic_records),
-         f"{r.settle_seconds:.1f}")
+        (
+            r.scenario,
+            str(r.published),
+            str(r.expected),
+            str(r.found),
+            str(r.lost),
+            "-" if r.duplicated is None else str(r.duplicated),
+            str(r.unexpected),
+            str(r.topic_records),
+            f"{r.settle_seconds:.1f}",
+        )
         for r in rows
     ]
     widths = [max(len(c) for c in column) for column in zip(COLUMNS, *cells, strict=False)]
-    lines = [" | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths,
-                                                                                             strict=True)))
-             for row in (COLUMNS, *cells)]
+    lines = [
+        " | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+        for row in (COLUMNS, *cells)
+    ]
     lines.insert(1, "-+-".join("-" * w for w in widths))
     return "\n".join(lines)
 

@@ -45,8 +45,12 @@ def test_detector_sigkilled_mid_stream_and_restarted(chaos: ChaosRun) -> None:
 def test_dispatcher_sigkilled_mid_delivery_and_restarted(chaos: ChaosRun) -> None:
     publisher = chaos.publish()
     with chaos.stack.client() as http:
-        wait_until(lambda: len(http.get("/v1/exceptions", params={"limit": 20}).json()["items"]) >= 10,
-                   timeout=120, what="the dispatcher to be delivering", interval=0.1)
+        wait_until(
+            lambda: len(http.get("/v1/exceptions", params={"limit": 20}).json()["items"]) >= 10,
+            timeout=120,
+            what="the dispatcher to be delivering",
+            interval=0.1,
+        )
     chaos.stack.processes["dispatcher"].kill()
     chaos.stack.start("dispatcher")
     publisher.join()
@@ -61,12 +65,14 @@ def test_api_down_while_exceptions_keep_coming_then_the_backlog_is_delivered(cha
     down_at = time.monotonic()
     assert graceful_stop(chaos.stack.processes["api"])[0] == 0
     chaos.expect_running = ("detector", "dispatcher")
+
     # The dispatcher keeps trying (connection refused) with capped backoff, and commits nothing.
     def retried() -> bool:
         return total(scrape(port), "loopgate_exceptions_delivery_failed_total", reason="unavailable") >= 3
 
-    wait_until(retried, timeout=API_OUTAGE_SECONDS, what="the dispatcher to retry against the stopped API",
-               interval=0.2)
+    wait_until(
+        retried, timeout=API_OUTAGE_SECONDS, what="the dispatcher to retry against the stopped API", interval=0.2
+    )
     time.sleep(max(0.0, down_at + API_OUTAGE_SECONDS - time.monotonic()))  # the outage itself
     assert chaos.lags()[1] > 0  # a backlog built up behind the outage
     chaos.stack.start("api")
@@ -99,10 +105,12 @@ def test_a_record_the_api_rejects_for_good_is_dead_lettered_and_the_rest_deliver
 
 
 def test_broker_stopped_and_started_mid_stream_every_service_reconnects(
-    private_broker: PrivateBroker, stack_factory: Callable[..., Stack]  # this order: the broker stops last
+    private_broker: PrivateBroker,
+    stack_factory: Callable[..., Stack],  # this order: the broker stops last
 ) -> None:
-    stack = stack_factory(kafka_bootstrap=private_broker.bootstrap,
-                          detector_session_timeout_seconds=SESSION_TIMEOUT_SECONDS)
+    stack = stack_factory(
+        kafka_bootstrap=private_broker.bootstrap, detector_session_timeout_seconds=SESSION_TIMEOUT_SECONDS
+    )
     asyncio.run(ensure_topics(stack.settings))
     for name in ("api", "detector", "dispatcher"):
         stack.start(name)
@@ -110,16 +118,24 @@ def test_broker_stopped_and_started_mid_stream_every_service_reconnects(
     first, second = halves(chaos.truth.events)
     publisher = chaos.publish(first, seconds=PUBLISH_SECONDS / 2)
     with stack.client() as http:  # the detector and the dispatcher are at work
-        wait_until(lambda: len(http.get("/v1/exceptions", params={"limit": 20}).json()["items"]) >= 10,
-                   timeout=120, what="exceptions to reach the API", interval=0.1)
+        wait_until(
+            lambda: len(http.get("/v1/exceptions", params={"limit": 20}).json()["items"]) >= 10,
+            timeout=120,
+            what="exceptions to reach the API",
+            interval=0.1,
+        )
     publisher.join()
     private_broker.stop()  # graceful: the controller and the broker shut down as in a rolling upgrade
     down_at = time.monotonic()
     # A service (re)started while Kafka is away waits for it rather than exiting.
     stack.processes["dispatcher"].kill()
     dispatcher = stack.start("dispatcher")
-    wait_until(lambda: "does not answer yet" in dispatcher.log(), timeout=60,
-               what="the restarted dispatcher to wait for the broker", interval=0.2)
+    wait_until(
+        lambda: "does not answer yet" in dispatcher.log(),
+        timeout=60,
+        what="the restarted dispatcher to wait for the broker",
+        interval=0.2,
+    )
     time.sleep(max(0.0, down_at + BROKER_DOWN_SECONDS - time.monotonic()))  # the rest of the outage
     private_broker.start()
     back_at = time.monotonic()

@@ -34,13 +34,20 @@ pytestmark = [pytest.mark.kafka, pytest.mark.chaos]
 def worker(settings: Settings, workdir: Path, n: int) -> tuple[ServiceProcess, int]:
     """A detector worker process, and its metrics port."""
     port = free_port()
-    own = settings.model_copy(update={
-        "detector_metrics_port": port, "detector_data_dir": workdir / f"detector-{n}",
-        "detector_session_timeout_seconds": SESSION_TIMEOUT_SECONDS,
-    })
+    own = settings.model_copy(
+        update={
+            "detector_metrics_port": port,
+            "detector_data_dir": workdir / f"detector-{n}",
+            "detector_session_timeout_seconds": SESSION_TIMEOUT_SECONDS,
+        }
+    )
     # Info-level logs: a failure here is about rebalances, which faust logs at info.
-    process = ServiceProcess(f"detector-{n}", [*LOOPGATE, "detector", "--log-level", "info"], settings_env(own),
-                             workdir / f"detector-{n}.log")
+    process = ServiceProcess(
+        f"detector-{n}",
+        [*LOOPGATE, "detector", "--log-level", "info"],
+        settings_env(own),
+        workdir / f"detector-{n}.log",
+    )
     return process.start(), port
 
 
@@ -75,10 +82,14 @@ def baselines(settings: Settings, table: str) -> tuple[dict[str, list[float]], d
     return latest, writes
 
 
-def differing(found: dict[str, list[float]], truth: dict[str, list[float]], writes: dict[str, list[Any]],
-              columns: slice) -> dict[str, Any]:
-    return {k: {"found": found.get(k, [])[columns], "truth": v[columns], "writes": writes.get(k)}
-            for k, v in truth.items() if found.get(k, [])[columns] != v[columns]}
+def differing(
+    found: dict[str, list[float]], truth: dict[str, list[float]], writes: dict[str, list[Any]], columns: slice
+) -> dict[str, Any]:
+    return {
+        k: {"found": found.get(k, [])[columns], "truth": v[columns], "writes": writes.get(k)}
+        for k, v in truth.items()
+        if found.get(k, [])[columns] != v[columns]
+    }
 
 
 def test_workers_joining_and_dying_give_the_exceptions_and_baselines_of_one(
@@ -149,8 +160,10 @@ def test_workers_joining_and_dying_give_the_exceptions_and_baselines_of_one(
         except TimeoutError as err:
             behind = {f"{tp.topic}[{tp.partition}]": n for tp, n in lags.items() if n}
             state = {f"worker {i + 1}": (owned(ports[i]), consumed(ports[i])) for i in survivors}
-            raise AssertionError(f"{err}; lag {behind}; (owned, consumed) {state}; logs:\n"
-                                 + "\n".join(workers[i].log()[-4000:] for i in survivors)) from None
+            raise AssertionError(
+                f"{err}; lag {behind}; (owned, consumed) {state}; logs:\n"
+                + "\n".join(workers[i].log()[-4000:] for i in survivors)
+            ) from None
         settle = time.monotonic() - since
         took_over = time.monotonic() - killed_at
         after = [consumed(ports[i]) for i in survivors]
@@ -159,14 +172,24 @@ def test_workers_joining_and_dying_give_the_exceptions_and_baselines_of_one(
         for w in workers:
             w.stop()
 
-    ids = [orjson.loads(m.value)["exception_id"]
-           for m in asyncio.run(read_topic(settings.kafka_bootstrap, settings.exceptions_topic))]
+    ids = [
+        orjson.loads(m.value)["exception_id"]
+        for m in asyncio.run(read_topic(settings.kafka_bootstrap, settings.exceptions_topic))
+    ]
     found = set(ids)
-    row = report.record(report.Row(
-        scenario="3 detector workers: 2, +1 joins, 1 SIGKILLed", published=len(truth.events),
-        expected=len(truth.ids), found=len(found & truth.ids), lost=len(truth.ids - found), duplicated=None,
-        unexpected=len(found - truth.ids), topic_records=len(ids), settle_seconds=settle,
-    ))
+    row = report.record(
+        report.Row(
+            scenario="3 detector workers: 2, +1 joins, 1 SIGKILLed",
+            published=len(truth.events),
+            expected=len(truth.ids),
+            found=len(found & truth.ids),
+            lost=len(truth.ids - found),
+            duplicated=None,
+            unexpected=len(found - truth.ids),
+            topic_records=len(ids),
+            settle_seconds=settle,
+        )
+    )
     (tmp_path / "lost.json").write_bytes(orjson.dumps(sorted(truth.ids - found)))
     assert found == truth.ids, row
     # Every worker did part of the work; the killed one's partitions waited for its session to expire.
@@ -185,4 +208,5 @@ def test_workers_joining_and_dying_give_the_exceptions_and_baselines_of_one(
     (tmp_path / "baseline-diff.json").write_bytes(orjson.dumps({"killed_at": killed_at_wall, **drift}))
     assert not drift["bids"] and not drift["delivery"], (
         f"baselines differ from a single worker's: {list(drift['bids'])} {list(drift['delivery'])}; "
-        f"every changelog write of those keys is in {tmp_path / 'baseline-diff.json'}")
+        f"every changelog write of those keys is in {tmp_path / 'baseline-diff.json'}"
+    )

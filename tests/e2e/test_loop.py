@@ -44,38 +44,65 @@ BIDS: list[tuple[dict[str, Any], list[tuple[str, str]]]] = [
     (event("bid-adjusted.json", "e2e-bid-clean-2", bid_cpm=4.5, previous_bid_cpm=4.35), []),
     (event("bid-adjusted-over-cap.json", "e2e-bid-over-cap-1", previous_bid_cpm=7.0), [("bid_over_cap", "li-88121")]),
     # a second firing of the same rule on the same line item: grouped into the open exception
-    (event("bid-adjusted-over-cap.json", "e2e-bid-over-cap-2", bid_cpm=7.5, previous_bid_cpm=7.2),
-     [("bid_over_cap", "li-88121")]),
-    (event("bid-adjusted.json", "e2e-bid-jump", line_item_id="li-900", bid_cpm=4.0, previous_bid_cpm=1.5),
-     [("bid_jump", "li-900")]),
+    (
+        event("bid-adjusted-over-cap.json", "e2e-bid-over-cap-2", bid_cpm=7.5, previous_bid_cpm=7.2),
+        [("bid_over_cap", "li-88121")],
+    ),
+    (
+        event("bid-adjusted.json", "e2e-bid-jump", line_item_id="li-900", bid_cpm=4.0, previous_bid_cpm=1.5),
+        [("bid_jump", "li-900")],
+    ),
     (event("budget-pacing.json", "e2e-pacing-clean"), []),
-    (event("budget-pacing.json", "e2e-overspend", spend_to_date=1600.0, expected_spend_to_date=1000.0),
-     [("overspend", "cmp-1042"), ("pacing_off", "cmp-1042")]),
+    (
+        event("budget-pacing.json", "e2e-overspend", spend_to_date=1600.0, expected_spend_to_date=1000.0),
+        [("overspend", "cmp-1042"), ("pacing_off", "cmp-1042")],
+    ),
     (event("campaign-constraint.json", "e2e-constraint"), [("constraint", "cmp-2001")]),
 ]
 TRAFFICKING = [
     (event("placement-trafficked.json", "e2e-plc-clean"), []),
-    (event("placement-trafficked.json", "e2e-plc-bad-flight", placement_id="plc-9002",
-           flight_end="2026-11-20T00:00:00Z"), [("bad_flight", "plc-9002")]),
-    (event("placement-trafficked.json", "e2e-plc-http", placement_id="plc-9003",
-           click_url="http://northwind.example/"), [("click_url", "plc-9003")]),
+    (
+        event(
+            "placement-trafficked.json",
+            "e2e-plc-bad-flight",
+            placement_id="plc-9002",
+            flight_end="2026-11-20T00:00:00Z",
+        ),
+        [("bad_flight", "plc-9002")],
+    ),
+    (
+        event(
+            "placement-trafficked.json", "e2e-plc-http", placement_id="plc-9003", click_url="http://northwind.example/"
+        ),
+        [("click_url", "plc-9003")],
+    ),
     (event("delivery-report.json", "e2e-delivery-clean"), []),
-    (event("delivery-report.json", "e2e-delivery-stalled", placement_id="plc-9004", impressions=0, clicks=0),
-     [("delivery_stalled", "plc-9004")]),
+    (
+        event("delivery-report.json", "e2e-delivery-stalled", placement_id="plc-9004", impressions=0, clicks=0),
+        [("delivery_stalled", "plc-9004")],
+    ),
 ]
 CONTENT = [
     (event("content-generated.json", "e2e-post-clean", product_claims=[]), []),
-    (event("content-generated.json", "e2e-post-unsafe", content_id="post-1", brand_safety_score=0.3,
-           product_claims=[]), [("brand_safety", "post-1")]),
+    (
+        event(
+            "content-generated.json", "e2e-post-unsafe", content_id="post-1", brand_safety_score=0.3, product_claims=[]
+        ),
+        [("brand_safety", "post-1")],
+    ),
     (event("content-generated.json", "e2e-post-claims", content_id="post-2"), [("claim_verification", "post-2")]),
 ]
-MALFORMED = [b'{"specversion": "1.0", "id": "x-4", "type": "bid.adjusted", "data": {',
-             (EXAMPLES / "invalid-wrong-type.json").read_bytes(),
-             (EXAMPLES / "invalid-unknown-type.json").read_bytes()]
+MALFORMED = [
+    b'{"specversion": "1.0", "id": "x-4", "type": "bid.adjusted", "data": {',
+    (EXAMPLES / "invalid-wrong-type.json").read_bytes(),
+    (EXAMPLES / "invalid-unknown-type.json").read_bytes(),
+]
 # The key of the malformed messages and of the valid events behind them: one partition, in order.
 AFTER_MALFORMED = [
-    (event("campaign-constraint.json", "e2e-after-malformed", campaign_id="cmp-1", subject="cmp-1"),
-     [("constraint", "cmp-1")]),
+    (
+        event("campaign-constraint.json", "e2e-after-malformed", campaign_id="cmp-1", subject="cmp-1"),
+        [("constraint", "cmp-1")],
+    ),
 ]
 
 
@@ -85,12 +112,20 @@ def expected_pairs() -> Counter[tuple[str, str]]:
     cfg = load_detection_config().sampling
     expected: set[tuple[str, str]] = set()
     samples: list[tuple[str, str]] = []
-    for source, items in ((topics.BIDS, BIDS + AFTER_MALFORMED), (topics.TRAFFICKING, TRAFFICKING),
-                          (topics.CONTENT, CONTENT)):
+    for source, items in (
+        (topics.BIDS, BIDS + AFTER_MALFORMED),
+        (topics.TRAFFICKING, TRAFFICKING),
+        (topics.CONTENT, CONTENT),
+    ):
         for doc, pairs in items:
             expected.update(pairs)
-            if sample_for_audit(doc["id"], doc["data"].get("model_confidence"), cfg.base_rate(source),
-                                low_confidence=cfg.low_confidence, boost=cfg.boost):
+            if sample_for_audit(
+                doc["id"],
+                doc["data"].get("model_confidence"),
+                cfg.base_rate(source),
+                low_confidence=cfg.low_confidence,
+                boost=cfg.boost,
+            ):
                 samples.append(("audit_sample", doc["subject"]))
     expected |= {("schema_violation", topics.BIDS)}  # three kinds: three grouped exceptions
     counts = Counter(expected)
@@ -106,8 +141,9 @@ def publish_all(stack: Stack) -> None:
         await produce(s.kafka_bootstrap, s.bids_topic, [keyed(d) for d, _ in BIDS])
         await produce(s.kafka_bootstrap, s.trafficking_topic, [keyed(d) for d, _ in TRAFFICKING])
         await produce(s.kafka_bootstrap, s.content_topic, [keyed(d) for d, _ in CONTENT])
-        await produce(s.kafka_bootstrap, s.bids_topic,
-                      [(b"cmp-1", m) for m in MALFORMED] + [keyed(d) for d, _ in AFTER_MALFORMED])
+        await produce(
+            s.kafka_bootstrap, s.bids_topic, [(b"cmp-1", m) for m in MALFORMED] + [keyed(d) for d, _ in AFTER_MALFORMED]
+        )
 
     asyncio.run(go())
 
@@ -133,8 +169,9 @@ def caught_up(stack: Stack) -> bool:
     s = stack.settings
 
     async def lags() -> tuple[int, int]:
-        detector = await consumer_group_lag(s.kafka_bootstrap, s.group(s.detector_app_id),
-                                   [s.bids_topic, s.trafficking_topic, s.content_topic])
+        detector = await consumer_group_lag(
+            s.kafka_bootstrap, s.group(s.detector_app_id), [s.bids_topic, s.trafficking_topic, s.content_topic]
+        )
         dispatcher = await consumer_group_lag(s.kafka_bootstrap, s.group(s.dispatcher_group), [s.exceptions_topic])
         return detector, dispatcher
 
@@ -152,8 +189,12 @@ def test_events_become_exactly_the_expected_exceptions_and_one_resolution_one_ou
     publish_all(stack)
 
     try:
-        wait_until(lambda: len(all_exceptions(stack)) >= sum(expected.values()), timeout=120,
-                   what="the exceptions to reach the API", interval=0.5)
+        wait_until(
+            lambda: len(all_exceptions(stack)) >= sum(expected.values()),
+            timeout=120,
+            what="the exceptions to reach the API",
+            interval=0.5,
+        )
         wait_until(lambda: caught_up(stack), timeout=60, what="detector and dispatcher to commit", interval=0.5)
     except TimeoutError:
         pytest.fail(f"only {len(all_exceptions(stack))} of {sum(expected.values())} exceptions\n{stack.logs()}")
@@ -178,8 +219,10 @@ def test_events_become_exactly_the_expected_exceptions_and_one_resolution_one_ou
     # An operator resolves one exception over HTTP, with a correction.
     correction = {"bid_cpm": {"before": 7.5, "after": 6.0}}
     with stack.client() as http:
-        answer = http.post(f"/v1/exceptions/{over_cap['id']}/resolve",
-                           json={"decision": "corrected", "reason": "capped the bid", "correction": correction})
+        answer = http.post(
+            f"/v1/exceptions/{over_cap['id']}/resolve",
+            json={"decision": "corrected", "reason": "capped the bid", "correction": correction},
+        )
         assert answer.status_code == 200, answer.text
         assert answer.json()["status"] == "resolved"
 

@@ -48,20 +48,24 @@ def runtime_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     out = subprocess.run(
         [str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", str(context)],
-        capture_output=True, text=True, timeout=900,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert out.returncode == 0, f"pip install . failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
     return venv
 
 
 def _loopgate(venv: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(venv / "bin" / "loopgate"), *args], capture_output=True, text=True, timeout=120,
-                          env=env, cwd=venv)
+    return subprocess.run(
+        [str(venv / "bin" / "loopgate"), *args], capture_output=True, text=True, timeout=120, env=env, cwd=venv
+    )
 
 
 def test_the_runtime_install_holds_no_dev_dependency(runtime_venv: Path) -> None:
-    listed = subprocess.run([str(runtime_venv / "bin" / "pip"), "list", "--format=freeze"],
-                            capture_output=True, text=True, check=True).stdout.lower()
+    listed = subprocess.run(
+        [str(runtime_venv / "bin" / "pip"), "list", "--format=freeze"], capture_output=True, text=True, check=True
+    ).stdout.lower()
     installed = {line.split("==")[0] for line in listed.splitlines()}
     assert installed.isdisjoint(DEV_ONLY), sorted(installed & set(DEV_ONLY))
 
@@ -70,8 +74,11 @@ def test_the_runtime_install_holds_no_tool(runtime_venv: Path) -> None:
     """The simulator, benchmark, evaluator and test helpers are `loopgate-tools`, never in the image."""
     python = str(runtime_venv / "bin" / "python")
     for module in ("loopgate_tools", "loopgate.simulator", "loopgate.bench", "loopgate.evaluation"):
-        found = subprocess.run([python, "-c", f"import importlib.util as u; print(u.find_spec('{module}') is None)"],
-                               capture_output=True, text=True)
+        found = subprocess.run(
+            [python, "-c", f"import importlib.util as u; print(u.find_spec('{module}') is None)"],
+            capture_output=True,
+            text=True,
+        )
         assert found.stdout.strip() == "True", f"{module} is in the runtime install: {found.stderr[-500:]}"
     assert not (runtime_venv / "bin" / "loopgate-tools").exists()
 
@@ -83,8 +90,14 @@ def test_loopgate_help_lists_every_service_command(runtime_venv: Path) -> None:
         assert command in out.stdout
     for tool in ("simulate", "evaluate", "bench", "demo-report"):
         assert tool not in out.stdout
-    for args in (("api", "--help"), ("api", "serve", "--help"), ("detector", "--help"), ("dispatcher", "--help"),
-                 ("topics", "create", "--help"), ("api", "tokens", "create", "--help")):
+    for args in (
+        ("api", "--help"),
+        ("api", "serve", "--help"),
+        ("detector", "--help"),
+        ("dispatcher", "--help"),
+        ("topics", "create", "--help"),
+        ("api", "tokens", "create", "--help"),
+    ):
         sub = _loopgate(runtime_venv, *args)
         assert sub.returncode == 0, f"loopgate {' '.join(args)}: {sub.stderr[-2000:]}"
 
@@ -105,10 +118,14 @@ def test_every_service_starts_and_stops_cleanly_from_the_runtime_install(
     """The compose file's commands, in its order: migrate, a token, then the API, the detector and
     the dispatcher each become ready and exit 0 on SIGTERM."""
     api_port = free_port()
-    settings = kafka_settings.model_copy(update={
-        "api_port": api_port, "api_url": f"http://127.0.0.1:{api_port}",
-        "detector_metrics_port": free_port(), "dispatcher_metrics_port": free_port(),
-    })
+    settings = kafka_settings.model_copy(
+        update={
+            "api_port": api_port,
+            "api_url": f"http://127.0.0.1:{api_port}",
+            "detector_metrics_port": free_port(),
+            "dispatcher_metrics_port": free_port(),
+        }
+    )
     env = settings_env(settings)
     for args in (("topics", "create"), ("api", "migrate")):
         out = _loopgate(runtime_venv, *args, env=env)
@@ -120,10 +137,12 @@ def test_every_service_starts_and_stops_cleanly_from_the_runtime_install(
     binary = str(runtime_venv / "bin" / "loopgate")
     services = {
         "api": ServiceProcess("api", [binary, "api", "serve"], env, tmp_path / "api.log"),
-        "detector": ServiceProcess("detector", [binary, "detector", "--log-level", "warning"], env,
-                                   tmp_path / "detector.log"),
-        "dispatcher": ServiceProcess("dispatcher", [binary, "dispatcher", "--log-level", "warning"], env,
-                                     tmp_path / "dispatcher.log"),
+        "detector": ServiceProcess(
+            "detector", [binary, "detector", "--log-level", "warning"], env, tmp_path / "detector.log"
+        ),
+        "dispatcher": ServiceProcess(
+            "dispatcher", [binary, "dispatcher", "--log-level", "warning"], env, tmp_path / "dispatcher.log"
+        ),
     }
     ready = {
         "api": lambda: _status(f"{settings.api_url}/readyz") == 200,
@@ -133,12 +152,16 @@ def test_every_service_starts_and_stops_cleanly_from_the_runtime_install(
     try:
         for name, proc in services.items():
             proc.start()
-            wait_until(lambda name=name, proc=proc: ready[name]() or not proc.alive(),  # type: ignore[misc]
-                       timeout=90, what=f"{name} to become ready")
+            wait_until(
+                lambda name=name, proc=proc: ready[name]() or not proc.alive(),  # type: ignore[misc]
+                timeout=90,
+                what=f"{name} to become ready",
+            )
             assert proc.alive(), f"{name} exited:\n{proc.log()[-4000:]}"
         codes = {name: proc.stop(timeout=60) for name, proc in reversed(services.items())}
         assert codes == {"dispatcher": 0, "detector": 0, "api": 0}, "\n".join(
-            f"== {n}\n{p.log()[-3000:]}" for n, p in services.items())
+            f"== {n}\n{p.log()[-3000:]}" for n, p in services.items()
+        )
     finally:
         for proc in services.values():
             proc.kill()

@@ -56,9 +56,7 @@ async def test_an_admin_creates_a_token_that_works_and_is_shown_once(api: Api) -
     assert created.status_code == 201
     body = created.json()
     assert (body["name"], body["role"], body["revoked_at"]) == ("dispatcher", "service", None)
-    used = await api.http.post(
-        "/v1/exceptions", json=record(), headers={"Authorization": f"Bearer {body['token']}"}
-    )
+    used = await api.http.post("/v1/exceptions", json=record(), headers={"Authorization": f"Bearer {body['token']}"})
     assert used.status_code == 201
     assert used.json()["id"]
     listed = (await api.http.get("/v1/tokens", headers=api.auth("admin"))).json()
@@ -68,9 +66,7 @@ async def test_an_admin_creates_a_token_that_works_and_is_shown_once(api: Api) -
 
 async def test_a_revoked_token_is_refused(api: Api) -> None:
     body = (
-        await api.http.post(
-            "/v1/tokens", json={"name": "temp", "role": "operator"}, headers=api.auth("admin")
-        )
+        await api.http.post("/v1/tokens", json={"name": "temp", "role": "operator"}, headers=api.auth("admin"))
     ).json()
 
     revoked = await api.http.delete(f"/v1/tokens/{body['id']}", headers=api.auth("admin"))
@@ -90,18 +86,14 @@ async def test_revoking_an_unknown_token_is_404(api: Api) -> None:
 
 
 async def test_an_operator_may_not_manage_tokens(api: Api) -> None:
-    response = await api.http.post(
-        "/v1/tokens", json={"name": "x", "role": "admin"}, headers=api.auth("operator")
-    )
+    response = await api.http.post("/v1/tokens", json={"name": "x", "role": "admin"}, headers=api.auth("operator"))
 
     assert response.status_code == 403
     assert response.json() == {"detail": "role 'operator' may not manage tokens"}
 
 
 async def test_an_unknown_role_is_422(api: Api) -> None:
-    response = await api.http.post(
-        "/v1/tokens", json={"name": "x", "role": "root"}, headers=api.auth("admin")
-    )
+    response = await api.http.post("/v1/tokens", json={"name": "x", "role": "root"}, headers=api.auth("admin"))
 
     assert response.status_code == 422
     assert response.json()["message"] == "body.role: Input should be 'service', 'operator' or 'admin'"

@@ -104,12 +104,12 @@ async def test_an_unclaimed_critical_exception_past_15_minutes_is_escalated_and_
     assert _breaches("critical", "ack") == before + 1
     body = (await api.http.get(f"/v1/exceptions/{late['id']}", headers=api.auth("operator"))).json()
     assert (body["status"], body["sla_breach"]) == ("escalated", "ack")
-    assert (await api.http.get(f"/v1/exceptions/{fresh['id']}", headers=api.auth("operator"))).json()[
-        "status"
-    ] == ("open")
-    last = (await api.http.get(f"/v1/exceptions/{late['id']}/history", headers=api.auth("operator"))).json()[
-        "items"
-    ][-1]
+    assert (await api.http.get(f"/v1/exceptions/{fresh['id']}", headers=api.auth("operator"))).json()["status"] == (
+        "open"
+    )
+    last = (await api.http.get(f"/v1/exceptions/{late['id']}/history", headers=api.auth("operator"))).json()["items"][
+        -1
+    ]
     assert (last["action"], last["actor"], last["from_status"], last["to_status"]) == (
         "sla_breach",
         "system:sla",
@@ -134,9 +134,7 @@ async def test_a_claimed_exception_past_its_resolve_sla_is_escalated_once(api: A
 
 async def test_resolved_exceptions_and_snoozes_within_the_resolve_sla_are_not_escalated(api: Api) -> None:
     snoozed = await api.create(severity="critical", detected_at=_ago(60))  # ack SLA passed, resolve not
-    await api.act(
-        snoozed["id"], "snooze", {"until": (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).isoformat()}
-    )
+    await api.act(snoozed["id"], "snooze", {"until": (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).isoformat()})
     resolved = await api.create(severity="critical", detected_at=_ago(300))
     await api.act(resolved["id"], "resolve", {"decision": "confirmed"})
 
@@ -149,9 +147,7 @@ async def test_a_snooze_cannot_hide_a_resolve_sla_breach(api: Api) -> None:
     assert (await api.act(exc["id"], "snooze", {"until": until})).status_code == 200
     later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1, minutes=5)  # past the 2 h resolve SLA
 
-    escalated = await operations.escalate_sla_breaches(
-        db=api.services.db, slas=api.services.settings.slas, now=later
-    )
+    escalated = await operations.escalate_sla_breaches(db=api.services.db, slas=api.services.settings.slas, now=later)
 
     assert escalated == 1
     body = (await api.http.get(f"/v1/exceptions/{exc['id']}", headers=api.auth("operator"))).json()

@@ -24,9 +24,7 @@ from tests.fixtures.api import record
 async def live(api_settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, Services, dict[str, str]]]:
     port = free_port()
     app = create_app(api_settings)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     task = asyncio.create_task(server.serve())
     try:
         while not server.started:

@@ -78,9 +78,7 @@ async def test_after_resolution_the_next_record_with_that_fingerprint_opens_a_ne
     resolved = await api.act(first["id"], "resolve", {"decision": "confirmed"})
     assert resolved.status_code == 200
 
-    response = await api.http.post(
-        "/v1/exceptions", json=record(fingerprint="fp-again"), headers=api.auth("service")
-    )
+    response = await api.http.post("/v1/exceptions", json=record(fingerprint="fp-again"), headers=api.auth("service"))
 
     assert response.status_code == 201
     assert response.json()["id"] != first["id"]
@@ -115,9 +113,7 @@ async def test_concurrent_records_with_one_fingerprint_open_exactly_one_exceptio
     )
 
     assert sorted(r.status_code for r in responses) == [200] * 11 + [201]
-    assert {r.json()["id"] for r in responses} == {
-        next(r for r in responses if r.status_code == 201).json()["id"]
-    }
+    assert {r.json()["id"] for r in responses} == {next(r for r in responses if r.status_code == 201).json()["id"]}
     async with api.services.db.read() as session:
         (only,) = [
             row
@@ -145,9 +141,7 @@ async def test_creation_and_grouping_are_recorded_in_the_history(api: Api) -> No
     second = record(fingerprint="fp-history", occurrences=2)
     await api.http.post("/v1/exceptions", json=second, headers=api.auth("service"))
 
-    history = (
-        await api.http.get(f"/v1/exceptions/{first['id']}/history", headers=api.auth("operator"))
-    ).json()
+    history = (await api.http.get(f"/v1/exceptions/{first['id']}/history", headers=api.auth("operator"))).json()
 
     assert [(e["action"], e["actor"], e["from_status"], e["to_status"]) for e in history["items"]] == [
         ("created", "service-tester", None, "open"),

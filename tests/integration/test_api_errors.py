@@ -36,9 +36,7 @@ async def test_a_missing_field_is_422_naming_it(api: Api) -> None:
 
 
 async def test_a_wrong_type_is_422_naming_the_field(api: Api) -> None:
-    response = await api.http.post(
-        "/v1/exceptions", json=record(occurrences="many"), headers=api.auth("service")
-    )
+    response = await api.http.post("/v1/exceptions", json=record(occurrences="many"), headers=api.auth("service"))
 
     assert response.status_code == 422
     assert response.json()["message"] == (
@@ -47,9 +45,7 @@ async def test_a_wrong_type_is_422_naming_the_field(api: Api) -> None:
 
 
 async def test_an_unknown_severity_is_422(api: Api) -> None:
-    response = await api.http.post(
-        "/v1/exceptions", json=record(severity="urgent"), headers=api.auth("service")
-    )
+    response = await api.http.post("/v1/exceptions", json=record(severity="urgent"), headers=api.auth("service"))
 
     assert response.status_code == 422
     assert response.json()["message"].startswith("body.severity: Input should be 'info', ")
@@ -110,9 +106,7 @@ async def test_a_non_finite_number_in_observed_is_stored_as_null(api: Api) -> No
 
 
 async def test_a_nul_character_in_a_query_value_is_422_on_every_database(api: Api) -> None:
-    response = await api.http.get(
-        "/v1/exceptions", params={"client_id": "a\x00b"}, headers=api.auth("operator")
-    )
+    response = await api.http.get("/v1/exceptions", params={"client_id": "a\x00b"}, headers=api.auth("operator"))
 
     assert response.status_code == 422
     assert response.json()["message"] == "query.client_id: NUL characters (\\u0000) are not allowed"

@@ -29,9 +29,7 @@ async def test_readyz_answers_ready_when_the_database_answers(api: Api) -> None:
     assert (response.status_code, response.json()) == (200, {"status": "ready"})
 
 
-async def test_readyz_is_503_when_the_database_does_not_answer(
-    api: Api, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_readyz_is_503_when_the_database_does_not_answer(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     async def unreachable() -> None:
         raise OSError("connection refused")
 

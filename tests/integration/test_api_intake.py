@@ -26,12 +26,14 @@ def burst(seed: int) -> list[ExceptionRecord]:
         if sent and rng.random() < 0.2:
             sent.append(rng.choice(sent))  # redelivered
             continue
-        sent.append(record(
-            exception_id=f"rec-{seed}-{n}",
-            fingerprint=f"bid_over_cap:li-{rng.randrange(6)}",
-            occurrences=rng.randrange(1, 4),
-            detected_at=(start + dt.timedelta(minutes=rng.randrange(60))).isoformat(),
-        ))
+        sent.append(
+            record(
+                exception_id=f"rec-{seed}-{n}",
+                fingerprint=f"bid_over_cap:li-{rng.randrange(6)}",
+                occurrences=rng.randrange(1, 4),
+                detected_at=(start + dt.timedelta(minutes=rng.randrange(60))).isoformat(),
+            )
+        )
     return [ExceptionRecord.model_validate(r) for r in sent]
 
 
@@ -39,8 +41,14 @@ async def stored(db: Database) -> dict[str, tuple[Any, ...]]:
     async with db.read() as session:
         rows = await store.list_exceptions(session=session, filters=store.ExceptionFilters(), after=None, limit=500)
         return {
-            row.id: (row.fingerprint, row.occurrences, row.first_seen, row.last_seen, row.status,
-                     [(e.action, e.fields) for e in await store.history(session=session, exception_id=row.id)])
+            row.id: (
+                row.fingerprint,
+                row.occurrences,
+                row.first_seen,
+                row.last_seen,
+                row.status,
+                [(e.action, e.fields) for e in await store.history(session=session, exception_id=row.id)],
+            )
             for row in rows
         }
 

@@ -76,17 +76,13 @@ async def test_escalating_an_escalated_exception_is_409_naming_the_transition(ap
     response = await api.act(exc["id"], "escalate", {"reason": "second"})
 
     assert response.status_code == 409
-    assert (
-        response.json()["detail"] == "cannot escalate: exception is escalated (allowed from: claimed, open)"
-    )
+    assert response.json()["detail"] == "cannot escalate: exception is escalated (allowed from: claimed, open)"
 
 
 async def test_snooze_hides_the_exception_until_the_time_then_it_is_open_again(api: Api) -> None:
     exc = await api.create()
     until = dt.datetime.now(dt.UTC) + dt.timedelta(milliseconds=300)
-    snoozed = await api.act(
-        exc["id"], "snooze", {"until": until.isoformat(), "reason": "waiting for the client"}
-    )
+    snoozed = await api.act(exc["id"], "snooze", {"until": until.isoformat(), "reason": "waiting for the client"})
     assert (snoozed.json()["status"], snoozed.json()["snoozed_until"]) == (
         "snoozed",
         until.isoformat().replace("+00:00", "Z"),
@@ -196,8 +192,7 @@ async def test_a_stale_if_match_is_412_and_changes_nothing(api: Api) -> None:
 
     assert response.status_code == 412
     assert response.json()["detail"] == (
-        'If-Match does not match the current version (ETag "2") of '
-        f"exception '{exc['id']}'; re-read it and retry"
+        f"If-Match does not match the current version (ETag \"2\") of exception '{exc['id']}'; re-read it and retry"
     )
     current = (await api.http.get(f"/v1/exceptions/{exc['id']}", headers=api.auth("operator"))).json()
     assert current["status"] == "claimed"

@@ -33,16 +33,12 @@ async def test_pages_walk_every_exception_once_newest_first_even_while_new_ones_
 
 
 async def test_filters_combine(api: Api) -> None:
-    match = await api.create(
-        severity="critical", client_id="acme", rule_id="overspend", source="bid-management.events"
-    )
+    match = await api.create(severity="critical", client_id="acme", rule_id="overspend", source="bid-management.events")
     await api.create(severity="critical", client_id="other", rule_id="overspend")
     await api.create(severity="low", client_id="acme", rule_id="overspend")
     await api.create(severity="critical", client_id="acme", rule_id="bid_jump")
 
-    body = await _list(
-        api, severity="critical", client_id="acme", rule_id="overspend", source="bid-management.events"
-    )
+    body = await _list(api, severity="critical", client_id="acme", rule_id="overspend", source="bid-management.events")
 
     assert [e["id"] for e in body["items"]] == [match["id"]]
 
@@ -76,8 +72,13 @@ async def test_pages_of_several_statuses_interleave_them_newest_first(api: Api) 
 
     pages, cursor = [], None
     while True:
-        body = await _list(api, status=["open", "claimed", "escalated"], severity="high", limit=2,
-                           **({"cursor": cursor} if cursor else {}))
+        body = await _list(
+            api,
+            status=["open", "claimed", "escalated"],
+            severity="high",
+            limit=2,
+            **({"cursor": cursor} if cursor else {}),
+        )
         pages.append([e["id"] for e in body["items"]])
         cursor = body["next_cursor"]
         if cursor is None:
@@ -96,9 +97,7 @@ async def test_filter_by_assignee(api: Api) -> None:
 
 
 async def test_a_bad_cursor_is_400_naming_it(api: Api) -> None:
-    response = await api.http.get(
-        "/v1/exceptions", params={"cursor": "garbage"}, headers=api.auth("operator")
-    )
+    response = await api.http.get("/v1/exceptions", params={"cursor": "garbage"}, headers=api.auth("operator"))
 
     assert response.status_code == 400
     assert response.json() == {"detail": "invalid cursor 'garbage': pass next_cursor from a previous page"}
@@ -121,8 +120,9 @@ async def test_limit_is_bounded(api: Api) -> None:
 async def test_detected_after_and_before_select_on_first_seen_and_pages_walk_them_once(api: Api) -> None:
     base = dt.datetime(2026, 11, 24, 9, 0, tzinfo=dt.UTC)
     created_hours = (5, 0, 3, 1, 4, 2, 6)  # first_seen order differs from creation order
-    by_hour = {h: (await api.create(detected_at=(base + dt.timedelta(hours=h)).isoformat()))["id"]
-               for h in created_hours}
+    by_hour = {
+        h: (await api.create(detected_at=(base + dt.timedelta(hours=h)).isoformat()))["id"] for h in created_hours
+    }
 
     params = {"detected_after": "2026-11-24T10:00:00Z", "detected_before": "2026-11-24T15:00:00+00:00"}
     first = await _list(api, **params, limit=2)

@@ -40,9 +40,7 @@ async def _wait_until_sent(api: Api, exception_id: str, within: float = 20.0) ->
 async def test_resolving_publishes_exactly_one_outcome_and_resolving_again_publishes_nothing(
     api_factory: ApiFactory, kafka_settings: Settings, database_url: str
 ) -> None:
-    settings = kafka_settings.model_copy(
-        update={"database_url": database_url, "outbox_interval_seconds": 0.2}
-    )
+    settings = kafka_settings.model_copy(update={"database_url": database_url, "outbox_interval_seconds": 0.2})
     async with api_factory(settings) as api:
         exc = await api.create()
         resolved = await api.act(
@@ -72,18 +70,13 @@ async def test_resolving_publishes_exactly_one_outcome_and_resolving_again_publi
     assert outcome.data.reason == "bid capped at the campaign maximum"
     assert outcome.data.correction["bid_cpm"].model_dump() == {"before": 7.2, "after": 6.0}
     assert outcome.data.resolver == "operator-tester"
-    assert (
-        outcome.data.resolved_at.isoformat().replace("+00:00", "Z")
-        == resolved.json()["resolution"]["resolved_at"]
-    )
+    assert outcome.data.resolved_at.isoformat().replace("+00:00", "Z") == resolved.json()["resolution"]["resolved_at"]
 
 
 async def test_with_kafka_unreachable_resolve_still_succeeds_and_the_outcome_stays_pending(
     api_factory: ApiFactory, kafka_settings: Settings, database_url: str
 ) -> None:
-    reachable = kafka_settings.model_copy(
-        update={"database_url": database_url, "outbox_interval_seconds": 0.1}
-    )
+    reachable = kafka_settings.model_copy(update={"database_url": database_url, "outbox_interval_seconds": 0.1})
     unreachable = reachable.model_copy(update={"kafka_bootstrap": UNREACHABLE_BOOTSTRAP})
     async with api_factory(unreachable) as api:
         exc = await api.create()

@@ -3,12 +3,15 @@ otherwise past authorization (whatever the endpoint then answers)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
 
 from loopgate.resolution_api.app import create_app
 from tests.fixtures.api import Api, record
+
+_TOMORROW = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).isoformat()  # within the snooze bound
 
 # (method, path, json body, roles allowed). "X" is an exception id that does not exist: an
 # authorized call then answers 404 (or 422), which proves it got past authorization.
@@ -21,7 +24,7 @@ ENDPOINTS: list[tuple[str, str, Any, set[str]]] = [
     ("POST", "/v1/exceptions/X/claim", {}, {"operator", "admin"}),
     ("POST", "/v1/exceptions/X/resolve", {"decision": "confirmed"}, {"operator", "admin"}),
     ("POST", "/v1/exceptions/X/escalate", {"reason": "r"}, {"operator", "admin"}),
-    ("POST", "/v1/exceptions/X/snooze", {"until": "2099-01-01T00:00:00Z"}, {"operator", "admin"}),
+    ("POST", "/v1/exceptions/X/snooze", {"until": _TOMORROW}, {"operator", "admin"}),
     ("POST", "/v1/exceptions/X/reopen", {"reason": "r"}, {"admin"}),
     ("POST", "/v1/tokens", {"name": "n", "role": "operator"}, {"admin"}),
     ("GET", "/v1/tokens", None, {"admin"}),
@@ -47,9 +50,7 @@ def test_the_matrix_covers_every_authenticated_endpoint() -> None:
     CASES,
     ids=[f"{m} {p} as {r}" for m, p, _, _, r in CASES],
 )
-async def test_role_matrix(
-    api: Api, method: str, path: str, body: Any, allowed: set[str], role: str | None
-) -> None:
+async def test_role_matrix(api: Api, method: str, path: str, body: Any, allowed: set[str], role: str | None) -> None:
     headers = {} if role is None else api.auth(role) if role in ROLES else {"Authorization": "Bearer lg_bad"}
     json_body = record() if (method, path) == ("POST", "/v1/exceptions") else body
 

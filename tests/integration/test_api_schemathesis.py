@@ -67,9 +67,7 @@ def live_api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         url = server.url(asyncio.run(server.create_database()))
     token = asyncio.run(_prepare(url))
     port = free_port()
-    app = create_app(
-        Settings(database_url=url, kafka_bootstrap=UNREACHABLE_BOOTSTRAP, sweep_interval_seconds=3600)
-    )
+    app = create_app(Settings(database_url=url, kafka_bootstrap=UNREACHABLE_BOOTSTRAP, sweep_interval_seconds=3600))
     server_ = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=2)
     )

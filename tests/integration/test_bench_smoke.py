@@ -28,8 +28,17 @@ DETECTOR_FIGURES = {
 
 
 def test_the_benchmark_produces_every_figure_and_the_markdown_table(kafka_bootstrap: str, tmp_path: Path) -> None:
-    run_cli(Settings(kafka_bootstrap=kafka_bootstrap), "bench", "--size", "smoke", "--skip-api",
-            "--output", str(tmp_path), timeout=900, command=LOOPGATE_TOOLS)
+    run_cli(
+        Settings(kafka_bootstrap=kafka_bootstrap),
+        "bench",
+        "--size",
+        "smoke",
+        "--skip-api",
+        "--output",
+        str(tmp_path),
+        timeout=900,
+        command=LOOPGATE_TOOLS,
+    )
     report = json.loads((tmp_path / "benchmarks.json").read_text())
     results = report["results"]
     names = {r["name"] for r in results}

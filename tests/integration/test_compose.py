@@ -189,9 +189,7 @@ def test_dependencies_wait_for_health_or_completion(compose: dict[str, Any]) -> 
 
 
 def test_image_runs_the_loopgate_command_as_a_non_root_user() -> None:
-    instructions = [
-        line.split(maxsplit=1) for line in DOCKERFILE.read_text().splitlines() if line[:1].isupper()
-    ]
+    instructions = [line.split(maxsplit=1) for line in DOCKERFILE.read_text().splitlines() if line[:1].isupper()]
     users = [argument for keyword, argument in instructions if keyword == "USER"]
     entrypoints = [argument for keyword, argument in instructions if keyword == "ENTRYPOINT"]
     assert users and users[-1] not in ("root", "0")

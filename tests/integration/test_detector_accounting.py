@@ -61,9 +61,13 @@ class Run:
 def run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Run:
     workdir: Path = tmp_path_factory.mktemp("accounting")
     settings = Settings(
-        kafka_bootstrap=kafka_bootstrap, topic_prefix=f"{SESSION_PREFIX}{uuid.uuid4().hex[:6]}-",
-        upstream_partitions=3, exceptions_partitions=3, detector_data_dir=workdir / "detector",
-        detector_metrics_port=free_port(), max_event_bytes=MAX_EVENT_BYTES,
+        kafka_bootstrap=kafka_bootstrap,
+        topic_prefix=f"{SESSION_PREFIX}{uuid.uuid4().hex[:6]}-",
+        upstream_partitions=3,
+        exceptions_partitions=3,
+        detector_data_dir=workdir / "detector",
+        detector_metrics_port=free_port(),
+        max_event_bytes=MAX_EVENT_BYTES,
     )
     asyncio.run(ensure_topics(settings))
     rng = random.Random(5)
@@ -99,7 +103,10 @@ def run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Run:
     finally:
         exit_code = detector.stop()
     return Run(
-        settings, valid, bad, metrics,
+        settings,
+        valid,
+        bad,
+        metrics,
         dlq=asyncio.run(read_topic(settings.kafka_bootstrap, settings.events_dlq_topic)),
         exceptions=asyncio.run(read_topic(settings.kafka_bootstrap, settings.exceptions_topic)),
         exit_code=exit_code,
@@ -117,8 +124,7 @@ def test_messages_in_equal_processed_plus_dead_lettered_per_topic(run: Run, sour
     assert consumed == valid + bad.total()  # every message published to the topic, read once
     assert (processed, dead_lettered) == (valid, bad.total())
     assert consumed == processed + dead_lettered
-    assert {kind: total(run.metrics, "loopgate_dlq_messages_total", topic=source, reason=kind)
-            for kind in bad} == bad
+    assert {kind: total(run.metrics, "loopgate_dlq_messages_total", topic=source, reason=kind) for kind in bad} == bad
     assert total(run.metrics, "loopgate_events_consumed_total", topic=source, type="invalid") == bad.total()
 
 
@@ -137,8 +143,9 @@ def test_every_bad_message_is_in_the_dlq_unchanged_with_its_reason(run: Run) -> 
 
 def test_every_valid_event_gave_exactly_its_records_and_every_bad_one_a_schema_violation(run: Run) -> None:
     violations = {
-        exception_id_for(f"{h['source-topic'].decode()}/{int(h['source-partition'])}/{int(h['source-offset'])}",
-                         "schema_violation")
+        exception_id_for(
+            f"{h['source-topic'].decode()}/{int(h['source-partition'])}/{int(h['source-offset'])}", "schema_violation"
+        )
         for h in (dict(m.headers) for m in run.dlq)
     }
     ids = [orjson.loads(m.value)["exception_id"] for m in run.exceptions]

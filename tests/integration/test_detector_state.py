@@ -20,19 +20,33 @@ pytestmark = pytest.mark.kafka
 
 def bid(event_id: str, value: float, previous: float) -> tuple[bytes, bytes]:
     doc: dict[str, Any] = {
-        "specversion": "1.0", "id": event_id, "source": "bidder/test", "type": "bid.adjusted",
-        "time": "2026-11-24T09:15:02Z", "subject": "cmp-state",
-        "data": {"campaign_id": "cmp-state", "line_item_id": "li-state", "client_id": "northwind",
-                 "platform": "ttd", "bid_cpm": value, "previous_bid_cpm": previous, "max_bid_cpm": 50.0,
-                 "currency": "EUR", "strategy": "target_cpa", "model_confidence": 0.95},
+        "specversion": "1.0",
+        "id": event_id,
+        "source": "bidder/test",
+        "type": "bid.adjusted",
+        "time": "2026-11-24T09:15:02Z",
+        "subject": "cmp-state",
+        "data": {
+            "campaign_id": "cmp-state",
+            "line_item_id": "li-state",
+            "client_id": "northwind",
+            "platform": "ttd",
+            "bid_cpm": value,
+            "previous_bid_cpm": previous,
+            "max_bid_cpm": 50.0,
+            "currency": "EUR",
+            "strategy": "target_cpa",
+            "model_confidence": 0.95,
+        },
     }
     return b"cmp-state", orjson.dumps(doc)
 
 
 def processed(settings: Settings, detector: ServiceProcess) -> bool:
     assert detector.alive(), detector.log()[-3000:]
-    lag = asyncio.run(consumer_group_lag(settings.kafka_bootstrap, settings.group(settings.detector_app_id),
-                                         [settings.bids_topic]))
+    lag = asyncio.run(
+        consumer_group_lag(settings.kafka_bootstrap, settings.group(settings.detector_app_id), [settings.bids_topic])
+    )
     return lag == 0
 
 
@@ -60,8 +74,7 @@ def test_baselines_are_recovered_after_a_restart(kafka_settings: Settings, tmp_p
     spike = bid("spike", 8.0, 7.9)  # about 30 standard deviations above 5.0; no jump, under the cap
     asyncio.run(produce(settings.kafka_bootstrap, settings.bids_topic, [*after, spike, *after[:2]]))
     try:
-        wait_until(lambda: processed(settings, detector), timeout=90, what="the events after the restart",
-                   interval=0.5)
+        wait_until(lambda: processed(settings, detector), timeout=90, what="the events after the restart", interval=0.5)
     finally:
         detector.stop()
 

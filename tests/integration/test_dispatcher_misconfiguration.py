@@ -135,14 +135,22 @@ async def register_token(database_url: str, secret: str) -> None:
     engine = create_async_engine(database_url)
     try:
         async with AsyncSession(engine) as session, session.begin():
-            session.add(TokenRow(id=uuid.uuid4().hex, name="dispatcher-late", role="service",
-                                 token_hash=hash_token(secret), created_at=dt.datetime.now(dt.UTC)))
+            session.add(
+                TokenRow(
+                    id=uuid.uuid4().hex,
+                    name="dispatcher-late",
+                    role="service",
+                    token_hash=hash_token(secret),
+                    created_at=dt.datetime.now(dt.UTC),
+                )
+            )
     finally:
         await engine.dispose()
 
 
 def test_a_wrong_token_holds_every_record_until_the_api_knows_it_then_all_are_delivered(
-    stack_factory: Callable[..., Stack], tmp_path: Path,
+    stack_factory: Callable[..., Stack],
+    tmp_path: Path,
 ) -> None:
     stack = stack_factory()
     stack.start("api")
@@ -166,7 +174,11 @@ def test_a_wrong_token_holds_every_record_until_the_api_knows_it_then_all_are_de
     ids=["wrong-token", "empty-token"],
 )
 def test_a_wrong_or_empty_token_holds_every_record_and_a_restart_with_the_right_one_delivers_all(
-    stack_factory: Callable[..., Stack], tmp_path: Path, token: str, reason: str, failed: str | None,
+    stack_factory: Callable[..., Stack],
+    tmp_path: Path,
+    token: str,
+    reason: str,
+    failed: str | None,
 ) -> None:
     stack = stack_factory()
     stack.start("api")
@@ -182,7 +194,8 @@ def test_a_wrong_or_empty_token_holds_every_record_and_a_restart_with_the_right_
 
 
 def test_nothing_listening_at_the_api_url_holds_every_record_until_the_api_starts_there(
-    stack_factory: Callable[..., Stack], tmp_path: Path,
+    stack_factory: Callable[..., Stack],
+    tmp_path: Path,
 ) -> None:
     stack = stack_factory()  # the API is not started yet: nothing listens at LOOPGATE_API_URL
     dispatcher = start_dispatcher(stack, tmp_path / "run")
@@ -197,7 +210,9 @@ def test_nothing_listening_at_the_api_url_holds_every_record_until_the_api_start
 
 @pytest.mark.parametrize("wrong_url", ["path", "port"])
 def test_a_wrong_api_url_holds_every_record_and_a_restart_at_the_right_url_delivers_all(
-    stack_factory: Callable[..., Stack], tmp_path: Path, wrong_url: str,
+    stack_factory: Callable[..., Stack],
+    tmp_path: Path,
+    wrong_url: str,
 ) -> None:
     stack = stack_factory()
     stack.start("api")
@@ -216,7 +231,8 @@ def test_a_wrong_api_url_holds_every_record_and_a_restart_at_the_right_url_deliv
 
 
 def test_an_idle_dispatcher_is_not_ready_with_a_wrong_token_and_ready_once_it_is_valid(
-    stack_factory: Callable[..., Stack], tmp_path: Path,
+    stack_factory: Callable[..., Stack],
+    tmp_path: Path,
 ) -> None:
     """Without a single record: the check at start and the checks while idle post an empty record
     (the API checks the token first: 401, then 422 once the token is valid), which stores nothing."""
@@ -229,8 +245,9 @@ def test_an_idle_dispatcher_is_not_ready_with_a_wrong_token_and_ready_once_it_is
     assert metric(s, "loopgate_dispatcher_misconfigured", reason="unauthorized") == 1
 
     asyncio.run(register_token(s.database_url, secret))
-    wait_until(lambda: readyz(s) == (200, {"status": "ready"}), timeout=60, what="the dispatcher to be ready",
-               interval=0.2)
+    wait_until(
+        lambda: readyz(s) == (200, {"status": "ready"}), timeout=60, what="the dispatcher to be ready", interval=0.2
+    )
     assert metric(s, "loopgate_dispatcher_misconfigured") == 0
     assert stored_ids(stack) == set()
     records = publish(s)

@@ -42,13 +42,18 @@ def test_a_record_whose_dead_lettering_fails_is_retried_not_skipped(
     later = [record() for _ in range(2)]
 
     def publish(records: list[dict[str, object]]) -> None:  # one key: one partition, in this order
-        asyncio.run(produce(s.kafka_bootstrap, s.exceptions_topic, [(b"one-partition", orjson.dumps(r))
-                                                                    for r in records]))
+        asyncio.run(
+            produce(s.kafka_bootstrap, s.exceptions_topic, [(b"one-partition", orjson.dumps(r)) for r in records])
+        )
 
     publish([good[0], bad, *good[1:]])
     dispatcher = stack.processes["dispatcher"]
-    wait_until(lambda: "fetching it again" in dispatcher.log(), timeout=90,
-               what="the failed dead-lettering to be noticed", interval=0.5)
+    wait_until(
+        lambda: "fetching it again" in dispatcher.log(),
+        timeout=90,
+        what="the failed dead-lettering to be noticed",
+        interval=0.5,
+    )
     publish(later)  # records behind it must not carry the commit past it
     asyncio.run(ensure_topics(s, {s.exceptions_dlq_topic: 1}))
 

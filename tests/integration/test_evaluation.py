@@ -10,9 +10,20 @@ from loopgate_tools.evaluation import Evaluation, run_evaluation
 pytestmark = pytest.mark.kafka
 
 THRESHOLD_RULES = [
-    "bad_flight", "bid_jump", "bid_over_cap", "brand_safety", "brand_voice", "caption_too_long",
-    "claim_verification", "click_url", "constraint", "delivery_stalled", "domain_not_allowed", "overspend",
-    "pacing_off", "size_mismatch",
+    "bad_flight",
+    "bid_jump",
+    "bid_over_cap",
+    "brand_safety",
+    "brand_voice",
+    "caption_too_long",
+    "claim_verification",
+    "click_url",
+    "constraint",
+    "delivery_stalled",
+    "domain_not_allowed",
+    "overspend",
+    "pacing_off",
+    "size_mismatch",
 ]
 ANOMALY_RULES = ["bid_anomaly", "delivery_anomaly"]
 
@@ -20,8 +31,9 @@ ANOMALY_RULES = ["bid_anomaly", "delivery_anomaly"]
 @pytest.fixture(scope="module")
 def evaluation(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str) -> Evaluation:
     settings = Settings(kafka_bootstrap=kafka_bootstrap, upstream_partitions=3, exceptions_partitions=3)
-    return run_evaluation(settings, count=30_000, anomaly_share=0.05, seed=11,
-                          workdir=tmp_path_factory.mktemp("evaluation"))
+    return run_evaluation(
+        settings, count=30_000, anomaly_share=0.05, seed=11, workdir=tmp_path_factory.mktemp("evaluation")
+    )
 
 
 def test_every_rule_was_exercised(evaluation: Evaluation) -> None:

@@ -28,8 +28,12 @@ def bid(event_id: str, value: float, line_item: str = "li-1") -> bytes:
 def delivery(event_id: str, impressions: int, placement: str = "plc-1") -> bytes:
     doc = json.loads((CONTRACT_EXAMPLES / "delivery-report.json").read_text())
     doc["id"] = event_id
-    doc["data"].update(placement_id=placement, impressions=impressions, clicks=impressions // 100,
-                       booked_impressions_per_hour=impressions)
+    doc["data"].update(
+        placement_id=placement,
+        impressions=impressions,
+        clicks=impressions // 100,
+        booked_impressions_per_hour=impressions,
+    )
     return json.dumps(doc).encode()
 
 
@@ -41,17 +45,29 @@ def rules(source: str, value: bytes, table: dict[str, Any], *, partition: int = 
 
 
 GARBAGE = [
-    "x", [], [1], {"a": 1}, [0, 3, None, 0.1], [0, 3, 5.0, None, 0], [0, 3, math.nan, 0.1],
-    [0, 3, 5.0, math.inf], [0, 3, 5.0, -1.0], [0, 3, "5", 0.1], [0, True, 5.0, 0.1], [0, 3, 5.0, 0.1, 0, 1, 2],
-    [0, 2**70, 5.0, 0.1], [0, -3, 5.0, 0.1],
+    "x",
+    [],
+    [1],
+    {"a": 1},
+    [0, 3, None, 0.1],
+    [0, 3, 5.0, None, 0],
+    [0, 3, math.nan, 0.1],
+    [0, 3, 5.0, math.inf],
+    [0, 3, 5.0, -1.0],
+    [0, 3, "5", 0.1],
+    [0, True, 5.0, 0.1],
+    [0, 3, 5.0, 0.1, 0, 1, 2],
+    [0, 2**70, 5.0, 0.1],
+    [0, -3, 5.0, 0.1],
 ]
 
 
 @pytest.mark.parametrize("garbage", GARBAGE, ids=repr)
 def test_an_unreadable_bid_baseline_is_discarded_counted_and_replaced(garbage: Any) -> None:
     table: dict[str, Any] = {"li-1": garbage}
-    outcome = DETECTOR.process(topics.BIDS, bid("e1", 5.0), topic=topics.BIDS, partition=0, offset=9,
-                               bid_baselines=table)
+    outcome = DETECTOR.process(
+        topics.BIDS, bid("e1", 5.0), topic=topics.BIDS, partition=0, offset=9, bid_baselines=table
+    )
     assert outcome.rejected is None and outcome.discarded_states == 1
     assert table["li-1"][:5] == [9, 1, 5.0, 0.0, 0]  # a fresh baseline from this event, on partition 0
 
@@ -59,8 +75,14 @@ def test_an_unreadable_bid_baseline_is_discarded_counted_and_replaced(garbage: A
 @pytest.mark.parametrize("garbage", ["x", [0, 3, 5.0, 0.1, 3, math.nan, 0.1], [1, 2, 3]], ids=repr)
 def test_an_unreadable_delivery_baseline_is_discarded_and_counted(garbage: Any) -> None:
     table: dict[str, Any] = {"plc-1": garbage}
-    outcome = DETECTOR.process(topics.TRAFFICKING, delivery("d1", 1000), topic=topics.TRAFFICKING, partition=2,
-                               offset=4, delivery_baselines=table)
+    outcome = DETECTOR.process(
+        topics.TRAFFICKING,
+        delivery("d1", 1000),
+        topic=topics.TRAFFICKING,
+        partition=2,
+        offset=4,
+        delivery_baselines=table,
+    )
     assert outcome.rejected is None and outcome.discarded_states == 1
     assert table["plc-1"][0] == 4 and table["plc-1"][7] == 2
 

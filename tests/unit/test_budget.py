@@ -119,8 +119,15 @@ def test_a_megabyte_of_small_extra_fields_is_cut_to_fit() -> None:
 
 
 def test_text_fields_are_cut_to_what_the_api_accepts_and_fingerprints_stay_distinct() -> None:
-    fields = {"summary": "s" * 5000, "subject": "x\x00" * 400, "client_id": "c" * 300, "event_type": "t",
-              "fingerprint": "rule:" + "p" * 600, "observed": {"claims": ["c" * 5000] * 100}, "score": math.inf}
+    fields = {
+        "summary": "s" * 5000,
+        "subject": "x\x00" * 400,
+        "client_id": "c" * 300,
+        "event_type": "t",
+        "fingerprint": "rule:" + "p" * 600,
+        "observed": {"claims": ["c" * 5000] * 100},
+        "score": math.inf,
+    }
     fitted = fit_fields(fields)
     assert len(fitted["summary"]) == 1000 and len(fitted["subject"]) == 255 and len(fitted["client_id"]) == 255
     assert "\x00" not in fitted["subject"]
@@ -148,9 +155,11 @@ def test_a_dead_letter_is_cut_to_fit_the_producer_and_says_so(key_len: int, valu
 
 # --- the records themselves, through the detector -----------------------------------------------
 
+
 def records_for(source: str, doc: dict[str, Any]) -> list[ExceptionRecord]:
-    outcome = DETECTOR.process(source, orjson.dumps(doc), topic=source, partition=0, offset=1,
-                               now=datetime(2026, 11, 24, tzinfo=UTC))
+    outcome = DETECTOR.process(
+        source, orjson.dumps(doc), topic=source, partition=0, offset=1, now=datetime(2026, 11, 24, tzinfo=UTC)
+    )
     assert outcome.rejected is None
     return outcome.records
 
@@ -167,8 +176,12 @@ def assert_storable(record: ExceptionRecord) -> dict[str, Any]:
 
 def test_a_critical_brand_safety_record_survives_a_huge_claim_and_model_name() -> None:
     doc = example("content-generated.json")
-    doc["data"].update(brand_safety_score=0.1, model="m" * 5000, product_claims=["claim " * 150_000],
-                       ignored={"nul": "\x00", "deep": nested(40)})
+    doc["data"].update(
+        brand_safety_score=0.1,
+        model="m" * 5000,
+        product_claims=["claim " * 150_000],
+        ignored={"nul": "\x00", "deep": nested(40)},
+    )
     records = records_for(topics.CONTENT, doc)
     assert {"brand_safety", "claim_verification"} <= {r.rule_id for r in records}
     for record in records:

@@ -34,16 +34,33 @@ M = Misconfiguration
 @pytest.mark.parametrize(
     ("status", "verdict", "cause"),
     [
-        (200, ACCEPTED, None), (201, ACCEPTED, None),
-        (400, REJECTED, None), (409, REJECTED, None), (413, REJECTED, None), (422, REJECTED, None),
-        (408, RETRY, None), (425, RETRY, None), (429, RETRY, None),
-        (500, RETRY, None), (502, RETRY, None), (503, RETRY, None), (504, RETRY, None),
-        (401, MISCONFIGURED, M.UNAUTHORIZED), (403, MISCONFIGURED, M.FORBIDDEN),
-        (404, MISCONFIGURED, M.WRONG_URL), (405, MISCONFIGURED, M.WRONG_URL), (410, MISCONFIGURED, M.WRONG_URL),
-        (301, MISCONFIGURED, M.WRONG_URL), (307, MISCONFIGURED, M.WRONG_URL), (308, MISCONFIGURED, M.WRONG_URL),
-        (402, MISCONFIGURED, M.UNEXPECTED_STATUS), (407, MISCONFIGURED, M.UNEXPECTED_STATUS),
-        (415, MISCONFIGURED, M.UNEXPECTED_STATUS), (418, MISCONFIGURED, M.UNEXPECTED_STATUS),
-        (451, MISCONFIGURED, M.UNEXPECTED_STATUS), (101, MISCONFIGURED, M.UNEXPECTED_STATUS),
+        (200, ACCEPTED, None),
+        (201, ACCEPTED, None),
+        (400, REJECTED, None),
+        (409, REJECTED, None),
+        (413, REJECTED, None),
+        (422, REJECTED, None),
+        (408, RETRY, None),
+        (425, RETRY, None),
+        (429, RETRY, None),
+        (500, RETRY, None),
+        (502, RETRY, None),
+        (503, RETRY, None),
+        (504, RETRY, None),
+        (401, MISCONFIGURED, M.UNAUTHORIZED),
+        (403, MISCONFIGURED, M.FORBIDDEN),
+        (404, MISCONFIGURED, M.WRONG_URL),
+        (405, MISCONFIGURED, M.WRONG_URL),
+        (410, MISCONFIGURED, M.WRONG_URL),
+        (301, MISCONFIGURED, M.WRONG_URL),
+        (307, MISCONFIGURED, M.WRONG_URL),
+        (308, MISCONFIGURED, M.WRONG_URL),
+        (402, MISCONFIGURED, M.UNEXPECTED_STATUS),
+        (407, MISCONFIGURED, M.UNEXPECTED_STATUS),
+        (415, MISCONFIGURED, M.UNEXPECTED_STATUS),
+        (418, MISCONFIGURED, M.UNEXPECTED_STATUS),
+        (451, MISCONFIGURED, M.UNEXPECTED_STATUS),
+        (101, MISCONFIGURED, M.UNEXPECTED_STATUS),
     ],
 )
 def test_each_status_has_one_verdict(status: int, verdict: Verdict, cause: Misconfiguration | None) -> None:
@@ -144,8 +161,26 @@ def untrusted_tls(tmp_path: Path) -> ssl.SSLContext:
     if shutil.which("openssl") is None:
         pytest.skip("needs the openssl command for a certificate")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                    str(cert), "-days", "1", "-subj", "/CN=localhost"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ],
+        check=True,
+        capture_output=True,
+    )
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     return context

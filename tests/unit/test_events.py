@@ -124,19 +124,39 @@ NUMBER_FIELDS = [  # (example, field, a value out of bounds, the reason's start)
     ("bid-adjusted.json", "bid_cpm", b"-0.01", "data.bid_cpm: Input should be greater than or equal to 0"),
     ("bid-adjusted.json", "model_confidence", b"NaN", "data.model_confidence: Input should be a finite number"),
     ("budget-pacing.json", "daily_budget", b"-1", "data.daily_budget: Input should be greater than or equal to 0"),
-    ("budget-pacing.json", "expected_spend_to_date", b"1e400",
-     "data.expected_spend_to_date: Input should be a finite number"),
-    ("delivery-report.json", "booked_impressions_per_hour", b"18446744073709551616",
-     "data.booked_impressions_per_hour: Input should be less than 9007199254740992"),
+    (
+        "budget-pacing.json",
+        "expected_spend_to_date",
+        b"1e400",
+        "data.expected_spend_to_date: Input should be a finite number",
+    ),
+    (
+        "delivery-report.json",
+        "booked_impressions_per_hour",
+        b"18446744073709551616",
+        "data.booked_impressions_per_hour: Input should be less than 9007199254740992",
+    ),
     ("delivery-report.json", "clicks", b"9007199254740992", "data.clicks: Input should be less than 9007199254740992"),
     ("delivery-report.json", "impressions", b"-1", "data.impressions: Input should be greater than or equal to 0"),
     ("delivery-report.json", "impressions", b"1" + b"0" * 30, "data.impressions: Input should be less than"),
-    ("placement-trafficked.json", "creative_width", b"-300",
-     "data.creative_width: Input should be greater than or equal to 0"),
-    ("placement-trafficked.json", "slot_height", b"99999999999999999999",
-     "data.slot_height: Input should be less than 9007199254740992"),
-    ("content-generated.json", "brand_safety_score", b"-1e309",
-     "data.brand_safety_score: Input should be a finite number"),
+    (
+        "placement-trafficked.json",
+        "creative_width",
+        b"-300",
+        "data.creative_width: Input should be greater than or equal to 0",
+    ),
+    (
+        "placement-trafficked.json",
+        "slot_height",
+        b"99999999999999999999",
+        "data.slot_height: Input should be less than 9007199254740992",
+    ),
+    (
+        "content-generated.json",
+        "brand_safety_score",
+        b"-1e309",
+        "data.brand_safety_score: Input should be a finite number",
+    ),
 ]
 TOPIC_OF = {name: topic for name, (topic, _) in VALID.items()}
 
@@ -158,8 +178,9 @@ def test_a_number_out_of_bounds_is_a_schema_violation_naming_the_field(
 
 
 def test_the_largest_count_and_huge_finite_money_are_legal() -> None:
-    event = parse_event(topics.TRAFFICKING, _with_raw_number("delivery-report.json", "impressions",
-                                                             str(2**53 - 1).encode()))
+    event = parse_event(
+        topics.TRAFFICKING, _with_raw_number("delivery-report.json", "impressions", str(2**53 - 1).encode())
+    )
     assert event.data.impressions == 2**53 - 1  # type: ignore[attr-defined]
     event = parse_event(topics.BIDS, _with_raw_number("bid-adjusted.json", "bid_cpm", b"1e160"))
     assert event.data.bid_cpm == 1e160  # type: ignore[attr-defined]

@@ -11,13 +11,21 @@ from loopgate.detector.processing import Detector
 from loopgate_tools.simulator.generator import SimEvent, generate
 
 
-def run(detector: Detector, events: list[tuple[int, SimEvent]], bids: dict[str, Any],
-        delivery: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+def run(
+    detector: Detector, events: list[tuple[int, SimEvent]], bids: dict[str, Any], delivery: dict[str, Any]
+) -> dict[str, list[dict[str, Any]]]:
     """Records per event id, without detected_at (the one field that is the time of processing)."""
     out: dict[str, list[dict[str, Any]]] = {}
     for offset, ev in events:
-        outcome = detector.process(ev.topic, ev.value, topic=ev.topic, partition=0, offset=offset,
-                                   bid_baselines=bids, delivery_baselines=delivery)
+        outcome = detector.process(
+            ev.topic,
+            ev.value,
+            topic=ev.topic,
+            partition=0,
+            offset=offset,
+            bid_baselines=bids,
+            delivery_baselines=delivery,
+        )
         out[ev.event_id] = [r.model_dump(mode="json", exclude={"detected_at"}) for r in outcome.records]
     return out
 

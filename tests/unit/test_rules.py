@@ -32,8 +32,9 @@ def detector() -> Detector:
 
 
 def fire(detector: Detector, topic: str, doc: dict[str, Any]) -> list[ExceptionRecord]:
-    out = detector.process(topic, json.dumps(doc).encode(), topic=topic, partition=0, offset=7,
-                           bid_baselines={}, delivery_baselines={})
+    out = detector.process(
+        topic, json.dumps(doc).encode(), topic=topic, partition=0, offset=7, bid_baselines={}, delivery_baselines={}
+    )
     assert out.rejected is None
     return out.records
 
@@ -66,26 +67,31 @@ def test_bid_over_cap_raises_one_high_exception_with_an_actionable_summary(detec
     assert record.event_ref is not None and (record.event_ref.partition, record.event_ref.offset) == (0, 7)
 
 
-@pytest.mark.parametrize(("bid", "previous", "fires"), [(4.0, 1.9, True), (4.0, 2.0, False), (1.9, 4.0, True),
-                                                        (2.0, 4.0, False)])
-def test_bid_jump_fires_strictly_beyond_two_x_or_half(detector: Detector, bid: float, previous: float,
-                                                      fires: bool) -> None:
+@pytest.mark.parametrize(
+    ("bid", "previous", "fires"), [(4.0, 1.9, True), (4.0, 2.0, False), (1.9, 4.0, True), (2.0, 4.0, False)]
+)
+def test_bid_jump_fires_strictly_beyond_two_x_or_half(
+    detector: Detector, bid: float, previous: float, fires: bool
+) -> None:
     records = fire(detector, topics.BIDS, example("bid-adjusted.json", bid_cpm=bid, previous_bid_cpm=previous))
     assert rules(records) == (["bid_jump"] if fires else [])
 
 
 def test_overspend_is_critical_and_also_pacing_off_when_far_ahead(detector: Detector) -> None:
-    records = fire(detector, topics.BIDS, example("budget-pacing.json", spend_to_date=1600.0,
-                                                  expected_spend_to_date=1000.0))
+    records = fire(
+        detector, topics.BIDS, example("budget-pacing.json", spend_to_date=1600.0, expected_spend_to_date=1000.0)
+    )
     assert rules(records) == ["overspend", "pacing_off"]
     assert {r.rule_id: r.severity for r in records}["overspend"] is Severity.CRITICAL
 
 
 def test_pacing_off_needs_a_positive_expected_spend(detector: Detector) -> None:
-    assert rules(fire(detector, topics.BIDS, example("budget-pacing.json", spend_to_date=800.0,
-                                                     expected_spend_to_date=600.0))) == ["pacing_off"]
-    assert fire(detector, topics.BIDS, example("budget-pacing.json", spend_to_date=10.0,
-                                               expected_spend_to_date=0.0)) == []
+    assert rules(
+        fire(detector, topics.BIDS, example("budget-pacing.json", spend_to_date=800.0, expected_spend_to_date=600.0))
+    ) == ["pacing_off"]
+    assert (
+        fire(detector, topics.BIDS, example("budget-pacing.json", spend_to_date=10.0, expected_spend_to_date=0.0)) == []
+    )
 
 
 def test_a_constraint_violation_always_raises(detector: Detector) -> None:
@@ -115,8 +121,14 @@ def test_a_client_without_an_allow_list_is_not_checked_for_domains(detector: Det
 def test_delivery_stalled_when_zero_impressions_were_booked_for(detector: Detector) -> None:
     [record] = fire(detector, topics.TRAFFICKING, example("delivery-report.json", impressions=0, clicks=0))
     assert (record.rule_id, record.severity, record.subject) == ("delivery_stalled", Severity.HIGH, "plc-9001")
-    assert fire(detector, topics.TRAFFICKING, example("delivery-report.json", impressions=0, clicks=0,
-                                                      booked_impressions_per_hour=0)) == []
+    assert (
+        fire(
+            detector,
+            topics.TRAFFICKING,
+            example("delivery-report.json", impressions=0, clicks=0, booked_impressions_per_hour=0),
+        )
+        == []
+    )
 
 
 @pytest.mark.parametrize(
@@ -153,8 +165,7 @@ def test_the_same_event_redelivered_gives_the_same_exception_ids(detector: Detec
 
 
 def test_a_malformed_message_becomes_one_grouped_data_quality_record(detector: Detector) -> None:
-    out = detector.process(topics.BIDS, b'{"specversion": "1.0"', topic="bid-management.events", partition=2,
-                           offset=99)
+    out = detector.process(topics.BIDS, b'{"specversion": "1.0"', topic="bid-management.events", partition=2, offset=99)
     assert out.rejected is not None and out.rejected.kind == "invalid_json"
     [record] = out.records
     assert record.rule_id == "schema_violation"

@@ -18,9 +18,11 @@ def test_sampled_share_per_source_is_within_ten_percent_of_the_formula() -> None
         confidence = orjson.loads(ev.value)["data"].get("model_confidence")
         base = cfg.base_rate(ev.topic)
         predicted[ev.topic] = predicted.get(ev.topic, 0.0) + sampling_rate(
-            base, confidence, low_confidence=cfg.low_confidence, boost=cfg.boost)
+            base, confidence, low_confidence=cfg.low_confidence, boost=cfg.boost
+        )
         sampled[ev.topic] = sampled.get(ev.topic, 0) + sample_for_audit(
-            ev.event_id, confidence, base, low_confidence=cfg.low_confidence, boost=cfg.boost)
+            ev.event_id, confidence, base, low_confidence=cfg.low_confidence, boost=cfg.boost
+        )
         events[ev.topic] = events.get(ev.topic, 0) + 1
     assert set(events) == {"bid-management.events", "trafficking.events", "content-pipeline.events"}
     for topic in events:

@@ -35,8 +35,12 @@ DETECTOR = Detector(load_detection_config(), max_event_bytes=MAX_BYTES)
 
 upstream_topics = st.sampled_from(sorted(TOPIC_TYPES))
 json_leaves = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.integers(min_value=2**63, max_value=2**80),
-    st.floats(), st.text(max_size=30),  # NaN and Infinity too: json.dumps writes them
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(min_value=2**63, max_value=2**80),
+    st.floats(),
+    st.text(max_size=30),  # NaN and Infinity too: json.dumps writes them
 )
 json_values = st.recursive(
     json_leaves,
@@ -77,17 +81,18 @@ messages = st.one_of(
     mutated_events(),  # wrong types, missing fields, unknown extras (some still valid)
     st.sampled_from(VALID).map(orjson.dumps),  # valid events, often of another topic's type
     st.builds(with_extra, st.sampled_from(FIRING), st.text(max_size=8), json_values),  # still valid
-    st.builds(lambda doc, t: json.dumps({**doc, "type": t}).encode(), st.sampled_from(VALID),
-              st.text(min_size=1, max_size=3000)),  # unknown event types, some very long
+    st.builds(
+        lambda doc, t: json.dumps({**doc, "type": t}).encode(),
+        st.sampled_from(VALID),
+        st.text(min_size=1, max_size=3000),
+    ),  # unknown event types, some very long
     mutated_events().map(lambda b: b.replace(b'"', b'"\xff', 1)),  # invalid UTF-8 inside JSON
 )
 
 
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(topic=upstream_topics, value=messages)
-def test_validation_returns_an_event_of_the_topic_or_rejects_with_a_known_kind(
-    topic: str, value: bytes
-) -> None:
+def test_validation_returns_an_event_of_the_topic_or_rejects_with_a_known_kind(topic: str, value: bytes) -> None:
     try:
         event = parse_event(topic, value, max_bytes=MAX_BYTES)
     except EventRejected as rejected:
@@ -102,8 +107,9 @@ def test_validation_returns_an_event_of_the_topic_or_rejects_with_a_known_kind(
 @given(topic=upstream_topics, value=messages)
 @example(topic=FIRST_FIRING.topic, value=with_extra(orjson.loads(FIRST_FIRING.value), "x", float("nan")))
 def test_the_detector_turns_every_message_into_records_or_a_dead_letter(topic: str, value: bytes) -> None:
-    outcome = DETECTOR.process(topic, value, topic=f"t-{topic}", partition=1, offset=7,
-                               bid_baselines={}, delivery_baselines={})
+    outcome = DETECTOR.process(
+        topic, value, topic=f"t-{topic}", partition=1, offset=7, bid_baselines={}, delivery_baselines={}
+    )
     for record in outcome.records:  # what the app serializes and the API validates
         ExceptionRecord.model_validate(orjson.loads(orjson.dumps(record.model_dump(mode="json"))))
     if outcome.rejected is not None:

@@ -9,8 +9,11 @@ from loopgate_tools.demo import demo_report
 from loopgate_tools.evaluation import evaluate
 from loopgate_tools.simulator.cli import simulate
 
-app = typer.Typer(help="Tools around Loopgate: simulate traffic, evaluate detection, benchmark, report a demo.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Tools around Loopgate: simulate traffic, evaluate detection, benchmark, report a demo.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 app.command()(simulate)
 app.command()(evaluate)
 app.command()(bench)

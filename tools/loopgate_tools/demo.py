@@ -83,14 +83,20 @@ def demo_report(
     consumed: Counter[tuple[str, str]] = Counter()
     for labels, value in detector.get("loopgate_events_consumed_total", []):
         consumed[(labels["topic"], labels["type"])] += int(value)
-    table("Events processed per source", sorted((t, ty, n) for (t, ty), n in consumed.items()),
-          ("topic", "type", "events"))
+    table(
+        "Events processed per source",
+        sorted((t, ty, n) for (t, ty), n in consumed.items()),
+        ("topic", "type", "events"),
+    )
 
     dead: Counter[tuple[str, str]] = Counter()
     for labels, value in detector.get("loopgate_dlq_messages_total", []):
         dead[(labels["topic"], labels["reason"])] += int(value)
-    table("Dead-lettered to events.dlq (not a valid event of their topic)",
-          sorted((t, r, n) for (t, r), n in dead.items()) or [("-", "-", 0)], ("topic", "reason", "messages"))
+    table(
+        "Dead-lettered to events.dlq (not a valid event of their topic)",
+        sorted((t, r, n) for (t, r), n in dead.items()) or [("-", "-", 0)],
+        ("topic", "reason", "messages"),
+    )
 
     raised: Counter[str] = Counter()
     for labels, value in detector.get("loopgate_exceptions_raised_total", []):
@@ -100,18 +106,23 @@ def demo_report(
         for line in ground_truth.read_text().splitlines():
             for rule in json.loads(line).get("expected_rules", []):
                 injected[rule] += 1
-    table("Exceptions raised per rule (detector) vs injected (simulator ground truth)",
-          sorted(((r, raised[r], injected.get(r, "-")) for r in raised | injected), key=lambda x: -int(x[1])),
-          ("rule", "raised", "injected"))
+    table(
+        "Exceptions raised per rule (detector) vs injected (simulator ground truth)",
+        sorted(((r, raised[r], injected.get(r, "-")) for r in raised | injected), key=lambda x: -int(x[1])),
+        ("rule", "raised", "injected"),
+    )
 
-    with httpx.Client(base_url=settings.api_url, headers={"authorization": f"Bearer {operator_token}"},
-                      timeout=10) as http:
+    with httpx.Client(
+        base_url=settings.api_url, headers={"authorization": f"Bearer {operator_token}"}, timeout=10
+    ) as http:
         open_items = list_all(http, status="open")
         by_rule = Counter((e["severity"], e["rule_id"]) for e in open_items)
-        table(f"Open in the API: {len(open_items)} exceptions "
-              f"({sum(e['occurrences'] for e in open_items)} firings grouped by rule and subject)",
-              sorted(((s, r, n) for (s, r), n in by_rule.items()), key=lambda x: SEVERITY_ORDER.index(x[0])),
-              ("severity", "rule", "open"))
+        table(
+            f"Open in the API: {len(open_items)} exceptions "
+            f"({sum(e['occurrences'] for e in open_items)} firings grouped by rule and subject)",
+            sorted(((s, r, n) for (s, r), n in by_rule.items()), key=lambda x: SEVERITY_ORDER.index(x[0])),
+            ("severity", "rule", "open"),
+        )
         if not open_items:
             typer.echo("\nnothing open to resolve")
             return
@@ -121,8 +132,11 @@ def demo_report(
         if target["rule_id"] == "bid_over_cap":
             cap = (target.get("threshold") or {}).get("max_bid_cpm")
             bid = (target.get("observed") or {}).get("bid_cpm")
-            body = {"decision": "corrected", "reason": "demo: bid set back to the cap",
-                    "correction": {"bid_cpm": {"before": bid, "after": cap}}}
+            body = {
+                "decision": "corrected",
+                "reason": "demo: bid set back to the cap",
+                "correction": {"bid_cpm": {"before": bid, "after": cap}},
+            }
         answer = http.post(f"/v1/exceptions/{target['id']}/resolve", json=body)
         typer.echo(f"  POST /v1/exceptions/{target['id']}/resolve -> {answer.status_code}")
 
@@ -131,8 +145,10 @@ def demo_report(
         records = asyncio.run(read_topic(settings.kafka_bootstrap, settings.outcomes_topic))
         mine = [r for r in records if r.key == target["id"].encode()]
         if mine:
-            typer.echo(f"\nOutcome read back from {settings.outcomes_topic} "
-                       f"(partition {mine[-1].partition}, offset {mine[-1].offset}):")
+            typer.echo(
+                f"\nOutcome read back from {settings.outcomes_topic} "
+                f"(partition {mine[-1].partition}, offset {mine[-1].offset}):"
+            )
             typer.echo(orjson.dumps(orjson.loads(mine[-1].value or b"null"), option=orjson.OPT_INDENT_2).decode())
             return
         time.sleep(0.5)

@@ -131,16 +131,26 @@ def unique_records(records: Iterable[bytes]) -> list[dict[str, Any]]:
 
 
 def run_evaluation(
-    base: Settings, *, count: int, anomaly_share: float, seed: int, workdir: Path, timeout: float = 600,
+    base: Settings,
+    *,
+    count: int,
+    anomaly_share: float,
+    seed: int,
+    workdir: Path,
+    timeout: float = 600,
     progress: Reporter | None = None,
 ) -> Evaluation:
     """Simulate, detect and score on fresh topics of the real broker; removes the topics after.
     `progress` shows each stage (generate, publish, detect, read back, score)."""
     progress = progress or Reporter.silent()
     prefix = f"eval-{uuid.uuid4().hex[:8]}-"
-    settings = base.model_copy(update={
-        "topic_prefix": prefix, "detector_metrics_port": free_port(), "detector_data_dir": workdir / "detector",
-    })
+    settings = base.model_copy(
+        update={
+            "topic_prefix": prefix,
+            "detector_metrics_port": free_port(),
+            "detector_data_dir": workdir / "detector",
+        }
+    )
     config = load_detection_config(settings.detection_config)
     with progress.stage("generating", total=count) as stage:
         events = []
@@ -159,8 +169,9 @@ def run_evaluation(
             def done() -> bool:
                 if not detector.alive():
                     raise RuntimeError(f"the detector exited:\n{detector.log()[-3000:]}")
-                lag = asyncio.run(consumer_group_lag(settings.kafka_bootstrap,
-                                                     settings.group(settings.detector_app_id), upstream))
+                lag = asyncio.run(
+                    consumer_group_lag(settings.kafka_bootstrap, settings.group(settings.detector_app_id), upstream)
+                )
                 stage.update(processed_count(count, lag))
                 return lag == 0
 
@@ -188,8 +199,8 @@ def evaluate(
     """Measure per-rule precision and recall, and audit-sampled shares, on the real broker."""
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="loopgate-eval-") as tmp, Reporter.stderr() as progress:
-        result = run_evaluation(get_settings(), count=count, anomaly_share=anomaly_share, seed=seed,
-                                workdir=Path(tmp), progress=progress)
-    typer.echo(f"{result.events} events, {result.records} exception records, "
-               f"{time.monotonic() - started:.0f} s\n")
+        result = run_evaluation(
+            get_settings(), count=count, anomaly_share=anomaly_share, seed=seed, workdir=Path(tmp), progress=progress
+        )
+    typer.echo(f"{result.events} events, {result.records} exception records, {time.monotonic() - started:.0f} s\n")
     typer.echo(result.table())

@@ -100,8 +100,7 @@ class ServiceProcess:
 def run_cli(settings: Settings, *args: str, timeout: float = 120, command: list[str] = LOOPGATE) -> str:
     """Run one `loopgate ...` command (or `loopgate-tools ...`, with `command=LOOPGATE_TOOLS`) with these
     settings; its stdout, or RuntimeError."""
-    out = subprocess.run([*command, *args], env=settings_env(settings), capture_output=True, text=True,
-                         timeout=timeout)
+    out = subprocess.run([*command, *args], env=settings_env(settings), capture_output=True, text=True, timeout=timeout)
     if out.returncode != 0:
         name = "loopgate-tools" if command is LOOPGATE_TOOLS else "loopgate"
         raise RuntimeError(f"{name} {' '.join(args)} exited {out.returncode}:\n{out.stdout}\n{out.stderr}")

@@ -47,8 +47,9 @@ async def ensure_topics(
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [NewTopic(name, n, 1, topic_configs=configs or {}) for name, n in wanted.items()
-                   if name not in existing]
+        missing = [
+            NewTopic(name, n, 1, topic_configs=configs or {}) for name, n in wanted.items() if name not in existing
+        ]
         if missing:
             try:
                 await admin.create_topics(missing)

@@ -84,9 +84,7 @@ OUTBOX_PENDING = Gauge("loopgate_outbox_pending", "Outcomes committed but not ye
 EXCEPTION_TRANSITIONS = Counter(
     "loopgate_exception_transitions_total", "State changes of exceptions, by action", ["action"]
 )
-SLA_BREACHES = Counter(
-    "loopgate_sla_breaches_total", "Exceptions escalated for breaching an SLA", ["severity", "sla"]
-)
+SLA_BREACHES = Counter("loopgate_sla_breaches_total", "Exceptions escalated for breaching an SLA", ["severity", "sla"])
 OUTBOX_PUBLISH_FAILURES = Counter(
     "loopgate_outbox_publish_failures_total", "Failed attempts to publish pending outcomes to Kafka"
 )

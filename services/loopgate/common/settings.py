@@ -88,7 +88,8 @@ class Settings(BaseSettings):
     api_url: str = Field(default="http://127.0.0.1:8000", description="Where the dispatcher finds the resolution API.")
     api_token: str = Field(
         default="",
-        description="The dispatcher's bearer token, a `service` token from `loopgate api tokens create --role service`.",
+        description="The dispatcher's bearer token: a `service` token from "
+        "`loopgate api tokens create --role service`.",
     )
     dispatch_concurrency: int = Field(default=32, ge=1, description="Records the dispatcher posts at once.")
     retry_initial_seconds: float = Field(default=0.2, gt=0, description="First wait before the dispatcher retries.")

@@ -77,6 +77,7 @@ class TableBatch:
         self.producer = producer
         self.partition = 0
         self.dirty: dict[str, int] = {}
+        self.sent: list[tuple[str, bytes, bytes, int]] = []  # (topic, key, value, partition) per future of flush
         self.before: dict[str, Any] = {}  # each key's value before this batch (_ABSENT: none)
 
     def get(self, key: str) -> Any:  # whatever the changelog held: processing.read_stored checks it
@@ -93,8 +94,10 @@ class TableBatch:
         send, topic, store = self.producer.send, self.topic, self.store
         futures = []
         for key, partition in self.dirty.items():
+            record = (topic, orjson.dumps(key), orjson.dumps(store[key]), partition)
             try:
-                futures.append(await send(topic, orjson.dumps(key), orjson.dumps(store[key]), partition, None, None))
+                futures.append(await send(*record, None, None))
+                self.sent.append(record)
             except Exception as err:
                 if not record_error(err):
                     raise
@@ -113,15 +116,20 @@ class TableBatch:
                 self.store[key] = value
         self.before.clear()
         self.dirty.clear()
+        self.sent.clear()
 
 
 _ABSENT = object()
 # Produce errors about the record itself: retrying can never succeed, so they are the message's alone.
 RECORD_ERRORS = (
-    MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError, CorruptRecordException,
-    InvalidTimestampError, UnsupportedForMessageFormatError,
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+    RecordListTooLargeError,
+    CorruptRecordException,
+    InvalidTimestampError,
+    UnsupportedForMessageFormatError,
 )
-SMALL_DEAD_LETTER = 64 * 1024  # the last resort for a dead letter the broker refused even cut to fit
+SMALL_DEAD_LETTER = 64 * 1024  # the first cut for a dead letter the broker refused even cut to fit
 
 
 def record_error(err: BaseException | None) -> bool:
@@ -150,6 +158,217 @@ class Handled:
     rejected: EventRejected | None
 
 
+@dataclass(slots=True)
+class Sent:
+    """One record sent for a message (an exception record or its dead letter), kept so that it can
+    be sent again on its own when the broker refuses the request batch it went out in."""
+
+    handled: Handled
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]] | None
+    future: Any
+    truncated: bool = False
+
+    @property
+    def is_dead_letter(self) -> bool:
+        return self.headers is not None
+
+
+# Budgets a dead letter the broker refused is cut to in turn (the topic's max.message.bytes may be
+# below the producer's request limit); the last one keeps the headers alone.
+DEAD_LETTER_STEPS = (SMALL_DEAD_LETTER, 16 * 1024, 4 * 1024, 1024, 0)
+
+
+class BatchProcessor:
+    """What the detector does with one fetched batch, apart from faust: detect on each message,
+    send its records (or dead letter) and the batch's changed baselines, and settle the broker's
+    answers. `producer` is anything with faust's `send(topic, key, value, partition, timestamp,
+    headers)` returning a delivery future; `tables` anything with `.data` and `.changelog_topic`.
+
+    The broker refuses a request batch as a whole: when a record is refused for its size, so is
+    every record the producer batched with it (the topic's max.message.bytes may be below the
+    producer's batch size). So a refused record is sent again alone: only one refused alone is its
+    message's fault (dead-lettered, `produce_error`); a dead letter refused alone is cut further."""
+
+    def __init__(
+        self,
+        detector: Detector,
+        sources: dict[str, str],
+        bid_table: Any,
+        delivery_table: Any,
+        exceptions_topic: str,
+        dlq_topic: str,
+        dlq_budget: int,
+    ) -> None:
+        self.detector, self.sources = detector, sources
+        self.bid_table, self.delivery_table = bid_table, delivery_table
+        self.exceptions_topic, self.dlq_topic, self.dlq_budget = exceptions_topic, dlq_topic, dlq_budget
+
+    async def handle_batch(self, messages: list[Message], producer: Any) -> None:
+        """Detect on every record of the batch, then publish everything and wait for the broker's
+        acknowledgement (the consumer acks the records, and so may commit, only after). An error
+        that is not about one record fails the batch and puts its table writes back."""
+        bids, delivery = TableBatch(self.bid_table, producer), TableBatch(self.delivery_table, producer)
+        try:
+            pending: list[Sent] = []
+            batch = [await self.handle_message(msg, bids, delivery, pending, producer) for msg in messages]
+            changelog = await bids.flush() + await delivery.flush()
+            results = await asyncio.gather(*(s.future for s in pending), *changelog, return_exceptions=True)
+            for sent, result in zip(pending, results, strict=False):
+                await self.settle(sent, result, producer)
+            for (topic, key, value, partition), result in zip(
+                bids.sent + delivery.sent, results[len(pending) :], strict=True
+            ):
+                await settle_changelog(producer, topic, key, value, partition, result)
+        except BaseException:
+            bids.rollback()
+            delivery.rollback()
+            raise
+        count_batch(batch)
+
+    async def handle_message(
+        self, msg: Message, bids: TableBatch, delivery: TableBatch, pending: list[Sent], producer: Any
+    ) -> Handled:
+        """Detect on one message and send what it produced. Whatever fails here is this message's
+        alone: it is dead-lettered with the stage in `error-kind`, and the batch goes on."""
+        source = self.sources[msg.topic]
+        bids.partition = delivery.partition = msg.partition
+        handled = Handled(msg, source, None, None)
+        values: list[tuple[bytes, bytes]] = []
+        try:
+            handled.outcome = self.detector.process(
+                source,
+                msg.value or b"",
+                topic=msg.topic,
+                partition=msg.partition,
+                offset=msg.offset,
+                key=msg.key,
+                bid_baselines=bids,
+                delivery_baselines=delivery,
+            )
+            handled.rejected = handled.outcome.rejected
+        except Exception as err:  # a bug must not stop the stream: dead-letter and go on
+            log.exception("internal error on %s[%s]@%s", msg.topic, msg.partition, msg.offset)
+            handled.rejected = failure("internal_error", err)
+        else:
+            try:
+                values = [(r.exception_id.encode(), encode_record(r)) for r in handled.outcome.records]
+            except Exception as err:
+                log.exception("cannot serialize the records of %s[%s]@%s", msg.topic, msg.partition, msg.offset)
+                handled.rejected = failure("serialize_error", err)
+        try:
+            for key, value in values:
+                future = await producer.send(self.exceptions_topic, key, value, None, None, None)
+                pending.append(Sent(handled, self.exceptions_topic, key, value, None, future))
+            if handled.rejected is not None:
+                pending.append(await self.dead_letter(handled, self.dlq_budget, producer))
+        except Exception as err:
+            if not record_error(err):
+                raise  # the broker, not the record: the batch is retried
+            log.error("a record of %s[%s]@%s refused: %r", msg.topic, msg.partition, msg.offset, err)
+            handled.rejected = failure("produce_error", err)
+            pending.append(await self.dead_letter(handled, self.dlq_budget, producer))
+        return handled
+
+    async def dead_letter(self, handled: Handled, budget: int, producer: Any) -> Sent:
+        """Send the message to events.dlq, cut to fit `budget` when it must be (cut further while
+        the producer refuses it for its size)."""
+        msg = handled.msg
+        assert handled.rejected is not None
+        headers = dlq_headers(msg, handled.rejected)
+        key, value, truncated = fit_dead_letter(msg.key, msg.value, headers, budget)
+        if truncated:
+            headers.append(("truncated", b"true"))
+        try:
+            future = await producer.send(self.dlq_topic, key, value, None, None, headers)
+        except Exception as err:
+            smaller = [b for b in DEAD_LETTER_STEPS if b < budget]
+            if not record_error(err) or not smaller:
+                raise
+            log.error(
+                "dead letter of %s[%s]@%s refused (%r); cutting it further", msg.topic, msg.partition, msg.offset, err
+            )
+            return await self.dead_letter(handled, smaller[0], producer)
+        return Sent(handled, self.dlq_topic, key, value, headers, future, truncated)
+
+    async def settle(self, sent: Sent, result: Any, producer: Any) -> None:
+        """The broker's answer to one record sent for a message: a refusal that is about the records
+        (the request batch it went in) is settled by sending the record again alone."""
+        handled, msg = sent.handled, sent.handled.msg
+        if not isinstance(result, BaseException):
+            if sent.truncated:
+                metrics.DETECTOR_FAILURES.labels(handled.source, "dlq_truncated").inc()
+            return
+        if not record_error(result):
+            raise result  # the broker, not the record: the batch is retried
+        if not sent.is_dead_letter and handled.rejected is not None and handled.rejected.kind == "produce_error":
+            return  # another of its records was refused alone: the message is dead-lettered already
+        try:
+            await (await producer.send(sent.topic, sent.key, sent.value, None, None, sent.headers))
+        except Exception as err:
+            if not record_error(err):
+                raise
+            log.error("a record of %s[%s]@%s refused on its own: %r", msg.topic, msg.partition, msg.offset, err)
+            if sent.is_dead_letter:  # cut further than it was
+                size = len(sent.key or b"") + len(sent.value or b"")
+                smaller = [b for b in DEAD_LETTER_STEPS if b < size]
+                if not smaller:
+                    raise
+                await self.dead_letter_alone(handled, smaller[0], producer)
+            elif handled.rejected is not None:  # an invalid message's schema_violation: its dead letter says why
+                log.error("the schema_violation record of %s[%s]@%s dropped", msg.topic, msg.partition, msg.offset)
+            else:  # the message's own record: the message is dead-lettered
+                handled.rejected = failure("produce_error", err)
+                await self.dead_letter_alone(handled, self.dlq_budget, producer)
+            return
+        if sent.truncated:
+            metrics.DETECTOR_FAILURES.labels(handled.source, "dlq_truncated").inc()
+
+    async def dead_letter_alone(self, handled: Handled, budget: int, producer: Any) -> None:
+        """Dead-letter the message on its own and wait for the broker, cutting it further each time
+        the broker refuses it for its size; what the broker refuses with headers alone fails the batch."""
+        while True:
+            sent = await self.dead_letter(handled, budget, producer)
+            try:
+                await sent.future
+            except Exception as err:
+                smaller = [b for b in DEAD_LETTER_STEPS if b < budget]
+                if not record_error(err) or not smaller:
+                    raise
+                msg = handled.msg
+                log.error(
+                    "dead letter of %s[%s]@%s refused at %d bytes (%r); cutting it further",
+                    msg.topic,
+                    msg.partition,
+                    msg.offset,
+                    budget,
+                    err,
+                )
+                budget = smaller[0]
+                continue
+            if sent.truncated:
+                metrics.DETECTOR_FAILURES.labels(handled.source, "dlq_truncated").inc()
+            return
+
+
+async def settle_changelog(producer: Any, topic: str, key: bytes, value: bytes, partition: int, result: Any) -> None:
+    """The broker's answer to one changelog write; one refused for its request batch is sent alone,
+    and one refused alone is the entity's alone (its baseline lives on in memory)."""
+    if not isinstance(result, BaseException):
+        return
+    if not record_error(result):
+        raise result
+    try:
+        await (await producer.send(topic, key, value, partition, None, None))
+    except Exception as err:
+        if not record_error(err):
+            raise
+        log.error("changelog write of %.80r refused for itself: %r", key, err)
+        metrics.DETECTOR_FAILURES.labels(topic, "changelog_error").inc()
+
+
 def create_app(settings: Settings, config: DetectionConfig | None = None) -> BatchingApp:
     config = config or load_detection_config(settings.detection_config)
     detector = Detector(config, max_event_bytes=settings.max_event_bytes)
@@ -167,8 +386,6 @@ def create_app(settings: Settings, config: DetectionConfig | None = None) -> Bat
         broker_session_timeout=settings.detector_session_timeout_seconds,
         table_standby_replicas=0,
     )
-    # A dead letter's key, value and headers within the producer's request limit, with room for framing.
-    dlq_budget = app.conf.producer_max_request_size - 1024
 
     def raw_topic(name: str) -> faust.TopicT:
         return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
@@ -178,87 +395,22 @@ def create_app(settings: Settings, config: DetectionConfig | None = None) -> Bat
         settings.trafficking_topic: topics.TRAFFICKING,
         settings.content_topic: topics.CONTENT,
     }
-    exceptions_topic, dlq_topic = settings.exceptions_topic, settings.events_dlq_topic
     # Baselines per entity, co-partitioned with the source topic (the entity's events share a key).
     bid_table = app.Table(BID_BASELINES, default=None, partitions=settings.upstream_partitions)
     delivery_table = app.Table(DELIVERY_BASELINES, default=None, partitions=settings.upstream_partitions)
-
-    async def dead_letter(msg: Message, source: str, rejected: EventRejected, budget: int) -> Any:
-        """Copy the message to events.dlq, cut to fit when it must be; the delivery future."""
-        headers = dlq_headers(msg, rejected)
-        key, value, truncated = fit_dead_letter(msg.key, msg.value, headers, budget)
-        if truncated:
-            headers.append(("truncated", b"true"))
-            metrics.DETECTOR_FAILURES.labels(source, "dlq_truncated").inc()
-        try:
-            return await app.producer.send(dlq_topic, key, value, None, None, headers)
-        except Exception as err:
-            if not record_error(err) or budget <= SMALL_DEAD_LETTER:
-                raise
-            log.error("dead letter of %s[%s]@%s refused (%r); cutting it further", msg.topic, msg.partition,
-                      msg.offset, err)
-            return await dead_letter(msg, source, rejected, SMALL_DEAD_LETTER)
-
-    async def handle_message(msg: Message, bids: TableBatch, delivery: TableBatch,
-                             pending: list[tuple[Handled, Any]]) -> Handled:
-        """Detect on one message and send what it produced. Whatever fails here is this message's
-        alone: it is dead-lettered with the stage in `error-kind`, and the batch goes on."""
-        source = sources[msg.topic]
-        bids.partition = delivery.partition = msg.partition
-        handled = Handled(msg, source, None, None)
-        values: list[tuple[bytes, bytes]] = []
-        try:
-            handled.outcome = detector.process(
-                source, msg.value or b"", topic=msg.topic, partition=msg.partition, offset=msg.offset,
-                key=msg.key, bid_baselines=bids, delivery_baselines=delivery,
-            )
-            handled.rejected = handled.outcome.rejected
-        except Exception as err:  # a bug must not stop the stream: dead-letter and go on
-            log.exception("internal error on %s[%s]@%s", msg.topic, msg.partition, msg.offset)
-            handled.rejected = failure("internal_error", err)
-        else:
-            try:
-                values = [(r.exception_id.encode(), encode_record(r)) for r in handled.outcome.records]
-            except Exception as err:
-                log.exception("cannot serialize the records of %s[%s]@%s", msg.topic, msg.partition, msg.offset)
-                handled.rejected = failure("serialize_error", err)
-        try:
-            for key, value in values:
-                pending.append((handled, await app.producer.send(exceptions_topic, key, value, None, None, None)))
-            if handled.rejected is not None:
-                pending.append((handled, await dead_letter(msg, source, handled.rejected, dlq_budget)))
-        except Exception as err:
-            if not record_error(err):
-                raise  # the broker, not the record: the batch is retried
-            log.error("a record of %s[%s]@%s refused: %r", msg.topic, msg.partition, msg.offset, err)
-            handled.rejected = failure("produce_error", err)
-            pending.append((handled, await dead_letter(msg, source, handled.rejected, dlq_budget)))
-        return handled
+    processor = BatchProcessor(
+        detector,
+        sources,
+        bid_table,
+        delivery_table,
+        settings.exceptions_topic,
+        settings.events_dlq_topic,
+        # A dead letter's key, value and headers within the producer's request limit, with room for framing.
+        dlq_budget=app.conf.producer_max_request_size - 1024,
+    )
 
     async def handle_batch(messages: list[Message]) -> None:
-        """Detect on every record of the batch, then publish everything and wait for the broker's
-        acknowledgement (the consumer acks the records, and so may commit, only after)."""
-        bids, delivery = TableBatch(bid_table, app.producer), TableBatch(delivery_table, app.producer)
-        try:
-            pending: list[tuple[Handled, Any]] = []
-            batch = [await handle_message(msg, bids, delivery, pending) for msg in messages]
-            changelog = await bids.flush() + await delivery.flush()
-            results = await asyncio.gather(*(f for _, f in pending), *changelog, return_exceptions=True)
-            for (handled, _), result in zip(pending, results, strict=False):
-                if isinstance(result, BaseException):
-                    if not record_error(result):
-                        raise result
-                    # The broker refused one of the message's records for itself: its message alone.
-                    handled.rejected = failure("produce_error", result)
-                    await (await dead_letter(handled.msg, handled.source, handled.rejected, SMALL_DEAD_LETTER))
-            for result in results[len(pending):]:
-                if isinstance(result, BaseException):
-                    raise result
-        except BaseException:
-            bids.rollback()
-            delivery.rollback()
-            raise
-        count_batch(batch)
+        await processor.handle_batch(messages, app.producer)
 
     app.consume_in_batches([raw_topic(name) for name in sources], handle_batch)
 
@@ -270,6 +422,7 @@ def create_app(settings: Settings, config: DetectionConfig | None = None) -> Bat
     def on_assigned(sender: Any, /, *args: Any, signal: Any, **__: Any) -> None:
         assigned = args[0] if args else ()  # faust sends the assigned partitions positionally
         metrics.ASSIGNED_PARTITIONS.set(sum(1 for tp in assigned if tp.topic in sources))
+
     return app
 
 

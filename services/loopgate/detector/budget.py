@@ -41,8 +41,13 @@ _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # NUL, and surrogates left unpa
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # (longest string, most items per list or object, deepest container) tried in turn until it fits
 _SHRINK_STEPS: tuple[tuple[int, int | None, int], ...] = (
-    (16384, None, MAX_EVENT_DEPTH), (4096, None, MAX_EVENT_DEPTH), (1024, None, MAX_EVENT_DEPTH),
-    (256, None, MAX_EVENT_DEPTH), (64, 256, MAX_EVENT_DEPTH), (64, 32, 8), (64, 8, 1),
+    (16384, None, MAX_EVENT_DEPTH),
+    (4096, None, MAX_EVENT_DEPTH),
+    (1024, None, MAX_EVENT_DEPTH),
+    (256, None, MAX_EVENT_DEPTH),
+    (64, 256, MAX_EVENT_DEPTH),
+    (64, 32, 8),
+    (64, 8, 1),
 )
 
 
@@ -180,7 +185,7 @@ def fit_dead_letter(
 ) -> tuple[bytes | None, bytes | None, bool]:
     """Key and value of a dead letter cut so that key, value and headers fit `budget` bytes;
     whether anything was cut (the value first: it is what is usually large)."""
-    room = budget - sum(len(k) + len(v) + 16 for k, v in headers) - 64
+    room = max(0, budget - sum(len(k) + len(v) + 16 for k, v in headers) - 64)  # 0: the headers alone
     key_len, value_len = len(key or b""), len(value or b"")
     if key_len + value_len <= room:
         return key, value, False

@@ -123,7 +123,5 @@ def load_detection_config(path: Path | None = None) -> DetectionConfig:
     try:
         return DetectionConfig.model_validate(raw)
     except ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors(include_url=False)
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors(include_url=False))
         raise ConfigError(f"{path}: {problems}") from None

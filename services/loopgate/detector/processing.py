@@ -46,6 +46,8 @@ class BaselineTable(Protocol):
     def get(self, key: str, /) -> Any: ...
 
     def __setitem__(self, key: str, value: list[float], /) -> None: ...
+
+
 FIRED_KEPT = 16
 BID_WIDTH, DELIVERY_WIDTH = 3, 6  # numbers in one baseline state of the table
 
@@ -85,7 +87,7 @@ def read_stored(stored: Any, states: int) -> Stored | None:
         return None
     if not all(_finite_number(x) for x in stored):
         return None
-    rest = stored[1 + width:]
+    rest = stored[1 + width :]
     has_partition = len(rest) % (width + 1) == 1
     baselines = [Baseline(int(stored[1 + 3 * i]), stored[2 + 3 * i], stored[3 + 3 * i]) for i in range(states)]
     if not all(is_finite_state(b) for b in baselines) or (rest and not has_partition and len(rest) % (width + 1)):
@@ -96,7 +98,7 @@ def read_stored(stored: Any, states: int) -> Stored | None:
 
 def _unpack_fired(flat: list[float], width: int) -> dict[int, list[float]]:
     step = width + 1
-    return {int(flat[i]): list(flat[i + 1:i + step]) for i in range(0, len(flat) - width, step)}
+    return {int(flat[i]): list(flat[i + 1 : i + step]) for i in range(0, len(flat) - width, step)}
 
 
 def _pack_fired(fired: dict[int, list[float]]) -> list[float]:
@@ -156,8 +158,11 @@ class Detector:
         sampling = self.config.sampling
         confidence = event.data.model_confidence if isinstance(event, (BidAdjusted, ContentGenerated)) else None
         sampled = sample_for_audit(
-            event.id, confidence, self._base_rates[source],
-            low_confidence=sampling.low_confidence, boost=sampling.boost,
+            event.id,
+            confidence,
+            self._base_rates[source],
+            low_confidence=sampling.low_confidence,
+            boost=sampling.boost,
         )
         if sampled:
             firings.append(self._audit_firing(event, confidence))
@@ -225,8 +230,17 @@ class Detector:
             fired[offset] = [*imp, *ctr]
             tail = _pack_fired(fired)
         if new_imp is not imp or new_ctr is not ctr or discarded:
-            table[key] = [offset, new_imp.count, new_imp.mean, new_imp.var, new_ctr.count, new_ctr.mean,
-                          new_ctr.var, partition, *tail]
+            table[key] = [
+                offset,
+                new_imp.count,
+                new_imp.mean,
+                new_imp.var,
+                new_ctr.count,
+                new_ctr.mean,
+                new_ctr.var,
+                partition,
+                *tail,
+            ]
         return firing
 
     # --- records ---------------------------------------------------------------------------
@@ -243,45 +257,60 @@ class Detector:
         )
 
     def _record(
-        self, f: Firing, event: CloudEvent, raw: dict[str, Any], trimmed: list[str], source: str, ref: EventRef,
+        self,
+        f: Firing,
+        event: CloudEvent,
+        raw: dict[str, Any],
+        trimmed: list[str],
+        source: str,
+        ref: EventRef,
         detected_at: datetime,
     ) -> ExceptionRecord:
         # Audit samples are never grouped: each sampled event is its own review item.
         group_subject = f"{f.subject}:{event.id}" if f.kind is Kind.AUDIT_SAMPLE else f.subject
-        return ExceptionRecord(**fit_fields(dict(
-            exception_id=exception_id_for(event.id, f.rule_id),
-            fingerprint=fingerprint_for(f.rule_id, group_subject),
-            kind=f.kind,
-            rule_id=f.rule_id,
-            severity=self.config.severity_of(f.rule_id),
-            source=source,
-            event_type=event.type,
-            subject=f.subject,
-            client_id=event.data.client_id,
-            summary=f.summary,
-            observed=f.observed,
-            threshold=f.threshold,
-            expected=f.expected,
-            score=f.score,
-            event=raw,
-            event_ref=ref,
-            detected_at=detected_at,
-            trimmed=trimmed or None,
-        )))
+        return ExceptionRecord(
+            **fit_fields(
+                dict(
+                    exception_id=exception_id_for(event.id, f.rule_id),
+                    fingerprint=fingerprint_for(f.rule_id, group_subject),
+                    kind=f.kind,
+                    rule_id=f.rule_id,
+                    severity=self.config.severity_of(f.rule_id),
+                    source=source,
+                    event_type=event.type,
+                    subject=f.subject,
+                    client_id=event.data.client_id,
+                    summary=f.summary,
+                    observed=f.observed,
+                    threshold=f.threshold,
+                    expected=f.expected,
+                    score=f.score,
+                    event=raw,
+                    event_ref=ref,
+                    detected_at=detected_at,
+                    trimmed=trimmed or None,
+                )
+            )
+        )
 
     def _schema_violation(
         self, source: str, rejected: EventRejected, ref: EventRef, detected_at: datetime
     ) -> ExceptionRecord:
-        return ExceptionRecord(**fit_fields(dict(
-            exception_id=exception_id_for(f"{ref.topic}/{ref.partition}/{ref.offset}", "schema_violation"),
-            fingerprint=fingerprint_for("schema_violation", f"{source}:{rejected.kind}"),
-            kind=Kind.DATA_QUALITY,
-            rule_id="schema_violation",
-            severity=self.config.severity_of("schema_violation"),
-            source=source,
-            subject=source,
-            summary=f"Message at {ref.topic}[{ref.partition}]@{ref.offset} is not a valid event: {rejected.reason}",
-            observed={"error_kind": rejected.kind, "error": rejected.reason},
-            event_ref=ref,
-            detected_at=detected_at,
-        )))
+        return ExceptionRecord(
+            **fit_fields(
+                dict(
+                    exception_id=exception_id_for(f"{ref.topic}/{ref.partition}/{ref.offset}", "schema_violation"),
+                    fingerprint=fingerprint_for("schema_violation", f"{source}:{rejected.kind}"),
+                    kind=Kind.DATA_QUALITY,
+                    rule_id="schema_violation",
+                    severity=self.config.severity_of("schema_violation"),
+                    source=source,
+                    subject=source,
+                    summary=f"Message at {ref.topic}[{ref.partition}]@{ref.offset} is not a valid event: "
+                    f"{rejected.reason}",
+                    observed={"error_kind": rejected.kind, "error": rejected.reason},
+                    event_ref=ref,
+                    detected_at=detected_at,
+                )
+            )
+        )

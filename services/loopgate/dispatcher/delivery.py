@@ -70,8 +70,7 @@ REMEDIES: dict[Misconfiguration, str] = {
     Misconfiguration.FORBIDDEN: "the token may not create exceptions: LOOPGATE_API_TOKEN needs the service role",
     Misconfiguration.WRONG_URL: "no Loopgate create endpoint at this URL: check LOOPGATE_API_URL "
     "(the API's base URL, without /v1)",
-    Misconfiguration.CONNECTION_REFUSED: "nothing listens at LOOPGATE_API_URL: check the setting, "
-    "or start the API",
+    Misconfiguration.CONNECTION_REFUSED: "nothing listens at LOOPGATE_API_URL: check the setting, or start the API",
     Misconfiguration.DNS: "the host of LOOPGATE_API_URL does not resolve: check the setting",
     Misconfiguration.TLS: "TLS failed (certificate, or https against a plain http port): check "
     "LOOPGATE_API_URL and the API's certificate",
@@ -172,7 +171,11 @@ class DeliveryGate:
     of state (not every record), so it can log once and set the gauge."""
 
     def __init__(
-        self, *, initial_backoff: float, max_backoff: float, listener: GateListener | None = None,
+        self,
+        *,
+        initial_backoff: float,
+        max_backoff: float,
+        listener: GateListener | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.state = GateState(None, since=time.monotonic())
@@ -221,7 +224,11 @@ class DeliveryGate:
 
 
 async def deliver(
-    post: Callable[[], Awaitable[Answer]], gate: DeliveryGate, *, initial_backoff: float, max_backoff: float,
+    post: Callable[[], Awaitable[Answer]],
+    gate: DeliveryGate,
+    *,
+    initial_backoff: float,
+    max_backoff: float,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> Answer:
     """Post until the API accepts or rejects the record for good; retries forever otherwise

@@ -47,7 +47,6 @@ from loopgate.dispatcher.delivery import (
 log = logging.getLogger(__name__)
 
 
-
 class Dispatcher:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -65,7 +64,8 @@ class Dispatcher:
         self.client: aiohttp.ClientSession | None = None  # made in run(), inside the event loop
         self._slots = asyncio.Semaphore(settings.dispatch_concurrency)
         self.gate = DeliveryGate(
-            initial_backoff=settings.retry_initial_seconds, max_backoff=settings.retry_max_seconds,
+            initial_backoff=settings.retry_initial_seconds,
+            max_backoff=settings.retry_max_seconds,
             listener=self._gate_changed,
         )
         self._consuming = False
@@ -91,12 +91,21 @@ class Dispatcher:
         for cause in Misconfiguration:
             metrics.DISPATCHER_MISCONFIGURED.labels(cause.value).set(1 if cause is state.cause else 0)
         if state.cause is None:
-            log.warning("delivering again: %s accepts records (held for %.0f s because of %s)",
-                        self.url, state.since - previous.since, previous.cause.value if previous.cause else "?")
+            log.warning(
+                "delivering again: %s accepts records (held for %.0f s because of %s)",
+                self.url,
+                state.since - previous.since,
+                previous.cause.value if previous.cause else "?",
+            )
         else:
-            log.error("cannot deliver to %s (%s): %s. Holding every record uncommitted and probing with "
-                      "one record at a time until it is accepted. Last answer: %s",
-                      self.url, state.cause.value, REMEDIES[state.cause], state.detail[:300])
+            log.error(
+                "cannot deliver to %s (%s): %s. Holding every record uncommitted and probing with "
+                "one record at a time until it is accepted. Last answer: %s",
+                self.url,
+                state.cause.value,
+                REMEDIES[state.cause],
+                state.detail[:300],
+            )
 
     async def run(self) -> None:
         if not self.settings.api_token.strip():
@@ -140,22 +149,25 @@ class Dispatcher:
 
     async def _dispatch_batch(self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
         tasks = {
-            tp: [asyncio.ensure_future(self._deliver_one(msg)) for msg in messages]
-            for tp, messages in batch.items()
+            tp: [asyncio.ensure_future(self._deliver_one(msg)) for msg in messages] for tp, messages in batch.items()
         }
         everything = [t for ts in tasks.values() for t in ts]
         stop_wait = asyncio.ensure_future(self._stopping.wait())
         delivered: asyncio.Future[Any] = asyncio.gather(*everything, return_exceptions=True)
         waiting: list[asyncio.Future[Any]] = [delivered, stop_wait]
         while True:
-            finished, _ = await asyncio.wait(waiting, timeout=self._held_batch_seconds,
-                                             return_when=asyncio.FIRST_COMPLETED)
+            finished, _ = await asyncio.wait(
+                waiting, timeout=self._held_batch_seconds, return_when=asyncio.FIRST_COMPLETED
+            )
             if finished:
                 break
             if not self.gate.is_open:
                 held = self.gate.state
-                log.info("held for %.0f s (%s): giving the batch back to fetch it again",
-                         time.monotonic() - held.since, held.cause.value if held.cause else "?")
+                log.info(
+                    "held for %.0f s (%s): giving the batch back to fetch it again",
+                    time.monotonic() - held.since,
+                    held.cause.value if held.cause else "?",
+                )
                 break
         stop_wait.cancel()
         # Commit, per partition, the offsets up to the first record not yet delivered.
@@ -177,8 +189,13 @@ class Dispatcher:
                 failed = ts[done]
                 error = failed.exception() if failed.done() and not failed.cancelled() else None
                 if error is not None or self.gate.is_open:
-                    log.warning("delivery of %s[%s]@%s failed (%r); fetching it again", tp.topic, tp.partition,
-                                batch[tp][done].offset, error)
+                    log.warning(
+                        "delivery of %s[%s]@%s failed (%r); fetching it again",
+                        tp.topic,
+                        tp.partition,
+                        batch[tp][done].offset,
+                        error,
+                    )
                 self.consumer.seek(tp, batch[tp][done].offset)
         if offsets:
             try:
@@ -192,13 +209,20 @@ class Dispatcher:
             assert self.client is not None
             client, value = self.client, msg.value or b""
             answer = await deliver(
-                lambda: post_once(client, self.url, value), self.gate,
+                lambda: post_once(client, self.url, value),
+                self.gate,
                 initial_backoff=self.settings.retry_initial_seconds,
                 max_backoff=self.settings.retry_max_seconds,
             )
         if answer.verdict is Verdict.REJECTED:
-            log.warning("API rejected %s[%s]@%s for good (%s): %s", msg.topic, msg.partition, msg.offset,
-                        answer.status, answer.detail[:200])
+            log.warning(
+                "API rejected %s[%s]@%s for good (%s): %s",
+                msg.topic,
+                msg.partition,
+                msg.offset,
+                answer.status,
+                answer.detail[:200],
+            )
             await self._dead_letter(msg, answer)
         metrics.DELIVERY_SECONDS.observe(time.monotonic() - started)
         return answer

@@ -63,7 +63,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             sweeper = Sweeper(db=db, settings=active)
             intake = Intake(db=db)
             app.state.services = Services(
-                settings=active, db=db, intake=intake, relay=relay, sweeper=sweeper,
+                settings=active,
+                db=db,
+                intake=intake,
+                relay=relay,
+                sweeper=sweeper,
                 tokens=TokenCache(active.token_cache_seconds),
             )
             await intake.start()
@@ -86,9 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    app.add_middleware(
-        RequestLimits, max_body_bytes=lambda: (settings or get_settings()).api_max_body_bytes
-    )
+    app.add_middleware(RequestLimits, max_body_bytes=lambda: (settings or get_settings()).api_max_body_bytes)
     app.include_router(health.router)
     app.include_router(exceptions.router)
     app.include_router(tokens.router)

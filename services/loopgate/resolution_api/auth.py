@@ -13,7 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from loopgate.resolution_api import store
 from loopgate.resolution_api.deps import ServicesDep
 from loopgate.resolution_api.errors import Forbidden, Unauthorized
-from loopgate.resolution_api.permissions import Permission, Role, allows
+from loopgate.resolution_api.permissions import Permission, Role, allows, hash_token
 from loopgate.resolution_api.principals import Principal
 
 bearer = HTTPBearer(auto_error=False, description="A token made with `loopgate api tokens create`")
@@ -24,7 +24,7 @@ async def authenticate(
 ) -> Principal:
     if credentials is None or not credentials.credentials:
         raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
-    token_hash = store.hash_token(credentials.credentials)
+    token_hash = hash_token(credentials.credentials)
     cached = services.tokens.get(token_hash)
     if cached is not None:
         return cached

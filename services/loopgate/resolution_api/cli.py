@@ -81,9 +81,7 @@ async def _create_token(url: str, name: str, role: Role) -> tuple[str, str]:
     try:
         await db.migrate()
         async with db.write() as session, session.begin():
-            row, secret = await store.create_token(
-                session=session, name=name, role=role, now=dt.datetime.now(dt.UTC)
-            )
+            row, secret = await store.create_token(session=session, name=name, role=role, now=dt.datetime.now(dt.UTC))
         return row.id, secret
     finally:
         await db.dispose()

@@ -26,6 +26,17 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
         when = dt.datetime.fromisoformat(created_at)
     except (binascii.Error, ValueError, TypeError, orjson.JSONDecodeError):
         raise BadCursor(f"invalid cursor {cursor[:80]!r}: pass next_cursor from a previous page") from None
-    if when.tzinfo is None or not isinstance(exception_id, str):
+    if when.tzinfo is None or not isinstance(exception_id, str) or not _plausible(when, exception_id):
         raise BadCursor(f"invalid cursor {cursor[:80]!r}: pass next_cursor from a previous page")
-    return when, exception_id
+    return when.astimezone(dt.UTC), exception_id
+
+
+def _plausible(when: dt.datetime, exception_id: str) -> bool:
+    """Could we have made it: a time that converts to UTC, an id that fits the column and can be
+    compared by every database (no NUL, no lone surrogate)."""
+    try:
+        when.astimezone(dt.UTC)
+        exception_id.encode("utf-8")
+    except (OverflowError, UnicodeEncodeError):
+        return False
+    return len(exception_id) <= 64 and "\x00" not in exception_id

@@ -81,9 +81,7 @@ class Database:
         self.engine = create_engine(url)
         self._write = async_sessionmaker(self.engine, expire_on_commit=False)
         self._write_turn = asyncio.Lock() if self.backend == "sqlite" else None
-        self.read = async_sessionmaker(
-            self.engine.execution_options(**{_READONLY: True}), expire_on_commit=False
-        )
+        self.read = async_sessionmaker(self.engine.execution_options(**{_READONLY: True}), expire_on_commit=False)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:

@@ -58,6 +58,7 @@ class ServiceUnavailable(ApiError):
 
 _DESCRIPTIONS = {
     400: "Bad request: an unreadable body (not UTF-8 JSON) or an invalid cursor",
+    413: "The request body is over LOOPGATE_API_MAX_BODY_BYTES (refused before it is read)",
     401: "Missing, invalid or revoked bearer token",
     403: "The token's role may not do this",
     404: "No such exception or token",
@@ -70,6 +71,11 @@ _DESCRIPTIONS = {
 def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI documentation of the error answers a route can give."""
     return {code: {"model": ErrorBody, "description": _DESCRIPTIONS[code]} for code in codes}
+
+
+def invalid(loc: tuple[str, ...], message: str, kind: str) -> RequestValidationError:
+    """A 422 naming the field, for checks a route makes with the running settings."""
+    return RequestValidationError([{"loc": loc, "msg": message, "type": kind}])
 
 
 def _location(loc: tuple[Any, ...] | list[Any]) -> str:

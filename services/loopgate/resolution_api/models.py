@@ -76,6 +76,8 @@ class ExceptionRow(Base):
     score: Mapped[float | None] = mapped_column(sa.Float)
     event: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     event_ref: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    # JSON paths inside `event` whose long strings the detector cut (contract v2 `trimmed`).
+    trimmed: Mapped[list[str] | None] = mapped_column(sa.JSON)
 
     occurrences: Mapped[int] = mapped_column(sa.BigInteger)
     first_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime)

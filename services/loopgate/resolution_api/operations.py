@@ -8,7 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -112,11 +112,17 @@ async def _create_or_group_once(
         seen[record.exception_id] = row.id
         rows[row.id] = row
         occurrences.append(store.occurrence(exception_id=row.id, record=record, now=now))
-        history.append({
-            "exception_id": row.id, "at": now, "actor": item.actor, "action": action,
-            "from_status": from_status, "to_status": row.status,
-            "fields": {"record_id": record.exception_id, "occurrences": record.occurrences},
-        })
+        history.append(
+            {
+                "exception_id": row.id,
+                "at": now,
+                "actor": item.actor,
+                "action": action,
+                "from_status": from_status,
+                "to_status": row.status,
+                "fields": {"record_id": record.exception_id, "occurrences": record.occurrences},
+            }
+        )
         answers.append((row, result))
     await session.flush()  # new exceptions first: occurrences and history refer to them
     await store.insert_occurrences(session=session, rows=occurrences)
@@ -227,14 +233,12 @@ async def transition(
 
 async def _explain_lost_race(
     db: Database, exception_id: str, action: Action, if_match: Collection[int] | None
-) -> Any:
+) -> NoReturn:
     """Someone changed the exception between our read and our write: say what is true now."""
     row = await get(db=db, exception_id=exception_id)
     next_status(action, Status(row.status))  # raises TransitionNotAllowed (409) if now disallowed
     if if_match is not None:
-        raise PreconditionFailed(
-            f'exception {exception_id!r} changed meanwhile (now version "{row.version}")'
-        )
+        raise PreconditionFailed(f'exception {exception_id!r} changed meanwhile (now version "{row.version}")')
     raise Conflict(
         f"cannot {action.value}: exception {exception_id!r} changed meanwhile (now version {row.version}); "
         "re-read it and retry"
@@ -434,9 +438,7 @@ async def bulk_resolve(
     for exception_id in dict.fromkeys(ids or []):
         try:
             resolved.append(
-                await resolve(
-                    db=db, exception_id=exception_id, actor=actor, resolution=resolution, if_match=None
-                )
+                await resolve(db=db, exception_id=exception_id, actor=actor, resolution=resolution, if_match=None)
             )
         except ApiError as err:
             failed.append(BulkFailure(exception_id, err.status_code, err.detail))
@@ -475,16 +477,12 @@ def _wake_change(row: ExceptionRow, now: dt.datetime) -> Change | None:
     return Change(values={"snoozed_until": None}, fields={"until": _iso(row.snoozed_until)})
 
 
-async def escalate_sla_breaches(
-    *, db: Database, slas: dict[Severity, Sla], now: dt.datetime | None = None
-) -> int:
+async def escalate_sla_breaches(*, db: Database, slas: dict[Severity, Sla], now: dt.datetime | None = None) -> int:
     """Escalate every open, claimed or snoozed exception past an SLA it has not breached before."""
     now = now or utcnow()
     shortest = min(min(s.ack_seconds, s.resolve_seconds) for s in slas.values())
     async with db.read() as session, session.begin():
-        candidates = await store.sla_candidates(
-            session=session, oldest_first_seen=now - dt.timedelta(seconds=shortest)
-        )
+        candidates = await store.sla_candidates(session=session, oldest_first_seen=now - dt.timedelta(seconds=shortest))
     escalated = 0
     for candidate in candidates:
         policy = slas[Severity(candidate.severity)]

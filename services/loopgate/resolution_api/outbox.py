@@ -68,9 +68,7 @@ class PublishFailed(Exception):
 class OutboxRelay(BackgroundLoop):
     name = "outbox-relay"
 
-    def __init__(
-        self, *, db: Database, settings: Settings, batch_size: int = 100, send_timeout: float = 15.0
-    ):
+    def __init__(self, *, db: Database, settings: Settings, batch_size: int = 100, send_timeout: float = 15.0):
         self._db = db
         self._bootstrap = settings.kafka_bootstrap
         self._topic = settings.outcomes_topic
@@ -131,7 +129,9 @@ class OutboxRelay(BackgroundLoop):
                     metrics.OUTBOX_SET_ASIDE.labels(failure.kind).inc()
                     log.error(
                         "outcome %s of exception %s can never be published (%s); set aside, the next go on",
-                        row.outcome_id, row.exception_id, failure.reason,
+                        row.outcome_id,
+                        row.exception_id,
+                        failure.reason,
                     )
                 else:
                     await self.update_gauges()

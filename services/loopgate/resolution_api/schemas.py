@@ -8,7 +8,16 @@ import re
 from collections.abc import Iterable
 from typing import Annotated, Any, Self
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+import orjson
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from loopgate.resolution_api.lifecycle import Status, resolution_problem
@@ -34,7 +43,28 @@ def _rfc3339(value: Any) -> Any:
     return value
 
 
-Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
+# Times a client may send: anything outside is a typo or an attack, never a real deadline or filter.
+EARLIEST_TIME = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+LATEST_TIME = dt.datetime(2200, 1, 1, tzinfo=dt.UTC)
+
+
+def _plausible_time(value: dt.datetime) -> dt.datetime:
+    """In UTC, between 1970 and 2200: no overflow when converted or compared, no absurd years."""
+    try:
+        in_utc = value.astimezone(dt.UTC)
+    except OverflowError:
+        in_utc = None
+    if in_utc is None or not EARLIEST_TIME <= in_utc < LATEST_TIME:
+        raise PydanticCustomError(
+            "time_range",
+            "must be between {earliest} and {latest}",
+            {"earliest": EARLIEST_TIME.isoformat(), "latest": LATEST_TIME.isoformat()},
+        )
+    return in_utc
+
+
+Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_rfc3339), AfterValidator(_plausible_time)]
+PlausibleTime = Annotated[AwareDatetime, AfterValidator(_plausible_time)]
 
 
 MAX_RECORD_OCCURRENCES = 2**31 - 1
@@ -99,9 +129,7 @@ class ExceptionCreate(ExceptionRecord):
         try:
             self.detected_at.astimezone(dt.UTC)
         except OverflowError:
-            raise PydanticCustomError(
-                "detected_at_range", "detected_at: out of range once converted to UTC"
-            ) from None
+            raise PydanticCustomError("detected_at_range", "detected_at: out of range once converted to UTC") from None
         return self
 
 
@@ -138,6 +166,10 @@ class ExceptionRead(BaseModel):
     score: float | None
     event: dict[str, Any] | None
     event_ref: EventRef | None
+    trimmed: list[str] | None = Field(
+        default=None,
+        description="Paths inside `event` whose long strings the detector cut; the full event is at event_ref",
+    )
     occurrences: int = Field(description="Firings grouped into this exception (sum of the records' counts)")
     first_seen: AwareDatetime
     last_seen: AwareDatetime
@@ -173,15 +205,53 @@ class ExceptionPage(BaseModel):
 
 
 class ClaimRequest(RequestBody):
-    assignee: str | None = Field(
-        default=None, min_length=1, max_length=255, description="Defaults to the token's name"
-    )
+    assignee: str | None = Field(default=None, min_length=1, max_length=255, description="Defaults to the token's name")
+
+
+# A correction travels in the outcome on Kafka (1 MiB per message) and in the training data: it is
+# what a human changed, field by field, never a copy of the event.
+MAX_CORRECTION_FIELDS = 100
+MAX_CORRECTION_BYTES = 64 * 1024
+MAX_CORRECTION_DEPTH = 8  # levels of nesting inside one before/after value
+
+
+def _depth(value: Any) -> int:
+    """Levels of lists and objects in `value` (0 for a scalar), without recursion."""
+    deepest, todo = 0, [(value, 0)]
+    while todo:
+        item, level = todo.pop()
+        if isinstance(item, dict):
+            todo.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, list):
+            todo.extend((v, level + 1) for v in item)
+        else:
+            deepest = max(deepest, level)
+            continue
+        deepest = max(deepest, level + 1)
+    return deepest
+
+
+def correction_problem(correction: dict[str, FieldChange]) -> str | None:
+    """Why a correction is too big to record and publish, naming it; None when it fits."""
+    if len(correction) > MAX_CORRECTION_FIELDS:
+        return f"correction: at most {MAX_CORRECTION_FIELDS} fields (got {len(correction)})"
+    for name, change in correction.items():
+        for side in ("before", "after"):
+            if _depth(getattr(change, side)) > MAX_CORRECTION_DEPTH:
+                return f"correction.{name}.{side}: nested deeper than {MAX_CORRECTION_DEPTH} levels"
+    try:
+        size = len(orjson.dumps({k: v.model_dump(mode="json") for k, v in correction.items()}))
+    except (TypeError, orjson.JSONEncodeError):
+        size = MAX_CORRECTION_BYTES + 1  # only a huge integer or a very deep value gets here
+    if size > MAX_CORRECTION_BYTES:
+        return f"correction: at most {MAX_CORRECTION_BYTES} bytes of JSON (got {size})"
+    return None
 
 
 def _check_resolution(decision: Decision, reason: str, correction: dict[str, FieldChange]) -> None:
-    problem = resolution_problem(decision, reason, correction)
+    problem = correction_problem(correction) or resolution_problem(decision, reason, correction)
     if problem:
-        raise PydanticCustomError("resolution_incomplete", problem)
+        raise PydanticCustomError("resolution_invalid", problem)
 
 
 class ResolveRequest(RequestBody):
@@ -202,7 +272,7 @@ class EscalateRequest(RequestBody):
 
 
 class SnoozeRequest(RequestBody):
-    until: AwareDatetime
+    until: PlausibleTime = Field(description="In the future, at most LOOPGATE_MAX_SNOOZE_SECONDS (30 days) ahead")
     reason: str = Reason
 
     @model_validator(mode="after")
@@ -210,6 +280,14 @@ class SnoozeRequest(RequestBody):
         if self.until <= dt.datetime.now(dt.UTC):
             raise PydanticCustomError("snooze_in_past", "until must be in the future")
         return self
+
+
+def snooze_too_long(until: dt.datetime, now: dt.datetime, max_seconds: float) -> str | None:
+    """Why a snooze is longer than allowed (the SLA still runs while snoozed), or None."""
+    if (until - now).total_seconds() > max_seconds:
+        latest = (now + dt.timedelta(seconds=max_seconds)).isoformat()
+        return f"until: at most {max_seconds:g} seconds ahead (LOOPGATE_MAX_SNOOZE_SECONDS), i.e. before {latest}"
+    return None
 
 
 class ReopenRequest(RequestBody):

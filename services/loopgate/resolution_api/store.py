@@ -7,7 +7,7 @@ import datetime as dt
 import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -56,9 +56,7 @@ async def find_occurrences(*, session: AsyncSession, record_ids: Collection[str]
     """Of these records, those received before: record id -> the exception it counted in."""
     if not record_ids:
         return {}
-    stmt = sa.select(OccurrenceRow.record_id, OccurrenceRow.exception_id).where(
-        OccurrenceRow.record_id.in_(record_ids)
-    )
+    stmt = sa.select(OccurrenceRow.record_id, OccurrenceRow.exception_id).where(OccurrenceRow.record_id.in_(record_ids))
     return {record_id: exception_id for record_id, exception_id in (await session.execute(stmt)).all()}
 
 
@@ -79,6 +77,7 @@ def _record_columns(record: ExceptionRecord) -> dict[str, Any]:
         "score": record.score,
         "event": record.event,
         "event_ref": record.event_ref.model_dump() if record.event_ref else None,
+        "trimmed": record.trimmed,
     }
 
 
@@ -125,9 +124,7 @@ async def insert_occurrences(*, session: AsyncSession, rows: list[dict[str, Any]
         await session.execute(sa.insert(OccurrenceRow), rows)
 
 
-async def update_if_version(
-    *, session: AsyncSession, exception_id: str, version: int, values: dict[str, Any]
-) -> bool:
+async def update_if_version(*, session: AsyncSession, exception_id: str, version: int, values: dict[str, Any]) -> bool:
     """The optimistic-concurrency write: applies `values` and bumps the version only if nobody
     changed the exception since it was read at `version`."""
     stmt = (
@@ -136,7 +133,8 @@ async def update_if_version(
         .values(**values, version=version + 1)
         .execution_options(synchronize_session=False)
     )
-    return (await session.execute(stmt)).rowcount == 1  # type: ignore[attr-defined]
+    result = cast("sa.CursorResult[Any]", await session.execute(stmt))  # an UPDATE's result has a rowcount
+    return result.rowcount == 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,8 +199,11 @@ async def list_exceptions(
         page = sa.select(matches.c.id).order_by(matches.c.created_at.desc(), matches.c.id.desc()).limit(limit)
     elif len(filters.status) > 1:
         branches = [
-            sa.select(t.id, t.created_at).where(*conditions, t.status == status).order_by(*newest_first)
-            .limit(limit).subquery()
+            sa.select(t.id, t.created_at)
+            .where(*conditions, t.status == status)
+            .order_by(*newest_first)
+            .limit(limit)
+            .subquery()
             for status in dict.fromkeys(filters.status)
         ]
         merged = sa.union_all(*(sa.select(b.c.id, b.c.created_at) for b in branches))
@@ -222,9 +223,7 @@ async def unresolved_ids(*, session: AsyncSession, fingerprint: str) -> list[str
 
 
 async def due_snoozes(*, session: AsyncSession, now: dt.datetime) -> list[str]:
-    stmt = sa.select(ExceptionRow.id).where(
-        ExceptionRow.status == Status.SNOOZED, ExceptionRow.snoozed_until <= now
-    )
+    stmt = sa.select(ExceptionRow.id).where(ExceptionRow.status == Status.SNOOZED, ExceptionRow.snoozed_until <= now)
     return list((await session.execute(stmt)).scalars())
 
 
@@ -353,7 +352,9 @@ async def set_aside(*, session: AsyncSession, outbox_id: int, reason: str, now: 
         sa.update(OutboxRow)
         .where(OutboxRow.id == outbox_id)
         .values(
-            set_aside_at=now, set_aside_reason=reason[:2000], attempts=OutboxRow.attempts + 1,
+            set_aside_at=now,
+            set_aside_reason=reason[:2000],
+            attempts=OutboxRow.attempts + 1,
             last_error=reason[:2000],
         )
     )
@@ -367,14 +368,10 @@ async def outbox_for(*, session: AsyncSession, exception_id: str) -> list[Outbox
 # --- tokens ----------------------------------------------------------------------------------
 
 
-async def create_token(
-    *, session: AsyncSession, name: str, role: Role, now: dt.datetime
-) -> tuple[TokenRow, str]:
+async def create_token(*, session: AsyncSession, name: str, role: Role, now: dt.datetime) -> tuple[TokenRow, str]:
     """A new token row and its secret (the only time the secret exists outside the caller)."""
     secret = new_token()
-    row = TokenRow(
-        id=uuid.uuid4().hex, name=name, role=role.value, token_hash=hash_token(secret), created_at=now
-    )
+    row = TokenRow(id=uuid.uuid4().hex, name=name, role=role.value, token_hash=hash_token(secret), created_at=now)
     session.add(row)
     await session.flush()
     return row, secret

@@ -42,8 +42,6 @@ class Sweeper(BackgroundLoop):
             try:
                 woken, escalated = await self.sweep()
                 if woken or escalated:
-                    log.info(
-                        "sweep: %d snoozes woken, %d exceptions escalated past their SLA", woken, escalated
-                    )
+                    log.info("sweep: %d snoozes woken, %d exceptions escalated past their SLA", woken, escalated)
             except Exception:  # a failed pass is retried on the next one
                 log.exception("sweep failed")

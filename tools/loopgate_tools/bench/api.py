@@ -548,8 +548,11 @@ class _LoadClient:
     async def __aenter__(self) -> _LoadClient:
         url, headers, concurrency = self._args
         self._session = aiohttp.ClientSession(
-            base_url=url, headers=headers, timeout=aiohttp.ClientTimeout(total=30),
-            connector=aiohttp.TCPConnector(limit=concurrency), skip_auto_headers=["User-Agent"],
+            base_url=url,
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=30),
+            connector=aiohttp.TCPConnector(limit=concurrency),
+            skip_auto_headers=["User-Agent"],
         )
         return self
 

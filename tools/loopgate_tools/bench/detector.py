@@ -35,11 +35,13 @@ def result(group: str, name: str, value: float, unit: str, target: str = "", met
 
 
 def bench_settings(base: Settings, workdir: Path) -> Settings:
-    return base.model_copy(update={
-        "topic_prefix": f"bench-{uuid.uuid4().hex[:8]}-",
-        "detector_metrics_port": free_port(),
-        "detector_data_dir": workdir / "detector",
-    })
+    return base.model_copy(
+        update={
+            "topic_prefix": f"bench-{uuid.uuid4().hex[:8]}-",
+            "detector_metrics_port": free_port(),
+            "detector_data_dir": workdir / "detector",
+        }
+    )
 
 
 def spread_entities(events: Iterator[SimEvent], entities: int) -> Iterator[SimEvent]:
@@ -60,8 +62,12 @@ async def _consume_raw(settings: Settings, count: int, stage: Stage) -> float:
     """The ceiling: a plain aiokafka consumer fetching in batches and parsing with orjson."""
     names = [settings.bids_topic, settings.trafficking_topic, settings.content_topic]
     tps = await topic_partitions(settings.kafka_bootstrap, names)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
-                                max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        fetch_max_bytes=64 * 1024 * 1024,
+    )
     await consumer.start()
     try:
         consumer.assign(tps)
@@ -83,9 +89,18 @@ async def _consume_raw(settings: Settings, count: int, stage: Stage) -> float:
 
 def _naive_faust(settings: Settings, count: int) -> float:
     out = subprocess.run(
-        [sys.executable, "-m", "loopgate_tools.bench.naive_faust", settings.kafka_bootstrap,
-         f"{settings.topic_prefix}naive", str(count), settings.topic_prefix, *topics.UPSTREAM],
-        capture_output=True, timeout=1800,
+        [
+            sys.executable,
+            "-m",
+            "loopgate_tools.bench.naive_faust",
+            settings.kafka_bootstrap,
+            f"{settings.topic_prefix}naive",
+            str(count),
+            settings.topic_prefix,
+            *topics.UPSTREAM,
+        ],
+        capture_output=True,
+        timeout=1800,
     )
     line = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else b""
     if not line:
@@ -155,12 +170,20 @@ async def _latency(
     detector = ServiceProcess.for_service("detector", settings, workdir).start()
     sent_at: dict[str, float] = {}
     latencies: list[float] = []
-    consumer = AIOKafkaConsumer(settings.exceptions_topic, bootstrap_servers=settings.kafka_bootstrap,
-                                auto_offset_reset="latest", group_id=f"{settings.topic_prefix}latency")
+    consumer = AIOKafkaConsumer(
+        settings.exceptions_topic,
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="latest",
+        group_id=f"{settings.topic_prefix}latency",
+    )
     await consumer.start()
     try:
-        await asyncio.to_thread(wait_until, lambda: _consumed(settings.detector_metrics_port) >= 0 and
-                                detector.alive(), timeout=60, what="the detector")
+        await asyncio.to_thread(
+            wait_until,
+            lambda: _consumed(settings.detector_metrics_port) >= 0 and detector.alive(),
+            timeout=60,
+            what="the detector",
+        )
         # warm-up: the worker has joined its group and processed something before we time
         warm = list(generate(2000, seed=1001))
         with progress.stage("latency: warm-up", total=len(warm)) as stage:
@@ -190,8 +213,14 @@ async def _latency(
                 yield ev
 
         with progress.stage(f"latency: publishing at {rate:,.0f}/s", total=len(events)) as stage:
-            await publish(settings, stamped(), rate=rate, batch_size=50, linger_ms=0,
-                          progress=lambda s: stage.update(s.queued, note=f"{len(latencies):,} timed"))
+            await publish(
+                settings,
+                stamped(),
+                rate=rate,
+                batch_size=50,
+                linger_ms=0,
+                progress=lambda s: stage.update(s.queued, note=f"{len(latencies):,} timed"),
+            )
         with progress.stage("latency: 3 s for the last exceptions", unit=""):
             await asyncio.sleep(3)
         receiver.cancel()
@@ -210,9 +239,17 @@ def _published(settings: Settings, events: Iterator[SimEvent] | list[SimEvent], 
     asyncio.run(publish(settings, events, rate=None, progress=lambda s: stage.update(s.queued)))
 
 
-def run_detector_benchmarks(base: Settings, workdir: Path, *, count: int, entities: int,
-                            memory_count: int, latency_seconds: float, progress: Reporter | None = None,
-                            measured: Callable[[Result], None] | None = None) -> list[Result]:
+def run_detector_benchmarks(
+    base: Settings,
+    workdir: Path,
+    *,
+    count: int,
+    entities: int,
+    memory_count: int,
+    latency_seconds: float,
+    progress: Reporter | None = None,
+    measured: Callable[[Result], None] | None = None,
+) -> list[Result]:
     """Every detector figure, in the table's order; each is handed to `measured` as soon as it is known."""
     progress = progress or Reporter.silent()
     results: list[Result] = []
@@ -236,10 +273,26 @@ def run_detector_benchmarks(base: Settings, workdir: Path, *, count: int, entiti
         add(result("detector", "naive faust agent (validate only)", naive, "events/s"))
         with progress.stage("detector: Loopgate detector", total=count) as stage:
             detector = _run_detector(settings, workdir, count, stage)
-        add(result("detector", "Loopgate detector, one worker", detector["rate"], "events/s", ">= 50000",
-                   detector["rate"] >= 50_000))
-        add(result("detector", "detector / naive faust", detector["rate"] / naive, "x", ">= 4.5",
-                   detector["rate"] / naive >= 4.5))
+        add(
+            result(
+                "detector",
+                "Loopgate detector, one worker",
+                detector["rate"],
+                "events/s",
+                ">= 50000",
+                detector["rate"] >= 50_000,
+            )
+        )
+        add(
+            result(
+                "detector",
+                "detector / naive faust",
+                detector["rate"] / naive,
+                "x",
+                ">= 4.5",
+                detector["rate"] / naive >= 4.5,
+            )
+        )
         add(result("detector", "detector / ceiling", detector["rate"] / ceiling, "x"))
     finally:
         asyncio.run(delete_topics_with_prefix(settings.kafka_bootstrap, settings.topic_prefix))
@@ -250,8 +303,16 @@ def run_detector_benchmarks(base: Settings, workdir: Path, *, count: int, entiti
         latencies = asyncio.run(_latency(settings, workdir, progress, rate=5000, seconds=latency_seconds))
         for q, name in ((0.5, "p50"), (0.95, "p95"), (0.99, "p99")):
             target, met = ("<= 250", percentile(latencies, q) <= 250) if name == "p99" else ("", None)
-            add(result("latency", f"event to exception {name} at 5,000 events/s",
-                       percentile(latencies, q), "ms", target, met))
+            add(
+                result(
+                    "latency",
+                    f"event to exception {name} at 5,000 events/s",
+                    percentile(latencies, q),
+                    "ms",
+                    target,
+                    met,
+                )
+            )
         add(result("latency", "exceptions timed", len(latencies), "records"))
     finally:
         asyncio.run(delete_topics_with_prefix(settings.kafka_bootstrap, settings.topic_prefix))
@@ -264,8 +325,16 @@ def run_detector_benchmarks(base: Settings, workdir: Path, *, count: int, entiti
                 _published(settings, spread_entities(generate(n, seed=43), entities), stage)
             with progress.stage("memory: Loopgate detector", total=n) as stage:
                 run = _run_detector(settings, workdir, n, stage, sample_memory=True)
-            add(result("memory", f"detector peak RSS, {n:,} events over {entities:,} entities",
-                       run["peak_rss_mb"], "MB", "< 500", run["peak_rss_mb"] < 500))
+            add(
+                result(
+                    "memory",
+                    f"detector peak RSS, {n:,} events over {entities:,} entities",
+                    run["peak_rss_mb"],
+                    "MB",
+                    "< 500",
+                    run["peak_rss_mb"] < 500,
+                )
+            )
         finally:
             asyncio.run(delete_topics_with_prefix(settings.kafka_bootstrap, settings.topic_prefix))
     return results

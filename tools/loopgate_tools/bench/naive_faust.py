@@ -20,8 +20,14 @@ from loopgate_schemas.events import EventRejected, parse_event
 def main() -> None:
     bootstrap, group, count_arg, prefix, *sources = sys.argv[1:]
     count = int(count_arg)
-    app = faust.App(group, broker=f"kafka://{bootstrap}", store="memory://", web_enabled=False,
-                    consumer_auto_offset_reset="earliest", datadir=f"/tmp/{group}")
+    app = faust.App(
+        group,
+        broker=f"kafka://{bootstrap}",
+        store="memory://",
+        web_enabled=False,
+        consumer_auto_offset_reset="earliest",
+        datadir=f"/tmp/{group}",
+    )
     state = {"n": 0, "started": 0.0}
 
     for source_name in sources:

@@ -97,14 +97,20 @@ def bench(
         def measured(figure: dict[str, Any]) -> None:
             progress.line(describe(figure))
 
-        results += run_detector_benchmarks(settings, Path(tmp), **SIZES[size],  # type: ignore[arg-type]
-                                           progress=progress, measured=measured)
+        results += run_detector_benchmarks(
+            settings,
+            Path(tmp),
+            **SIZES[size],  # type: ignore[arg-type]
+            progress=progress,
+            measured=measured,
+        )
         if not skip_api:
             from loopgate_tools.bench.api import FULL, QUICK, Sizes, run_api_benchmarks
 
             api_sizes = {"full": FULL, "quick": QUICK, "smoke": Sizes(60, 20, 300, 20, 40)}[size]
-            results += run_api_benchmarks(Path(tmp), quick=size != "full", sizes=api_sizes, progress=progress,
-                                          measured=measured)
+            results += run_api_benchmarks(
+                Path(tmp), quick=size != "full", sizes=api_sizes, progress=progress, measured=measured
+            )
     seconds = time.monotonic() - started
     info = machine()
     output.mkdir(parents=True, exist_ok=True)

@@ -60,9 +60,7 @@ def off_voice_caption(rng: random.Random, client: Client) -> str:
 
 
 def risky_caption(rng: random.Random, client: Client) -> str:
-    return (
-        f"{rng.choice(_RISKY).format(product=rng.choice(client.spec.products))} {_hashtag(client.spec.name)}"
-    )
+    return f"{rng.choice(_RISKY).format(product=rng.choice(client.spec.products))} {_hashtag(client.spec.name)}"
 
 
 def claim_caption(rng: random.Random, client: Client, claims: list[str]) -> str:

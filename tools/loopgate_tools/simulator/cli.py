@@ -42,9 +42,7 @@ def simulate(
         Path | None, typer.Option("--ground-truth", help="Write one JSON line per published event here.")
     ] = None,
     create_topics: Annotated[bool, typer.Option(help="Create missing Loopgate topics first.")] = True,
-    dry_run: Annotated[
-        bool, typer.Option(help="Generate (and write the ground truth) without publishing.")
-    ] = False,
+    dry_run: Annotated[bool, typer.Option(help="Generate (and write the ground truth) without publishing.")] = False,
 ) -> None:
     """Publish simulated upstream events (bids, trafficking, content) with injected faults."""
 
@@ -54,9 +52,7 @@ def simulate(
     if dry_run and duration is not None:
         raise typer.BadParameter("--duration needs a broker; use --count with --dry-run")
     rules = load_detection_config(settings.detection_config)
-    events = generate(
-        count if count is not None else sys.maxsize, anomaly_share=anomaly_share, seed=seed, rules=rules
-    )
+    events = generate(count if count is not None else sys.maxsize, anomaly_share=anomaly_share, seed=seed, rules=rules)
     with ExitStack() as stack:
         if ground_truth is not None:
             events = recording(events, stack.enter_context(ground_truth.open("wb")))
@@ -71,8 +67,14 @@ def simulate(
         else:
             with publishing_stage(reporter, count=count, duration=duration) as stage:
                 stats = asyncio.run(
-                    _publish(settings, events, rate=rate, duration=duration, create=create_topics,
-                             progress=lambda s: show_publishing(stage, s))
+                    _publish(
+                        settings,
+                        events,
+                        rate=rate,
+                        duration=duration,
+                        create=create_topics,
+                        progress=lambda s: show_publishing(stage, s),
+                    )
                 )
     _print_summary(stats, dry_run=dry_run, prefix=settings.topic_prefix, ground_truth=ground_truth)
     if stats.failed:
@@ -105,8 +107,7 @@ def publishing_stage(reporter: Reporter, *, count: int | None, duration: float |
 
 def show_publishing(stage: Stage, stats: PublishStats) -> None:
     if stage.unit == "s":
-        stage.update(min(stats.elapsed_seconds, stage.total or stats.elapsed_seconds),
-                     note=f"{stats.queued:,} events")
+        stage.update(min(stats.elapsed_seconds, stage.total or stats.elapsed_seconds), note=f"{stats.queued:,} events")
     else:
         stage.update(stats.queued, note=f"{stats.sent:,} acknowledged")
 

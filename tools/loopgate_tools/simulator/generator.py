@@ -261,9 +261,7 @@ class _Stream:
         self.delivery_streak = [0] * len(w.placements)
         self.warm_placements: dict[int, None] = {}
         self.allow_listed_placements = [i for i, p in enumerate(w.placements) if p.client.allow_listed]
-        social: list[SocialPlatform] = [
-            p for p in get_args(SocialPlatform) if p in rules.caption_limits
-        ]
+        social: list[SocialPlatform] = [p for p in get_args(SocialPlatform) if p in rules.caption_limits]
         short = [p for p in social if rules.caption_limits[p] <= 5000]
         self.long_caption_platforms = short or [min(social, key=lambda p: rules.caption_limits[p])]
         self.post_no = 0
@@ -346,9 +344,7 @@ class _Stream:
         )
         if expected is None:
             expected = (rule,) if rule else ()
-        return SimEvent(
-            EVENT_TOPIC[event_type], subject.encode(), value, event_id, event_type, subject, expected, rule
-        )
+        return SimEvent(EVENT_TOPIC[event_type], subject.encode(), value, event_id, event_type, subject, expected, rule)
 
     def _pick(self, cum_weights: tuple[float, ...]) -> int:
         return bisect(cum_weights, self.rng.random() * cum_weights[-1])
@@ -379,9 +375,7 @@ class _Stream:
     def _bid(self, i: int, rule: str | None) -> SimEvent:
         rng = self.rng
         w = self.world
-        index = (
-            self._pick_warm(self.warm_bids) if rule == "bid_anomaly" else self._pick(w.line_item_cum_weights)
-        )
+        index = self._pick_warm(self.warm_bids) if rule == "bid_anomaly" else self._pick(w.line_item_cum_weights)
         li = w.line_items[index]
         campaign = w.campaigns[li.campaign_index]
         th = self._thresholds_for(campaign.client.client_id, campaign.platform)
@@ -493,9 +487,7 @@ class _Stream:
             "constraint": name,
             "detail": detail,
         }
-        return self._event(
-            i, CONSTRAINT_VIOLATED, campaign.source, campaign.campaign_id, data, rule, ("constraint",)
-        )
+        return self._event(i, CONSTRAINT_VIOLATED, campaign.source, campaign.campaign_id, data, rule, ("constraint",))
 
     # --- trafficking.events -------------------------------------------------------------------
 
@@ -513,11 +505,7 @@ class _Stream:
             end = start - rng.randint(0, 30) * 86400  # ends before (or when) it starts
         else:
             end = start + rng.randint(7, 60) * 86400 - 1
-        domain = (
-            self._bad_domain(p.client)
-            if rule == "domain_not_allowed"
-            else rng.choice(p.client.landing_domains)
-        )
+        domain = self._bad_domain(p.client) if rule == "domain_not_allowed" else rng.choice(p.client.landing_domains)
         query = f"utm_source={p.ad_server}&utm_medium=display&utm_campaign={p.order_id}"
         click_url = f"https://{domain}/{p.landing_path}?{query}"
         if rule == "click_url":
@@ -531,9 +519,7 @@ class _Stream:
             others = [s for s in IAB_SIZES if s != p.slot]
             creative = others[rng.randrange(len(others))]
         creative_id = p.creative_ids[rng.randrange(len(p.creative_ids))]
-        pixels = [
-            f"https://pixel.{p.ad_server}.example/p?cr={creative_id}&n={k}" for k in range(rng.randint(0, 2))
-        ]
+        pixels = [f"https://pixel.{p.ad_server}.example/p?cr={creative_id}&n={k}" for k in range(rng.randint(0, 2))]
         data = {
             "placement_id": p.placement_id,
             "order_id": p.order_id,
@@ -629,17 +615,13 @@ class _Stream:
             caption = captions.long_caption(rng, client, limit + rng.randint(1, 400))
         elif rule == "brand_safety":
             safety = round(
-                rng.uniform(0.02, th.brand_safety_min - 0.1)
-                if th.brand_safety_min > 0.15
-                else th.brand_safety_min / 2,
+                rng.uniform(0.02, th.brand_safety_min - 0.1) if th.brand_safety_min > 0.15 else th.brand_safety_min / 2,
                 3,
             )
             caption = captions.risky_caption(rng, client)
         elif rule == "brand_voice":
             voice = round(
-                rng.uniform(0.05, th.brand_voice_min - 0.1)
-                if th.brand_voice_min > 0.15
-                else th.brand_voice_min / 2,
+                rng.uniform(0.05, th.brand_voice_min - 0.1) if th.brand_voice_min > 0.15 else th.brand_voice_min / 2,
                 3,
             )
             caption = captions.off_voice_caption(rng, client)

@@ -11,14 +11,16 @@ from loopgate_schemas.exceptions import Kind
 
 def _observe(b: Baseline, x: float, cfg: AnomalyConfig) -> Observation:
     return observe(
-        b, x, alpha=cfg.alpha, warmup=cfg.warmup, z_threshold=cfg.z_threshold,
+        b,
+        x,
+        alpha=cfg.alpha,
+        warmup=cfg.warmup,
+        z_threshold=cfg.z_threshold,
         min_relative_std=cfg.min_relative_std,
     )
 
 
-def check_bid_anomaly(
-    event: BidAdjusted, baseline: Baseline, cfg: AnomalyConfig
-) -> tuple[Baseline, Firing | None]:
+def check_bid_anomaly(event: BidAdjusted, baseline: Baseline, cfg: AnomalyConfig) -> tuple[Baseline, Firing | None]:
     d = event.data
     obs = _observe(baseline, d.bid_cpm, cfg)
     if obs.z is None or abs(obs.z) <= cfg.z_threshold:
@@ -32,8 +34,11 @@ def check_bid_anomaly(
         f"{abs(obs.z):.1f} standard deviations {side} its usual {obs.expected_mean:.2f}",
         {"bid_cpm": d.bid_cpm},
         threshold={"z": cfg.z_threshold},
-        expected={"mean": round(obs.expected_mean, 4), "std": round(obs.expected_std, 4),
-                  "observations": baseline.count},
+        expected={
+            "mean": round(obs.expected_mean, 4),
+            "std": round(obs.expected_std, 4),
+            "observations": baseline.count,
+        },
         score=round(obs.z, 3),
     )
     return obs.baseline, firing
@@ -66,8 +71,12 @@ def check_delivery_anomaly(
         f"{abs(obs.z or 0):.1f} standard deviations {side} its usual {usual}",
         {"impressions": d.impressions, "clicks": d.clicks, "ctr": round(rate, 6), "metric": name},
         threshold={"z": cfg.z_threshold},
-        expected={"metric": name, "mean": round(obs.expected_mean, 6), "std": round(obs.expected_std, 6),
-                  "observations": (impressions if name == "impressions" else ctr).count},
+        expected={
+            "metric": name,
+            "mean": round(obs.expected_mean, 6),
+            "std": round(obs.expected_std, 6),
+            "observations": (impressions if name == "impressions" else ctr).count,
+        },
         score=round(obs.z or 0.0, 3),
     )
     return imp.baseline, clk.baseline, firing

@@ -12,7 +12,7 @@ from loopgate.resolution_api import operations
 from loopgate.resolution_api.auth import CanCreate, CanRead, CanReopen, CanWork
 from loopgate.resolution_api.conditional import etag, parse_if_match
 from loopgate.resolution_api.deps import ServicesDep, reject_unstorable_params
-from loopgate.resolution_api.errors import BadRequest, responses
+from loopgate.resolution_api.errors import BadRequest, invalid, responses
 from loopgate.resolution_api.lifecycle import Status
 from loopgate.resolution_api.models import ExceptionRow
 from loopgate.resolution_api.schemas import (
@@ -30,20 +30,19 @@ from loopgate.resolution_api.schemas import (
     ResolveRequest,
     Rfc3339,
     SnoozeRequest,
+    snooze_too_long,
 )
 from loopgate.resolution_api.store import ExceptionFilters
 from loopgate_schemas.exceptions import Severity
 
-router = APIRouter(
-    prefix="/v1/exceptions", tags=["exceptions"], dependencies=[Depends(reject_unstorable_params)]
-)
+router = APIRouter(prefix="/v1/exceptions", tags=["exceptions"], dependencies=[Depends(reject_unstorable_params)])
 
 IfMatch = Annotated[
     str | None,
     Header(description='Only change the exception if its ETag (version, e.g. "3") still matches'),
 ]
 ETAG_HEADER = {"ETag": {"description": "The exception's version", "schema": {"type": "string"}}}
-WORK_ERRORS = responses(400, 401, 403, 404, 409, 412)
+WORK_ERRORS = responses(400, 401, 403, 404, 409, 412, 413)
 
 
 def _answer(response: Response, row: ExceptionRow) -> ExceptionRead:
@@ -62,7 +61,7 @@ def _answer(response: Response, row: ExceptionRow) -> ExceptionRead:
             "description": "Already received (same exception_id), or grouped as an occurrence of the "
             "unresolved exception with the same fingerprint",
         },
-        **responses(400, 401, 403, 503),
+        **responses(400, 401, 403, 413, 503),
     },
 )
 async def create_exception(
@@ -93,9 +92,7 @@ async def list_exceptions(
         Rfc3339 | None,
         Query(description="Only exceptions first detected before this time (RFC 3339, with an offset)"),
     ] = None,
-    cursor: Annotated[
-        str | None, Query(max_length=1000, description="next_cursor of the previous page")
-    ] = None,
+    cursor: Annotated[str | None, Query(max_length=1000, description="next_cursor of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> ExceptionPage:
     if detected_after and detected_before and detected_after >= detected_before:
@@ -113,9 +110,7 @@ async def list_exceptions(
         detected_after=detected_after,
         detected_before=detected_before,
     )
-    rows, next_cursor = await operations.list_page(
-        db=services.db, filters=filters, cursor=cursor, limit=limit
-    )
+    rows, next_cursor = await operations.list_page(db=services.db, filters=filters, cursor=cursor, limit=limit)
     return ExceptionPage(items=[ExceptionRead.from_row(r) for r in rows], next_cursor=next_cursor)
 
 
@@ -124,9 +119,7 @@ async def list_exceptions(
     summary="Resolve several exceptions (by ids, or every unresolved one with a fingerprint)",
     responses=responses(400, 401, 403),
 )
-async def bulk_resolve(
-    body: BulkResolveRequest, principal: CanWork, services: ServicesDep
-) -> BulkResolveResult:
+async def bulk_resolve(body: BulkResolveRequest, principal: CanWork, services: ServicesDep) -> BulkResolveResult:
     resolved, failed = await operations.bulk_resolve(
         db=services.db,
         ids=body.ids,
@@ -153,9 +146,7 @@ async def get_exception(
     return _answer(response, await operations.get(db=services.db, exception_id=exception_id))
 
 
-@router.get(
-    "/{exception_id}/history", summary="Every change of one exception", responses=responses(401, 403, 404)
-)
+@router.get("/{exception_id}/history", summary="Every change of one exception", responses=responses(401, 403, 404))
 async def get_history(exception_id: str, principal: CanRead, services: ServicesDep) -> History:
     events = await operations.history(db=services.db, exception_id=exception_id)
     return History(exception_id=exception_id, items=[HistoryEvent.from_row(e) for e in events])
@@ -232,6 +223,9 @@ async def snooze_exception(
     response: Response,
     if_match: IfMatch = None,
 ) -> ExceptionRead:
+    problem = snooze_too_long(body.until, operations.utcnow(), services.settings.max_snooze_seconds)
+    if problem:
+        raise invalid(("body", "until"), problem.removeprefix("until: "), "snooze_too_long")
     row = await operations.snooze(
         db=services.db,
         exception_id=exception_id,

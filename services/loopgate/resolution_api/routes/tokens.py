@@ -16,9 +16,7 @@ from loopgate.resolution_api.schemas import TokenCreate, TokenCreated, TokenList
 router = APIRouter(prefix="/v1/tokens", tags=["tokens"], dependencies=[Depends(reject_unstorable_params)])
 
 
-@router.post(
-    "", status_code=status.HTTP_201_CREATED, summary="Create a token", responses=responses(400, 401, 403)
-)
+@router.post("", status_code=status.HTTP_201_CREATED, summary="Create a token", responses=responses(400, 401, 403))
 async def create_token(body: TokenCreate, principal: CanManageTokens, services: ServicesDep) -> TokenCreated:
     async with services.db.write() as session, session.begin():
         row, secret = await store.create_token(
