@@ -1,8 +1,8 @@
 """Batch delivery for faust: the detector's upstream records go to one handler per fetched batch.
 
 faust hands every Kafka record through its conductor, a channel queue and a stream iterator,
-each step an await with tasks and loop turns of its own: about 4,500 records per second per
-process on a 2-core machine, whatever the agent does. The detector keeps what faust does well:
+each step an await with tasks and loop turns of its own, which caps a per-record agent whatever
+it does (measured in docs/performance.md). The detector keeps what faust does well:
 the worker and its signals, consumer-group membership and partition assignment, tables
 rebuilt from their changelogs on assignment, offset commits. Only the delivery of upstream
 records changes: `BatchingConsumer` collects each fetched batch of them and awaits one

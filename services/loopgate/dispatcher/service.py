@@ -5,9 +5,9 @@ exact control over commits (commit an offset only after the API answered 2xx for
 every message before it in the partition), which a plain consumer with auto-commit off gives
 directly.
 
-Its HTTP client is aiohttp's, not httpx's: with dozens of requests in flight, httpx's client
-managed about 130 posts a second on this 2-core machine against a trivial server, aiohttp's
-about 2,700 (one run of the same script), and the dispatcher must not be slower than the API.
+Its HTTP client is aiohttp's, not httpx's: with dozens of requests in flight, aiohttp's client
+posts about twenty times as fast (docs/performance.md), and the dispatcher must not be slower
+than the API.
 
 A wrong or missing token, a wrong API URL or nothing listening there is the dispatcher's problem,
 not the records' (`delivery.py` has the table): the delivery gate closes, nothing is committed or
