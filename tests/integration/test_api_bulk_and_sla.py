@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import time
 
 from prometheus_client import REGISTRY
 
 from loopgate.common.settings import Settings, Sla
-from loopgate.resolution_api import operations, store
+from loopgate.resolution_api import store
+from loopgate.resolution_api.sweeping import escalate_sla_breaches
 from loopgate_schemas.exceptions import Severity
 from tests.fixtures.api import Api, ApiFactory
+from tests.fixtures.clock import FakeClock
 
 
 async def test_bulk_resolve_by_ids_resolves_each_and_reports_the_ones_it_could_not(api: Api) -> None:
@@ -98,7 +99,7 @@ async def test_an_unclaimed_critical_exception_past_15_minutes_is_escalated_and_
     fresh = await api.create(severity="critical", detected_at=_ago(5))
     before = _breaches("critical", "ack")
 
-    escalated = await operations.escalate_sla_breaches(db=api.services.db, slas=api.services.settings.slas)
+    escalated = await escalate_sla_breaches(db=api.services.db, slas=api.services.settings.slas)
 
     assert escalated == 1
     assert _breaches("critical", "ack") == before + 1
@@ -123,9 +124,9 @@ async def test_a_claimed_exception_past_its_resolve_sla_is_escalated_once(api: A
     exc = await api.create(severity="high", detected_at=_ago(9 * 60))
     await api.act(exc["id"], "claim")
 
-    first = await operations.escalate_sla_breaches(db=api.services.db, slas=api.services.settings.slas)
+    first = await escalate_sla_breaches(db=api.services.db, slas=api.services.settings.slas)
     await api.act(exc["id"], "claim")  # someone takes the escalated exception
-    second = await operations.escalate_sla_breaches(db=api.services.db, slas=api.services.settings.slas)
+    second = await escalate_sla_breaches(db=api.services.db, slas=api.services.settings.slas)
 
     assert (first, second) == (1, 0)
     body = (await api.http.get(f"/v1/exceptions/{exc['id']}", headers=api.auth("operator"))).json()
@@ -138,16 +139,17 @@ async def test_resolved_exceptions_and_snoozes_within_the_resolve_sla_are_not_es
     resolved = await api.create(severity="critical", detected_at=_ago(300))
     await api.act(resolved["id"], "resolve", {"decision": "confirmed"})
 
-    assert await operations.escalate_sla_breaches(db=api.services.db, slas=api.services.settings.slas) == 0
+    assert await escalate_sla_breaches(db=api.services.db, slas=api.services.settings.slas) == 0
 
 
 async def test_a_snooze_cannot_hide_a_resolve_sla_breach(api: Api) -> None:
     exc = await api.create(severity="critical", detected_at=_ago(60))
     until = (dt.datetime.now(dt.UTC) + dt.timedelta(days=20)).isoformat()
     assert (await api.act(exc["id"], "snooze", {"until": until})).status_code == 200
-    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1, minutes=5)  # past the 2 h resolve SLA
+    clock = FakeClock()
+    clock.advance(65 * 60)  # past the 2 h resolve SLA
 
-    escalated = await operations.escalate_sla_breaches(db=api.services.db, slas=api.services.settings.slas, now=later)
+    escalated = await escalate_sla_breaches(db=api.services.db, slas=api.services.settings.slas, clock=clock)
 
     assert escalated == 1
     body = (await api.http.get(f"/v1/exceptions/{exc['id']}", headers=api.auth("operator"))).json()
@@ -161,8 +163,8 @@ async def test_slas_come_from_settings(api: Api) -> None:
     exc = await api.create(severity="low", detected_at=_ago(2))
     tight = {**api.services.settings.slas, Severity.LOW: Sla(ack_seconds=60, resolve_seconds=3600)}
 
-    assert await operations.escalate_sla_breaches(db=api.services.db, slas=api.services.settings.slas) == 0
-    assert await operations.escalate_sla_breaches(db=api.services.db, slas=tight) == 1
+    assert await escalate_sla_breaches(db=api.services.db, slas=api.services.settings.slas) == 0
+    assert await escalate_sla_breaches(db=api.services.db, slas=tight) == 1
     body = (await api.http.get(f"/v1/exceptions/{exc['id']}", headers=api.auth("operator"))).json()
     assert body["status"] == "escalated"
 
@@ -172,23 +174,30 @@ async def test_the_sweeper_wakes_snoozes_and_escalates_breaches_on_its_own(
 ) -> None:
     settings = api_settings.model_copy(
         update={
-            "sweep_interval_seconds": 0.1,
-            "slas": {**api_settings.slas, Severity.MEDIUM: Sla(ack_seconds=0.5, resolve_seconds=3600)},
+            "sweep_interval_seconds": 0.05,
+            "slas": {**api_settings.slas, Severity.MEDIUM: Sla(ack_seconds=60, resolve_seconds=3600)},
         }
     )
-    async with api_factory(settings) as api:
-        breaching = await api.create(severity="medium")
-        snoozed = await api.create(severity="low")
-        until = dt.datetime.now(dt.UTC) + dt.timedelta(milliseconds=200)
+    clock = FakeClock()
+    async with api_factory(settings, clock) as api:
+        breaching = await api.create(severity="medium", detected_at=clock().isoformat())
+        snoozed = await api.create(severity="low", detected_at=clock().isoformat())
+        until = clock() + dt.timedelta(seconds=30)
         await api.act(snoozed["id"], "snooze", {"until": until.isoformat()})
 
-        async def status(exception_id: str) -> str:
-            response = await api.http.get(f"/v1/exceptions/{exception_id}", headers=api.auth("operator"))
-            return str(response.json()["status"])
+        async def statuses() -> tuple[str, str]:
+            found = []
+            for exc in (breaching, snoozed):
+                response = await api.http.get(f"/v1/exceptions/{exc['id']}", headers=api.auth("operator"))
+                found.append(str(response.json()["status"]))
+            return found[0], found[1]
 
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if (await status(breaching["id"]), await status(snoozed["id"])) == ("escalated", "open"):
-                break
-            await asyncio.sleep(0.05)
-        assert (await status(breaching["id"]), await status(snoozed["id"])) == ("escalated", "open")
+        async def after_two_sweeps() -> tuple[str, str]:
+            async with asyncio.timeout(10):  # passes come every 50 ms of real time
+                await api.services.sweeper.next_pass()  # may have read the clock before it moved
+                await api.services.sweeper.next_pass()  # read it after
+            return await statuses()
+
+        assert await after_two_sweeps() == ("open", "snoozed")  # no time has passed for the app
+        clock.advance(61)  # past the snooze and the medium ack SLA
+        assert await after_two_sweeps() == ("escalated", "open")

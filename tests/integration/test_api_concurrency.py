@@ -13,6 +13,7 @@ import uvicorn
 
 from loopgate.common.settings import Settings
 from loopgate.resolution_api import store
+from loopgate.resolution_api import tokens as api_tokens
 from loopgate.resolution_api.app import create_app
 from loopgate.resolution_api.deps import Services
 from loopgate.resolution_api.permissions import Role
@@ -34,7 +35,7 @@ async def live(api_settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient,
         headers = {}
         async with services.db.write() as session, session.begin():
             for role in (Role.SERVICE, Role.OPERATOR):
-                _, secret = await store.create_token(
+                _, secret = await api_tokens.create_token(
                     session=session, name=f"{role.value}-live", role=role, now=dt.datetime.now(dt.UTC)
                 )
                 headers[role.value] = f"Bearer {secret}"

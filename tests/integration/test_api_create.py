@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from typing import Any
+
+from pydantic import TypeAdapter
 
 from loopgate.resolution_api import store
+from loopgate.resolution_api.schemas import ExceptionRead
 from tests.fixtures.api import Api, record
 
 
@@ -149,3 +153,27 @@ async def test_creation_and_grouping_are_recorded_in_the_history(api: Api) -> No
     ]
     assert history["items"][1]["fields"] == {"record_id": second["exception_id"], "occurrences": 2}
     assert dt.datetime.fromisoformat(history["items"][0]["at"]).tzinfo is not None
+
+
+async def test_the_create_answer_is_the_body_the_validated_record_used_to_give(api: Api) -> None:
+    # The answer is built from the stored row without validating it again (from_stored); it must be
+    # the bytes FastAPI made from ExceptionRead.from_row (validated), for every kind of answer.
+    async def create(sent: dict[str, Any]) -> str:
+        answer = await api.http.post("/v1/exceptions", json=sent, headers=api.auth("service"))
+        async with api.services.db.read() as session:
+            row = await store.get_exception(session=session, exception_id=answer.json()["id"])
+        assert row is not None
+        validated = TypeAdapter(ExceptionRead).dump_json(ExceptionRead.from_row(row))
+        assert answer.content == validated == ExceptionRead.from_stored(row).model_dump_json().encode()
+        return answer.headers["Loopgate-Result"]
+
+    sparse = record(event_ref=None, event=None, threshold=None, score=None, client_id=None, event_type=None)
+    rich = record(expected={"bid_cpm": [1, 2.5, None]}, trimmed=["event.note"], summary="Übergebot 🚀", occurrences=3)
+    grouped = record(fingerprint=rich["fingerprint"], detected_at="2026-01-02T03:04:05.5+02:00")
+    results = [await create(sparse), await create(rich), await create(grouped)]
+    correction = {"bid_cpm": {"before": 7.2, "after": {"capped": [6.0, None, "x"]}}}
+    resolved = await api.act(rich["exception_id"], "resolve", {"decision": "corrected", "correction": correction})
+    assert resolved.status_code == 200
+    results.append(await create(rich))  # a duplicate: the resolved exception, with its resolution
+
+    assert results == ["created", "created", "grouped", "duplicate"]

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 
-from loopgate.resolution_api import operations, store
+from loopgate.common.settings import Settings
+from loopgate.resolution_api import store
+from loopgate.resolution_api.sweeping import wake_due_snoozes
 from loopgate_schemas.outcomes import outcome_id_for
-from tests.fixtures.api import Api
+from tests.fixtures.api import Api, ApiFactory
+from tests.fixtures.clock import FakeClock
+
+
+def _z(when: dt.datetime) -> str:
+    return when.isoformat().replace("+00:00", "Z")
 
 
 def _in(minutes: float) -> str:
@@ -79,26 +85,31 @@ async def test_escalating_an_escalated_exception_is_409_naming_the_transition(ap
     assert response.json()["detail"] == "cannot escalate: exception is escalated (allowed from: claimed, open)"
 
 
-async def test_snooze_hides_the_exception_until_the_time_then_it_is_open_again(api: Api) -> None:
-    exc = await api.create()
-    until = dt.datetime.now(dt.UTC) + dt.timedelta(milliseconds=300)
-    snoozed = await api.act(exc["id"], "snooze", {"until": until.isoformat(), "reason": "waiting for the client"})
-    assert (snoozed.json()["status"], snoozed.json()["snoozed_until"]) == (
-        "snoozed",
-        until.isoformat().replace("+00:00", "Z"),
-    )
+async def test_snooze_hides_the_exception_until_the_time_then_it_is_open_again(
+    api_factory: ApiFactory, api_settings: Settings
+) -> None:
+    clock = FakeClock()
+    async with api_factory(api_settings, clock) as api:
+        exc = await api.create()
+        until = clock() + dt.timedelta(minutes=10)
+        snoozed = await api.act(exc["id"], "snooze", {"until": until.isoformat(), "reason": "waiting for the client"})
+        assert (snoozed.json()["status"], snoozed.json()["snoozed_until"]) == (
+            "snoozed",
+            until.isoformat().replace("+00:00", "Z"),
+        )
 
-    assert await operations.wake_due_snoozes(db=api.services.db) == 0
-    await asyncio.sleep(0.4)
-    assert await operations.wake_due_snoozes(db=api.services.db) == 1
+        clock.advance(10 * 60 - 1)
+        assert await wake_due_snoozes(db=api.services.db, clock=api.services.clock) == 0
+        clock.advance(1)  # the snooze ends at `until` itself
+        assert await wake_due_snoozes(db=api.services.db, clock=api.services.clock) == 1
 
-    body = (await api.http.get(f"/v1/exceptions/{exc['id']}", headers=api.auth("operator"))).json()
-    assert (body["status"], body["snoozed_until"]) == ("open", None)
-    history = (await api.http.get(f"/v1/exceptions/{exc['id']}/history", headers=api.auth("operator"))).json()
-    assert [(e["action"], e["actor"], e["to_status"]) for e in history["items"][-2:]] == [
-        ("snooze", "operator-tester", "snoozed"),
-        ("wake", "system", "open"),
-    ]
+        body = (await api.http.get(f"/v1/exceptions/{exc['id']}", headers=api.auth("operator"))).json()
+        assert (body["status"], body["snoozed_until"]) == ("open", None)
+        history = (await api.http.get(f"/v1/exceptions/{exc['id']}/history", headers=api.auth("operator"))).json()
+        assert [(e["action"], e["actor"], e["at"], e["to_status"]) for e in history["items"][-2:]] == [
+            ("snooze", "operator-tester", _z(until - dt.timedelta(minutes=10)), "snoozed"),
+            ("wake", "system", _z(until), "open"),
+        ]
 
 
 async def test_snoozing_into_the_past_is_422(api: Api) -> None:

@@ -13,7 +13,7 @@ from prometheus_client import REGISTRY
 
 from loopgate.common.kafka import read_topic
 from loopgate.common.settings import Settings
-from loopgate.resolution_api import operations, store
+from loopgate.resolution_api import store, transitions
 from loopgate.resolution_api.db import Database
 from loopgate.resolution_api.models import OutboxRow
 from loopgate_schemas.outcomes import Decision, FieldChange, Outcome, outcome_id_for
@@ -107,11 +107,11 @@ async def test_an_outcome_that_can_never_be_published_does_not_hold_back_the_nex
     async with api_factory(unreachable) as api:
         oversized = await api.create()
         huge = {"caption": FieldChange(before="x" * (1536 * 1024), after="short")}  # past Kafka's 1 MiB
-        await operations.resolve(
+        await transitions.resolve(
             db=api.services.db,
             exception_id=oversized["id"],
             actor="operator-tester",
-            resolution=operations.ResolutionInput(Decision.CORRECTED, "", huge),
+            resolution=transitions.ResolutionInput(Decision.CORRECTED, "", huge),
             if_match=None,
         )
         ids = []

@@ -20,7 +20,7 @@ from schemathesis import checks
 from schemathesis.generation.case import Case
 
 from loopgate.common.settings import Settings
-from loopgate.resolution_api import store
+from loopgate.resolution_api import tokens as api_tokens
 from loopgate.resolution_api.app import create_app
 from loopgate.resolution_api.db import Database
 from loopgate.resolution_api.permissions import Role
@@ -49,7 +49,7 @@ async def _prepare(url: str) -> str:
     try:
         await db.migrate()
         async with db.write() as session, session.begin():
-            _, secret = await store.create_token(
+            _, secret = await api_tokens.create_token(
                 session=session, name="fuzzer", role=Role.ADMIN, now=dt.datetime.now(dt.UTC)
             )
         return secret

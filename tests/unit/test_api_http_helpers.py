@@ -9,7 +9,7 @@ import pytest
 
 from loopgate.resolution_api.conditional import etag, parse_if_match
 from loopgate.resolution_api.cursor import BadCursor, decode_cursor, encode_cursor
-from loopgate.resolution_api.errors import PreconditionFailed
+from loopgate.resolution_api.domain_errors import PreconditionFailed
 
 T0 = dt.datetime(2026, 11, 24, 9, 0, 0, 123456, tzinfo=dt.UTC)
 

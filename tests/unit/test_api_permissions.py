@@ -6,7 +6,8 @@ import hashlib
 
 import pytest
 
-from loopgate.resolution_api.permissions import Permission, Role, allows, hash_token, new_token
+from loopgate.resolution_api.permissions import Permission, Role, allows
+from loopgate.resolution_api.tokens import hash_token, new_token
 
 
 def test_a_token_is_stored_as_its_sha256_hex_digest() -> None:

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-import time
-
 from loopgate.resolution_api.permissions import Role
-from loopgate.resolution_api.principals import Principal, TokenCache
+from loopgate.resolution_api.tokens import Principal, TokenCache
+from tests.fixtures.clock import FakeClock
 
 ALICE = Principal(token_id="t1", name="alice", role=Role.OPERATOR)
 BOT = Principal(token_id="t2", name="dispatcher", role=Role.SERVICE)
 
 
 def test_a_verified_token_is_remembered_by_its_hash_until_the_ttl_passes() -> None:
-    cache = TokenCache(ttl=0.2)
+    clock = FakeClock()
+    cache = TokenCache(ttl=30, monotonic=clock.monotonic)
     cache.put("hash-a", ALICE)
     assert cache.get("hash-a") == ALICE
     assert cache.get("hash-b") is None
-    time.sleep(0.25)
+    clock.advance(30)
+    assert cache.get("hash-a") == ALICE  # still within the ttl, to the second
+    clock.advance(0.001)
     assert cache.get("hash-a") is None
 
 

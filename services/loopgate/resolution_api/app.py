@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,15 +17,16 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 
 from loopgate.common.settings import Settings, get_settings
 from loopgate.resolution_api.background import BackgroundLoop
+from loopgate.resolution_api.clock import Clock, Monotonic, utcnow
 from loopgate.resolution_api.db import Database
 from loopgate.resolution_api.deps import Services
 from loopgate.resolution_api.errors import install_error_handlers
 from loopgate.resolution_api.intake import Intake
 from loopgate.resolution_api.limits import RequestLimits
 from loopgate.resolution_api.outbox import OutboxRelay
-from loopgate.resolution_api.principals import TokenCache
 from loopgate.resolution_api.routes import exceptions, health, tokens
 from loopgate.resolution_api.sweeper import Sweeper
+from loopgate.resolution_api.tokens import TokenCache, Tokens
 
 log = logging.getLogger(__name__)
 DATABASE_WAIT_SECONDS = 30.0
@@ -52,7 +54,12 @@ async def stop_within(seconds: float, *loops: BackgroundLoop) -> None:
         await background.stop(max(0.1, deadline - loop.time()))
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, clock: Clock = utcnow, monotonic: Monotonic = time.monotonic
+) -> FastAPI:
+    """The app: the composition root. `clock` is the time every operation, the intake and the
+    sweeper read; `monotonic` times the token cache (tests pass fakes to move time on)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         active = settings or get_settings()
@@ -60,15 +67,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             await migrate_when_reachable(db)
             relay = OutboxRelay(db=db, settings=active)
-            sweeper = Sweeper(db=db, settings=active)
-            intake = Intake(db=db)
+            sweeper = Sweeper(db=db, settings=active, clock=clock)
+            intake = Intake(db=db, clock=clock)
             app.state.services = Services(
                 settings=active,
                 db=db,
                 intake=intake,
                 relay=relay,
                 sweeper=sweeper,
-                tokens=TokenCache(active.token_cache_seconds),
+                tokens=Tokens(db=db, cache=TokenCache(active.token_cache_seconds, monotonic=monotonic), clock=clock),
+                clock=clock,
             )
             await intake.start()
             await relay.start()

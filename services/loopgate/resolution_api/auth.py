@@ -1,7 +1,7 @@
 """Bearer-token authentication and role checks, as FastAPI dependencies.
 
-401 (with `WWW-Authenticate: Bearer`) when the token is missing, unknown or revoked; 403 when
-its role may not do what is asked (permissions.py says who may do what)."""
+401 (with `WWW-Authenticate: Bearer`) when the token is missing, unknown or revoked (tokens.py
+verifies it); 403 when its role may not do what is asked (permissions.py says who may do what)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,10 @@ from typing import Annotated, Any
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from loopgate.resolution_api import store
 from loopgate.resolution_api.deps import ServicesDep
 from loopgate.resolution_api.errors import Forbidden, Unauthorized
-from loopgate.resolution_api.permissions import Permission, Role, allows, hash_token
-from loopgate.resolution_api.principals import Principal
+from loopgate.resolution_api.permissions import Permission, allows
+from loopgate.resolution_api.tokens import Principal
 
 bearer = HTTPBearer(auto_error=False, description="A token made with `loopgate api tokens create`")
 
@@ -24,16 +23,9 @@ async def authenticate(
 ) -> Principal:
     if credentials is None or not credentials.credentials:
         raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
-    token_hash = hash_token(credentials.credentials)
-    cached = services.tokens.get(token_hash)
-    if cached is not None:
-        return cached
-    async with services.db.read() as session, session.begin():
-        row = await store.find_active_token(session=session, secret=credentials.credentials)
-    if row is None:
+    principal = await services.tokens.verify(credentials.credentials)
+    if principal is None:
         raise Unauthorized("invalid or revoked bearer token", invalid=True)
-    principal = Principal(token_id=row.id, name=row.name, role=Role(row.role))
-    services.tokens.put(token_hash, principal)
     return principal
 
 

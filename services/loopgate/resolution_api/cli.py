@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import signal
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated
 
 import typer
@@ -14,9 +13,10 @@ from sqlalchemy.engine import make_url
 
 from loopgate.common.logging import configure_logging
 from loopgate.common.settings import get_settings
-from loopgate.resolution_api import store
 from loopgate.resolution_api.db import Database
+from loopgate.resolution_api.domain_errors import NotFound
 from loopgate.resolution_api.permissions import Role
+from loopgate.resolution_api.tokens import TokenCache, Tokens
 
 app = typer.Typer(help="The resolution API: serve, migrate, tokens.", no_args_is_help=True)
 tokens_app = typer.Typer(help="Bearer tokens (stored only as SHA-256 hashes).", no_args_is_help=True)
@@ -76,15 +76,21 @@ def migrate() -> None:
     typer.echo(f"database at head: {_safe_url(url)}")
 
 
-async def _create_token(url: str, name: str, role: Role) -> tuple[str, str]:
+@contextlib.asynccontextmanager
+async def _tokens(url: str) -> AsyncIterator[Tokens]:
+    """tokens.py's service on a migrated database, for one command (no cache: one call each)."""
     db = Database(url)
     try:
         await db.migrate()
-        async with db.write() as session, session.begin():
-            row, secret = await store.create_token(session=session, name=name, role=role, now=dt.datetime.now(dt.UTC))
-        return row.id, secret
+        yield Tokens(db=db, cache=TokenCache(ttl=0))
     finally:
         await db.dispose()
+
+
+async def _create_token(url: str, name: str, role: Role) -> tuple[str, str]:
+    async with _tokens(url) as tokens:
+        row, secret = await tokens.create(name=name, role=role)
+        return row.id, secret
 
 
 @tokens_app.command("create")
@@ -99,14 +105,12 @@ def tokens_create(
 
 
 async def _revoke_token(url: str, token_id: str) -> bool:
-    db = Database(url)
-    try:
-        await db.migrate()
-        async with db.write() as session, session.begin():
-            row = await store.revoke_token(session=session, token_id=token_id, now=dt.datetime.now(dt.UTC))
-        return row is not None
-    finally:
-        await db.dispose()
+    async with _tokens(url) as tokens:
+        try:
+            await tokens.revoke(token_id)
+        except NotFound:
+            return False
+        return True
 
 
 @tokens_app.command("revoke")
@@ -119,23 +123,18 @@ def tokens_revoke(token_id: Annotated[str, typer.Argument(help="The id shown by 
 
 
 async def _list_tokens(url: str) -> list[tuple[str, str, str, str, str]]:
-    db = Database(url)
-    try:
-        await db.migrate()
-        async with db.read() as session, session.begin():
-            rows = await store.list_tokens(session=session)
-        return [
-            (
-                r.id,
-                r.role,
-                r.name,
-                r.created_at.isoformat(timespec="seconds"),
-                r.revoked_at.isoformat(timespec="seconds") if r.revoked_at else "-",
-            )
-            for r in rows
-        ]
-    finally:
-        await db.dispose()
+    async with _tokens(url) as tokens:
+        rows = await tokens.list()
+    return [
+        (
+            r.id,
+            r.role,
+            r.name,
+            r.created_at.isoformat(timespec="seconds"),
+            r.revoked_at.isoformat(timespec="seconds") if r.revoked_at else "-",
+        )
+        for r in rows
+    ]
 
 
 @tokens_app.command("list")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from loopgate.resolution_api.errors import PreconditionFailed
+from loopgate.resolution_api.domain_errors import PreconditionFailed
 
 
 def etag(version: int) -> str:

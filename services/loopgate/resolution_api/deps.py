@@ -12,12 +12,13 @@ from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 
 from loopgate.common.settings import Settings
+from loopgate.resolution_api.clock import Clock
 from loopgate.resolution_api.db import Database
 from loopgate.resolution_api.intake import Intake
 from loopgate.resolution_api.outbox import OutboxRelay
-from loopgate.resolution_api.principals import TokenCache
 from loopgate.resolution_api.schemas import unstorable_text
 from loopgate.resolution_api.sweeper import Sweeper
+from loopgate.resolution_api.tokens import Tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +28,8 @@ class Services:
     intake: Intake
     relay: OutboxRelay
     sweeper: Sweeper
-    tokens: TokenCache
+    tokens: Tokens
+    clock: Clock  # the time every operation reads (create_app's `clock`)
 
 
 async def get_services(request: Request) -> Services:

@@ -1,5 +1,7 @@
 """Every error the API answers with: a status code and one message naming the problem.
-Handlers turn them (and request validation errors) into JSON; nothing a client sends is a 500."""
+The one place HTTP meets the service layer's domain errors (domain_errors.py): STATUS_CODES maps
+each to its status; handlers turn them (and request validation errors) into JSON; nothing a
+client sends is a 500. Only authentication (401, 403) is raised as HTTP, by auth.py."""
 
 from __future__ import annotations
 
@@ -11,21 +13,42 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from loopgate.resolution_api.lifecycle import TransitionNotAllowed
+from loopgate.resolution_api.domain_errors import (
+    Conflict,
+    DomainError,
+    InvalidRequest,
+    NotFound,
+    PreconditionFailed,
+    Unavailable,
+)
 from loopgate.resolution_api.schemas import ErrorBody
+
+STATUS_CODES: dict[type[DomainError], int] = {
+    InvalidRequest: 400,
+    NotFound: 404,
+    Conflict: 409,  # TransitionNotAllowed too
+    PreconditionFailed: 412,
+    Unavailable: 503,
+}
+
+
+def status_of(err: DomainError) -> int:
+    """The HTTP status of a domain error (of its nearest mapped class)."""
+    for kind in type(err).__mro__:
+        if kind in STATUS_CODES:
+            return STATUS_CODES[kind]
+    return 500
 
 
 class ApiError(Exception):
+    """An HTTP error raised at the HTTP layer itself (authentication); never below the routes."""
+
     status_code = 400
 
     def __init__(self, detail: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
         self.headers = headers
-
-
-class BadRequest(ApiError):
-    status_code = 400
 
 
 class Unauthorized(ApiError):
@@ -38,22 +61,6 @@ class Unauthorized(ApiError):
 
 class Forbidden(ApiError):
     status_code = 403
-
-
-class NotFound(ApiError):
-    status_code = 404
-
-
-class Conflict(ApiError):
-    status_code = 409
-
-
-class PreconditionFailed(ApiError):
-    status_code = 412
-
-
-class ServiceUnavailable(ApiError):
-    status_code = 503
 
 
 _DESCRIPTIONS = {
@@ -101,8 +108,11 @@ async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
-async def _transition_not_allowed(_request: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse({"detail": str(exc)}, status_code=409)
+async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    retry_after = exc.retry_after if isinstance(exc, Unavailable) else None
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return JSONResponse({"detail": exc.message}, status_code=status_of(exc), headers=headers)
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -149,5 +159,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(InterfaceError, _database_unavailable)
     app.add_exception_handler(DataError, _unstorable_value)
     app.add_exception_handler(ApiError, _api_error)
-    app.add_exception_handler(TransitionNotAllowed, _transition_not_allowed)
+    app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -4,7 +4,7 @@ The dispatcher keeps dozens of records in flight. Stored one per transaction, ea
 half a dozen statements and a commit, every statement a round trip to the database driver (a
 thread hop with SQLite, a network round trip with PostgreSQL), and SQLite writers take turns:
 about 70 creates a second. Here, requests queue their record and one writer task stores
-everything waiting in one transaction (operations.create_or_group: a handful of statements per
+everything waiting in one transaction (creation.create_or_group: a handful of statements per
 batch, whatever its size), then answers each request. A lone record is a batch of one and waits
 for nothing; batches only grow while the previous one is being written.
 
@@ -18,32 +18,35 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from loopgate.resolution_api import operations
 from loopgate.resolution_api.background import DEFAULT_STOP_SECONDS, BackgroundLoop
+from loopgate.resolution_api.clock import Clock, utcnow
+from loopgate.resolution_api.creation import CreateResult, Received, create_or_group
 from loopgate.resolution_api.db import Database
-from loopgate.resolution_api.errors import ServiceUnavailable
+from loopgate.resolution_api.domain_errors import Unavailable
 from loopgate.resolution_api.models import ExceptionRow
 from loopgate_schemas.exceptions import ExceptionRecord
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 256  # records per transaction; the rest waits for the next one
-Stored = tuple[ExceptionRow, operations.CreateResult]
+Stored = tuple[ExceptionRow, CreateResult]
 
 
 @dataclass(frozen=True, slots=True)
 class _Waiting:
-    received: operations.Received
+    received: Received
     answer: asyncio.Future[Stored]
 
 
 class Intake(BackgroundLoop):
     name = "intake"
 
-    def __init__(self, *, db: Database, max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, *, db: Database, max_batch: int = MAX_BATCH, clock: Clock = utcnow) -> None:
         self._db = db
         self._max_batch = max_batch
+        self._clock = clock
         self._queue: asyncio.Queue[_Waiting] = asyncio.Queue()
+        self.batches_written = 0  # transactions committed: fewer than records when they share them
 
     async def stop(self, within: float = DEFAULT_STOP_SECONDS) -> bool:
         """Stop writing; records still queued (none, after uvicorn's graceful shutdown) get a 503."""
@@ -51,15 +54,15 @@ class Intake(BackgroundLoop):
         while not self._queue.empty():
             waiting = self._queue.get_nowait()
             if not waiting.answer.done():
-                waiting.answer.set_exception(ServiceUnavailable("the API is shutting down; retry"))
+                waiting.answer.set_exception(Unavailable("the API is shutting down; retry"))
         return stopped
 
     async def submit(self, record: ExceptionRecord, actor: str) -> Stored:
         """Store one record (created, grouped or a duplicate), once its batch is committed."""
         if not self.running:
-            raise ServiceUnavailable("the API is not accepting records yet; retry")
+            raise Unavailable("the API is not accepting records yet; retry")
         answer: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Waiting(operations.Received(record, actor), answer))
+        self._queue.put_nowait(_Waiting(Received(record, actor), answer))
         return await answer
 
     async def _run(self) -> None:
@@ -71,7 +74,7 @@ class Intake(BackgroundLoop):
 
     async def _write(self, batch: list[_Waiting]) -> None:
         try:
-            stored = await operations.create_or_group(db=self._db, received=[w.received for w in batch])
+            stored = await create_or_group(db=self._db, received=[w.received for w in batch], clock=self._clock)
         except asyncio.CancelledError:
             for waiting in batch:
                 waiting.answer.cancel()
@@ -85,6 +88,7 @@ class Intake(BackgroundLoop):
             if not batch[0].answer.done():
                 batch[0].answer.set_exception(err)
             return
+        self.batches_written += 1
         for waiting, answer in zip(batch, stored, strict=True):
             if not waiting.answer.done():  # the client may have gone away meanwhile
                 waiting.answer.set_result(answer)

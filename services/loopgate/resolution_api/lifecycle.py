@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Any
 
 from loopgate.common.settings import Sla
+from loopgate.resolution_api.domain_errors import Conflict
 from loopgate_schemas.outcomes import Decision
 
 
@@ -52,7 +53,9 @@ UNRESOLVED = frozenset(s for s in Status if s is not S.RESOLVED)
 SLA_CHECKED = frozenset({S.OPEN, S.CLAIMED, S.SNOOZED})
 
 
-class TransitionNotAllowed(Exception):
+class TransitionNotAllowed(Conflict):
+    """The action is not allowed from the exception's current status."""
+
     def __init__(self, action: Action, status: Status) -> None:
         allowed = ", ".join(sorted(TRANSITIONS[action][0]))
         super().__init__(f"cannot {action.value}: exception is {status.value} (allowed from: {allowed})")

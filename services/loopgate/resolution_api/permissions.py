@@ -1,13 +1,8 @@
-"""Bearer tokens and roles, as pure functions: what each role may do, and how a token is made
-and hashed (only the SHA-256 hash is stored)."""
+"""Roles, as pure functions: what each role may do (tokens.py makes and checks the tokens)."""
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from enum import StrEnum
-
-TOKEN_PREFIX = "lg_"
 
 
 class Role(StrEnum):
@@ -33,12 +28,3 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
 
 def allows(role: Role, permission: Permission) -> bool:
     return permission in ROLE_PERMISSIONS[role]
-
-
-def new_token() -> str:
-    """A fresh secret token; shown once, stored only as its hash."""
-    return TOKEN_PREFIX + secrets.token_urlsafe(32)
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()

@@ -1,10 +1,10 @@
 """Queries of the resolution API: module-level, keyword-only functions over an AsyncSession.
-They never commit: the caller (operations.py) owns the transaction."""
+They never commit: the caller (creation.py, reading.py, transitions.py...) owns the transaction.
+Token queries are tokens.py's."""
 
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -18,9 +18,7 @@ from loopgate.resolution_api.models import (
     ExceptionRow,
     OccurrenceRow,
     OutboxRow,
-    TokenRow,
 )
-from loopgate.resolution_api.permissions import Role, hash_token, new_token
 from loopgate_schemas.exceptions import ExceptionRecord
 
 # --- exceptions ------------------------------------------------------------------------------
@@ -363,37 +361,3 @@ async def set_aside(*, session: AsyncSession, outbox_id: int, reason: str, now: 
 async def outbox_for(*, session: AsyncSession, exception_id: str) -> list[OutboxRow]:
     stmt = sa.select(OutboxRow).where(OutboxRow.exception_id == exception_id).order_by(OutboxRow.id)
     return list((await session.execute(stmt)).scalars())
-
-
-# --- tokens ----------------------------------------------------------------------------------
-
-
-async def create_token(*, session: AsyncSession, name: str, role: Role, now: dt.datetime) -> tuple[TokenRow, str]:
-    """A new token row and its secret (the only time the secret exists outside the caller)."""
-    secret = new_token()
-    row = TokenRow(id=uuid.uuid4().hex, name=name, role=role.value, token_hash=hash_token(secret), created_at=now)
-    session.add(row)
-    await session.flush()
-    return row, secret
-
-
-async def find_active_token(*, session: AsyncSession, secret: str) -> TokenRow | None:
-    stmt = sa.select(TokenRow).where(TokenRow.token_hash == hash_token(secret), TokenRow.revoked_at.is_(None))
-    return (await session.execute(stmt)).scalar_one_or_none()
-
-
-async def list_tokens(*, session: AsyncSession) -> list[TokenRow]:
-    return list((await session.execute(sa.select(TokenRow).order_by(TokenRow.created_at))).scalars())
-
-
-async def get_token(*, session: AsyncSession, token_id: str) -> TokenRow | None:
-    return await session.get(TokenRow, token_id)
-
-
-async def revoke_token(*, session: AsyncSession, token_id: str, now: dt.datetime) -> TokenRow | None:
-    """Revoke a token (revoking twice keeps the first time); None when there is no such token."""
-    row = await session.get(TokenRow, token_id)
-    if row is not None and row.revoked_at is None:
-        row.revoked_at = now
-        await session.flush()
-    return row

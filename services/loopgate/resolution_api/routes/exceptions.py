@@ -1,5 +1,7 @@
 """/v1/exceptions: create (idempotent, grouped), list, get, work (claim, resolve, escalate, snooze,
-reopen, bulk-resolve) and history. Thin: parse, call operations.py, answer with the ETag."""
+reopen, bulk-resolve) and history. Thin: parse, call the service layer (creation via the intake,
+reading.py, transitions.py) with the app's clock, answer with the ETag; errors.py turns the domain
+errors it raises into HTTP."""
 
 from __future__ import annotations
 
@@ -8,11 +10,13 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Response, status
 
-from loopgate.resolution_api import operations
+from loopgate.resolution_api import reading, transitions
 from loopgate.resolution_api.auth import CanCreate, CanRead, CanReopen, CanWork
 from loopgate.resolution_api.conditional import etag, parse_if_match
+from loopgate.resolution_api.creation import CreateResult
 from loopgate.resolution_api.deps import ServicesDep, reject_unstorable_params
-from loopgate.resolution_api.errors import BadRequest, invalid, responses
+from loopgate.resolution_api.domain_errors import InvalidRequest
+from loopgate.resolution_api.errors import invalid, responses, status_of
 from loopgate.resolution_api.lifecycle import Status
 from loopgate.resolution_api.models import ExceptionRow
 from loopgate.resolution_api.schemas import (
@@ -30,6 +34,7 @@ from loopgate.resolution_api.schemas import (
     ResolveRequest,
     Rfc3339,
     SnoozeRequest,
+    snooze_in_past,
     snooze_too_long,
 )
 from loopgate.resolution_api.store import ExceptionFilters
@@ -54,6 +59,7 @@ def _answer(response: Response, row: ExceptionRow) -> ExceptionRead:
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Receive an exception record",
+    response_model=ExceptionRead,
     response_description="A new exception was opened",
     responses={
         200: {
@@ -64,14 +70,20 @@ def _answer(response: Response, row: ExceptionRow) -> ExceptionRead:
         **responses(400, 401, 403, 413, 503),
     },
 )
-async def create_exception(
-    record: ExceptionCreate, principal: CanCreate, services: ServicesDep, response: Response
-) -> ExceptionRead:
+async def create_exception(record: ExceptionCreate, principal: CanCreate, services: ServicesDep) -> Response:
     row, result = await services.intake.submit(record, principal.name)
-    response.status_code = 201 if result is operations.CreateResult.CREATED else 200
-    response.headers["Location"] = f"/v1/exceptions/{quote(row.id, safe='')}"
-    response.headers["Loopgate-Result"] = result.value
-    return _answer(response, row)
+    # Returned as a Response, FastAPI neither validates nor serializes it again (the declared
+    # ExceptionRead documents it): the stored row is trusted, and the body is the same bytes.
+    return Response(
+        content=ExceptionRead.from_stored(row).model_dump_json(),
+        media_type="application/json",
+        status_code=201 if result is CreateResult.CREATED else 200,
+        headers={
+            "Location": f"/v1/exceptions/{quote(row.id, safe='')}",
+            "Loopgate-Result": result.value,
+            "ETag": etag(row.version),
+        },
+    )
 
 
 @router.get("", summary="List exceptions, newest first", responses=responses(400, 401, 403))
@@ -96,7 +108,7 @@ async def list_exceptions(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> ExceptionPage:
     if detected_after and detected_before and detected_after >= detected_before:
-        raise BadRequest(
+        raise InvalidRequest(
             f"detected_after ({detected_after.isoformat()}) must be before "
             f"detected_before ({detected_before.isoformat()})"
         )
@@ -110,7 +122,7 @@ async def list_exceptions(
         detected_after=detected_after,
         detected_before=detected_before,
     )
-    rows, next_cursor = await operations.list_page(db=services.db, filters=filters, cursor=cursor, limit=limit)
+    rows, next_cursor = await reading.list_page(db=services.db, filters=filters, cursor=cursor, limit=limit)
     return ExceptionPage(items=[ExceptionRead.from_row(r) for r in rows], next_cursor=next_cursor)
 
 
@@ -120,18 +132,19 @@ async def list_exceptions(
     responses=responses(400, 401, 403),
 )
 async def bulk_resolve(body: BulkResolveRequest, principal: CanWork, services: ServicesDep) -> BulkResolveResult:
-    resolved, failed = await operations.bulk_resolve(
+    resolved, failed = await transitions.bulk_resolve(
         db=services.db,
         ids=body.ids,
         fingerprint=body.fingerprint,
         actor=principal.name,
-        resolution=operations.ResolutionInput(body.decision, body.reason, body.correction),
+        resolution=transitions.ResolutionInput(body.decision, body.reason, body.correction),
+        clock=services.clock,
     )
     if resolved:
         services.relay.wake()
     return BulkResolveResult(
         resolved=[ExceptionRead.from_row(r) for r in resolved],
-        failed=[BulkFailure(id=f.exception_id, status_code=f.status_code, detail=f.detail) for f in failed],
+        failed=[BulkFailure(id=f.exception_id, status_code=status_of(f.error), detail=f.error.message) for f in failed],
     )
 
 
@@ -143,12 +156,12 @@ async def bulk_resolve(body: BulkResolveRequest, principal: CanWork, services: S
 async def get_exception(
     exception_id: str, principal: CanRead, services: ServicesDep, response: Response
 ) -> ExceptionRead:
-    return _answer(response, await operations.get(db=services.db, exception_id=exception_id))
+    return _answer(response, await reading.get(db=services.db, exception_id=exception_id))
 
 
 @router.get("/{exception_id}/history", summary="Every change of one exception", responses=responses(401, 403, 404))
 async def get_history(exception_id: str, principal: CanRead, services: ServicesDep) -> History:
-    events = await operations.history(db=services.db, exception_id=exception_id)
+    events = await reading.history(db=services.db, exception_id=exception_id)
     return History(exception_id=exception_id, items=[HistoryEvent.from_row(e) for e in events])
 
 
@@ -161,12 +174,13 @@ async def claim_exception(
     if_match: IfMatch = None,
     body: Annotated[ClaimRequest | None, Body()] = None,
 ) -> ExceptionRead:
-    row = await operations.claim(
+    row = await transitions.claim(
         db=services.db,
         exception_id=exception_id,
         actor=principal.name,
         assignee=(body.assignee if body else None) or principal.name,
         if_match=parse_if_match(if_match),
+        clock=services.clock,
     )
     return _answer(response, row)
 
@@ -184,12 +198,13 @@ async def resolve_exception(
     response: Response,
     if_match: IfMatch = None,
 ) -> ExceptionRead:
-    row = await operations.resolve(
+    row = await transitions.resolve(
         db=services.db,
         exception_id=exception_id,
         actor=principal.name,
-        resolution=operations.ResolutionInput(body.decision, body.reason, body.correction),
+        resolution=transitions.ResolutionInput(body.decision, body.reason, body.correction),
         if_match=parse_if_match(if_match),
+        clock=services.clock,
     )
     services.relay.wake()
     return _answer(response, row)
@@ -204,12 +219,13 @@ async def escalate_exception(
     response: Response,
     if_match: IfMatch = None,
 ) -> ExceptionRead:
-    row = await operations.escalate(
+    row = await transitions.escalate(
         db=services.db,
         exception_id=exception_id,
         actor=principal.name,
         reason=body.reason,
         if_match=parse_if_match(if_match),
+        clock=services.clock,
     )
     return _answer(response, row)
 
@@ -223,16 +239,21 @@ async def snooze_exception(
     response: Response,
     if_match: IfMatch = None,
 ) -> ExceptionRead:
-    problem = snooze_too_long(body.until, operations.utcnow(), services.settings.max_snooze_seconds)
+    now = services.clock()
+    past = snooze_in_past(body.until, now)
+    if past:
+        raise invalid(("body",), past, "snooze_in_past")
+    problem = snooze_too_long(body.until, now, services.settings.max_snooze_seconds)
     if problem:
         raise invalid(("body", "until"), problem.removeprefix("until: "), "snooze_too_long")
-    row = await operations.snooze(
+    row = await transitions.snooze(
         db=services.db,
         exception_id=exception_id,
         actor=principal.name,
         until=body.until,
         reason=body.reason,
         if_match=parse_if_match(if_match),
+        clock=services.clock,
     )
     return _answer(response, row)
 
@@ -246,11 +267,12 @@ async def reopen_exception(
     response: Response,
     if_match: IfMatch = None,
 ) -> ExceptionRead:
-    row = await operations.reopen(
+    row = await transitions.reopen(
         db=services.db,
         exception_id=exception_id,
         actor=principal.name,
         reason=body.reason,
         if_match=parse_if_match(if_match),
+        clock=services.clock,
     )
     return _answer(response, row)

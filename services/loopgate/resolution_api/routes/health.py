@@ -10,7 +10,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from loopgate.resolution_api.deps import ServicesDep
-from loopgate.resolution_api.errors import ServiceUnavailable, responses
+from loopgate.resolution_api.domain_errors import Unavailable
+from loopgate.resolution_api.errors import responses
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
@@ -31,7 +32,7 @@ async def readyz(services: ServicesDep) -> Health:
         await services.db.ping()
     except Exception as err:  # any database failure means not ready, never a 500
         log.warning("not ready: %s", err)
-        raise ServiceUnavailable(f"database unreachable: {type(err).__name__}") from None
+        raise Unavailable(f"database unreachable: {type(err).__name__}") from None
     return Health(status="ready")
 
 

@@ -1,0 +1,102 @@
+"""Exception records in: stored in one transaction per batch, each answered as created, grouped
+(an occurrence of the unresolved exception with its fingerprint) or a duplicate (received before)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from loopgate.common import metrics
+from loopgate.resolution_api import store
+from loopgate.resolution_api.clock import Clock, utcnow
+from loopgate.resolution_api.db import Database
+from loopgate.resolution_api.domain_errors import Unavailable
+from loopgate.resolution_api.models import ExceptionRow
+from loopgate_schemas.exceptions import ExceptionRecord
+
+_CREATE_ATTEMPTS = 5
+
+
+class CreateResult(StrEnum):
+    CREATED = "created"  # a new exception (201)
+    GROUPED = "grouped"  # an occurrence of the unresolved exception with the same fingerprint (200)
+    DUPLICATE = "duplicate"  # this record was received before (200)
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """One exception record to store, and who sent it."""
+
+    record: ExceptionRecord
+    actor: str
+
+
+async def create_or_group(
+    *, db: Database, received: list[Received], clock: Clock = utcnow
+) -> list[tuple[ExceptionRow, CreateResult]]:
+    """Store exception records in one transaction, answering each in order: idempotent on the
+    record's exception_id, grouped on its fingerprint (also with records earlier in the list).
+    A unique-index collision with a concurrent writer (another API process) retries them all."""
+    for _ in range(_CREATE_ATTEMPTS):
+        try:
+            async with db.write() as session, session.begin():
+                stored = await _create_or_group_once(session, received, clock())
+        except IntegrityError:
+            continue
+        for _, result in stored:
+            metrics.EXCEPTIONS_CREATED.labels(result.value).inc()
+        return stored
+    raise Unavailable("the record kept colliding with concurrent writes; retry", retry_after=1)
+
+
+async def _create_or_group_once(
+    session: AsyncSession, received: list[Received], now: dt.datetime
+) -> list[tuple[ExceptionRow, CreateResult]]:
+    # A handful of statements for the whole list, whatever its length: read what is known about
+    # these records, decide each in order in memory, then write every row in bulk.
+    seen = await store.find_occurrences(session=session, record_ids={r.record.exception_id for r in received})
+    unresolved = await store.lock_unresolved(
+        session=session,
+        fingerprints={r.record.fingerprint for r in received if r.record.exception_id not in seen},
+    )
+    rows = {row.id: row for row in unresolved.values()}
+    rows.update(await store.get_exceptions(session=session, ids=set(seen.values()) - rows.keys()))
+    answers: list[tuple[ExceptionRow, CreateResult]] = []
+    occurrences: list[dict[str, Any]] = []
+    history: list[dict[str, Any]] = []
+    for item in received:
+        record = item.record
+        if record.exception_id in seen:
+            answers.append((rows[seen[record.exception_id]], CreateResult.DUPLICATE))
+            continue
+        row = unresolved.get(record.fingerprint)
+        if row is not None:
+            store.count_occurrence(row, record)
+            action, from_status, result = "grouped", row.status, CreateResult.GROUPED
+        else:
+            row = unresolved[record.fingerprint] = store.new_exception(session=session, record=record, now=now)
+            action, from_status, result = "created", None, CreateResult.CREATED
+        seen[record.exception_id] = row.id
+        rows[row.id] = row
+        occurrences.append(store.occurrence(exception_id=row.id, record=record, now=now))
+        history.append(
+            {
+                "exception_id": row.id,
+                "at": now,
+                "actor": item.actor,
+                "action": action,
+                "from_status": from_status,
+                "to_status": row.status,
+                "fields": {"record_id": record.exception_id, "occurrences": record.occurrences},
+            }
+        )
+        answers.append((row, result))
+    await session.flush()  # new exceptions first: occurrences and history refer to them
+    await store.insert_occurrences(session=session, rows=occurrences)
+    await store.add_events(session=session, rows=history)
+    return answers

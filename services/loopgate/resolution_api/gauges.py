@@ -1,0 +1,25 @@
+"""The database-backed gauges /metrics shows: open exceptions by severity and status, the outbox."""
+
+from __future__ import annotations
+
+from loopgate.common import metrics
+from loopgate.resolution_api import store
+from loopgate.resolution_api.db import Database
+from loopgate.resolution_api.lifecycle import Status
+from loopgate_schemas.exceptions import Severity
+
+
+async def refresh_gauges(*, db: Database) -> None:
+    """Set the open-exceptions and outbox gauges from the database. The sweeper calls it every
+    pass; /metrics only reads them from memory, so a scrape costs the database nothing."""
+    async with db.read() as session, session.begin():
+        counts = await store.count_unresolved(session=session)
+        pending, set_aside = await store.count_outbox(session=session)
+    for severity in Severity:
+        for status in Status:
+            if status is not Status.RESOLVED:
+                metrics.OPEN_EXCEPTIONS.labels(severity.value, status.value).set(
+                    counts.get((severity.value, status.value), 0)
+                )
+    metrics.OUTBOX_PENDING.set(pending)
+    metrics.OUTBOX_SET_ASIDE_ROWS.set(set_aside)
