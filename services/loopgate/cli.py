@@ -4,6 +4,8 @@ benchmark, demo report) are `loopgate-tools`, a separate package kept out of the
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
@@ -24,13 +26,33 @@ app.add_typer(schemas_app, name="schemas")
 LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning, error")]
 
 
+@contextmanager
+def kafka_refusals(command: str) -> Iterator[None]:
+    """A Kafka setting that cannot work, or a broker that refuses us, ends the command with its
+    reason (naming the setting) and exit status 2, not a traceback or a retry loop."""
+    from loopgate.common.kafka import KafkaSettingsError, KafkaStartupError
+
+    try:
+        yield
+    except KafkaSettingsError as err:
+        typer.echo(f"{command}: refusing to start, bad Kafka setting: {err}", err=True)
+        raise typer.Exit(2) from None
+    except KafkaStartupError as err:
+        typer.echo(f"{command}: refusing to start, the broker refused the connection: {err}", err=True)
+        raise typer.Exit(2) from None
+
+
 @topics_app.command("create")
 def topics_create() -> None:
     """Create every Loopgate topic that does not exist yet, with explicit partition counts."""
-    from loopgate.common.kafka import ensure_topics
+    from loopgate.common.kafka import ensure_topics, wait_for_broker
 
     configure_logging()
-    for name, partitions in asyncio.run(ensure_topics(get_settings())).items():
+    settings = get_settings()
+    with kafka_refusals("topics create"):
+        asyncio.run(wait_for_broker(settings))
+        created = asyncio.run(ensure_topics(settings))
+    for name, partitions in created.items():
         typer.echo(f"{name}\t{partitions} partitions")
 
 
@@ -41,7 +63,8 @@ def detector(log_level: LogLevel = "info") -> None:
     from loopgate.detector.config import ConfigError
 
     try:
-        run_worker(get_settings(), loglevel=log_level)
+        with kafka_refusals("detector"):
+            run_worker(get_settings(), loglevel=log_level)
     except ConfigError as err:
         typer.echo(f"detector: refusing to start, bad detection configuration: {err}", err=True)
         raise typer.Exit(2) from None
@@ -53,7 +76,8 @@ def dispatcher(log_level: LogLevel = "info") -> None:
     from loopgate.dispatcher.service import run_dispatcher
 
     configure_logging(log_level)
-    asyncio.run(run_dispatcher(get_settings()))
+    with kafka_refusals("dispatcher"):
+        asyncio.run(run_dispatcher(get_settings()))
 
 
 @schemas_app.command("generate")

@@ -164,10 +164,10 @@ class ChaosRun:
 
         async def measure() -> tuple[int, int]:
             detector = await consumer_group_lag(
-                s.kafka_bootstrap, s.group(s.detector_app_id), [s.bids_topic, s.trafficking_topic, s.content_topic]
+                s, s.group(s.detector_app_id), [s.bids_topic, s.trafficking_topic, s.content_topic]
             )
             # measured after the detector's: it commits a message only once its records are out
-            dispatcher = await consumer_group_lag(s.kafka_bootstrap, s.group(s.dispatcher_group), [s.exceptions_topic])
+            dispatcher = await consumer_group_lag(s, s.group(s.dispatcher_group), [s.exceptions_topic])
             return detector, dispatcher
 
         return asyncio.run(measure())
@@ -211,7 +211,7 @@ class ChaosRun:
         return ApiState(exceptions, record_ids)
 
     def topic(self, name: str) -> list[ConsumerRecord]:
-        return asyncio.run(read_topic(self.settings.kafka_bootstrap, name))
+        return asyncio.run(read_topic(self.settings, name))
 
     def metrics(self, port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         return scrape(port)

@@ -90,7 +90,7 @@ def test_a_record_the_api_rejects_for_good_is_dead_lettered_and_the_rest_deliver
     bad = orjson.dumps(record(exception_id="chaos-unacceptable", severity="catastrophic"))
     first, second = halves(chaos.truth.events)
     chaos.publish_now(first, seconds=PUBLISH_SECONDS / 2)
-    asyncio.run(produce(s.kafka_bootstrap, s.exceptions_topic, [(b"chaos-unacceptable", bad)]))
+    asyncio.run(produce(s, s.exceptions_topic, [(b"chaos-unacceptable", bad)]))
     chaos.publish_now(second, seconds=PUBLISH_SECONDS / 2)
     row = chaos.measure("API rejects one record (422)", since=time.monotonic())
     assert row.clean, row

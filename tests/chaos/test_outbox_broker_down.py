@@ -42,7 +42,7 @@ async def test_resolutions_succeed_while_the_broker_is_down_and_each_outcome_goe
         assert first.status_code == 200
 
         async def published() -> list[bytes]:
-            return [m.key for m in await read_topic(settings.kafka_bootstrap, settings.outcomes_topic)]
+            return [m.key for m in await read_topic(settings, settings.outcomes_topic)]
 
         deadline = time.monotonic() + 30
         while await published() != [ids[0].encode()]:
@@ -61,7 +61,7 @@ async def test_resolutions_succeed_while_the_broker_is_down_and_each_outcome_goe
             assert time.monotonic() < deadline, "outcomes still pending after the broker came back"
             await asyncio.sleep(0.5)
 
-    records = await read_topic(settings.kafka_bootstrap, settings.outcomes_topic)
+    records = await read_topic(settings, settings.outcomes_topic)
     assert sorted(m.key for m in records) == sorted(i.encode() for i in ids)
     decisions = {orjson.loads(m.value)["subject"]: orjson.loads(m.value)["data"]["decision"] for m in records}
     assert decisions == {ids[0]: "confirmed", ids[1]: "false_positive", ids[2]: "false_positive"}

@@ -75,7 +75,7 @@ def baselines(settings: Settings, table: str) -> tuple[dict[str, list[float]], d
     topic = f"{settings.group(settings.detector_app_id)}-{table}-changelog"
     latest: dict[str, Any] = {}
     writes: dict[str, list[Any]] = {}
-    for message in asyncio.run(read_topic(settings.kafka_bootstrap, topic)):
+    for message in asyncio.run(read_topic(settings, topic)):
         key, value = orjson.loads(message.key), orjson.loads(message.value)
         latest[key] = value
         writes.setdefault(key, []).append((message.partition, message.offset, message.timestamp, value[0], value[1]))
@@ -152,7 +152,7 @@ def test_workers_joining_and_dying_give_the_exceptions_and_baselines_of_one(
             for i in survivors:
                 assert workers[i].alive(), workers[i].log()[-3000:]
             group = settings.group(settings.detector_app_id)
-            lags.update(asyncio.run(partition_lags(settings.kafka_bootstrap, group, upstream)))
+            lags.update(asyncio.run(partition_lags(settings, group, upstream)))
             return sum(lags.values()) == 0
 
         try:
@@ -172,10 +172,7 @@ def test_workers_joining_and_dying_give_the_exceptions_and_baselines_of_one(
         for w in workers:
             w.stop()
 
-    ids = [
-        orjson.loads(m.value)["exception_id"]
-        for m in asyncio.run(read_topic(settings.kafka_bootstrap, settings.exceptions_topic))
-    ]
+    ids = [orjson.loads(m.value)["exception_id"] for m in asyncio.run(read_topic(settings, settings.exceptions_topic))]
     found = set(ids)
     row = report.record(
         report.Row(

@@ -138,12 +138,10 @@ def publish_all(stack: Stack) -> None:
     s = stack.settings
 
     async def go() -> None:
-        await produce(s.kafka_bootstrap, s.bids_topic, [keyed(d) for d, _ in BIDS])
-        await produce(s.kafka_bootstrap, s.trafficking_topic, [keyed(d) for d, _ in TRAFFICKING])
-        await produce(s.kafka_bootstrap, s.content_topic, [keyed(d) for d, _ in CONTENT])
-        await produce(
-            s.kafka_bootstrap, s.bids_topic, [(b"cmp-1", m) for m in MALFORMED] + [keyed(d) for d, _ in AFTER_MALFORMED]
-        )
+        await produce(s, s.bids_topic, [keyed(d) for d, _ in BIDS])
+        await produce(s, s.trafficking_topic, [keyed(d) for d, _ in TRAFFICKING])
+        await produce(s, s.content_topic, [keyed(d) for d, _ in CONTENT])
+        await produce(s, s.bids_topic, [(b"cmp-1", m) for m in MALFORMED] + [keyed(d) for d, _ in AFTER_MALFORMED])
 
     asyncio.run(go())
 
@@ -170,9 +168,9 @@ def caught_up(stack: Stack) -> bool:
 
     async def lags() -> tuple[int, int]:
         detector = await consumer_group_lag(
-            s.kafka_bootstrap, s.group(s.detector_app_id), [s.bids_topic, s.trafficking_topic, s.content_topic]
+            s, s.group(s.detector_app_id), [s.bids_topic, s.trafficking_topic, s.content_topic]
         )
-        dispatcher = await consumer_group_lag(s.kafka_bootstrap, s.group(s.dispatcher_group), [s.exceptions_topic])
+        dispatcher = await consumer_group_lag(s, s.group(s.dispatcher_group), [s.exceptions_topic])
         return detector, dispatcher
 
     return asyncio.run(lags()) == (0, 0)
@@ -207,7 +205,7 @@ def test_events_become_exactly_the_expected_exceptions_and_one_resolution_one_ou
     assert over_cap["occurrences"] == 2
 
     # The malformed messages are in events.dlq, unchanged, with the reason and their origin.
-    dlq = asyncio.run(read_topic(stack.settings.kafka_bootstrap, stack.settings.events_dlq_topic))
+    dlq = asyncio.run(read_topic(stack.settings, stack.settings.events_dlq_topic))
     assert sorted(m.value for m in dlq) == sorted(MALFORMED)
     for message in dlq:
         headers = dict(message.headers)
@@ -227,7 +225,7 @@ def test_events_become_exactly_the_expected_exceptions_and_one_resolution_one_ou
         assert answer.json()["status"] == "resolved"
 
     def outcomes() -> list[Any]:
-        return asyncio.run(read_topic(stack.settings.kafka_bootstrap, stack.settings.outcomes_topic))
+        return asyncio.run(read_topic(stack.settings, stack.settings.outcomes_topic))
 
     wait_until(lambda: len(outcomes()) >= 1, timeout=30, what="the outcome on exception-outcomes")
     [outcome] = outcomes()
@@ -252,5 +250,5 @@ def test_events_become_exactly_the_expected_exceptions_and_one_resolution_one_ou
         grown = 1 if e["rule_id"] == "schema_violation" else 0
         assert e["occurrences"] == before[e["id"]] + grown, e
     assert len(outcomes()) == 1
-    dlq_after = asyncio.run(read_topic(stack.settings.kafka_bootstrap, stack.settings.events_dlq_topic))
+    dlq_after = asyncio.run(read_topic(stack.settings, stack.settings.events_dlq_topic))
     assert len(dlq_after) == 2 * len(MALFORMED)  # the DLQ keeps every bad message it was given

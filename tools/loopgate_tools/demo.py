@@ -33,10 +33,8 @@ def scrape(url: str) -> dict[str, list[tuple[dict[str, str], float]]]:
 def wait_caught_up(settings: Settings, timeout: float = 180) -> bool:
     async def lag() -> int:
         upstream = [settings.bids_topic, settings.trafficking_topic, settings.content_topic]
-        a = await consumer_group_lag(settings.kafka_bootstrap, settings.group(settings.detector_app_id), upstream)
-        b = await consumer_group_lag(
-            settings.kafka_bootstrap, settings.group(settings.dispatcher_group), [settings.exceptions_topic]
-        )
+        a = await consumer_group_lag(settings, settings.group(settings.detector_app_id), upstream)
+        b = await consumer_group_lag(settings, settings.group(settings.dispatcher_group), [settings.exceptions_topic])
         return a + b
 
     deadline = time.monotonic() + timeout
@@ -142,7 +140,7 @@ def demo_report(
 
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        records = asyncio.run(read_topic(settings.kafka_bootstrap, settings.outcomes_topic))
+        records = asyncio.run(read_topic(settings, settings.outcomes_topic))
         mine = [r for r in records if r.key == target["id"].encode()]
         if mine:
             typer.echo(

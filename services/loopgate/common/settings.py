@@ -57,6 +57,60 @@ class Settings(BaseSettings):
         default=3, ge=1, description="Partitions of `exception-outcomes` when Loopgate creates it."
     )
     dlq_partitions: int = Field(default=3, ge=1, description="Partitions of `events.dlq` when Loopgate creates it.")
+    replication_factor: int = Field(
+        default=1,
+        ge=1,
+        description="Replicas of every topic Loopgate creates (its own topics and the detector's changelogs); "
+        "3 on a production cluster.",
+    )
+    min_insync_replicas: int = Field(
+        default=1,
+        ge=1,
+        description="`min.insync.replicas` of the topics Loopgate creates: with producers at `acks=all`, a write "
+        "is acknowledged once this many replicas have it (2 with a replication factor of 3).",
+    )
+    kafka_security_protocol: str = Field(
+        default="PLAINTEXT",
+        description="`PLAINTEXT`, `SSL`, `SASL_PLAINTEXT` or `SASL_SSL`; used by every Kafka client "
+        "(detector, dispatcher, outbox relay, CLI, tools).",
+    )
+    kafka_sasl_mechanism: str = Field(
+        default="",
+        description="`PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`; required with a `SASL_*` protocol.",
+    )
+    kafka_sasl_username: str = Field(default="", description="SASL user; required with a `SASL_*` protocol.")
+    kafka_sasl_username_file: Path | None = Field(
+        default=None, description="A file holding the SASL user (instead of `LOOPGATE_KAFKA_SASL_USERNAME`)."
+    )
+    kafka_sasl_password: str = Field(default="", description="SASL password; prefer the `_FILE` variant.")
+    kafka_sasl_password_file: Path | None = Field(
+        default=None,
+        description="A file holding the SASL password (a mounted secret; one trailing newline is ignored).",
+    )
+    kafka_ssl_cafile: Path | None = Field(
+        default=None,
+        description="PEM file of the CA(s) that signed the brokers' certificates (with `SSL`/`SASL_SSL`); "
+        "unset: the system's trusted CAs.",
+    )
+    kafka_ssl_certfile: Path | None = Field(
+        default=None, description="Client certificate (PEM) for mutual TLS; needs `LOOPGATE_KAFKA_SSL_KEYFILE`."
+    )
+    kafka_ssl_keyfile: Path | None = Field(default=None, description="Private key (PEM) of the client certificate.")
+    kafka_ssl_key_password: str = Field(default="", description="Password of an encrypted client key.")
+    kafka_ssl_key_password_file: Path | None = Field(
+        default=None, description="A file holding the client key's password."
+    )
+    kafka_ssl_check_hostname: bool = Field(
+        default=True,
+        description="Check that each broker's certificate names the host connected to; turn off only for a "
+        "broker reached by an address its certificate does not list.",
+    )
+    kafka_connect_timeout_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="How long a starting service waits for an unreachable broker before it gives up; a broker "
+        "that answers but refuses the credentials or certificate fails the start at once.",
+    )
 
     # --- detector ---
     detector_app_id: str = Field(
@@ -78,6 +132,12 @@ class Settings(BaseSettings):
         ge=6.0,
         description="How long a worker that died without leaving holds its partitions before the group gives "
         "them to the others.",
+    )
+    detector_standby_replicas: int = Field(
+        default=0,
+        ge=0,
+        description="Standby copies of each baseline-table partition kept warm by other detector workers, so a "
+        "worker's loss does not wait for a rebuild from the changelog.",
     )
 
     # --- dispatcher ---
@@ -181,6 +241,19 @@ class Settings(BaseSettings):
     @property
     def events_dlq_topic(self) -> str:
         return self.topic(topics.EVENTS_DLQ)
+
+    def upstream_topics(self) -> list[str]:
+        """The topics upstream teams own and the detector reads."""
+        return [self.bids_topic, self.trafficking_topic, self.content_topic]
+
+    def own_topic_partitions(self) -> dict[str, int]:
+        """The topics Loopgate itself writes, with their partition counts."""
+        return {
+            self.exceptions_topic: self.exceptions_partitions,
+            self.exceptions_dlq_topic: 1,
+            self.outcomes_topic: self.outcomes_partitions,
+            self.events_dlq_topic: self.dlq_partitions,
+        }
 
     def topic_partitions(self) -> dict[str, int]:
         """Every topic Loopgate uses, with its explicit partition count."""

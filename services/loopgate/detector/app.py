@@ -36,7 +36,7 @@ from aiokafka.errors import (
 from faust.types import Message, TableT
 
 from loopgate.common import metrics
-from loopgate.common.kafka import COMPACTED, ensure_topics, wait_for_broker
+from loopgate.common.kafka import COMPACTED, ensure_topics, kafka_connection, wait_for_broker
 from loopgate.common.settings import Settings
 from loopgate.detector.batching import BatchingApp
 from loopgate.detector.budget import RECORD_BUDGET, fit_dead_letter
@@ -372,9 +372,11 @@ async def settle_changelog(producer: Any, topic: str, key: bytes, value: bytes, 
 def create_app(settings: Settings, config: DetectionConfig | None = None) -> BatchingApp:
     config = config or load_detection_config(settings.detection_config)
     detector = Detector(config, max_event_bytes=settings.max_event_bytes)
+    kafka = kafka_connection(settings)  # refuses a Kafka setting that cannot work, naming it
     app = BatchingApp(
         settings.group(settings.detector_app_id),
-        broker=f"kafka://{settings.kafka_bootstrap}",
+        broker=kafka.faust_broker(),
+        broker_credentials=kafka.faust_credentials(),
         store="memory://",  # tables are rebuilt from their changelog topics on start
         datadir=str(settings.detector_data_dir),
         topic_partitions=settings.upstream_partitions,
@@ -496,7 +498,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     # before anything was consumed) is a clean exit rather than death by signal.
     signal.signal(signal.SIGTERM, _exit_before_start)
     app = create_app(settings)  # loads and checks the detection configuration first
-    asyncio.run(wait_for_broker(settings.kafka_bootstrap))
+    asyncio.run(wait_for_broker(settings))
     asyncio.run(ensure_topics(settings, internal_topics(settings), configs=COMPACTED))
     metrics.serve_metrics(settings.detector_metrics_port)
     worker = faust.Worker(app, loglevel=loglevel)

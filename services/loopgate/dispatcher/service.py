@@ -25,11 +25,11 @@ import time
 from typing import Any
 
 import aiohttp
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from loopgate.common import metrics
-from loopgate.common.kafka import reliable_producer, wait_for_broker
+from loopgate.common.kafka import consumer, kafka_connection, reliable_producer, wait_for_broker
 from loopgate.common.settings import Settings
 from loopgate.common.status_server import NotReady, StatusServer
 from loopgate.dispatcher.delivery import (
@@ -51,15 +51,16 @@ class Dispatcher:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._stopping = asyncio.Event()
-        self.consumer = AIOKafkaConsumer(
+        self.kafka = kafka_connection(settings)  # refuses a Kafka setting that cannot work, naming it
+        self.consumer = consumer(
+            self.kafka,
             settings.exceptions_topic,
-            bootstrap_servers=settings.kafka_bootstrap,
             group_id=settings.group(settings.dispatcher_group),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_interval_ms=600_000,  # a long API outage keeps us retrying, not rebalancing
         )
-        self.dlq = reliable_producer(settings.kafka_bootstrap)
+        self.dlq = reliable_producer(self.kafka)
         self.url = f"{settings.api_url.rstrip('/')}/v1/exceptions"
         self.client: aiohttp.ClientSession | None = None  # made in run(), inside the event loop
         self._slots = asyncio.Semaphore(settings.dispatch_concurrency)
@@ -116,7 +117,7 @@ class Dispatcher:
             await self.consumer.stop()  # never started; closes what the constructors opened
             await self.dlq.stop()
             return
-        await wait_for_broker(self.settings.kafka_bootstrap)
+        await wait_for_broker(self.kafka)
         self.client = aiohttp.ClientSession(
             headers={"authorization": f"Bearer {self.settings.api_token}"},
             timeout=aiohttp.ClientTimeout(total=10.0, connect=3.0),

@@ -34,7 +34,7 @@ from aiokafka.errors import (
 )
 
 from loopgate.common import metrics
-from loopgate.common.kafka import reliable_producer
+from loopgate.common.kafka import kafka_connection, reliable_producer
 from loopgate.common.settings import Settings
 from loopgate.resolution_api import store
 from loopgate.resolution_api.background import DEFAULT_STOP_SECONDS, BackgroundLoop
@@ -70,7 +70,7 @@ class OutboxRelay(BackgroundLoop):
 
     def __init__(self, *, db: Database, settings: Settings, batch_size: int = 100, send_timeout: float = 15.0):
         self._db = db
-        self._bootstrap = settings.kafka_bootstrap
+        self._kafka = kafka_connection(settings)  # a Kafka setting that cannot work fails the start
         self._topic = settings.outcomes_topic
         self._interval = settings.outbox_interval_seconds
         self._batch_size = batch_size
@@ -165,7 +165,7 @@ class OutboxRelay(BackgroundLoop):
 
     async def _ready_producer(self) -> AIOKafkaProducer:
         if self._producer is None:
-            producer = reliable_producer(self._bootstrap)
+            producer = reliable_producer(self._kafka)
             try:
                 # bounded: an idempotent producer waits for its producer id as long as it takes
                 async with asyncio.timeout(self._send_timeout):

@@ -111,7 +111,7 @@ async def _run(workdir: Path, sizes: Sizes, progress: Reporter, measured: Measur
         finally:
             cluster.stop()
     finally:
-        await delete_topics_with_prefix(base.kafka_bootstrap, base.topic_prefix)
+        await delete_topics_with_prefix(base, base.topic_prefix)
     return results
 
 
@@ -694,7 +694,7 @@ async def _dispatcher_figures(
     of its consumer lag (from its first commit, so its start-up and group join do not count)."""
     settings = api.settings.model_copy(update={"api_token": api.service_token, "dispatcher_metrics_port": free_port()})
     catalog, run = _Catalog(seed=7), uuid.uuid4().hex[:6]
-    producer = reliable_producer(settings.kafka_bootstrap, linger_ms=20)
+    producer = reliable_producer(settings, linger_ms=20)
     await producer.start()
     try:
         sent = []
@@ -719,7 +719,7 @@ async def _dispatcher_figures(
     try:
         deadline = time.monotonic() + 600
         while True:
-            lag = await consumer_group_lag(settings.kafka_bootstrap, group, topic)
+            lag = await consumer_group_lag(settings, group, topic)
             now = time.perf_counter()
             stage.update(max(0, sizes.deliveries - lag))
             if not seen_commit and 0 < lag < sizes.deliveries:

@@ -16,9 +16,9 @@ from typing import Any
 
 import httpx
 import orjson
-from aiokafka import AIOKafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 
+from loopgate.common.kafka import consumer as kafka_consumer
 from loopgate.common.kafka import delete_topics_with_prefix, ensure_topics, topic_partitions
 from loopgate.common.settings import Settings
 from loopgate_schemas import topics
@@ -61,9 +61,9 @@ def spread_entities(events: Iterator[SimEvent], entities: int) -> Iterator[SimEv
 async def _consume_raw(settings: Settings, count: int, stage: Stage) -> float:
     """The ceiling: a plain aiokafka consumer fetching in batches and parsing with orjson."""
     names = [settings.bids_topic, settings.trafficking_topic, settings.content_topic]
-    tps = await topic_partitions(settings.kafka_bootstrap, names)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+    tps = await topic_partitions(settings, names)
+    consumer = kafka_consumer(
+        settings,
         enable_auto_commit=False,
         max_partition_fetch_bytes=4 * 1024 * 1024,
         fetch_max_bytes=64 * 1024 * 1024,
@@ -170,9 +170,9 @@ async def _latency(
     detector = ServiceProcess.for_service("detector", settings, workdir).start()
     sent_at: dict[str, float] = {}
     latencies: list[float] = []
-    consumer = AIOKafkaConsumer(
+    consumer = kafka_consumer(
+        settings,
         settings.exceptions_topic,
-        bootstrap_servers=settings.kafka_bootstrap,
         auto_offset_reset="latest",
         group_id=f"{settings.topic_prefix}latency",
     )
@@ -295,7 +295,7 @@ def run_detector_benchmarks(
         )
         add(result("detector", "detector / ceiling", detector["rate"] / ceiling, "x"))
     finally:
-        asyncio.run(delete_topics_with_prefix(settings.kafka_bootstrap, settings.topic_prefix))
+        asyncio.run(delete_topics_with_prefix(settings, settings.topic_prefix))
 
     settings = bench_settings(base, workdir)
     asyncio.run(ensure_topics(settings))
@@ -315,7 +315,7 @@ def run_detector_benchmarks(
             )
         add(result("latency", "exceptions timed", len(latencies), "records"))
     finally:
-        asyncio.run(delete_topics_with_prefix(settings.kafka_bootstrap, settings.topic_prefix))
+        asyncio.run(delete_topics_with_prefix(settings, settings.topic_prefix))
 
     for n in (memory_count // 4, memory_count):
         settings = bench_settings(base, workdir)
@@ -336,5 +336,5 @@ def run_detector_benchmarks(
                 )
             )
         finally:
-            asyncio.run(delete_topics_with_prefix(settings.kafka_bootstrap, settings.topic_prefix))
+            asyncio.run(delete_topics_with_prefix(settings, settings.topic_prefix))
     return results

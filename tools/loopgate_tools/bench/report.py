@@ -89,7 +89,7 @@ def bench(
     if size not in SIZES:
         raise typer.BadParameter(f"size must be one of {', '.join(SIZES)}")
     settings = get_settings()
-    asyncio.run(wait_for_broker(settings.kafka_bootstrap))
+    asyncio.run(wait_for_broker(settings))
     started = time.monotonic()
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="loopgate-bench-") as tmp, Reporter.stderr() as progress:

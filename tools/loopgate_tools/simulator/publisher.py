@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from loopgate.common.kafka import producer as kafka_producer
 from loopgate.common.settings import Settings
 from loopgate_tools.simulator.generator import SimEvent
 
@@ -95,8 +96,8 @@ async def publish(
         raise ValueError("rate must be > 0 (or None for no limit)")
     own: AIOKafkaProducer | None = None
     if producer is None:
-        producer = own = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap,
+        producer = own = kafka_producer(
+            settings,
             linger_ms=linger_ms,
             max_batch_size=256 * 1024,
             request_timeout_ms=30000,
