@@ -1,13 +1,23 @@
-"""Online baselines: warm-up, z-scores against history, and robustness to a single spike."""
+"""Online baselines: warm-up, z-scores against history, robustness to outliers (single and clustered),
+level shifts accepted within a bounded number of events, slow drift followed without firing."""
 
 from __future__ import annotations
 
 import math
 import random
 
+import pytest
+
 from loopgate.detector.anomaly import EMPTY, Baseline, observe
 
-PARAMS = {"alpha": 0.05, "warmup": 20, "z_threshold": 5.0, "min_relative_std": 0.02}
+PARAMS = {
+    "alpha": 0.05,
+    "variance_alpha": 0.02,
+    "warmup": 20,
+    "z_threshold": 5.0,
+    "min_relative_std": 0.02,
+    "level_shift_after": 8,
+}
 
 
 def feed(values: list[float], b: Baseline = EMPTY) -> Baseline:
@@ -79,3 +89,69 @@ def test_a_non_finite_value_is_never_applied() -> None:
     for x in (math.inf, -math.inf, math.nan):
         assert observe(b, x, **PARAMS).baseline == b
     assert observe(EMPTY, math.nan, **PARAMS).baseline == EMPTY
+
+
+def fires(b: Baseline, x: float) -> tuple[Baseline, bool]:
+    obs = observe(b, x, **PARAMS)
+    return obs.baseline, obs.z is not None and abs(obs.z) > PARAMS["z_threshold"]
+
+
+def noisy(rng: random.Random, level: float, sigma: float) -> float:
+    return level + sigma * max(-3.0, min(3.0, rng.gauss(0.0, 1.0)))
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_two_or_three_outliers_within_ten_events_all_fire(seed: int) -> None:
+    rng = random.Random(seed)
+    b = feed([noisy(rng, 10.0, 0.3) for _ in range(60)])
+    outliers = sorted(rng.sample(range(10), rng.choice((2, 3))))
+    for i in range(10):
+        if i in outliers:
+            b, fired = fires(b, 10.0 + rng.choice((-1, 1)) * rng.uniform(6.0, 12.0) * 0.3)
+            assert fired, (i, outliers)
+        else:
+            b, fired = fires(b, noisy(rng, 10.0, 0.3))
+            assert not fired
+
+
+def test_an_outlier_moves_neither_the_mean_nor_the_variance() -> None:
+    b = feed([10.0 + 0.3 * ((i % 5) - 2) for i in range(60)])
+    after = observe(b, 20.0, **PARAMS).baseline
+    assert (after.mean, after.var, after.run) == (b.mean, b.var, 1)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_level_shift_fires_first_then_stops_within_thirty_events(seed: int) -> None:
+    rng = random.Random(seed)
+    b = feed([noisy(rng, 10.0, 0.3) for _ in range(60)])
+    new_level = 10.0 * (1 + rng.choice((-1, 1)) * rng.uniform(9.0, 25.0) * 0.03)
+    firings = []
+    for i in range(200):
+        b, fired = fires(b, noisy(rng, new_level, 0.03 * new_level))
+        if fired:
+            firings.append(i)
+    assert firings[0] == 0 and firings[-1] < 30, firings
+    b, fired = fires(b, new_level * (1 + 8 * 0.03))  # an outlier against the new normal
+    assert fired
+
+
+def test_a_hundredfold_level_shift_stops_firing_as_quickly() -> None:
+    b = feed([10.0 + 0.3 * ((i % 5) - 2) for i in range(60)])
+    firings = []
+    for i in range(100):
+        b, fired = fires(b, 1000.0 + 30 * ((i % 5) - 2))
+        if fired:
+            firings.append(i)
+    assert firings == list(range(PARAMS["level_shift_after"]))
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_slow_drift_is_followed_without_firing(seed: int) -> None:
+    rng = random.Random(seed)
+    level, step = 10.0, 1 + rng.choice((-1, 1)) * 0.0005  # 0.05% an event: about 20% over 400 events
+    b = feed([noisy(rng, level, 0.3) for _ in range(40)])
+    for _ in range(400):
+        level *= step
+        b, fired = fires(b, noisy(rng, level, 0.03 * level))
+        assert not fired
+    assert abs(b.mean - level) < 0.03 * level

@@ -1,6 +1,6 @@
 """What the baseline tables hold, read back: garbage restored from an old changelog is discarded
 and counted (never raised per event), offsets are compared within a partition only, and values
-written before the partition was kept still read."""
+written before the partition or the anomaly runs were kept still read."""
 
 from __future__ import annotations
 
@@ -56,7 +56,8 @@ GARBAGE = [
     [0, 3, 5.0, -1.0],
     [0, 3, "5", 0.1],
     [0, True, 5.0, 0.1],
-    [0, 3, 5.0, 0.1, 0, 1, 2],
+    [0, 3, 5.0, 0.1, 0, 1],  # neither [.., partition] nor [.., partition, run, run_mean]
+    [0, 3, 5.0, 0.1, 0, 1, math.nan],
     [0, 2**70, 5.0, 0.1],
     [0, -3, 5.0, 0.1],
 ]
@@ -126,3 +127,29 @@ def test_a_bid_of_1e160_during_warm_up_keeps_the_line_item_watched() -> None:
     assert all(math.isfinite(x) for x in table["li-1"])
     assert rules(topics.BIDS, bid("ordinary", 5.01), table, offset=40) == []
     assert rules(topics.BIDS, bid("spike", 50.0), table, offset=41) == ["bid_anomaly"]
+
+
+def test_a_value_written_before_the_runs_were_kept_still_reads() -> None:
+    old = [41, 30, 5.0, 0.01, 3, 12, 20, 5.0, 0.01]  # [last_offset, count, mean, var, partition, fired...]
+    stored = read_stored(old, 1)
+    assert stored is not None and (stored.partition, stored.fired) == (3, old[5:])
+    assert (stored.states[0].run, stored.states[0].run_mean) == (0, 0.0)
+    table = {"li-1": list(old)}
+    rules(topics.BIDS, bid("new", 5.0), table, partition=3, offset=42)
+    assert table["li-1"][:7] == [42, 31, 5.0, table["li-1"][3], 3, 0, 0.0]
+    assert table["li-1"][7:] == old[5:]
+
+
+def test_clustered_outliers_all_fire_through_the_table_and_a_redelivery_fires_the_same() -> None:
+    table: dict[str, Any] = {}
+    for offset in range(40):
+        rules(topics.BIDS, bid(f"w{offset}", 5.0 + 0.05 * (offset % 5 - 2)), table, offset=offset)
+    spikes = {40: 5.8, 43: 4.3, 47: 6.1}  # 8, 7 and 11 deviations (std floored at 0.1) within 10 events
+    for offset in range(40, 50):
+        value = spikes.get(offset, 5.0 + 0.05 * (offset % 5 - 2))
+        expected = ["bid_anomaly"] if offset in spikes else []
+        assert rules(topics.BIDS, bid(f"e{offset}", value), table, offset=offset) == expected
+    stored = list(table["li-1"])
+    assert read_stored(stored, 1) is not None
+    assert rules(topics.BIDS, bid("e43", 4.3), table, offset=43) == ["bid_anomaly"]  # redelivered
+    assert table["li-1"] == stored

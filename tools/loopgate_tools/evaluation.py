@@ -4,6 +4,8 @@ The simulator's ground truth says which rules each event must trigger. The evalu
 the events to fresh topics, runs a `loopgate detector` process on them, reads every record the
 detector put on `exceptions`, and scores per rule (true and false positives, false negatives,
 precision, recall), plus the audit-sampled share of each source against the sampling formula.
+Labelled anomaly scenarios (clustered outliers, level shifts, slow drift: simulator/scenarios.py)
+ride along on line items of their own and are scored apart, per scenario.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import tempfile
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,13 @@ from loopgate_tools.processes import ServiceProcess, free_port, wait_until
 from loopgate_tools.progress import Reporter
 from loopgate_tools.simulator.generator import SimEvent, generate
 from loopgate_tools.simulator.publisher import publish
+from loopgate_tools.simulator.scenarios import (
+    SCENARIOS,
+    ScenarioScore,
+    scenario_stream,
+    scenario_table,
+    score_scenarios,
+)
 
 NOT_SCORED = frozenset({"audit_sample", "schema_violation"})
 
@@ -67,6 +76,7 @@ class SampleShare:
 class Evaluation:
     rules: dict[str, RuleScore] = field(default_factory=lambda: defaultdict(RuleScore))
     sampling: dict[str, SampleShare] = field(default_factory=lambda: defaultdict(SampleShare))
+    scenarios: dict[str, ScenarioScore] = field(default_factory=dict)
     events: int = 0
     records: int = 0
 
@@ -79,6 +89,8 @@ class Evaluation:
         for source, s in sorted(self.sampling.items()):
             err = abs(s.share - s.predicted) / s.predicted if s.predicted else 0.0
             lines.append(f"{source:<26} {s.events:>8} {s.sampled:>8} {s.share:>8.4f} {s.predicted:>8.4f} {err:>8.3f}")
+        if self.scenarios:
+            lines += ["", "bid_anomaly on labelled scenarios", scenario_table(self.scenarios)]
         return "\n".join(lines)
 
 
@@ -137,11 +149,16 @@ def run_evaluation(
     anomaly_share: float,
     seed: int,
     workdir: Path,
+    scenarios: Sequence[str] = (),
+    scenario_line_items: int = 10,
+    scenario_events: int = 300,
     timeout: float = 600,
     progress: Reporter | None = None,
 ) -> Evaluation:
     """Simulate, detect and score on fresh topics of the real broker; removes the topics after.
-    `progress` shows each stage (generate, publish, detect, read back, score)."""
+    `scenarios` adds each named scenario's labelled bids (`scenario_line_items` line items of
+    `scenario_events` bids) to the traffic. `progress` shows each stage (generate, publish, detect,
+    read back, score)."""
     progress = progress or Reporter.silent()
     prefix = f"eval-{uuid.uuid4().hex[:8]}-"
     settings = base.model_copy(
@@ -157,32 +174,44 @@ def run_evaluation(
         for event in generate(count, anomaly_share=anomaly_share, seed=seed):
             events.append(event)
             stage.advance()
+    points = [
+        p
+        for name in scenarios
+        for p in scenario_stream(name, line_items=scenario_line_items, events_per_line_item=scenario_events, seed=seed)
+    ]
+    published = [*events, *(p.event for p in points)]
     asyncio.run(ensure_topics(settings))
     detector = ServiceProcess.for_service("detector", settings, workdir).start()
     try:
-        with progress.stage("publishing", total=count) as stage:
-            asyncio.run(publish(settings, events, rate=None, progress=lambda s: stage.update(s.queued)))
+        with progress.stage("publishing", total=len(published)) as stage:
+            asyncio.run(publish(settings, published, rate=None, progress=lambda s: stage.update(s.queued)))
         upstream = [settings.bids_topic, settings.trafficking_topic, settings.content_topic]
 
-        with progress.stage("detecting", total=count) as stage:
+        with progress.stage("detecting", total=len(published)) as stage:
 
             def done() -> bool:
                 if not detector.alive():
                     raise RuntimeError(f"the detector exited:\n{detector.log()[-3000:]}")
                 lag = asyncio.run(
-                    consumer_group_lag(settings, settings.group(settings.detector_app_id), upstream)
+                    consumer_group_lag(settings.kafka_bootstrap, settings.group(settings.detector_app_id), upstream)
                 )
-                stage.update(processed_count(count, lag))
+                stage.update(processed_count(len(published), lag))
                 return lag == 0
 
             wait_until(done, timeout=timeout, what="the detector to process every event", interval=1.0)
         with progress.stage("reading exceptions", unit="records") as stage:
-            records = asyncio.run(read_topic(settings, settings.exceptions_topic))
+            records = asyncio.run(read_topic(settings.kafka_bootstrap, settings.exceptions_topic))
             stage.update(len(records))
     finally:
         detector.stop()
-        asyncio.run(delete_topics_with_prefix(settings, prefix))
-    return score(events, unique_records(r.value or b"" for r in records), config)
+        asyncio.run(delete_topics_with_prefix(settings.kafka_bootstrap, prefix))
+    found = unique_records(r.value or b"" for r in records)
+    labelled = {p.event.event_id for p in points}
+    result = score(events, [r for r in found if (r.get("event") or {}).get("id") not in labelled], config)
+    fired = {r["event"]["id"] for r in found if r["rule_id"] == "bid_anomaly" and r["event"]["id"] in labelled}
+    result.scenarios = score_scenarios(points, fired)
+    result.events, result.records = len(published), len(found)
+    return result
 
 
 def processed_count(published: int, lag: int) -> int:
@@ -195,12 +224,27 @@ def evaluate(
     count: int = typer.Option(50_000, help="simulated events"),
     anomaly_share: float = typer.Option(0.05, help="share of events injected to break a rule"),
     seed: int = typer.Option(7),
+    scenario: list[str] = typer.Option(
+        list(SCENARIOS), help=f"labelled anomaly scenario added to the traffic, repeatable: {', '.join(SCENARIOS)}"
+    ),
+    scenario_line_items: int = typer.Option(10, help="line items per scenario (0: no scenarios)"),
 ) -> None:
-    """Measure per-rule precision and recall, and audit-sampled shares, on the real broker."""
+    """Measure per-rule precision and recall, audit-sampled shares and, per labelled anomaly scenario,
+    bid_anomaly recall, precision and how soon a level shift stops firing, on the real broker."""
+    for name in scenario:
+        if name not in SCENARIOS:
+            raise typer.BadParameter(f"{name!r}: one of {', '.join(SCENARIOS)}", param_hint="--scenario")
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="loopgate-eval-") as tmp, Reporter.stderr() as progress:
         result = run_evaluation(
-            get_settings(), count=count, anomaly_share=anomaly_share, seed=seed, workdir=Path(tmp), progress=progress
+            get_settings(),
+            count=count,
+            anomaly_share=anomaly_share,
+            seed=seed,
+            workdir=Path(tmp),
+            scenarios=scenario if scenario_line_items > 0 else (),
+            scenario_line_items=scenario_line_items,
+            progress=progress,
         )
     typer.echo(f"{result.events} events, {result.records} exception records, {time.monotonic() - started:.0f} s\n")
     typer.echo(result.table())

@@ -3,8 +3,15 @@
 The state is a small immutable tuple so it can live in a faust table (and its changelog)
 as it is. `observe` returns the new state and the z-score of the value against the baseline
 *before* the value was added, so an outlier is judged against history, not against itself.
-Outliers are not folded into the baseline at full weight (they are clipped to the threshold),
-so one spike does not blind the detector to the next. A baseline never holds a non-finite number:
+An observation judged anomalous moves neither the mean nor the variance, so one outlier does
+not blind the baseline to the next (two or three in a few events all fire). It only counts
+towards a run: `run` anomalies on one side (each ordinary value takes one back) mean a new
+normal, and after `level_shift_after` of them the mean moves to theirs (the variance scales with
+the level: noise keeps its share): a genuine level shift fires for a bounded number of events,
+whatever its size. Slow drift stays within the threshold and is followed by the EWMA. The variance
+has a longer memory than the mean (`variance_alpha`): a steadier scale, so an outlier 6 deviations
+out scores above 5 nearly always.
+A baseline never holds a non-finite number:
 a value that would make it so (1e160 squared overflows) starts the baseline afresh from itself,
 a non-finite value is never applied, and `is_finite_state`
 tells a sound stored state from garbage restored from an old changelog.
@@ -20,6 +27,10 @@ class Baseline(NamedTuple):
     count: int  # type: ignore[assignment]  # the field shadows tuple.count, on purpose: it reads best
     mean: float
     var: float
+    # The anomalies since the baseline last accepted a value, signed by side (+ above, - below),
+    # and their mean: the level a genuine shift moved to. Neither is read to judge a value.
+    run: int = 0
+    run_mean: float = 0.0
 
 
 EMPTY = Baseline(0, 0.0, 0.0)
@@ -37,24 +48,60 @@ def std_of(b: Baseline, min_relative_std: float) -> float:
 
 
 def is_finite_state(b: Baseline) -> bool:
-    return b.count >= 0 and math.isfinite(b.mean) and math.isfinite(b.var) and b.var >= 0.0
+    return (
+        b.count >= 0 and math.isfinite(b.mean) and math.isfinite(b.var) and b.var >= 0.0 and math.isfinite(b.run_mean)
+    )
 
 
 def observe(
-    b: Baseline, x: float, *, alpha: float, warmup: int, z_threshold: float, min_relative_std: float
+    b: Baseline,
+    x: float,
+    *,
+    alpha: float,
+    variance_alpha: float,
+    warmup: int,
+    z_threshold: float,
+    min_relative_std: float,
+    level_shift_after: int,
 ) -> Observation:
     if not math.isfinite(x):  # not a number the schema lets through; never applied nor scored
         return Observation(b, None, b.mean, std_of(b, min_relative_std))
-    obs = _observe(b, x, alpha=alpha, warmup=warmup, z_threshold=z_threshold, min_relative_std=min_relative_std)
-    if math.isfinite(obs.baseline.mean) and math.isfinite(obs.baseline.var):
+    obs = _observe(
+        b,
+        x,
+        alpha=alpha,
+        variance_alpha=variance_alpha,
+        warmup=warmup,
+        z_threshold=z_threshold,
+        min_relative_std=min_relative_std,
+        level_shift_after=level_shift_after,
+    )
+    new = obs.baseline
+    if math.isfinite(new.mean) and math.isfinite(new.var) and math.isfinite(new.run_mean):
         return obs
     # The state would overflow: the value is too far from history to average with it, so the
     # baseline starts again from it (a later ordinary value restarts it again: it heals itself).
     return Observation(Baseline(1, x, 0.0), None, obs.expected_mean, obs.expected_std)
 
 
+def _rescale(old: float, new: float) -> float:
+    """How the variance scales when the level moves from `old` to `new`: the noise is taken to keep
+    its share of the level (bids, impressions), within a factor of 10 either way for the std."""
+    if old <= 0 or new <= 0:
+        return 1.0
+    return max(0.01, min(100.0, (new / old) ** 2))
+
+
 def _observe(
-    b: Baseline, x: float, *, alpha: float, warmup: int, z_threshold: float, min_relative_std: float
+    b: Baseline,
+    x: float,
+    *,
+    alpha: float,
+    variance_alpha: float,
+    warmup: int,
+    z_threshold: float,
+    min_relative_std: float,
+    level_shift_after: int,
 ) -> Observation:
     if b.count == 0:
         return Observation(Baseline(1, x, 0.0), None, x, 0.0)
@@ -68,8 +115,15 @@ def _observe(
         mean = b.mean + delta / n
         var = (b.var * (b.count - 1) + delta * (x - mean)) / (n - 1) if n > 1 else 0.0
         return Observation(Baseline(n, mean, var), None, b.mean, std)
-    clipped = b.mean + max(-z_threshold, min(z_threshold, z)) * std
-    delta = clipped - b.mean
+    if abs(z) > z_threshold:
+        side = 1 if z > 0 else -1
+        run = b.run + side if b.run * side > 0 else side  # the other side starts a new run
+        run_mean = b.run_mean + (x - b.run_mean) / abs(run) if abs(run) > 1 else x
+        if abs(run) >= level_shift_after:  # a new normal: judge from its level on
+            return Observation(Baseline(b.count + 1, run_mean, b.var * _rescale(b.mean, run_mean)), z, b.mean, std)
+        return Observation(Baseline(b.count + 1, b.mean, b.var, run, run_mean), z, b.mean, std)
+    delta = x - b.mean
     mean = b.mean + alpha * delta
-    var = (1 - alpha) * (b.var + alpha * delta * delta)
-    return Observation(Baseline(b.count + 1, mean, var), z, b.mean, std)
+    var = (1 - variance_alpha) * (b.var + variance_alpha * delta * delta)
+    run = b.run - (b.run > 0) + (b.run < 0)  # an ordinary value takes one anomaly back
+    return Observation(Baseline(b.count + 1, mean, var, run, b.run_mean if run else 0.0), z, b.mean, std)

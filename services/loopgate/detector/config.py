@@ -49,8 +49,10 @@ class ThresholdOverrides(Strict):
 class AnomalyConfig(Strict):
     warmup: int = Field(default=20, ge=2)
     alpha: float = Field(default=0.05, gt=0, lt=1)
+    variance_alpha: float = Field(default=0.02, gt=0, lt=1)
     z_threshold: float = Field(default=5.0, gt=0)
     min_relative_std: float = Field(default=0.02, ge=0)
+    level_shift_after: int = Field(default=8, ge=2)
 
 
 class SamplingConfig(Strict):

@@ -34,11 +34,14 @@ from loopgate_schemas.exceptions import EventRef, ExceptionRecord, Kind, excepti
 
 
 # Baseline tables hold plain lists (JSON in the changelog):
-#   bids:     [last_offset, count, mean, var, partition, *fired]
-#   delivery: [last_offset, imp_count, imp_mean, imp_var, ctr_count, ctr_mean, ctr_var, partition, *fired]
+#   bids:     [last_offset, count, mean, var, partition, run, run_mean, *fired]
+#   delivery: [last_offset, imp_count, imp_mean, imp_var, ctr_count, ctr_mean, ctr_var, partition,
+#              imp_run, imp_run_mean, ctr_run, ctr_run_mean, *fired]
 # `fired`: for each of the entity's last FIRED_KEPT anomalies, its offset followed by the baseline
-# it was judged against (flat, so the value stays a list of numbers). Values written before the
-# partition was kept have no `partition` slot: their length is a multiple of the fired width + 1.
+# (count, mean, var) it was judged against (flat, so the value stays a list of numbers). Older values
+# still read: written before the runs were kept they have no run slots (their runs start at 0), and
+# before the partition was kept no `partition` slot either; the length past the states, modulo the
+# fired width + 1, tells which: 0 no partition, 1 partition, 1 + 2 * states partition and runs.
 class BaselineTable(Protocol):
     """Where baselines live: a faust table's batch view in the worker, a dict in tests and tools.
     `get` answers whatever was stored (an old changelog may hold anything: read_stored checks it)."""
@@ -49,7 +52,7 @@ class BaselineTable(Protocol):
 
 
 FIRED_KEPT = 16
-BID_WIDTH, DELIVERY_WIDTH = 3, 6  # numbers in one baseline state of the table
+BID_WIDTH, DELIVERY_WIDTH = 3, 6  # numbers in one fired entry's baselines (count, mean, var each)
 
 
 def _raw_event(value: bytes, event: CloudEvent) -> dict[str, Any]:
@@ -88,12 +91,18 @@ def read_stored(stored: Any, states: int) -> Stored | None:
     if not all(_finite_number(x) for x in stored):
         return None
     rest = stored[1 + width :]
-    has_partition = len(rest) % (width + 1) == 1
-    baselines = [Baseline(int(stored[1 + 3 * i]), stored[2 + 3 * i], stored[3 + 3 * i]) for i in range(states)]
-    if not all(is_finite_state(b) for b in baselines) or (rest and not has_partition and len(rest) % (width + 1)):
+    head = len(rest) % (width + 1)  # 0: no partition, 1: partition, 1 + 2 * states: partition and runs
+    if head not in (0, 1, 1 + 2 * states):
         return None
-    partition = int(rest[0]) if has_partition else None
-    return Stored(partition, int(stored[0]), baselines, rest[1:] if has_partition else rest)
+    runs = rest[1:head] if head > 1 else [0, 0.0] * states
+    baselines = [
+        Baseline(int(stored[1 + 3 * i]), stored[2 + 3 * i], stored[3 + 3 * i], int(runs[2 * i]), runs[2 * i + 1])
+        for i in range(states)
+    ]
+    if not all(is_finite_state(b) for b in baselines):
+        return None
+    partition = int(rest[0]) if head else None
+    return Stored(partition, int(stored[0]), baselines, rest[head:])
 
 
 def _unpack_fired(flat: list[float], width: int) -> dict[int, list[float]]:
@@ -203,13 +212,13 @@ class Detector:
             before = _unpack_fired(tail, BID_WIDTH).get(offset)
             if before is None:
                 return None
-            return check_bid_anomaly(event, Baseline(int(before[0]), *before[1:]), self.config.anomaly)[1]
+            return check_bid_anomaly(event, Baseline(int(before[0]), before[1], before[2]), self.config.anomaly)[1]
         new, firing = check_bid_anomaly(event, baseline, self.config.anomaly)
         if firing is not None:  # the fired history is only unpacked when it changes (hot path)
             fired = _unpack_fired(tail, BID_WIDTH)
-            fired[offset] = list(baseline)
+            fired[offset] = list(baseline[:BID_WIDTH])
             tail = _pack_fired(fired)
-        table[key] = [offset, new.count, new.mean, new.var, partition, *tail]
+        table[key] = [offset, new.count, new.mean, new.var, partition, new.run, new.run_mean, *tail]
         return firing
 
     def _delivery_anomaly(
@@ -222,12 +231,15 @@ class Detector:
             before = _unpack_fired(tail, DELIVERY_WIDTH).get(offset)
             if before is None:
                 return None
-            old_imp, old_ctr = Baseline(int(before[0]), *before[1:3]), Baseline(int(before[3]), *before[4:6])
+            old_imp, old_ctr = (
+                Baseline(int(before[0]), before[1], before[2]),
+                Baseline(int(before[3]), before[4], before[5]),
+            )
             return check_delivery_anomaly(event, old_imp, old_ctr, self.config.anomaly)[2]
         new_imp, new_ctr, firing = check_delivery_anomaly(event, imp, ctr, self.config.anomaly)
         if firing is not None:
             fired = _unpack_fired(tail, DELIVERY_WIDTH)
-            fired[offset] = [*imp, *ctr]
+            fired[offset] = [*imp[:BID_WIDTH], *ctr[:BID_WIDTH]]
             tail = _pack_fired(fired)
         if new_imp is not imp or new_ctr is not ctr or discarded:
             table[key] = [
@@ -239,6 +251,10 @@ class Detector:
                 new_ctr.mean,
                 new_ctr.var,
                 partition,
+                new_imp.run,
+                new_imp.run_mean,
+                new_ctr.run,
+                new_ctr.run_mean,
                 *tail,
             ]
         return firing

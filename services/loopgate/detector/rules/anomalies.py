@@ -14,9 +14,11 @@ def _observe(b: Baseline, x: float, cfg: AnomalyConfig) -> Observation:
         b,
         x,
         alpha=cfg.alpha,
+        variance_alpha=cfg.variance_alpha,
         warmup=cfg.warmup,
         z_threshold=cfg.z_threshold,
         min_relative_std=cfg.min_relative_std,
+        level_shift_after=cfg.level_shift_after,
     )
 
 
