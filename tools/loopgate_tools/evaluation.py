@@ -192,19 +192,17 @@ def run_evaluation(
             def done() -> bool:
                 if not detector.alive():
                     raise RuntimeError(f"the detector exited:\n{detector.log()[-3000:]}")
-                lag = asyncio.run(
-                    consumer_group_lag(settings.kafka_bootstrap, settings.group(settings.detector_app_id), upstream)
-                )
+                lag = asyncio.run(consumer_group_lag(settings, settings.group(settings.detector_app_id), upstream))
                 stage.update(processed_count(len(published), lag))
                 return lag == 0
 
             wait_until(done, timeout=timeout, what="the detector to process every event", interval=1.0)
         with progress.stage("reading exceptions", unit="records") as stage:
-            records = asyncio.run(read_topic(settings.kafka_bootstrap, settings.exceptions_topic))
+            records = asyncio.run(read_topic(settings, settings.exceptions_topic))
             stage.update(len(records))
     finally:
         detector.stop()
-        asyncio.run(delete_topics_with_prefix(settings.kafka_bootstrap, prefix))
+        asyncio.run(delete_topics_with_prefix(settings, prefix))
     found = unique_records(r.value or b"" for r in records)
     labelled = {p.event.event_id for p in points}
     result = score(events, [r for r in found if (r.get("event") or {}).get("id") not in labelled], config)
