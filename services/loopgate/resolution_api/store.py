@@ -79,20 +79,26 @@ def _record_columns(record: ExceptionRecord) -> dict[str, Any]:
     }
 
 
+def new_exception_values(record: ExceptionRecord, *, now: dt.datetime) -> dict[str, Any]:
+    """The column values of a new open exception from its first record (the one row shape: the
+    benchmark loads rows built here too)."""
+    return {
+        "id": record.exception_id,
+        **_record_columns(record),
+        "occurrences": record.occurrences,
+        "first_seen": record.detected_at.astimezone(dt.UTC),
+        "last_seen": record.detected_at.astimezone(dt.UTC),
+        "status": Status.OPEN.value,
+        "resolution_count": 0,
+        "version": 1,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
 def new_exception(*, session: AsyncSession, record: ExceptionRecord, now: dt.datetime) -> ExceptionRow:
     """A new open exception from its first record, added to the session (inserted at its flush)."""
-    row = ExceptionRow(
-        id=record.exception_id,
-        **_record_columns(record),
-        occurrences=record.occurrences,
-        first_seen=record.detected_at.astimezone(dt.UTC),
-        last_seen=record.detected_at.astimezone(dt.UTC),
-        status=Status.OPEN.value,
-        resolution_count=0,
-        version=1,
-        created_at=now,
-        updated_at=now,
-    )
+    row = ExceptionRow(**new_exception_values(record, now=now))
     session.add(row)
     return row
 

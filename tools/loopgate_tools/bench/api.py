@@ -37,8 +37,9 @@ import sqlalchemy as sa
 from loopgate.common.kafka import consumer_group_lag, delete_topics_with_prefix, ensure_topics, reliable_producer
 from loopgate.common.settings import DEFAULT_SLAS, Settings
 from loopgate.detector.config import load_detection_config
+from loopgate.resolution_api import store
 from loopgate.resolution_api.models import ExceptionRow
-from loopgate_schemas.exceptions import Kind, Severity
+from loopgate_schemas.exceptions import ExceptionRecord, Kind, Severity
 from loopgate_tools.postgres import PostgresCluster, PostgresServer
 from loopgate_tools.processes import SERVICE_COMMANDS, ServiceProcess, free_port, run_cli, settings_env, wait_until
 from loopgate_tools.progress import Reporter, Stage
@@ -312,46 +313,11 @@ class _Catalog:
 
 
 def _stored_row(record: dict[str, Any], first_seen: dt.datetime, created_at: dt.datetime) -> dict[str, Any]:
-    row = {
-        k: record[k]
-        for k in (
-            "fingerprint",
-            "kind",
-            "rule_id",
-            "severity",
-            "source",
-            "event_type",
-            "subject",
-            "client_id",
-            "summary",
-            "observed",
-            "threshold",
-            "expected",
-            "score",
-            "event",
-            "event_ref",
-            "occurrences",
-        )
-    }
-    return {
-        **row,
-        "id": record["exception_id"],
-        "first_seen": first_seen,
-        "last_seen": first_seen,
-        "assignee": None,
-        "snoozed_until": None,
-        "sla_breach": None,
-        "decision": None,
-        "reason": None,
-        "correction": None,
-        "resolver": None,
-        "resolved_at": None,
-        "time_to_resolve_seconds": None,
-        "resolution_count": 0,
-        "version": 1,
-        "created_at": created_at,
-        "updated_at": created_at,
-    }
+    """The row the API would have stored for `record` (store.new_exception_values: one row shape),
+    first seen at `first_seen`; every other column at its default."""
+    values = store.new_exception_values(ExceptionRecord.model_validate(record), now=created_at)
+    values.update(first_seen=first_seen, last_seen=first_seen)
+    return {column.name: values.get(column.name) for column in ExceptionRow.__table__.columns}
 
 
 # --- bulk load -------------------------------------------------------------------------------
