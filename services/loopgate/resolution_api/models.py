@@ -58,6 +58,8 @@ class ExceptionRow(Base):
             sa.Index(f"ix_exceptions_{column}_created_at_id", column, "created_at", "id")
             for column in ("status", "severity", "rule_id", "source", "client_id", "assignee", "first_seen")
         ),
+        # Verdict statistics read a window of resolutions; the training-data export pages in this order.
+        sa.Index("ix_exceptions_resolved_at_id", "resolved_at", "id"),
     )
 
     id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
