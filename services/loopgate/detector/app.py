@@ -41,7 +41,7 @@ from loopgate.common.settings import Settings
 from loopgate.detector.batching import BatchingApp
 from loopgate.detector.budget import RECORD_BUDGET, fit_dead_letter
 from loopgate.detector.config import DetectionConfig, load_detection_config
-from loopgate.detector.processing import Detector, Outcome
+from loopgate.detector.processing import Detector, Outcome, record_json
 from loopgate_schemas import topics
 from loopgate_schemas.events import EventRejected
 from loopgate_schemas.exceptions import ExceptionRecord
@@ -142,7 +142,7 @@ def record_error(err: BaseException | None) -> bool:
 
 
 def encode_record(record: ExceptionRecord) -> bytes:
-    value = orjson.dumps(record.model_dump(mode="json"))
+    value = record_json(record)
     if len(value) > RECORD_BUDGET:  # processing fits every record; this is the guard of last resort
         raise ValueError(f"record of {len(value)} bytes is over the budget of {RECORD_BUDGET}")
     return value

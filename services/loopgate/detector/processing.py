@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
+from pydantic import BaseModel
+from pydantic_core import to_jsonable_python
 
 from loopgate.detector.anomaly import EMPTY, Baseline, is_finite_state
 from loopgate.detector.budget import fit_event, fit_fields
@@ -114,6 +116,34 @@ def _pack_fired(fired: dict[int, list[float]]) -> list[float]:
     return [x for offset in sorted(fired)[-FIRED_KEPT:] for x in (offset, *fired[offset])]
 
 
+# --- records, built once ---------------------------------------------------------------------
+# The detector's records are ExceptionRecords built without validation (model_construct) from
+# fields the budget fitted, and serialized by orjson straight from the model's fields: by
+# construction they are what ExceptionRecord validates, which tests/unit/test_records_built_once.py checks
+# for every rule, byte for byte against validating, dumping and serializing.
+
+
+def build_record(fields: dict[str, Any]) -> ExceptionRecord:
+    """The record of `fields` (as fit_fields returns them, with the types the model holds)."""
+    score = fields.get("score")
+    if score is not None:
+        fields["score"] = float(score)  # what validation makes of an integer score
+    return ExceptionRecord.model_construct(**fields)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, BaseModel):  # event_ref
+        return value.__dict__
+    if isinstance(value, datetime):  # written as pydantic writes it (orjson would write +00:00)
+        return to_jsonable_python(value)
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def record_json(record: ExceptionRecord) -> bytes:
+    """The record's JSON, equal to orjson.dumps(record.model_dump(mode="json"))."""
+    return orjson.dumps(record.__dict__, default=_json_default, option=orjson.OPT_PASSTHROUGH_DATETIME)
+
+
 @dataclass(slots=True)
 class Outcome:
     """What to do with one message: publish `records`; dead-letter it when `rejected` is set."""
@@ -149,7 +179,7 @@ class Detector:
         try:
             event = parse_event(source, value, max_bytes=self.max_event_bytes)
         except EventRejected as rejected:
-            ref = EventRef(topic=topic, partition=partition, offset=offset)
+            ref = EventRef.model_construct(topic=topic, partition=partition, offset=offset)
             record = self._schema_violation(source, rejected, ref, now or datetime.now(UTC))
             return Outcome(rejected=rejected, records=[record])
 
@@ -178,7 +208,7 @@ class Detector:
         if not firings:
             return outcome
         raw, trimmed = fit_event(_raw_event(value, event))  # once per message, shared by its records
-        ref = EventRef(topic=topic, partition=partition, offset=offset)
+        ref = EventRef.model_construct(topic=topic, partition=partition, offset=offset)
         detected_at = now or datetime.now(UTC)
         outcome.records = [self._record(f, event, raw, trimmed, source, ref, detected_at) for f in firings]
         outcome.sampled = sampled
@@ -284,8 +314,8 @@ class Detector:
     ) -> ExceptionRecord:
         # Audit samples are never grouped: each sampled event is its own review item.
         group_subject = f"{f.subject}:{event.id}" if f.kind is Kind.AUDIT_SAMPLE else f.subject
-        return ExceptionRecord(
-            **fit_fields(
+        return build_record(
+            fit_fields(
                 dict(
                     exception_id=exception_id_for(event.id, f.rule_id),
                     fingerprint=fingerprint_for(f.rule_id, group_subject),
@@ -312,8 +342,8 @@ class Detector:
     def _schema_violation(
         self, source: str, rejected: EventRejected, ref: EventRef, detected_at: datetime
     ) -> ExceptionRecord:
-        return ExceptionRecord(
-            **fit_fields(
+        return build_record(
+            fit_fields(
                 dict(
                     exception_id=exception_id_for(f"{ref.topic}/{ref.partition}/{ref.offset}", "schema_violation"),
                     fingerprint=fingerprint_for("schema_violation", f"{source}:{rejected.kind}"),
