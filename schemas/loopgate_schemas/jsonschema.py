@@ -14,6 +14,7 @@ from loopgate_schemas.events import EVENT_MODELS
 from loopgate_schemas.examples import valid_examples
 from loopgate_schemas.exceptions import ExceptionRecord
 from loopgate_schemas.outcomes import Outcome
+from loopgate_schemas.training import TrainingRecord
 
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "jsonschema"
 
@@ -23,6 +24,7 @@ def _documents() -> dict[str, dict[str, object]]:
     examples = {f"event.{t}": valid_examples(t) for t in EVENT_MODELS}
     models["exception-record"] = ExceptionRecord
     models["outcome"] = Outcome
+    models["training-record"] = TrainingRecord
     docs: dict[str, dict[str, object]] = {}
     for name, model in sorted(models.items()):
         schema = model.model_json_schema(mode="validation")

@@ -8,9 +8,13 @@ from typing import Any, Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from loopgate_schemas.exceptions import Kind, Severity
+
 OUTCOME_TYPE: Final = "loopgate.exception.resolved"
 OUTCOME_SOURCE = "loopgate/resolution-api"
 _OUTCOME_ID_NAMESPACE = uuid.UUID("9a3e2b71-3c8f-4d0e-b5a6-2f7e1c4d8a90")
+# Routing to queues (teams) does not exist yet: every exception is in this one queue until it does.
+DEFAULT_QUEUE: Final = "default"
 
 
 class Decision(StrEnum):
@@ -61,6 +65,65 @@ class OutcomeData(BaseModel):
     resolved_at: AwareDatetime = Field(description="When it was resolved, RFC 3339 with a UTC offset.")
     time_to_resolve_seconds: float = Field(
         ge=0, description="Seconds from the exception's first detection to this resolution, never negative."
+    )
+
+    # --- version 2 (additive, all optional: a v1 outcome still reads) -------------------------
+    # An outcome alone is a training example: what fired, on what, from which model, and the verdict.
+    event_id: str | None = Field(
+        default=None,
+        description="v2. The `id` of the triggering CloudEvent (of the first record that opened the exception); null "
+        "when the message was not a valid event (schema violations).",
+    )
+    event_type: str | None = Field(
+        default=None, description="v2. The triggering event's `type` (e.g. bid.adjusted); null when it had none."
+    )
+    subject: str | None = Field(
+        default=None, description="v2. The entity the exception is about (the event's subject, e.g. a campaign_id)."
+    )
+    client_id: str | None = Field(default=None, description="v2. The agency client; null when the event had none.")
+    kind: Kind | None = Field(
+        default=None, description="v2. threshold_breach, anomaly, audit_sample, data_quality or policy."
+    )
+    severity: Severity | None = Field(default=None, description="v2. info, low, medium, high or critical.")
+    fingerprint: str | None = Field(
+        default=None, description="v2. The grouping key (rule + subject) of the exception resolved."
+    )
+    occurrences: int | None = Field(
+        default=None, ge=1, description="v2. How many firings were grouped into this exception, at least 1."
+    )
+    observed: dict[str, Any] | None = Field(
+        default=None, description="v2. The values that triggered it, by name (as in the exception record)."
+    )
+    threshold: dict[str, Any] | None = Field(
+        default=None, description="v2. The threshold(s) they broke, by name; null for rules without one."
+    )
+    expected: dict[str, Any] | None = Field(
+        default=None,
+        description="v2. What the values were expected to be (e.g. a baseline's mean and std); null when "
+        "the rule has no expectation.",
+    )
+    score: float | None = Field(default=None, description="v2. The rule's score where it has one; null otherwise.")
+    model: str | None = Field(
+        default=None,
+        description="v2. The model that produced what was judged (the event's data.model, e.g. on content.generated); "
+        "null when the event names none.",
+    )
+    model_confidence: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="v2. That model's confidence, 0..1 (the event's data.model_confidence, on bid.adjusted and "
+        "content.generated); null when the event has none.",
+    )
+    detected_at: AwareDatetime | None = Field(
+        default=None,
+        description="v2. When the exception was first detected (the earliest detected_at of its records), RFC 3339 "
+        "with a UTC offset.",
+    )
+    queue: str | None = Field(
+        default=None,
+        description="v2. The queue (team) the exception was routed to. Routing is not configurable yet: always "
+        '"default".',
     )
 
 

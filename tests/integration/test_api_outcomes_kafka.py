@@ -16,7 +16,7 @@ from loopgate.common.settings import Settings
 from loopgate.resolution_api import store, transitions
 from loopgate.resolution_api.db import Database
 from loopgate.resolution_api.models import OutboxRow
-from loopgate_schemas.outcomes import Decision, FieldChange, Outcome, outcome_id_for
+from loopgate_schemas.outcomes import Decision, FieldChange, Outcome, OutcomeData, outcome_id_for
 from tests.fixtures.api import UNREACHABLE_BOOTSTRAP, Api, ApiFactory
 
 pytestmark = pytest.mark.kafka
@@ -135,3 +135,87 @@ async def test_an_outcome_that_can_never_be_published_does_not_hold_back_the_nex
 
 def _set_aside_count(reason: str) -> float:
     return REGISTRY.get_sample_value("loopgate_outbox_set_aside_total", {"reason": reason}) or 0.0
+
+
+async def test_the_published_outcome_is_a_complete_training_example(
+    api_factory: ApiFactory, kafka_settings: Settings, database_url: str
+) -> None:
+    """Contract v2: the outcome alone carries the event, the values that fired and the model."""
+    settings = kafka_settings.model_copy(update={"database_url": database_url, "outbox_interval_seconds": 0.2})
+    event = {
+        "specversion": "1.0",
+        "id": "evt-content-7",
+        "source": "content-pipeline",
+        "type": "content.generated",
+        "time": "2026-11-24T09:16:40Z",
+        "subject": "post-7",
+        "data": {"content_id": "post-7", "client_id": "northwind", "platform": "x", "model": "copywriter-v3",
+                 "model_confidence": 0.42, "brand_safety_score": 0.4, "caption": "Buy now"},
+    }  # fmt: skip
+    async with api_factory(settings) as api:
+        exc = await api.create(
+            exception_id="exc-content-7",
+            fingerprint="brand_safety:post-7",
+            kind="policy",
+            rule_id="brand_safety",
+            severity="critical",
+            source="content-pipeline.events",
+            event_type="content.generated",
+            subject="post-7",
+            client_id="northwind",
+            observed={"brand_safety_score": 0.4},
+            threshold={"brand_safety_score": 0.7},
+            score=0.4,
+            event=event,
+            detected_at="2026-11-24T09:16:41Z",
+        )
+        resolved = await api.act(exc["id"], "resolve", {"decision": "confirmed", "reason": "unsafe claim"})
+        assert resolved.status_code == 200
+        await _wait_until_sent(api, exc["id"])
+
+    records = await read_topic(kafka_settings.kafka_bootstrap, kafka_settings.outcomes_topic)
+    (message,) = [r for r in records if r.key == b"exc-content-7"]
+    data = orjson.loads(message.value)["data"]
+    resolved_at = data.pop("resolved_at")
+    ttr = data.pop("time_to_resolve_seconds")
+    assert ttr > 0 and resolved_at
+    assert data == {
+        "exception_id": "exc-content-7",
+        "rule_id": "brand_safety",
+        "source": "content-pipeline.events",
+        "decision": "confirmed",
+        "resolver": "operator-tester",
+        "reason": "unsafe claim",
+        "correction": {},
+        "event_id": "evt-content-7",
+        "event_type": "content.generated",
+        "subject": "post-7",
+        "client_id": "northwind",
+        "kind": "policy",
+        "severity": "critical",
+        "fingerprint": "brand_safety:post-7",
+        "occurrences": 1,
+        "observed": {"brand_safety_score": 0.4},
+        "threshold": {"brand_safety_score": 0.7},
+        "expected": None,
+        "score": 0.4,
+        "model": "copywriter-v3",
+        "model_confidence": 0.42,
+        "detected_at": "2026-11-24T09:16:41Z",
+        "queue": "default",
+    }
+
+
+def test_a_version_1_outcome_still_reads_with_the_version_2_model() -> None:
+    v1 = {
+        "exception_id": "exc-1",
+        "rule_id": "bid_over_cap",
+        "source": "bid-management.events",
+        "decision": "dismissed",
+        "resolver": "alice",
+        "reason": "test traffic",
+        "resolved_at": "2026-11-24T10:00:00Z",
+        "time_to_resolve_seconds": 60.0,
+    }
+    data = OutcomeData.model_validate(v1)
+    assert (data.event_id, data.model, data.queue, data.occurrences) == (None, None, None, None)

@@ -13,13 +13,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from loopgate.common import metrics
-from loopgate.resolution_api import reading, store
+from loopgate.resolution_api import reading, store, training
 from loopgate.resolution_api.clock import Clock, utcnow
 from loopgate.resolution_api.db import Database
 from loopgate.resolution_api.domain_errors import Conflict, DomainError, PreconditionFailed
 from loopgate.resolution_api.lifecycle import Action, Status, next_status, time_to_resolve_seconds
 from loopgate.resolution_api.models import ExceptionRow
-from loopgate_schemas.outcomes import Decision, FieldChange, Outcome, OutcomeData, outcome_id_for
+from loopgate_schemas.outcomes import Decision, FieldChange, Outcome, outcome_id_for
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,23 +223,14 @@ class ResolutionInput:
 
 
 def outcome_of(row: ExceptionRow) -> Outcome:
-    """The outcome CloudEvent of a resolved exception's current resolution."""
-    assert row.resolved_at is not None and row.decision is not None
+    """The outcome CloudEvent of a resolved exception's current resolution (contract v2: complete,
+    a training example on its own; training.py builds its data)."""
+    assert row.resolved_at is not None
     return Outcome(
         id=outcome_id_for(row.id, row.resolution_count),
         time=row.resolved_at,
         subject=row.id,
-        data=OutcomeData(
-            exception_id=row.id,
-            rule_id=row.rule_id,
-            source=row.source,
-            decision=Decision(row.decision),
-            resolver=row.resolver or "",
-            reason=row.reason or "",
-            correction={k: FieldChange.model_validate(v) for k, v in (row.correction or {}).items()},
-            resolved_at=row.resolved_at,
-            time_to_resolve_seconds=row.time_to_resolve_seconds or 0.0,
-        ),
+        data=training.outcome_data_of(row),
     )
 
 
