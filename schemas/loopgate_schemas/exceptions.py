@@ -42,6 +42,26 @@ class EventRef(BaseModel):
     offset: int = Field(ge=0, description="Its offset in that partition, a whole number, never negative.")
 
 
+class Impact(BaseModel):
+    """Contract v2: the money at risk, where the rule can estimate it (operators sort their queue by it)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    amount: float = Field(
+        ge=0,
+        allow_inf_nan=False,
+        description="The estimate, in the currency's major unit (e.g. euros, not cents) as a finite JSON number, "
+        "never negative.",
+    )
+    currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code of the amount (the event's currency).")
+    basis: str = Field(
+        min_length=1,
+        max_length=500,
+        description="One line: how the amount was estimated, naming every assumption (e.g. overspend so far today: "
+        "spend_to_date - daily_budget).",
+    )
+
+
 def exception_id_for(trigger: str, rule_id: str) -> str:
     """Deterministic id from what triggered the firing (an event id, or a message position for a
     message that is not an event) and the rule: a redelivered event yields the same id."""
@@ -74,6 +94,13 @@ class ExceptionRecord(BaseModel):
                     "observed": {"bid_cpm": 7.2},
                     "threshold": {"max_bid_cpm": 6.0},
                     "score": 1.2,
+                    "impact": {
+                        "amount": 12.0,
+                        "currency": "EUR",
+                        "basis": "(bid_cpm 7.20 - max_bid_cpm 6.00) / 1000 x 10000 impressions: one hour at an "
+                        "assumed 10000 impressions an hour (impact.bid_impressions_per_hour; the event carries no "
+                        "volume)",
+                    },
                     "event": {"id": "b6f1c7e0-0002", "type": "bid.adjusted"},
                     "event_ref": {"topic": "bid-management.events", "partition": 0, "offset": 42},
                     "detected_at": "2026-11-24T09:16:41Z",
@@ -160,6 +187,12 @@ class ExceptionRecord(BaseModel):
         "data-quality firings into one record); a whole number, at least 1.",
     )
     detected_at: AwareDatetime = Field(description="When the detector produced the record, RFC 3339 with a UTC offset.")
+    impact: Impact | None = Field(
+        default=None,
+        description="Contract v2: the money at risk (amount, currency, basis), where the rule can estimate it: the "
+        "overspend so far, a bid's excess over its cap times an assumed volume, spend ahead of even pace; null where "
+        "the event gives no honest estimate (e.g. a stalled placement: the event has no price).",
+    )
     # Contract v2: JSON paths inside `event` whose values were cut to keep the record under 512 KiB.
     trimmed: list[str] | None = Field(
         default=None,

@@ -63,6 +63,7 @@ class OldDetector(Detector):
                     threshold=f.threshold,
                     expected=f.expected,
                     score=f.score,
+                    impact=f.impact.model_dump() if f.impact else None,
                     event=raw,
                     event_ref=EventRef(topic=ref.topic, partition=ref.partition, offset=ref.offset),
                     detected_at=detected_at,

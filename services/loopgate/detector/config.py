@@ -55,6 +55,14 @@ class AnomalyConfig(Strict):
     level_shift_after: int = Field(default=8, ge=2)
 
 
+class ImpactConfig(Strict):
+    """What the money-at-risk estimates assume where the event does not say."""
+
+    # A bid event carries no volume: its excess CPM is priced over one hour of this many impressions
+    # (0: bid rules carry no impact).
+    bid_impressions_per_hour: int = Field(default=10000, ge=0)
+
+
 class SamplingConfig(Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -78,6 +86,7 @@ class DetectionConfig(Strict):
     severity: dict[str, Severity] = Field(default_factory=dict)
     anomaly: AnomalyConfig = AnomalyConfig()
     sampling: SamplingConfig = SamplingConfig()
+    impact: ImpactConfig = ImpactConfig()
     allowed_domains: dict[str, list[str]] = Field(default_factory=dict)
     clients: dict[str, ThresholdOverrides] = Field(default_factory=dict)
     platforms: dict[str, ThresholdOverrides] = Field(default_factory=dict)

@@ -161,6 +161,7 @@ class Detector:
         self.max_event_bytes = max_event_bytes
         sampling = config.sampling
         self._base_rates = {source: sampling.base_rate(source) for source in topics.UPSTREAM}
+        self._bid_volume = config.impact.bid_impressions_per_hour
 
     def process(
         self,
@@ -242,8 +243,9 @@ class Detector:
             before = _unpack_fired(tail, BID_WIDTH).get(offset)
             if before is None:
                 return None
-            return check_bid_anomaly(event, Baseline(int(before[0]), before[1], before[2]), self.config.anomaly)[1]
-        new, firing = check_bid_anomaly(event, baseline, self.config.anomaly)
+            old = Baseline(int(before[0]), before[1], before[2])
+            return check_bid_anomaly(event, old, self.config.anomaly, impressions_per_hour=self._bid_volume)[1]
+        new, firing = check_bid_anomaly(event, baseline, self.config.anomaly, impressions_per_hour=self._bid_volume)
         if firing is not None:  # the fired history is only unpacked when it changes (hot path)
             fired = _unpack_fired(tail, BID_WIDTH)
             fired[offset] = list(baseline[:BID_WIDTH])
@@ -331,6 +333,7 @@ class Detector:
                     threshold=f.threshold,
                     expected=f.expected,
                     score=f.score,
+                    impact=f.impact,
                     event=raw,
                     event_ref=ref,
                     detected_at=detected_at,

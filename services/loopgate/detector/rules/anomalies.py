@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from loopgate.detector.anomaly import Baseline, Observation, observe
 from loopgate.detector.config import AnomalyConfig
-from loopgate.detector.rules.base import Firing
+from loopgate.detector.rules.base import Firing, bid_excess_impact
 from loopgate_schemas.events import BidAdjusted, DeliveryReport
 from loopgate_schemas.exceptions import Kind
 
@@ -22,7 +22,10 @@ def _observe(b: Baseline, x: float, cfg: AnomalyConfig) -> Observation:
     )
 
 
-def check_bid_anomaly(event: BidAdjusted, baseline: Baseline, cfg: AnomalyConfig) -> tuple[Baseline, Firing | None]:
+def check_bid_anomaly(
+    event: BidAdjusted, baseline: Baseline, cfg: AnomalyConfig, *, impressions_per_hour: int = 0
+) -> tuple[Baseline, Firing | None]:
+    """`impressions_per_hour`: the assumed volume a bid above its usual level is priced over (0: no impact)."""
     d = event.data
     obs = _observe(baseline, d.bid_cpm, cfg)
     if obs.z is None or abs(obs.z) <= cfg.z_threshold:
@@ -42,6 +45,15 @@ def check_bid_anomaly(event: BidAdjusted, baseline: Baseline, cfg: AnomalyConfig
             "observations": baseline.count,
         },
         score=round(obs.z, 3),
+        # Only a bid above its usual level spends more than it would have.
+        impact=bid_excess_impact(
+            d.bid_cpm - obs.expected_mean,
+            d.currency,
+            impressions_per_hour,
+            f"(bid_cpm {d.bid_cpm:.2f} - usual {obs.expected_mean:.2f})",
+        )
+        if obs.z > 0
+        else None,
     )
     return obs.baseline, firing
 

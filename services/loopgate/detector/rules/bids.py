@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from loopgate.detector.config import DetectionConfig
-from loopgate.detector.rules.base import Firing, pct_over
+from loopgate.detector.rules.base import Firing, bid_excess_impact, money_at_risk, pct_over
 from loopgate_schemas.events import BidAdjusted, BudgetPacing, CampaignConstraintViolated
 from loopgate_schemas.exceptions import Kind
 
@@ -24,6 +24,12 @@ def check_bid_adjusted(event: BidAdjusted, config: DetectionConfig) -> list[Firi
                 {"bid_cpm": d.bid_cpm, "campaign_id": d.campaign_id},
                 threshold={"max_bid_cpm": d.max_bid_cpm},
                 score=round(d.bid_cpm / d.max_bid_cpm, 4) if d.max_bid_cpm else None,
+                impact=bid_excess_impact(
+                    d.bid_cpm - d.max_bid_cpm,
+                    d.currency,
+                    config.impact.bid_impressions_per_hour,
+                    f"(bid_cpm {d.bid_cpm:.2f} - max_bid_cpm {d.max_bid_cpm:.2f})",
+                ),
             )
         )
     if d.previous_bid_cpm > 0:
@@ -40,6 +46,15 @@ def check_bid_adjusted(event: BidAdjusted, config: DetectionConfig) -> list[Firi
                     {"bid_cpm": d.bid_cpm, "previous_bid_cpm": d.previous_bid_cpm, "ratio": round(ratio, 4)},
                     threshold={"max_ratio": t.bid_jump_max_ratio, "min_ratio": t.bid_jump_min_ratio},
                     score=round(ratio, 4),
+                    # Only a jump up spends more; a jump down risks delivery, which has no price here.
+                    impact=bid_excess_impact(
+                        d.bid_cpm - d.previous_bid_cpm,
+                        d.currency,
+                        config.impact.bid_impressions_per_hour,
+                        f"(bid_cpm {d.bid_cpm:.2f} - previous_bid_cpm {d.previous_bid_cpm:.2f})",
+                    )
+                    if ratio > 1
+                    else None,
                 )
             )
     return out
@@ -61,6 +76,12 @@ def check_budget_pacing(event: BudgetPacing, config: DetectionConfig) -> list[Fi
                 {"spend_to_date": d.spend_to_date, "date": d.date.isoformat()},
                 threshold={"daily_budget": d.daily_budget},
                 score=round(d.spend_to_date / d.daily_budget, 4) if d.daily_budget else None,
+                impact=money_at_risk(
+                    d.spend_to_date - d.daily_budget,
+                    d.currency,
+                    f"overspend so far on {d.date}: spend_to_date {d.spend_to_date:.2f} - daily_budget "
+                    f"{d.daily_budget:.2f}",
+                ),
             )
         )
     if d.expected_spend_to_date > 0:
@@ -77,6 +98,12 @@ def check_budget_pacing(event: BudgetPacing, config: DetectionConfig) -> list[Fi
                     threshold={"max_ratio": t.pacing_max_ratio},
                     expected={"expected_spend_to_date": d.expected_spend_to_date},
                     score=round(ratio, 4),
+                    impact=money_at_risk(
+                        d.spend_to_date - d.expected_spend_to_date,
+                        d.currency,
+                        f"spend ahead of even pace so far on {d.date}: spend_to_date {d.spend_to_date:.2f} - "
+                        f"expected_spend_to_date {d.expected_spend_to_date:.2f}",
+                    ),
                 )
             )
     return out

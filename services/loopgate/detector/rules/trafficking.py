@@ -66,6 +66,7 @@ def check_placement_trafficked(event: PlacementTrafficked, config: DetectionConf
 
 def check_delivery_report(event: DeliveryReport, config: DetectionConfig) -> list[Firing]:
     d = event.data
+    # No impact: the report has impressions but no price, so a stalled hour's spend cannot be estimated.
     if d.impressions == 0 and d.booked_impressions_per_hour > 0:
         return [
             Firing(
