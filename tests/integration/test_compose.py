@@ -302,6 +302,8 @@ def test_dashboard_covers_exceptions_backlog_resolution_and_pipeline_health() ->
         "loopgate_exceptions_delivered_total",
         "loopgate_exceptions_delivery_failed_total",
         "loopgate_outbox_pending",
+        "loopgate_resolutions_total",  # verdicts: decisions and precision per rule
+        "loopgate_rule_time_to_resolve_seconds_bucket",
     } <= used
 
 

@@ -79,6 +79,12 @@ TIME_TO_RESOLVE = Histogram(
     ["severity"],
     buckets=(60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 259200, 604800),
 )
+RULE_TIME_TO_RESOLVE = Histogram(
+    "loopgate_rule_time_to_resolve_seconds",
+    "From an exception's first detection to its final resolution, by rule (verdict statistics)",
+    ["rule"],
+    buckets=(60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 259200, 604800),
+)
 OUTCOMES_PUBLISHED = Counter("loopgate_outcomes_published_total", "Outcome CloudEvents published to Kafka")
 OUTBOX_PENDING = Gauge("loopgate_outbox_pending", "Outcomes committed but not yet published")
 EXCEPTION_TRANSITIONS = Counter(

@@ -201,6 +201,13 @@ class Settings(BaseSettings):
         le=300,
         description="Stopping the API takes at most about this long, even while Kafka or the database does not answer.",
     )
+    export_page_rows: int = Field(
+        default=1000,
+        ge=1,
+        le=10_000,
+        description="Rows the training-data export (`GET /v1/export/training-data`) reads per page: each page is one "
+        "short read, so its memory stays flat over any number of rows.",
+    )
 
     @field_validator("slas")
     @classmethod

@@ -24,7 +24,7 @@ from loopgate.resolution_api.errors import install_error_handlers
 from loopgate.resolution_api.intake import Intake
 from loopgate.resolution_api.limits import RequestLimits
 from loopgate.resolution_api.outbox import OutboxRelay
-from loopgate.resolution_api.routes import exceptions, health, tokens
+from loopgate.resolution_api.routes import exceptions, export, health, stats, tokens
 from loopgate.resolution_api.sweeper import Sweeper
 from loopgate.resolution_api.tokens import TokenCache, Tokens
 
@@ -102,4 +102,6 @@ def create_app(
     app.include_router(health.router)
     app.include_router(exceptions.router)
     app.include_router(tokens.router)
+    app.include_router(stats.router)
+    app.include_router(export.router)
     return app

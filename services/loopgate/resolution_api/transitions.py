@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from loopgate.common import metrics
-from loopgate.resolution_api import reading, store, training
+from loopgate.resolution_api import reading, store, training, verdicts
 from loopgate.resolution_api.clock import Clock, utcnow
 from loopgate.resolution_api.db import Database
 from loopgate.resolution_api.domain_errors import Conflict, DomainError, PreconditionFailed
@@ -286,7 +286,9 @@ async def resolve(
         clock=clock,
         after=_write_outcome,
     )
-    metrics.RESOLUTIONS.labels(row.decision, row.rule_id).inc()
+    verdicts.count_resolution(
+        rule_id=row.rule_id, decision=row.decision or "", time_to_resolve_seconds=row.time_to_resolve_seconds or 0.0
+    )
     metrics.TIME_TO_RESOLVE.labels(row.severity).observe(row.time_to_resolve_seconds or 0.0)
     return row
 
