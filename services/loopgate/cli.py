@@ -43,17 +43,32 @@ def kafka_refusals(command: str) -> Iterator[None]:
 
 
 @topics_app.command("create")
-def topics_create() -> None:
-    """Create every Loopgate topic that does not exist yet, with explicit partition counts."""
-    from loopgate.common.kafka import ensure_topics, wait_for_broker
+def topics_create(
+    with_upstream: Annotated[
+        bool, typer.Option("--with-upstream", help="Also create the upstream topics (a local or test stack).")
+    ] = False,
+) -> None:
+    """Create Loopgate's own topics and the detector's changelogs that do not exist yet (replicated as
+    the settings say), then check every topic the detector needs; exit 1 naming each mismatch."""
+    from loopgate.common.kafka import COMPACTED, check_topics, ensure_topics, wait_for_broker
+    from loopgate.detector.app import internal_topics
 
     configure_logging()
     settings = get_settings()
+    wanted = settings.topic_partitions() if with_upstream else settings.own_topic_partitions()
+    changelogs = internal_topics(settings)
     with kafka_refusals("topics create"):
         asyncio.run(wait_for_broker(settings))
-        created = asyncio.run(ensure_topics(settings))
-    for name, partitions in created.items():
+        asyncio.run(ensure_topics(settings, wanted))
+        asyncio.run(ensure_topics(settings, changelogs, configs=COMPACTED))
+        problems = asyncio.run(check_topics(settings, changelogs))
+    for name, partitions in {**wanted, **changelogs}.items():
         typer.echo(f"{name}\t{partitions} partitions")
+    if problems:
+        typer.echo("topics create: the existing topics do not fit what Loopgate needs:", err=True)
+        for problem in problems:
+            typer.echo(f"  {problem}", err=True)
+        raise typer.Exit(1)
 
 
 @app.command()

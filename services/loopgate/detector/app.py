@@ -380,13 +380,13 @@ def create_app(settings: Settings, config: DetectionConfig | None = None) -> Bat
         store="memory://",  # tables are rebuilt from their changelog topics on start
         datadir=str(settings.detector_data_dir),
         topic_partitions=settings.upstream_partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=settings.replication_factor,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         producer_linger_ms=5,
         web_enabled=False,
         broker_session_timeout=settings.detector_session_timeout_seconds,
-        table_standby_replicas=0,
+        table_standby_replicas=settings.detector_standby_replicas,
     )
 
     def raw_topic(name: str) -> faust.TopicT:
