@@ -117,10 +117,12 @@ def schemas_check() -> None:
 
 
 def _register_service_commands() -> None:
-    """The API's own typer commands, owned by its package."""
+    """The API's own typer commands, owned by its package; the detector's tuning command."""
+    from loopgate.detector.tune_command import tune
     from loopgate.resolution_api.cli import app as api_app
 
     app.add_typer(api_app, name="api", help="The resolution API: serve, migrate, tokens.")
+    app.command("tune")(tune)
 
 
 _register_service_commands()

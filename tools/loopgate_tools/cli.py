@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from loopgate_tools.bench.report import bench
@@ -18,6 +20,18 @@ app.command()(simulate)
 app.command()(evaluate)
 app.command()(bench)
 app.command("demo-report")(demo_report)
+
+
+@app.command("simulate-verdicts")
+def simulate_verdicts(
+    out: Annotated[str, typer.Option(help="NDJSON file to write (training-data export rows).")] = "verdicts.ndjson",
+    seed: Annotated[int, typer.Option(help="Same seed, same history.")] = 15,
+) -> None:
+    """Write a simulated verdict history for `loopgate tune` (one client's pacing_off too tight)."""
+    from loopgate.detector.config import load_detection_config
+    from loopgate_tools.simulator.verdicts import write_verdict_history
+
+    typer.echo(f"{write_verdict_history(out, load_detection_config(), seed=seed)} verdicts written to {out}")
 
 
 @app.command("settings-doc")
