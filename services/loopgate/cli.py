@@ -128,5 +128,14 @@ def _register_service_commands() -> None:
 _register_service_commands()
 
 
+def _register_export_command() -> None:
+    from loopgate.resolution_api.export_client import export_command
+
+    app.command("export")(export_command)
+
+
+_register_export_command()
+
+
 if __name__ == "__main__":
     app()

@@ -1,0 +1,114 @@
+"""`loopgate export`: the training-data export, read from the resolution API over HTTP with a
+bearer token (an operator's or admin's), written as NDJSON to a file or stdout.
+
+Over HTTP rather than from the database: a model owner needs no database credentials or network
+path to it, the API's roles decide who may export, and the records and filters are the API's own
+(one implementation, no second reader to drift from it)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, BinaryIO
+
+import httpx
+import typer
+
+from loopgate.common.settings import get_settings
+from loopgate_schemas.outcomes import Decision
+
+EXPORT_PATH = "/v1/export/training-data"
+
+
+class ExportFailed(Exception):
+    """The API refused the export or could not be reached; the message says which and why."""
+
+
+async def export_to(out: BinaryIO, *, client: httpx.AsyncClient, params: Sequence[tuple[str, str]]) -> int:
+    """Stream the export into `out` chunk by chunk (never held whole); the number of records."""
+    records = 0
+    try:
+        async with client.stream("GET", EXPORT_PATH, params=httpx.QueryParams(list(params))) as response:
+            if response.status_code != 200:
+                body = (await response.aread()).decode(errors="replace")[:500]
+                raise ExportFailed(f"the API refused the export ({response.status_code}): {body}")
+            async for chunk in response.aiter_bytes():
+                out.write(chunk)
+                records += chunk.count(b"\n")
+    except httpx.HTTPError as err:
+        raise ExportFailed(f"cannot read {client.base_url}{EXPORT_PATH}: {type(err).__name__}: {err}") from None
+    return records
+
+
+def _params(
+    since: dt.datetime | None,
+    until: dt.datetime | None,
+    rule_id: str | None,
+    client_id: str | None,
+    source: str | None,
+    model: str | None,
+    decisions: list[Decision],
+) -> list[tuple[str, str]]:
+    params = [
+        (name, value.isoformat() if isinstance(value, dt.datetime) else value)
+        for name, value in (
+            ("since", since),
+            ("until", until),
+            ("rule_id", rule_id),
+            ("client_id", client_id),
+            ("source", source),
+            ("model", model),
+        )
+        if value is not None
+    ]
+    return params + [("decision", d.value) for d in decisions]
+
+
+def _aware(value: dt.datetime | None) -> dt.datetime | None:
+    return value if value is None or value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def export_command(
+    output: Annotated[str, typer.Option("--output", "-o", help="File to write, or - for stdout")] = "-",
+    token: Annotated[
+        str, typer.Option("--token", envvar="LOOPGATE_EXPORT_TOKEN", help="An operator's or admin's API token")
+    ] = "",
+    url: Annotated[str | None, typer.Option("--url", help="The API's base URL (default: LOOPGATE_API_URL)")] = None,
+    since: Annotated[
+        dt.datetime | None, typer.Option(help="Resolved at or after (UTC unless an offset is given)")
+    ] = None,
+    until: Annotated[dt.datetime | None, typer.Option(help="Resolved before (default: now)")] = None,
+    rule_id: Annotated[str | None, typer.Option("--rule-id")] = None,
+    client_id: Annotated[str | None, typer.Option("--client-id")] = None,
+    source: Annotated[str | None, typer.Option(help="The source topic")] = None,
+    model: Annotated[str | None, typer.Option(help="The event's data.model")] = None,
+    decision: Annotated[list[Decision] | None, typer.Option(help="Repeat to allow several")] = None,
+) -> None:
+    """Export decided exceptions as training data (NDJSON, one record per line; README: training data)."""
+    if not token:
+        typer.echo("export: no token: pass --token or set LOOPGATE_EXPORT_TOKEN", err=True)
+        raise typer.Exit(2)
+    params = _params(_aware(since), _aware(until), rule_id, client_id, source, model, decision or [])
+    base_url = url or get_settings().api_url
+
+    async def run(out: BinaryIO) -> int:
+        headers = {"Authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=httpx.Timeout(30.0)) as client:
+            return await export_to(out, client=client, params=params)
+
+    try:
+        if output == "-":
+            records = asyncio.run(run(sys.stdout.buffer))
+        else:
+            partial = Path(f"{output}.part")  # a failed export never leaves a file that looks complete
+            with partial.open("wb") as out:
+                records = asyncio.run(run(out))
+            os.replace(partial, output)
+    except ExportFailed as err:
+        typer.echo(f"export: {err}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"exported {records} records to {'stdout' if output == '-' else output}", err=True)
