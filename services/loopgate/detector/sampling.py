@@ -11,6 +11,9 @@ of rate(c).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 
 _SCALE = float(1 << 64)
 _blake2b = hashlib.blake2b
@@ -32,3 +35,76 @@ def sample_for_audit(
 ) -> bool:
     rate = sampling_rate(base_rate, confidence, low_confidence=low_confidence, boost=boost)
     return rate > 0 and unit_hash(event_id) < rate
+
+
+# --- active learning that follows the verdicts ----------------------------------------------------
+# An audit sample's verdict says whether the automation was wrong: confirmed or corrected (the
+# operator found something to fix) or not (false positive, dismissed, escalated). Per source and per
+# model, an exponentially weighted share of "wrong" over its audit verdicts, in resolution order,
+# raises the base rate towards a cap, and falls back as operators stop correcting.
+
+AUDIT_WRONG = frozenset({"confirmed", "corrected"})
+
+
+@dataclass(frozen=True, slots=True)
+class AuditVerdict:
+    """One resolved audit sample: where it came from and whether operators found the automation wrong."""
+
+    resolved_at: datetime
+    exception_id: str
+    source: str
+    model: str | None
+    decision: str
+
+
+@dataclass(frozen=True, slots=True)
+class AdaptiveRates:
+    """The audit base rate per source and per model that the verdicts call for."""
+
+    by_source: dict[str, float]
+    by_model: dict[str, float]
+    wrong_share: dict[str, float]  # "source:<topic>" or "model:<name>" -> its weighted share of wrong verdicts
+
+    def base_rate(self, source: str, model: str | None, default: float) -> float:
+        """The higher of the source's and the model's rate (the default when neither moved)."""
+        return max(self.by_source.get(source, default), self.by_model.get(model or "", 0.0), default)
+
+
+def adaptive_audit_rates(
+    verdicts: Iterable[AuditVerdict],
+    base_rates: Mapping[str, float],
+    *,
+    cap: float,
+    weight: float,
+    tolerance: float,
+    saturation: float,
+) -> AdaptiveRates:
+    """Pure and deterministic: the same verdicts (in any order) give the same rates.
+
+    For each source and model, w <- (1 - weight) * w + weight * [wrong], from w = 0, over its audit
+    verdicts in (resolved_at, exception_id) order; its rate is
+        base + (cap - base) * clamp((w - tolerance) / (saturation - tolerance), 0, 1)
+    so it stays at the base while at most `tolerance` of its samples need fixing, reaches the cap
+    at `saturation`, and never leaves [base, max(base, cap)]. A model's base is its source's."""
+    shares: dict[str, float] = {}
+    model_source: dict[str, str] = {}
+    for v in sorted(verdicts, key=lambda v: (v.resolved_at, v.exception_id)):
+        wrong = 1.0 if v.decision in AUDIT_WRONG else 0.0
+        keys = [f"source:{v.source}"] + ([f"model:{v.model}"] if v.model else [])
+        for key in keys:
+            shares[key] = (1 - weight) * shares.get(key, 0.0) + weight * wrong
+        if v.model:
+            model_source.setdefault(v.model, v.source)
+
+    def rate(base: float, share: float) -> float:
+        span = max(saturation - tolerance, 1e-9)
+        pull = min(1.0, max(0.0, (share - tolerance) / span))
+        return base + (max(base, cap) - base) * pull
+
+    by_source = {s: rate(b, shares.get(f"source:{s}", 0.0)) for s, b in base_rates.items()}
+    by_model = {
+        m: rate(base_rates.get(src, 0.0), shares[f"model:{m}"])
+        for m, src in sorted(model_source.items())
+        if src in base_rates
+    }
+    return AdaptiveRates(by_source, by_model, dict(sorted(shares.items())))
