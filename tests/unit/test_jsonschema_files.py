@@ -27,7 +27,7 @@ def test_committed_json_schema_files_match_the_models() -> None:
     assert jsonschema.stale() == [], "run `loopgate schemas generate` and commit schemas/jsonschema/"
 
 
-def test_there_is_one_schema_per_event_type_plus_exception_and_outcome() -> None:
+def test_there_is_one_schema_per_event_type_plus_exception_outcome_and_training_record() -> None:
     assert sorted(jsonschema.render()) == [
         "event.bid.adjusted.json",
         "event.budget.pacing.json",
@@ -37,6 +37,7 @@ def test_there_is_one_schema_per_event_type_plus_exception_and_outcome() -> None
         "event.placement.trafficked.json",
         "exception-record.json",
         "outcome.json",
+        "training-record.json",
     ]
 
 
