@@ -17,12 +17,14 @@ from aiohttp import web
 
 from loopgate.dispatcher.delivery import (
     Answer,
+    BatchAnswer,
     DeliveryGate,
     GateState,
     Misconfiguration,
     Verdict,
     classify,
     deliver,
+    deliver_batch,
     post_once,
 )
 from loopgate_tools.processes import free_port
@@ -326,3 +328,92 @@ async def test_a_change_of_cause_is_reported_once_each() -> None:
     gate.observe(Answer(ACCEPTED, 201, ""))
     gate.observe(Answer(ACCEPTED, 201, ""))
     assert changes == [M.UNAUTHORIZED, M.WRONG_URL, M.UNAUTHORIZED, None]
+
+
+# --- batches ---------------------------------------------------------------------------------
+
+
+class BatchApi:
+    """Answers batches from a script: each call pops the next answer maker."""
+
+    def __init__(self, *replies: Callable[[list[int]], BatchAnswer]) -> None:
+        self.replies = list(replies)
+        self.sent: list[list[int]] = []
+        self.singles: list[int] = []
+
+    async def post(self, indices: list[int]) -> BatchAnswer:
+        self.sent.append(list(indices))
+        return self.replies.pop(0)(indices)
+
+    async def post_single(self, index: int) -> Answer:
+        self.singles.append(index)
+        return Answer(REJECTED, 422, "bad") if index == 1 else Answer(ACCEPTED, 201, "")
+
+
+def items(*statuses: int) -> Callable[[list[int]], BatchAnswer]:
+    def reply(indices: list[int]) -> BatchAnswer:
+        assert len(indices) == len(statuses)
+        answers = [Answer(*_verdict(s), str(s)) for s in statuses]
+        return BatchAnswer(Answer(ACCEPTED, 200, ""), answers)
+
+    return reply
+
+
+def _verdict(status: int) -> tuple[Verdict, int]:
+    return (ACCEPTED if status < 300 else REJECTED if status in (400, 409, 413, 422) else RETRY), status
+
+
+def whole(status: int | None, verdict: Verdict, cause: Misconfiguration | None = None) -> Callable[..., BatchAnswer]:
+    return lambda indices: BatchAnswer(Answer(verdict, status, "whole", cause))
+
+
+async def deliver_scripted(api: BatchApi, gate: DeliveryGate | None = None, n: int = 3) -> list[Answer]:
+    async def no_wait(_seconds: float) -> None:
+        return None
+
+    gate = gate or DeliveryGate(initial_backoff=0.01, max_backoff=0.01, sleep=no_wait)
+    return await deliver_batch(
+        api.post, api.post_single, n, gate, initial_backoff=0.01, max_backoff=0.01, sleep=no_wait
+    )
+
+
+async def test_each_record_of_a_batch_gets_its_own_verdict() -> None:
+    api = BatchApi(items(201, 422, 200))
+    answers = await deliver_scripted(api)
+    assert [(a.verdict, a.status) for a in answers] == [(ACCEPTED, 201), (REJECTED, 422), (ACCEPTED, 200)]
+
+
+async def test_only_the_records_the_api_asks_for_again_are_sent_again() -> None:
+    api = BatchApi(items(201, 503, 200), items(201))
+    answers = await deliver_scripted(api)
+    assert api.sent == [[0, 1, 2], [1]]
+    assert [a.status for a in answers] == [201, 201, 200]
+
+
+async def test_a_batch_refused_whole_is_sent_one_record_at_a_time_so_only_the_bad_one_is_rejected() -> None:
+    api = BatchApi(whole(413, REJECTED))
+    answers = await deliver_scripted(api)
+    assert api.singles == [0, 1, 2]
+    assert [a.verdict for a in answers] == [ACCEPTED, REJECTED, ACCEPTED]
+
+
+async def test_a_misconfigured_batch_holds_every_record_until_it_is_accepted() -> None:
+    async def no_wait(_seconds: float) -> None:
+        return None
+
+    gate = DeliveryGate(initial_backoff=0.01, max_backoff=0.01, sleep=no_wait)
+    api = BatchApi(
+        whole(401, MISCONFIGURED, M.UNAUTHORIZED),
+        whole(None, MISCONFIGURED, M.CONNECTION_REFUSED),
+        items(201, 201, 201),
+    )
+    answers = await deliver_scripted(api, gate)
+    assert api.sent == [[0, 1, 2]] * 3 and api.singles == []
+    assert [a.verdict for a in answers] == [ACCEPTED] * 3
+    assert gate.is_open
+
+
+async def test_a_5xx_for_the_batch_retries_every_record() -> None:
+    api = BatchApi(whole(503, RETRY), items(201, 201, 201))
+    assert [a.status for a in await deliver_scripted(api)] == [201, 201, 201]
+    assert api.sent == [[0, 1, 2], [0, 1, 2]]

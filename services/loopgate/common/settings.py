@@ -189,6 +189,13 @@ class Settings(BaseSettings):
         description="Request bodies larger than this are refused with 413 before they are read, parsed or "
         "authenticated (a 512 KiB exception record fits).",
     )
+    batch_max_records: int = Field(
+        default=500,
+        ge=1,
+        le=10_000,
+        description="Records in one batched create (`POST /v1/exceptions/batch`): the API refuses more, and the "
+        "dispatcher sends at most this many per request (and at most `LOOPGATE_API_MAX_BODY_BYTES`).",
+    )
     max_snooze_seconds: float = Field(
         default=30 * 24 * _HOUR,
         gt=0,

@@ -1,4 +1,12 @@
-"""Delivering one exception record to the resolution API, and what each answer means.
+"""Delivering exception records to the resolution API, and what each answer means.
+
+Records go in batches (`POST /v1/exceptions/batch`, `deliver_batch`): the API answers each record
+as a single create would, so the table below applies to each record's own status; the batch
+request's status (401, 403, 404, 5xx, a connection refused...) applies to all of its records at
+once: a misconfiguration holds them all, a 5xx retries them all. A batch the API refuses whole
+(400, 413, 422: e.g. a body limit smaller than the dispatcher's) is sent again one record at a
+time, so only a record the API judged on its own is ever dead-lettered. A record that is not
+JSON, or too large for a batch, goes alone through the single create (`deliver`).
 
 An answer either judges the record, or says something about the dispatcher itself:
 
@@ -35,8 +43,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 import aiohttp
+import orjson
 
 from loopgate.common import metrics
 
@@ -130,12 +140,14 @@ def backoff_seconds(attempt: int, *, initial: float, maximum: float) -> float:
     return random.uniform(ceiling / 2, ceiling)
 
 
-async def post_once(client: aiohttp.ClientSession, url: str, value: bytes) -> Answer:
+async def post_once(client: aiohttp.ClientSession, url: str, value: bytes, *, keep_body: bool = False) -> Answer:
+    """One POST; the answer's detail is the body (its first 1,000 bytes unless `keep_body`)."""
     try:
         async with client.post(
             url, data=value, headers={"content-type": "application/json"}, allow_redirects=False
         ) as response:
-            detail = (await response.read())[:1000].decode(errors="replace")
+            body = await response.read()
+            detail = (body if keep_body else body[:1000]).decode(errors="replace")
             if 300 <= response.status < 400:
                 detail = f"redirected to {response.headers.get('location', '?')}"
             verdict, cause = classify(response.status)
@@ -255,3 +267,112 @@ async def deliver(
             continue  # this was the probe: the gate paces the next try
         attempt += 1
         await sleep(backoff_seconds(attempt, initial=initial_backoff, maximum=max_backoff))
+
+
+@dataclass(frozen=True, slots=True)
+class BatchAnswer:
+    """The batch request's own answer, and each record's (in order) when the API answered the batch."""
+
+    answer: Answer
+    items: list[Answer] | None = None
+
+
+def batch_body(values: list[bytes]) -> bytes:
+    """The body of a batched create holding these records (each one JSON value) as they are."""
+    return b'{"records":[' + b",".join(values) + b"]}"
+
+
+BATCH_OVERHEAD = len(batch_body([]))
+
+
+def _item_answer(item: Any) -> Answer:
+    # The token and URL are proven by the batch's 200: a record's own status only accepts it,
+    # rejects it (the API judged it), or asks for it again (e.g. 503: the database was busy).
+    status = item.get("status") if isinstance(item, dict) else None
+    if not isinstance(status, int):
+        return Answer(Verdict.RETRY, None, f"no status for this record in the batch answer: {item!r}"[:300])
+    detail = orjson.dumps(item.get("body")).decode()[:1000]
+    if 200 <= status < 300:
+        return Answer(Verdict.ACCEPTED, status, detail)
+    if status in RECORD_REJECTED:
+        return Answer(Verdict.REJECTED, status, detail)
+    return Answer(Verdict.RETRY, status, detail)
+
+
+async def post_batch(client: aiohttp.ClientSession, url: str, values: list[bytes]) -> BatchAnswer:
+    answer = await post_once(client, url, batch_body(values), keep_body=True)
+    if answer.status != 200:
+        return BatchAnswer(answer)
+    try:
+        results = orjson.loads(answer.detail)["results"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        results = None
+    if not isinstance(results, list) or len(results) != len(values):
+        cause = Misconfiguration.UNEXPECTED_STATUS  # not the Loopgate API's batch answer: hold, do not guess
+        return BatchAnswer(Answer(Verdict.MISCONFIGURED, 200, f"not a batch answer: {answer.detail[:300]}", cause))
+    return BatchAnswer(Answer(Verdict.ACCEPTED, 200, ""), [_item_answer(item) for item in results])
+
+
+def _count(answer: Answer) -> None:
+    if answer.verdict is Verdict.ACCEPTED:
+        metrics.EXCEPTIONS_DELIVERED.labels(str(answer.status)).inc()
+    elif answer.verdict is Verdict.REJECTED:
+        metrics.EXCEPTIONS_DELIVERY_FAILED.labels("rejected").inc()
+
+
+async def deliver_batch(
+    post: Callable[[list[int]], Awaitable[BatchAnswer]],
+    post_single: Callable[[int], Awaitable[Answer]],
+    count: int,
+    gate: DeliveryGate,
+    *,
+    initial_backoff: float,
+    max_backoff: float,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> list[Answer]:
+    """Deliver `count` records (`post(indices)` sends those records as one batch) until the API has
+    accepted or rejected each for good: each record's answer, in order. Records the API asks for
+    again are sent again together; a batch refused whole is sent one record at a time
+    (`post_single`). Retries forever otherwise (cancel the task to stop)."""
+    answers: list[Answer | None] = [None] * count
+    pending = list(range(count))
+    attempt = 0
+    while pending:
+        async with gate.turn():
+            reply = await post(pending)
+            gate.observe(reply.answer)
+        whole = reply.answer
+        if reply.items is not None:
+            again = []
+            for index, item in zip(pending, reply.items, strict=True):
+                if item.verdict is Verdict.RETRY:
+                    again.append(index)
+                else:
+                    answers[index] = item
+                    _count(item)
+            if not again:
+                break
+            metrics.EXCEPTIONS_DELIVERY_FAILED.labels("server_error").inc(len(again))
+            pending = again
+        elif whole.verdict is Verdict.REJECTED:
+            for index in pending:
+                answers[index] = await deliver(
+                    lambda index=index: post_single(index),  # type: ignore[misc]
+                    gate,
+                    initial_backoff=initial_backoff,
+                    max_backoff=max_backoff,
+                    sleep=sleep,
+                )
+            break
+        elif whole.verdict is Verdict.MISCONFIGURED:
+            unavailable = whole.cause is Misconfiguration.CONNECTION_REFUSED
+            metrics.EXCEPTIONS_DELIVERY_FAILED.labels("unavailable" if unavailable else "misconfigured").inc()
+            continue  # the closed gate paces the next try
+        else:
+            reason = "unavailable" if whole.status is None else ("throttled" if whole.status < 500 else "server_error")
+            metrics.EXCEPTIONS_DELIVERY_FAILED.labels(reason).inc()
+            if not gate.is_open:
+                continue
+        attempt += 1
+        await sleep(backoff_seconds(attempt, initial=initial_backoff, maximum=max_backoff))
+    return [a for a in answers if a is not None]

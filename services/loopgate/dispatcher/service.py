@@ -25,6 +25,7 @@ import time
 from typing import Any
 
 import aiohttp
+import orjson
 from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
@@ -33,6 +34,7 @@ from loopgate.common.kafka import consumer, kafka_connection, reliable_producer,
 from loopgate.common.settings import Settings
 from loopgate.common.status_server import NotReady, StatusServer
 from loopgate.dispatcher.delivery import (
+    BATCH_OVERHEAD,
     REMEDIES,
     Answer,
     DeliveryGate,
@@ -41,6 +43,8 @@ from loopgate.dispatcher.delivery import (
     Verdict,
     check_configuration,
     deliver,
+    deliver_batch,
+    post_batch,
     post_once,
 )
 
@@ -62,6 +66,7 @@ class Dispatcher:
         )
         self.dlq = reliable_producer(self.kafka)
         self.url = f"{settings.api_url.rstrip('/')}/v1/exceptions"
+        self.batch_url = f"{self.url}/batch"
         self.client: aiohttp.ClientSession | None = None  # made in run(), inside the event loop
         self._slots = asyncio.Semaphore(settings.dispatch_concurrency)
         self.gate = DeliveryGate(
@@ -120,7 +125,7 @@ class Dispatcher:
         await wait_for_broker(self.kafka)
         self.client = aiohttp.ClientSession(
             headers={"authorization": f"Bearer {self.settings.api_token}"},
-            timeout=aiohttp.ClientTimeout(total=10.0, connect=3.0),
+            timeout=aiohttp.ClientTimeout(total=30.0, connect=3.0),  # a batch of records takes longer than one
             connector=aiohttp.TCPConnector(limit=self.settings.dispatch_concurrency),
         )
         self.gate.observe(await check_configuration(self.client, self.url))  # known before any record
@@ -131,7 +136,9 @@ class Dispatcher:
         try:
             while not self._stopping.is_set():
                 try:
-                    batch = await self.consumer.getmany(timeout_ms=500, max_records=1000)
+                    batch = await self.consumer.getmany(
+                        timeout_ms=500, max_records=max(1000, 4 * self.settings.batch_max_records)
+                    )
                 except KafkaError as err:  # the consumer reconnects by itself; never let the loop die
                     log.warning("fetch failed (%s); retrying", err)
                     await asyncio.sleep(1.0)
@@ -148,11 +155,41 @@ class Dispatcher:
             await self.dlq.stop()
             await self.client.close()
 
+    def _chunks(self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> list[list[int]]:
+        """The fetched records (numbered in partition order) in the requests that carry them: batches
+        of at most `batch_max_records` records and `api_max_body_bytes` bytes, each partition's
+        records in order; a record that is not JSON, or too large for a batch, alone."""
+        limit_records, limit_bytes = self.settings.batch_max_records, self.settings.api_max_body_bytes
+        chunks: list[list[int]] = []
+        current: list[int] = []
+        size = BATCH_OVERHEAD
+        for index, msg in enumerate(m for messages in batch.values() for m in messages):
+            value = msg.value or b""
+            if not _batchable(value, limit_bytes):
+                chunks.append([index])  # the single create answers it as before
+                continue
+            if current and (len(current) >= limit_records or size + len(value) + 1 > limit_bytes):
+                chunks.append(current)
+                current, size = [], BATCH_OVERHEAD
+            current.append(index)
+            size += len(value) + 1
+        if current:
+            chunks.append(current)
+        return chunks
+
     async def _dispatch_batch(self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
-        tasks = {
-            tp: [asyncio.ensure_future(self._deliver_one(msg)) for msg in messages] for tp, messages in batch.items()
-        }
-        everything = [t for ts in tasks.values() for t in ts]
+        loop = asyncio.get_running_loop()
+        messages = [m for ms in batch.values() for m in ms]
+        settled: list[asyncio.Future[Answer]] = [loop.create_future() for _ in messages]
+        senders = [
+            asyncio.ensure_future(self._deliver_chunk([messages[i] for i in chunk], [settled[i] for i in chunk]))
+            for chunk in self._chunks(batch)
+        ]
+        tasks: dict[TopicPartition, list[asyncio.Future[Answer]]] = {}  # each partition's, in order
+        first = 0
+        for tp, ms in batch.items():
+            tasks[tp], first = settled[first : first + len(ms)], first + len(ms)
+        everything = settled
         stop_wait = asyncio.ensure_future(self._stopping.wait())
         delivered: asyncio.Future[Any] = asyncio.gather(*everything, return_exceptions=True)
         waiting: list[asyncio.Future[Any]] = [delivered, stop_wait]
@@ -171,6 +208,8 @@ class Dispatcher:
                 )
                 break
         stop_wait.cancel()
+        for sender in senders:
+            sender.cancel()
         # Commit, per partition, the offsets up to the first record not yet delivered.
         offsets: dict[TopicPartition, int] = {}
         for tp, ts in tasks.items():
@@ -203,6 +242,48 @@ class Dispatcher:
                 await self.consumer.commit(offsets)
             except (CommitFailedError, KafkaError) as err:  # rebalanced away: redelivery is idempotent
                 log.warning("commit failed (%s); records will be redelivered", err)
+
+    async def _deliver_chunk(
+        self, msgs: list[ConsumerRecord[bytes, bytes]], settled: list[asyncio.Future[Answer]]
+    ) -> None:
+        """Deliver these records (one request, or one alone) and settle each one's future once it is
+        accepted, or rejected and dead-lettered; a failure (e.g. the dead-lettering) fails the rest."""
+        try:
+            if len(msgs) == 1 and not _batchable(msgs[0].value or b"", self.settings.api_max_body_bytes):
+                settled[0].set_result(await self._deliver_one(msgs[0]))
+                return
+            started = time.monotonic()
+            async with self._slots:
+                assert self.client is not None
+                client, values = self.client, [m.value or b"" for m in msgs]
+                answers = await deliver_batch(
+                    lambda indices: post_batch(client, self.batch_url, [values[i] for i in indices]),
+                    lambda index: post_once(client, self.url, values[index]),
+                    len(msgs),
+                    self.gate,
+                    initial_backoff=self.settings.retry_initial_seconds,
+                    max_backoff=self.settings.retry_max_seconds,
+                )
+            for msg, future, answer in zip(msgs, settled, answers, strict=True):
+                if answer.verdict is Verdict.REJECTED:
+                    log.warning(
+                        "API rejected %s[%s]@%s for good (%s): %s",
+                        msg.topic,
+                        msg.partition,
+                        msg.offset,
+                        answer.status,
+                        answer.detail[:200],
+                    )
+                    await self._dead_letter(msg, answer)
+                future.set_result(answer)
+            metrics.DELIVERY_SECONDS.observe(time.monotonic() - started)
+        except Exception as err:
+            for future in settled:
+                if not future.done():
+                    future.set_exception(err)
+        finally:
+            for future in settled:
+                future.cancel()  # no-op for the settled ones
 
     async def _deliver_one(self, msg: ConsumerRecord[bytes, bytes]) -> Answer:
         started = time.monotonic()
@@ -241,6 +322,20 @@ class Dispatcher:
                 ("source-offset", str(msg.offset).encode()),
             ],
         )
+
+
+def _is_json(value: bytes) -> bool:
+    try:
+        orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
+def _batchable(value: bytes, limit_bytes: int) -> bool:
+    """Whether a record can go in a batch: JSON (a batch is JSON: anything else would fail the
+    records beside it) and small enough for a batch body."""
+    return _is_json(value) and len(value) + BATCH_OVERHEAD <= limit_bytes
 
 
 async def run_dispatcher(settings: Settings) -> None:

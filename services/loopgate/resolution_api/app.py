@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from sqlalchemy.exc import OperationalError
@@ -25,6 +26,7 @@ from loopgate.resolution_api.intake import Intake
 from loopgate.resolution_api.limits import RequestLimits
 from loopgate.resolution_api.outbox import OutboxRelay
 from loopgate.resolution_api.routes import exceptions, export, health, stats, tokens
+from loopgate.resolution_api.schemas import ExceptionBatch
 from loopgate.resolution_api.sweeper import Sweeper
 from loopgate.resolution_api.tokens import TokenCache, Tokens
 
@@ -52,6 +54,25 @@ async def stop_within(seconds: float, *loops: BackgroundLoop) -> None:
     deadline = loop.time() + seconds
     for background in loops:
         await background.stop(max(0.1, deadline - loop.time()))
+
+
+def _document_batch_body(app: FastAPI) -> None:
+    """The batched create reads its body itself (each record on its own), so FastAPI does not know
+    its schema: add it to the OpenAPI components the route's requestBody refers to."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        document = generate()
+        batch = ExceptionBatch.model_json_schema(ref_template="#/components/schemas/{model}")
+        components = document.setdefault("components", {}).setdefault("schemas", {})
+        for name, schema in batch.pop("$defs", {}).items():
+            components.setdefault(name, schema)
+        components["ExceptionBatch"] = batch
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_app(
@@ -97,6 +118,7 @@ def create_app(
         summary="Work the exceptions Loopgate detects; every final resolution is published as an outcome.",
         lifespan=lifespan,
     )
+    _document_batch_body(app)
     install_error_handlers(app)
     app.add_middleware(RequestLimits, max_body_bytes=lambda: (settings or get_settings()).api_max_body_bytes)
     app.include_router(health.router)

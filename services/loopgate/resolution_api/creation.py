@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,6 +21,7 @@ from loopgate.resolution_api.models import ExceptionRow
 from loopgate_schemas.exceptions import ExceptionRecord
 
 _CREATE_ATTEMPTS = 5
+_COLUMNS = [attr.key for attr in sa.inspect(ExceptionRow).column_attrs]
 
 
 class CreateResult(StrEnum):
@@ -69,10 +71,13 @@ async def _create_or_group_once(
     answers: list[tuple[ExceptionRow, CreateResult]] = []
     occurrences: list[dict[str, Any]] = []
     history: list[dict[str, Any]] = []
+    counted: list[tuple[int, dt.datetime, dt.datetime]] = []  # each answer's row as it was then
     for item in received:
         record = item.record
         if record.exception_id in seen:
-            answers.append((rows[seen[record.exception_id]], CreateResult.DUPLICATE))
+            known = rows[seen[record.exception_id]]
+            answers.append((known, CreateResult.DUPLICATE))
+            counted.append((known.occurrences, known.first_seen, known.last_seen))
             continue
         row = unresolved.get(record.fingerprint)
         if row is not None:
@@ -96,7 +101,19 @@ async def _create_or_group_once(
             }
         )
         answers.append((row, result))
+        counted.append((row.occurrences, row.first_seen, row.last_seen))
     await session.flush()  # new exceptions first: occurrences and history refer to them
     await store.insert_occurrences(session=session, rows=occurrences)
     await store.add_events(session=session, rows=history)
-    return answers
+    # A record is answered with its exception as it was once that record counted, as storing the
+    # records one by one would: a later record of the same exception in the list does not show.
+    return [
+        (row if (row.occurrences, row.first_seen, row.last_seen) == then else _as_it_was(row, *then), result)
+        for (row, result), then in zip(answers, counted, strict=True)
+    ]
+
+
+def _as_it_was(row: ExceptionRow, occurrences: int, first_seen: dt.datetime, last_seen: dt.datetime) -> ExceptionRow:
+    """A detached copy of the row with the counts it had earlier in the transaction."""
+    values = {key: getattr(row, key) for key in _COLUMNS}
+    return ExceptionRow(**{**values, "occurrences": occurrences, "first_seen": first_seen, "last_seen": last_seen})

@@ -5,6 +5,7 @@ client sends is a 500. Only authentication (401, 403) is raised as HTTP, by auth
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -115,25 +116,40 @@ async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": exc.message}, status_code=status_of(exc), headers=headers)
 
 
+def validation_body(errors: Sequence[Any]) -> dict[str, Any]:
+    """The body of a 422: each invalid field (loc, msg, type) and one line naming them."""
+    detail = [
+        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))} for e in errors
+    ]
+    return {"detail": detail, "message": describe_validation_errors(list(errors))}
+
+
+def unstorable_body(exc: Exception) -> dict[str, Any]:
+    """The body of the 422 for a value the database refused."""
+    reason = str(getattr(exc, "orig", exc)).splitlines()[0][:200]
+    message = f"a value in the request cannot be stored or compared by the database: {reason}"
+    return {"detail": [{"loc": ["request"], "msg": message, "type": "unstorable_value"}], "message": message}
+
+
+def record_error(exc: Exception) -> tuple[int, dict[str, Any]] | None:
+    """The status and body a single create would answer for this error of one record (a batch
+    answers each record's own); None for an error that is not the record's (the whole request's)."""
+    if isinstance(exc, DomainError) and not isinstance(exc, Unavailable):
+        return status_of(exc), {"detail": exc.message}
+    if isinstance(exc, DataError):
+        return 422, unstorable_body(exc)
+    return None
+
+
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = [
-        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
-        for e in exc.errors()
-    ]
-    message = describe_validation_errors(list(exc.errors()))
-    return JSONResponse({"detail": errors, "message": message}, status_code=422)
+    return JSONResponse(validation_body(exc.errors()), status_code=422)
 
 
 async def _unstorable_value(_request: Request, exc: Exception) -> JSONResponse:
     # Safety net for values the database refuses (e.g. a NUL character in a path or query value):
     # the request is at fault, so a 422 naming the problem, never a 500.
-    reason = str(getattr(exc, "orig", exc)).splitlines()[0][:200]
-    message = f"a value in the request cannot be stored or compared by the database: {reason}"
-    return JSONResponse(
-        {"detail": [{"loc": ["request"], "msg": message, "type": "unstorable_value"}], "message": message},
-        status_code=422,
-    )
+    return JSONResponse(unstorable_body(exc), status_code=422)
 
 
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:

@@ -65,6 +65,20 @@ class Intake(BackgroundLoop):
         self._queue.put_nowait(_Waiting(Received(record, actor), answer))
         return await answer
 
+    async def submit_many(self, records: list[ExceptionRecord], actor: str) -> list[Stored | Exception]:
+        """Store records in their order, exactly as submitting them one after the other would (they
+        queue back to back, so they share batches in order); each answered with its result or its
+        own error."""
+        if not self.running:
+            raise Unavailable("the API is not accepting records yet; retry")
+        loop = asyncio.get_running_loop()
+        answers: list[asyncio.Future[Stored]] = []
+        for record in records:
+            answer: asyncio.Future[Stored] = loop.create_future()
+            self._queue.put_nowait(_Waiting(Received(record, actor), answer))
+            answers.append(answer)
+        return await asyncio.gather(*answers, return_exceptions=True)  # type: ignore[return-value]
+
     async def _run(self) -> None:
         while not self.stopping:
             batch = [await self._queue.get()]

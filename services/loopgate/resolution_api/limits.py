@@ -60,10 +60,20 @@ def _too_large(limit: int) -> list[Message]:
     return _error(413, {"detail": f"request body over the limit of {limit} bytes (LOOPGATE_API_MAX_BODY_BYTES)"})
 
 
+# Bodies that wrap other bodies (a batch of records) may nest up to this deep: each record in them
+# is held to MAX_JSON_DEPTH on its own by its route, so a record too deep fails alone.
+WRAPPER_DEPTH = {"/v1/exceptions/batch": 256}
+
+
+def too_deep_body(depth: int) -> dict[str, Any]:
+    """The 422 body for JSON nested deeper than MAX_JSON_DEPTH."""
+    message = f"body: JSON nested {depth} levels deep; at most {MAX_JSON_DEPTH} levels are accepted"
+    return {"detail": [{"loc": ["body"], "msg": message, "type": "json_too_deep"}], "message": message}
+
+
 def _too_deep(depth: int) -> list[Message]:
     metrics.API_REQUESTS_REFUSED.labels("too_deep").inc()
-    message = f"body: JSON nested {depth} levels deep; at most {MAX_JSON_DEPTH} levels are accepted"
-    return _error(422, {"detail": [{"loc": ["body"], "msg": message, "type": "json_too_deep"}], "message": message})
+    return _error(422, too_deep_body(depth))
 
 
 class RequestLimits:
@@ -92,7 +102,7 @@ class RequestLimits:
             await self._send(send, _too_large(limit))
             return
         depth = json_depth(body)
-        if depth > MAX_JSON_DEPTH:
+        if depth > WRAPPER_DEPTH.get(scope.get("path", ""), MAX_JSON_DEPTH):
             await self._send(send, _too_deep(depth))
             return
         replayed = False

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterable
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 import orjson
 from pydantic import (
@@ -135,6 +135,11 @@ class ExceptionCreate(ExceptionRecord):
 
 class ErrorBody(BaseModel):
     detail: str
+
+
+class ValidationErrorBody(BaseModel):
+    detail: list[dict[str, Any]] = Field(description="Each invalid field: loc, msg, type")
+    message: str = Field(description="One line naming them")
 
 
 # --- exceptions ------------------------------------------------------------------------------
@@ -327,6 +332,32 @@ def snooze_too_long(until: dt.datetime, now: dt.datetime, max_seconds: float) ->
 
 class ReopenRequest(RequestBody):
     reason: str = Field(min_length=1, max_length=4000)
+
+
+class ExceptionBatch(BaseModel):
+    """A batched create (documents the body: the route validates each record on its own)."""
+
+    records: list[ExceptionCreate] = Field(
+        description="At most LOOPGATE_BATCH_MAX_RECORDS records (and LOOPGATE_API_MAX_BODY_BYTES in all), "
+        "stored in this order"
+    )
+
+
+class BatchItemResult(BaseModel):
+    status: int = Field(
+        description="What a single create of this record would answer: 201 created, 200 duplicate or "
+        "grouped, or the record's own error (400, 409, 422)"
+    )
+    result: Literal["created", "grouped", "duplicate"] | None = Field(
+        description="The Loopgate-Result a single create would give; null for an error"
+    )
+    body: ExceptionRead | dict[str, Any] = Field(
+        description="The body a single create would answer: the exception, or the error ({detail, message})"
+    )
+
+
+class BatchResult(BaseModel):
+    results: list[BatchItemResult] = Field(description="One per record, in the request's order")
 
 
 class BulkResolveRequest(RequestBody):

@@ -8,18 +8,21 @@ from __future__ import annotations
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, Body, Depends, Header, Query, Response, status
+import orjson
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response, status
 
 from loopgate.resolution_api import reading, transitions
 from loopgate.resolution_api.auth import CanCreate, CanRead, CanReopen, CanWork
+from loopgate.resolution_api.batch import InvalidRecord, read_batch
 from loopgate.resolution_api.conditional import etag, parse_if_match
 from loopgate.resolution_api.creation import CreateResult
 from loopgate.resolution_api.deps import ServicesDep, reject_unstorable_params
 from loopgate.resolution_api.domain_errors import InvalidRequest
-from loopgate.resolution_api.errors import invalid, responses, status_of
+from loopgate.resolution_api.errors import invalid, record_error, responses, status_of, validation_body
 from loopgate.resolution_api.lifecycle import Status
 from loopgate.resolution_api.models import ExceptionRow
 from loopgate.resolution_api.schemas import (
+    BatchResult,
     BulkFailure,
     BulkResolveRequest,
     BulkResolveResult,
@@ -34,6 +37,7 @@ from loopgate.resolution_api.schemas import (
     ResolveRequest,
     Rfc3339,
     SnoozeRequest,
+    ValidationErrorBody,
     snooze_in_past,
     snooze_too_long,
 )
@@ -84,6 +88,51 @@ async def create_exception(record: ExceptionCreate, principal: CanCreate, servic
             "ETag": etag(row.version),
         },
     )
+
+
+@router.post(
+    "/batch",
+    summary="Receive many exception records at once, each answered as a single create would",
+    response_model=BatchResult,
+    response_description="Each record's result, in order: created, duplicate, grouped, or its own error",
+    responses={
+        422: {
+            "model": ValidationErrorBody,
+            "description": "Not a batch, or more records than LOOPGATE_BATCH_MAX_RECORDS",
+        },
+        **responses(401, 403, 413, 503),
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ExceptionBatch"}}},
+        }
+    },
+)
+async def create_exceptions_batch(request: Request, principal: CanCreate, services: ServicesDep) -> Response:
+    # The body is read here, not by a model: one bad record must fail alone (batch.py).
+    items = read_batch(await request.body(), max_records=services.settings.batch_max_records)
+    valid = [item for item in items if isinstance(item, ExceptionCreate)]
+    stored = iter(await services.intake.submit_many(list(valid), principal.name))
+    parts: list[bytes] = []
+    for item in items:
+        if isinstance(item, InvalidRecord):
+            error = item.body or validation_body(item.errors)
+            parts.append(b'{"status":422,"result":null,"body":' + orjson.dumps(error) + b"}")
+            continue
+        answer = next(stored)
+        if isinstance(answer, BaseException):
+            failed = record_error(answer) if isinstance(answer, Exception) else None
+            if failed is None:
+                raise answer  # not the record's fault: the whole request fails (e.g. 503)
+            code, body = failed
+            parts.append(b'{"status":%d,"result":null,"body":%b}' % (code, orjson.dumps(body)))
+            continue
+        row, result = answer
+        code = 201 if result is CreateResult.CREATED else 200
+        read = ExceptionRead.from_stored(row).model_dump_json().encode()
+        parts.append(b'{"status":%d,"result":"%b","body":%b}' % (code, result.value.encode(), read))
+    return Response(content=b'{"results":[' + b",".join(parts) + b"]}", media_type="application/json")
 
 
 @router.get("", summary="List exceptions, newest first", responses=responses(400, 401, 403))
