@@ -14,12 +14,12 @@ from typing import Any
 import orjson
 import pytest
 
-from loopgate.common.kafka import consumer_group_lag, read_topic
+from loopgate.common.kafka import consumer_group_lag, ensure_topics, read_topic
 from loopgate.detector.config import load_detection_config
 from loopgate.detector.sampling import sample_for_audit
 from loopgate_schemas import topics
 from loopgate_schemas.examples import CONTRACT_EXAMPLES
-from tests.fixtures.kafka import produce
+from tests.fixtures.kafka import SecuredKafka, produce
 from tests.fixtures.services import Stack, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
@@ -179,7 +179,20 @@ def caught_up(stack: Stack) -> bool:
 def test_events_become_exactly_the_expected_exceptions_and_one_resolution_one_outcome(
     stack_factory: Callable[..., Stack],
 ) -> None:
-    stack = stack_factory()
+    check_the_loop(stack_factory())
+
+
+def test_the_loop_over_sasl_ssl_with_scram_sha_512(
+    stack_factory: Callable[..., Stack], secured_kafka: SecuredKafka
+) -> None:
+    """The same loop with every client (detector, dispatcher, outbox relay, this test's own) on a
+    SASL_SSL listener with SCRAM-SHA-512 and a CA generated for the test."""
+    stack = stack_factory(**secured_kafka.settings())
+    asyncio.run(ensure_topics(stack.settings))
+    check_the_loop(stack)
+
+
+def check_the_loop(stack: Stack) -> None:
     stack.start("api")
     stack.start("detector")
     stack.start("dispatcher")
