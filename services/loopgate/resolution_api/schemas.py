@@ -375,6 +375,56 @@ class BulkResolveRequest(RequestBody):
         return self
 
 
+class ExceptionFilter(RequestBody):
+    """The list's filters, for work by filter."""
+
+    status: list[Status] = Field(default_factory=list, description="Any of these (the action's own rule applies too)")
+    severity: list[Severity] = Field(default_factory=list)
+    source: str | None = Field(default=None, max_length=255)
+    rule_id: str | None = Field(default=None, max_length=64)
+    client_id: str | None = Field(default=None, max_length=255)
+    assignee: str | None = Field(default=None, max_length=255)
+    detected_after: PlausibleTime | None = None
+    detected_before: PlausibleTime | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> Self:
+        if not any(self.model_dump(exclude_defaults=True).values()):
+            raise PydanticCustomError("filter_empty", "name at least one filter: bulk work never matches everything")
+        if self.detected_after and self.detected_before and self.detected_after >= self.detected_before:
+            raise PydanticCustomError("time_range", "detected_after must be before detected_before")
+        return self
+
+
+class BulkWorkRequest(RequestBody):
+    action: Literal["resolve", "snooze", "claim"]
+    filter: ExceptionFilter
+    dry_run: bool = Field(default=False, description="Only count the exceptions the action would apply to")
+    decision: Decision | None = Field(default=None, description="resolve: the decision")
+    reason: str = Reason
+    correction: dict[str, FieldChange] = Field(default_factory=dict)
+    until: PlausibleTime | None = Field(default=None, description="snooze: until when")
+    assignee: str | None = Field(default=None, min_length=1, max_length=255, description="claim: defaults to you")
+
+    @model_validator(mode="after")
+    def _what_the_action_needs(self) -> Self:
+        if self.action == "resolve":
+            if self.decision is None:
+                raise PydanticCustomError("decision_missing", "resolve needs a decision")
+            _check_resolution(self.decision, self.reason, self.correction)
+        if self.action == "snooze" and self.until is None:
+            raise PydanticCustomError("until_missing", "snooze needs until")
+        return self
+
+
+class BulkWorkResult(BaseModel):
+    action: str
+    dry_run: bool
+    matched: int = Field(description="Exceptions matching the filter whose status allows the action")
+    changed: int = Field(description="Exceptions changed (0 in a dry run)")
+    skipped: int = Field(description="Matched but left as they were (a claim of what the assignee already holds)")
+
+
 class BulkFailure(BaseModel):
     id: str
     status_code: int

@@ -176,23 +176,7 @@ async def list_exceptions(
     IN list, SQLite sorted every unresolved exception (70 ms with 1,000,000 stored)."""
     t = ExceptionRow
     newest_first = (t.created_at.desc(), t.id.desc())
-    conditions: list[sa.ColumnElement[bool]] = []
-    if len(filters.status) == 1:
-        conditions.append(t.status == filters.status[0])
-    if filters.severity:
-        conditions.append(t.severity.in_(filters.severity))
-    for column, value in (
-        (t.source, filters.source),
-        (t.rule_id, filters.rule_id),
-        (t.client_id, filters.client_id),
-        (t.assignee, filters.assignee),
-    ):
-        if value is not None:
-            conditions.append(column == value)
-    if filters.detected_after is not None:
-        conditions.append(t.first_seen >= filters.detected_after)
-    if filters.detected_before is not None:
-        conditions.append(t.first_seen < filters.detected_before)
+    conditions = _filter_conditions(filters)
     if after is not None:
         created_at, last_id = after
         conditions.append(sa.or_(t.created_at < created_at, sa.and_(t.created_at == created_at, t.id < last_id)))
@@ -217,6 +201,53 @@ async def list_exceptions(
         page = sa.select(t.id).where(*conditions).order_by(*newest_first).limit(limit)
     stmt = sa.select(t).where(t.id.in_(page.scalar_subquery())).order_by(*newest_first)
     return list((await session.execute(stmt)).scalars())
+
+
+def _filter_conditions(filters: ExceptionFilters) -> list[sa.ColumnElement[bool]]:
+    """The list filters but several statuses (the caller reads those its own way)."""
+    t = ExceptionRow
+    conditions: list[sa.ColumnElement[bool]] = []
+    if len(filters.status) == 1:
+        conditions.append(t.status == filters.status[0])
+    if filters.severity:
+        conditions.append(t.severity.in_(filters.severity))
+    for column, value in (
+        (t.source, filters.source),
+        (t.rule_id, filters.rule_id),
+        (t.client_id, filters.client_id),
+        (t.assignee, filters.assignee),
+    ):
+        if value is not None:
+            conditions.append(column == value)
+    if filters.detected_after is not None:
+        conditions.append(t.first_seen >= filters.detected_after)
+    if filters.detected_before is not None:
+        conditions.append(t.first_seen < filters.detected_before)
+    return conditions
+
+
+def _matching(filters: ExceptionFilters, statuses: Collection[str]) -> list[sa.ColumnElement[bool]]:
+    """The list filters, among exceptions in `statuses` (those an action is allowed from)."""
+    wanted = [s for s in statuses if not filters.status or s in filters.status]
+    return [*_filter_conditions(filters), ExceptionRow.status.in_(wanted)]
+
+
+async def count_matching(*, session: AsyncSession, filters: ExceptionFilters, statuses: Collection[str]) -> int:
+    stmt = sa.select(sa.func.count()).select_from(ExceptionRow).where(*_matching(filters, statuses))
+    return int((await session.execute(stmt)).scalar_one())
+
+
+async def lock_matching(
+    *, session: AsyncSession, filters: ExceptionFilters, statuses: Collection[str], after_id: str | None, limit: int
+) -> list[ExceptionRow]:
+    """The next `limit` matching exceptions in id order after `after_id`, locked until the
+    transaction ends (PostgreSQL: FOR UPDATE, which waits for a concurrent transition and reads the
+    row as it left it; SQLite writers hold the whole database)."""
+    conditions = _matching(filters, statuses)
+    if after_id is not None:
+        conditions.append(ExceptionRow.id > after_id)
+    stmt = sa.select(ExceptionRow).where(*conditions).order_by(ExceptionRow.id).limit(limit).with_for_update()
+    return list((await session.scalars(stmt)).all())
 
 
 async def unresolved_ids(*, session: AsyncSession, fingerprint: str) -> list[str]:
@@ -295,6 +326,12 @@ async def history(*, session: AsyncSession, exception_id: str) -> list[Exception
 
 
 # --- outbox ----------------------------------------------------------------------------------
+
+
+async def add_outbox_rows(*, session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Outbox rows in one statement: dicts of outcome_id, exception_id, payload, created_at."""
+    if rows:
+        await session.execute(sa.insert(OutboxRow), [{**row, "attempts": 0} for row in rows])
 
 
 async def add_outbox(

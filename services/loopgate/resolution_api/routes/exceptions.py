@@ -11,6 +11,7 @@ from urllib.parse import quote
 import orjson
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response, status
 
+from loopgate.resolution_api import bulk_work as bulk_work_service
 from loopgate.resolution_api import reading, transitions
 from loopgate.resolution_api.auth import CanCreate, CanRead, CanReopen, CanWork
 from loopgate.resolution_api.batch import InvalidRecord, read_batch
@@ -19,13 +20,15 @@ from loopgate.resolution_api.creation import CreateResult
 from loopgate.resolution_api.deps import ServicesDep, reject_unstorable_params
 from loopgate.resolution_api.domain_errors import InvalidRequest
 from loopgate.resolution_api.errors import invalid, record_error, responses, status_of, validation_body
-from loopgate.resolution_api.lifecycle import Status
+from loopgate.resolution_api.lifecycle import Action, Status
 from loopgate.resolution_api.models import ExceptionRow
 from loopgate.resolution_api.schemas import (
     BatchResult,
     BulkFailure,
     BulkResolveRequest,
     BulkResolveResult,
+    BulkWorkRequest,
+    BulkWorkResult,
     ClaimRequest,
     EscalateRequest,
     ExceptionCreate,
@@ -194,6 +197,57 @@ async def bulk_resolve(body: BulkResolveRequest, principal: CanWork, services: S
     return BulkResolveResult(
         resolved=[ExceptionRead.from_row(r) for r in resolved],
         failed=[BulkFailure(id=f.exception_id, status_code=status_of(f.error), detail=f.error.message) for f in failed],
+    )
+
+
+@router.post(
+    "/bulk",
+    summary="Resolve, snooze or claim every exception matching a filter (dry_run: only count them)",
+    responses=responses(400, 401, 403, 413),
+)
+async def bulk_work(body: BulkWorkRequest, principal: CanWork, services: ServicesDep) -> BulkWorkResult:
+    action = Action(body.action)
+    f = body.filter
+    filters = ExceptionFilters(
+        status=[s.value for s in f.status],
+        severity=[s.value for s in f.severity],
+        source=f.source,
+        rule_id=f.rule_id,
+        client_id=f.client_id,
+        assignee=f.assignee,
+        detected_after=f.detected_after,
+        detected_before=f.detected_before,
+    )
+    if body.dry_run:
+        matched = await bulk_work_service.count(db=services.db, filters=filters, action=action)
+        return BulkWorkResult(action=action.value, dry_run=True, matched=matched, changed=0, skipped=0)
+    if action is Action.RESOLVE:
+        assert body.decision is not None  # the request's validator requires it
+        resolution = transitions.ResolutionInput(body.decision, body.reason, body.correction)
+        change_for = bulk_work_service.resolve_change(principal.name, resolution)
+    elif action is Action.SNOOZE:
+        assert body.until is not None
+        now = services.clock()
+        problem = snooze_in_past(body.until, now) or snooze_too_long(
+            body.until, now, services.settings.max_snooze_seconds
+        )
+        if problem:
+            raise invalid(("body", "until"), problem.removeprefix("until: "), "snooze_invalid")
+        change_for = bulk_work_service.snooze_change(body.until, body.reason)
+    else:
+        change_for = bulk_work_service.claim_change(body.assignee or principal.name)
+    done = await bulk_work_service.work(
+        db=services.db,
+        filters=filters,
+        action=action,
+        actor=principal.name,
+        change_for=change_for,
+        clock=services.clock,
+    )
+    if action is Action.RESOLVE and done.changed:
+        services.relay.wake()
+    return BulkWorkResult(
+        action=action.value, dry_run=False, matched=done.matched, changed=done.changed, skipped=done.skipped
     )
 
 
