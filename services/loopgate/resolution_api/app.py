@@ -19,7 +19,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 from loopgate.common.settings import Settings, get_settings
 from loopgate.resolution_api.background import BackgroundLoop
 from loopgate.resolution_api.clock import Clock, Monotonic, utcnow
-from loopgate.resolution_api.db import Database
+from loopgate.resolution_api.db import Database, SecondWriter
 from loopgate.resolution_api.deps import Services
 from loopgate.resolution_api.errors import install_error_handlers
 from loopgate.resolution_api.intake import Intake
@@ -85,6 +85,20 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         active = settings or get_settings()
         db = Database(active.database_url)
+        try:
+            writer = db.single_writer()
+            writer.__enter__()
+        except SecondWriter as err:
+            log.error("refusing to start: %s", err)
+            raise
+        try:
+            async with _serving(app, db, active):
+                yield
+        finally:
+            writer.__exit__(None, None, None)
+
+    @asynccontextmanager
+    async def _serving(app: FastAPI, db: Database, active: Settings) -> AsyncIterator[None]:
         try:
             await migrate_when_reachable(db)
             relay = OutboxRelay(db=db, settings=active)

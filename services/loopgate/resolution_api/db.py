@@ -10,10 +10,13 @@ writers under load wait seconds for a lock that was free most of the time.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import math
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import os
+import zlib
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +76,10 @@ def _sqlite_on_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(_READONLY) else "BEGIN IMMEDIATE")
 
 
+class SecondWriter(RuntimeError):
+    """A second API process on the same SQLite file."""
+
+
 class Database:
     """The engine and its two session factories: `write` and `read` (both in a transaction)."""
 
@@ -92,6 +99,57 @@ class Database:
             return
         async with self._write_turn, self._write() as session:
             yield session
+
+    @asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[bool]:
+        """Whether this process may do the named job now, while the block runs. On PostgreSQL (API
+        replicas share the database): a session advisory lock, taken without waiting (False: another
+        replica holds it) and released with the block or with the connection if the process dies.
+        SQLite has one API process (see `single_writer`): always True."""
+        if self.backend != "postgresql":
+            yield True
+            return
+        key = zlib.crc32(name.encode())
+        async with self.engine.connect() as conn:
+            held = bool((await conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key})).scalar())
+            try:
+                yield held
+            finally:
+                if held:
+                    await conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+
+    @contextmanager
+    def single_writer(self) -> Iterator[None]:
+        """SQLite: this process is the one API writing the file (a lock file beside it, held until
+        the block ends, released by the system if the process dies); a second one is refused at start
+        with SecondWriter. Nothing on PostgreSQL, where replicas share the database."""
+        database = make_url(self.url).database
+        if self.backend != "sqlite" or not database or database == ":memory:":
+            yield
+            return
+        path = Path(f"{database}.writer.lock")
+        handle = path.open("a+")
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "?"
+                raise SecondWriter(
+                    f"another API process (pid {holder}) already writes the SQLite database {database}: SQLite "
+                    "takes one API process; stop the other one, or run several replicas on PostgreSQL "
+                    "(LOOPGATE_DATABASE_URL=postgresql+asyncpg://...)"
+                ) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
+            handle.flush()
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        finally:
+            handle.close()
 
     @property
     def backend(self) -> str:

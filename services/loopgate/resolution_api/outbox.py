@@ -32,6 +32,7 @@ from aiokafka.errors import (
     RecordTooLargeError,
     UnsupportedForMessageFormatError,
 )
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from loopgate.common import metrics
 from loopgate.common.kafka import kafka_connection, reliable_producer
@@ -39,6 +40,7 @@ from loopgate.common.settings import Settings
 from loopgate.resolution_api import store
 from loopgate.resolution_api.background import DEFAULT_STOP_SECONDS, BackgroundLoop
 from loopgate.resolution_api.db import Database
+from loopgate.resolution_api.models import OutboxRow
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_SECONDS = 30.0
@@ -78,6 +80,7 @@ class OutboxRelay(BackgroundLoop):
         self._wakeup = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
         self._failures = 0  # consecutive failed passes: the wait between passes backs off
+        self._published = 0  # in the current pass
 
     def wake(self) -> None:
         """Publish soon: called after a resolution commits."""
@@ -106,40 +109,66 @@ class OutboxRelay(BackgroundLoop):
     async def publish_pending(self) -> int:
         """Publish every pending outcome, oldest first; set aside the ones that can never be
         published; stop at the first other failure. Returns how many were published."""
-        published = 0
+        if self._db.backend == "postgresql":
+            return await self._publish_claimed()
         while not self.stopping:
             async with self._db.read() as session, session.begin():
                 rows = await store.pending_outbox(session=session, limit=self._batch_size)
-            if not rows:
-                break
+            settled = True
             for row in rows:
                 failure = await self._send(row.exception_id, row.payload)
                 async with self._db.write() as session, session.begin():
-                    now = dt.datetime.now(dt.UTC)
-                    if failure is None:
-                        await store.mark_sent(session=session, outbox_id=row.id, now=now)
-                    elif failure.permanent:
-                        await store.set_aside(session=session, outbox_id=row.id, reason=failure.reason, now=now)
-                    else:
-                        await store.mark_failed(session=session, outbox_id=row.id, error=failure.reason)
-                if failure is None:
-                    published += 1
-                    metrics.OUTCOMES_PUBLISHED.inc()
-                elif failure.permanent:
-                    metrics.OUTBOX_SET_ASIDE.labels(failure.kind).inc()
-                    log.error(
-                        "outcome %s of exception %s can never be published (%s); set aside, the next go on",
-                        row.outcome_id,
-                        row.exception_id,
-                        failure.reason,
-                    )
-                else:
-                    await self.update_gauges()
-                    return published
-            if len(rows) < self._batch_size:
+                    settled = await self._settle(session, row, failure)
+                if not settled:
+                    break
+            if not rows or not settled or len(rows) < self._batch_size:
                 break
         await self.update_gauges()
+        return self._published_in_pass()
+
+    async def _publish_claimed(self) -> int:
+        """Several API replicas on PostgreSQL: each pass claims a batch of pending rows (FOR UPDATE
+        SKIP LOCKED) and holds them while it publishes and marks them, in one transaction, so two
+        relays never publish the same outcome; a replica killed mid-pass releases its rows (its
+        transaction ends with its connection) and another publishes them (at least once)."""
+        while not self.stopping:
+            async with self._db.write() as session, session.begin():
+                rows = await store.pending_outbox(session=session, limit=self._batch_size, claim=True)
+                settled = True
+                for row in rows:
+                    failure = await self._send(row.exception_id, row.payload)
+                    settled = await self._settle(session, row, failure)
+                    if not settled:
+                        break
+            if not rows or not settled or len(rows) < self._batch_size:
+                break
+        await self.update_gauges()
+        return self._published_in_pass()
+
+    def _published_in_pass(self) -> int:
+        published, self._published = self._published, 0
         return published
+
+    async def _settle(self, session: AsyncSession, row: OutboxRow, failure: PublishFailed | None) -> bool:
+        """Mark one outcome sent, set aside or failed; False when the pass must stop (the broker)."""
+        now = dt.datetime.now(dt.UTC)
+        if failure is None:
+            await store.mark_sent(session=session, outbox_id=row.id, now=now)
+            self._published += 1
+            metrics.OUTCOMES_PUBLISHED.inc()
+            return True
+        if failure.permanent:
+            await store.set_aside(session=session, outbox_id=row.id, reason=failure.reason, now=now)
+            metrics.OUTBOX_SET_ASIDE.labels(failure.kind).inc()
+            log.error(
+                "outcome %s of exception %s can never be published (%s); set aside, the next go on",
+                row.outcome_id,
+                row.exception_id,
+                failure.reason,
+            )
+            return True
+        await store.mark_failed(session=session, outbox_id=row.id, error=failure.reason)
+        return False
 
     async def _send(self, key: str, payload: str) -> PublishFailed | None:
         """Publish one record; why not, when it could not be."""

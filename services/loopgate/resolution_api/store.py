@@ -352,9 +352,12 @@ async def add_outbox(
 _PENDING = sa.and_(OutboxRow.sent_at.is_(None), OutboxRow.set_aside_at.is_(None))
 
 
-async def pending_outbox(*, session: AsyncSession, limit: int) -> list[OutboxRow]:
-    """Outcomes neither sent nor set aside, oldest first."""
+async def pending_outbox(*, session: AsyncSession, limit: int, claim: bool = False) -> list[OutboxRow]:
+    """Outcomes neither sent nor set aside, oldest first. `claim` (PostgreSQL): locked until the
+    transaction ends, skipping those another replica's relay holds (FOR UPDATE SKIP LOCKED)."""
     stmt = sa.select(OutboxRow).where(_PENDING).order_by(OutboxRow.id).limit(limit)
+    if claim:
+        stmt = stmt.with_for_update(skip_locked=True)
     return list((await session.execute(stmt)).scalars())
 
 

@@ -15,6 +15,7 @@ from loopgate.resolution_api.gauges import refresh_gauges
 from loopgate.resolution_api.sweeping import escalate_sla_breaches, wake_due_snoozes
 
 log = logging.getLogger(__name__)
+SWEEP_LOCK = "loopgate.sweeper"
 
 
 class Sweeper(BackgroundLoop):
@@ -34,9 +35,14 @@ class Sweeper(BackgroundLoop):
         await super().start()
 
     async def sweep(self) -> tuple[int, int]:
-        """One pass: (snoozes woken, exceptions escalated for an SLA breach); then the gauges."""
-        woken = await wake_due_snoozes(db=self._db, clock=self._clock)
-        escalated = await escalate_sla_breaches(db=self._db, slas=self._settings.slas, clock=self._clock)
+        """One pass: (snoozes woken, exceptions escalated for an SLA breach); then the gauges. With
+        several API replicas on PostgreSQL, one sweeps at a time (an advisory lock; the others skip
+        the pass): each SLA action is taken once, not raced for."""
+        woken = escalated = 0
+        async with self._db.exclusive(SWEEP_LOCK) as ours:
+            if ours:
+                woken = await wake_due_snoozes(db=self._db, clock=self._clock)
+                escalated = await escalate_sla_breaches(db=self._db, slas=self._settings.slas, clock=self._clock)
         await refresh_gauges(db=self._db)
         return woken, escalated
 
