@@ -86,6 +86,11 @@ RULE_TIME_TO_RESOLVE = Histogram(
     buckets=(60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 259200, 604800),
 )
 OUTCOMES_PUBLISHED = Counter("loopgate_outcomes_published_total", "Outcome CloudEvents published to Kafka")
+PRUNED_ROWS = Counter(
+    "loopgate_api_pruned_rows_total",
+    "Rows the retention job deleted, by table (exceptions, exception_events, occurrences, outbox)",
+    ["table"],
+)
 OUTBOX_PENDING = Gauge("loopgate_outbox_pending", "Outcomes committed but not yet published")
 EXCEPTION_TRANSITIONS = Counter(
     "loopgate_exception_transitions_total", "State changes of exceptions, by action", ["action"]

@@ -196,6 +196,29 @@ class Settings(BaseSettings):
         description="Records in one batched create (`POST /v1/exceptions/batch`): the API refuses more, and the "
         "dispatcher sends at most this many per request (and at most `LOOPGATE_API_MAX_BODY_BYTES`).",
     )
+    retention_resolved_seconds: float = Field(
+        default=180 * 24 * _HOUR,
+        ge=0,
+        description="Resolved exceptions (with their history, occurrences and outcomes) resolved longer ago than "
+        "this are deleted by the API's retention job; 0 keeps them for ever. A record redelivered after its "
+        "exception is deleted opens a new one.",
+    )
+    retention_sent_outbox_seconds: float = Field(
+        default=7 * 24 * _HOUR,
+        ge=0,
+        description="Outcomes published longer ago than this leave the outbox table (they are on "
+        "`exception-outcomes`); 0 keeps them.",
+    )
+    retention_interval_seconds: float = Field(
+        default=3600.0, gt=0, description="How often the retention job looks for rows to delete."
+    )
+    retention_batch_rows: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="Exceptions (or outbox rows) the retention job deletes per transaction, so it never holds "
+        "the database for long.",
+    )
     max_snooze_seconds: float = Field(
         default=30 * 24 * _HOUR,
         gt=0,

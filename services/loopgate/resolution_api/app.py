@@ -25,6 +25,7 @@ from loopgate.resolution_api.errors import install_error_handlers
 from loopgate.resolution_api.intake import Intake
 from loopgate.resolution_api.limits import RequestLimits
 from loopgate.resolution_api.outbox import OutboxRelay
+from loopgate.resolution_api.retention import Retention
 from loopgate.resolution_api.routes import exceptions, export, health, stats, tokens
 from loopgate.resolution_api.schemas import ExceptionBatch
 from loopgate.resolution_api.sweeper import Sweeper
@@ -104,6 +105,7 @@ def create_app(
             relay = OutboxRelay(db=db, settings=active)
             sweeper = Sweeper(db=db, settings=active, clock=clock)
             intake = Intake(db=db, clock=clock)
+            retention = Retention(db=db, settings=active, clock=clock)
             app.state.services = Services(
                 settings=active,
                 db=db,
@@ -116,11 +118,12 @@ def create_app(
             await intake.start()
             await relay.start()
             await sweeper.start()
+            await retention.start()
             log.info("resolution API ready (database %s)", db.backend)
             try:
                 yield
             finally:
-                await stop_within(active.api_shutdown_seconds, sweeper, relay, intake)
+                await stop_within(active.api_shutdown_seconds, retention, sweeper, relay, intake)
         finally:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(DISPOSE_SECONDS):

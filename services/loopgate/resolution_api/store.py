@@ -407,3 +407,40 @@ async def set_aside(*, session: AsyncSession, outbox_id: int, reason: str, now: 
 async def outbox_for(*, session: AsyncSession, exception_id: str) -> list[OutboxRow]:
     stmt = sa.select(OutboxRow).where(OutboxRow.exception_id == exception_id).order_by(OutboxRow.id)
     return list((await session.execute(stmt)).scalars())
+
+
+# --- retention -------------------------------------------------------------------------------
+
+
+async def prunable_exceptions(*, session: AsyncSession, resolved_before: dt.datetime, limit: int) -> list[str]:
+    """Resolved exceptions resolved before the cutoff whose outcomes have all left the outbox's
+    pending rows (sent or set aside), oldest first."""
+    pending = sa.select(OutboxRow.id).where(OutboxRow.exception_id == ExceptionRow.id, _PENDING).exists()
+    stmt = (
+        sa.select(ExceptionRow.id)
+        .where(ExceptionRow.status == Status.RESOLVED, ExceptionRow.resolved_at < resolved_before, ~pending)
+        .order_by(ExceptionRow.resolved_at)
+        .limit(limit)
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+async def delete_exceptions(*, session: AsyncSession, ids: Collection[str]) -> dict[str, int]:
+    """Delete exceptions with their history, occurrences and outbox rows: rows deleted per table."""
+    deleted = {}
+    for table, column in (
+        (ExceptionEventRow, ExceptionEventRow.exception_id),
+        (OccurrenceRow, OccurrenceRow.exception_id),
+        (OutboxRow, OutboxRow.exception_id),
+        (ExceptionRow, ExceptionRow.id),
+    ):
+        result = cast("sa.CursorResult[Any]", await session.execute(sa.delete(table).where(column.in_(ids))))
+        deleted[table.__tablename__] = result.rowcount
+    return deleted
+
+
+async def delete_sent_outbox(*, session: AsyncSession, sent_before: dt.datetime, limit: int) -> int:
+    """Delete up to `limit` outbox rows published before the cutoff; how many."""
+    oldest = sa.select(OutboxRow.id).where(OutboxRow.sent_at < sent_before).order_by(OutboxRow.id).limit(limit)
+    stmt = sa.delete(OutboxRow).where(OutboxRow.id.in_(oldest.scalar_subquery()))
+    return cast("sa.CursorResult[Any]", await session.execute(stmt)).rowcount
