@@ -62,11 +62,15 @@ class Sizes:
     resolves: int
     stored: int  # exceptions bulk-loaded into the database before anything is measured
     list_requests: int
-    deliveries: int
+    storm: int  # records through the dispatcher into the API, end to end
+    bulk: int  # exceptions the storm opens (bid_over_cap, grouped), then resolved in one call
 
 
-QUICK = Sizes(creates=2_000, resolves=500, stored=50_000, list_requests=240, deliveries=2_000)
-FULL = Sizes(creates=20_000, resolves=5_000, stored=1_000_000, list_requests=240, deliveries=20_000)
+QUICK = Sizes(creates=2_000, resolves=500, stored=50_000, list_requests=240, storm=20_000, bulk=10_000)
+FULL = Sizes(creates=20_000, resolves=5_000, stored=1_000_000, list_requests=240, storm=100_000, bulk=10_000)
+TARGET_STORM = {"api-sqlite": ">= 5000", "api-postgres": ">= 3000"}
+TARGET_STORM_LIST_MS = "<= 100"
+TARGET_BULK_RESOLVE_MS = "<= 5000"
 
 
 Measured = Callable[[dict[str, Any]], None]
@@ -101,7 +105,7 @@ async def _run(workdir: Path, sizes: Sizes, progress: Reporter, measured: Measur
         sqlite = base.model_copy(update={"database_url": sqlite_url})
         async with _api_under_test(sqlite, workdir / "sqlite", sizes, progress) as api:
             results += await _api_figures("api-sqlite", api, sizes, progress, measured)
-            results += await _dispatcher_figures(api, workdir / "dispatcher", sizes, progress, measured)
+            results += await _storm_figures("api-sqlite", api, workdir / "sqlite", sizes, progress, measured)
         cluster = PostgresCluster(settings=dict(POSTGRES_BENCH_SETTINGS))
         server = cluster.start()
         try:
@@ -109,6 +113,7 @@ async def _run(workdir: Path, sizes: Sizes, progress: Reporter, measured: Measur
             postgres = base.model_copy(update={"database_url": server.url(name)})
             async with _api_under_test(postgres, workdir / "postgres", sizes, progress, server=server) as api:
                 results += await _api_figures("api-postgres", api, sizes, progress, measured)
+                results += await _storm_figures("api-postgres", api, workdir / "postgres", sizes, progress, measured)
         finally:
             cluster.stop()
     finally:
@@ -653,20 +658,36 @@ async def _list_latencies(api: _Api, count: int, catalog: _Catalog, stage: Stage
 # --- dispatcher ------------------------------------------------------------------------------
 
 
-async def _dispatcher_figures(
-    api: _Api, logdir: Path, sizes: Sizes, progress: Reporter, measured: Measured
+async def _storm_figures(
+    group: str, api: _Api, logdir: Path, sizes: Sizes, progress: Reporter, measured: Measured
 ) -> list[dict[str, Any]]:
-    """Pre-publish records to the exceptions topic, start `loopgate dispatcher`, and time the drain
-    of its consumer lag (from its first commit, so its start-up and group join do not count)."""
+    """An alert storm: `sizes.storm` bid_over_cap records of one client over `sizes.bulk`
+    fingerprints (a misbehaving bidder), pre-published to the exceptions topic; `loopgate
+    dispatcher` drains them into the API (batched creates), timed from its first commit to the last,
+    while an operator lists the queue one request after the other; then the storm is resolved as a
+    false positive in one bulk call."""
     settings = api.settings.model_copy(update={"api_token": api.service_token, "dispatcher_metrics_port": free_port()})
-    catalog, run = _Catalog(seed=7), uuid.uuid4().hex[:6]
+    run = uuid.uuid4().hex[:6]
+    client = f"storm-{run}"
+    base = _Catalog(seed=7).record(f"storm-{run}", dt.datetime.now(dt.UTC))
     producer = reliable_producer(settings, linger_ms=20)
     await producer.start()
     try:
         sent = []
-        with progress.stage("dispatcher: publishing records", total=sizes.deliveries, unit="records") as stage:
-            for i in range(sizes.deliveries):
-                record = catalog.record(f"dispatch-{run}-{i}", dt.datetime.now(dt.UTC))
+        with progress.stage(f"{group}: publishing the storm", total=sizes.storm, unit="records") as stage:
+            for i in range(sizes.storm):
+                subject = f"li-{run}-{i % sizes.bulk}"
+                record = {
+                    **base,
+                    "exception_id": f"storm-{run}-{i}",
+                    "fingerprint": f"bid_over_cap:{subject}",
+                    "rule_id": "bid_over_cap",
+                    "kind": "threshold_breach",
+                    "severity": "high",
+                    "subject": subject,
+                    "client_id": client,
+                    "detected_at": dt.datetime.now(dt.UTC).isoformat(),
+                }
                 sent.append(
                     await producer.send(
                         settings.exceptions_topic, orjson.dumps(record), key=record["exception_id"].encode()
@@ -677,31 +698,79 @@ async def _dispatcher_figures(
     finally:
         await producer.stop()
 
-    group, topic = settings.group(settings.dispatcher_group), [settings.exceptions_topic]
+    group_id, topic = settings.group(settings.dispatcher_group), [settings.exceptions_topic]
     dispatcher = ServiceProcess.for_service("dispatcher", settings, logdir).start()
-    first: tuple[float, int] = (time.perf_counter(), sizes.deliveries)  # until a commit is seen
+    first: tuple[float, int] = (time.perf_counter(), sizes.storm)  # until a commit is seen
     seen_commit = False
-    stage = progress.stage("dispatcher: delivering", total=sizes.deliveries, unit="records")
+    list_latencies: list[float] = []
+    storming = asyncio.Event()
+    draining = asyncio.Event()
+
+    async def operator() -> None:
+        queue = {"status": ["open", "claimed", "escalated"], "severity": "high"}
+        async with _LoadClient(api, api.operator_token, 1) as http:
+            await http.get("/v1/exceptions")
+            await storming.wait()
+            while not (draining.is_set() and list_latencies):  # at least one, however short the storm
+                sent = time.perf_counter()
+                response = await http.get("/v1/exceptions", params=queue)
+                if draining.is_set() and list_latencies:
+                    break  # the storm ended while this one was answered: not during it
+                list_latencies.append(time.perf_counter() - sent)
+                if response.status_code != 200:
+                    raise RuntimeError(f"the operator's list answered {response.status_code}: {response.text[:300]}")
+
+    lister = asyncio.create_task(operator())
+    stage = progress.stage(f"{group}: storm through the dispatcher", total=sizes.storm, unit="records")
     try:
-        deadline = time.monotonic() + 600
+        deadline = time.monotonic() + 1800
         while True:
-            lag = await consumer_group_lag(settings, group, topic)
+            lag = await consumer_group_lag(settings, group_id, topic)
             now = time.perf_counter()
-            stage.update(max(0, sizes.deliveries - lag))
-            if not seen_commit and 0 < lag < sizes.deliveries:
+            stage.update(max(0, sizes.storm - lag))
+            if not seen_commit and 0 < lag < sizes.storm:
                 first, seen_commit = (now, lag), True
+                storming.set()
             if lag == 0:
                 break
-            if not dispatcher.alive() or time.monotonic() > deadline:
+            if not dispatcher.alive() or time.monotonic() > deadline or lister.done():
+                if lister.done() and lister.exception() is not None:
+                    raise RuntimeError("the operator's lists failed") from lister.exception()
                 raise RuntimeError(
-                    f"the dispatcher did not drain {sizes.deliveries} records (lag {lag}):\n{dispatcher.log()[-3000:]}"
+                    f"the dispatcher did not drain {sizes.storm} records (lag {lag}):\n{dispatcher.log()[-3000:]}"
                 )
             await asyncio.sleep(0.05)
     finally:
+        draining.set()
+        storming.set()
+        await lister
         stage.close()
         dispatcher.stop()
-    started, lag_then = first  # the dispatcher's start when it drained everything between two polls
+    started, lag_then = first  # from the first commit seen to the last
     per_second = lag_then / (now - started)
-    figure = result("dispatcher", "deliveries per second", per_second, "/s")
+    lists = _Load(now - started, list_latencies, [])
+    figures = [
+        result(group, "storm: records per second, topic to committed rows", per_second, "/s", TARGET_STORM[group]),
+        result(group, "operator list p99 during the storm", lists.percentile_ms(99), "ms", TARGET_STORM_LIST_MS),
+    ]
+    for figure in figures:
+        measured(figure)
+
+    body = orjson.dumps(
+        {
+            "action": "resolve",
+            "filter": {"client_id": client, "rule_id": "bid_over_cap"},
+            "decision": "false_positive",
+            "reason": "the cap was raised upstream",
+        }
+    )
+    async with _LoadClient(api, api.operator_token, 1) as http:
+        with progress.stage(f"{group}: bulk resolve", total=1, unit="requests"):
+            sent_at = time.perf_counter()
+            answer = await http.post("/v1/exceptions/bulk", content=body)
+            seconds = time.perf_counter() - sent_at
+    if answer.status_code != 200 or answer.json()["changed"] != sizes.bulk:
+        raise RuntimeError(f"the bulk resolve answered {answer.status_code}: {answer.text[:500]}")
+    figure = result(group, f"bulk resolve of {sizes.bulk:,} exceptions", 1000 * seconds, "ms", TARGET_BULK_RESOLVE_MS)
     measured(figure)
-    return [figure]
+    return [*figures, figure]

@@ -107,7 +107,7 @@ def bench(
         if not skip_api:
             from loopgate_tools.bench.api import FULL, QUICK, Sizes, run_api_benchmarks
 
-            api_sizes = {"full": FULL, "quick": QUICK, "smoke": Sizes(60, 20, 300, 20, 40)}[size]
+            api_sizes = {"full": FULL, "quick": QUICK, "smoke": Sizes(60, 20, 300, 20, 400, 100)}[size]
             results += run_api_benchmarks(
                 Path(tmp), quick=size != "full", sizes=api_sizes, progress=progress, measured=measured
             )
