@@ -168,7 +168,13 @@ async def test_the_create_answer_is_the_body_the_validated_record_used_to_give(a
         return answer.headers["Loopgate-Result"]
 
     sparse = record(event_ref=None, event=None, threshold=None, score=None, client_id=None, event_type=None)
-    rich = record(expected={"bid_cpm": [1, 2.5, None]}, trimmed=["event.note"], summary="Übergebot 🚀", occurrences=3)
+    rich = record(
+        expected={"bid_cpm": [1, 2.5, None]},
+        trimmed=["event.note"],
+        summary="Übergebot 🚀",
+        occurrences=3,
+        impact={"amount": 12, "currency": "EUR", "basis": "excess over the cap x 10000 impressions"},
+    )
     grouped = record(fingerprint=rich["fingerprint"], detected_at="2026-01-02T03:04:05.5+02:00")
     results = [await create(sparse), await create(rich), await create(grouped)]
     correction = {"bid_cpm": {"before": 7.2, "after": {"capped": [6.0, None, "x"]}}}

@@ -60,6 +60,11 @@ class ExceptionRow(Base):
         ),
         # Verdict statistics read a window of resolutions; the training-data export pages in this order.
         sa.Index("ix_exceptions_resolved_at_id", "resolved_at", "id"),
+        # The list's other orders (sort=severity, sort=impact), read one status at a time (store.py).
+        sa.Index(
+            "ix_exceptions_status_severity_impact", "status", "severity_rank", "impact_amount", "created_at", "id"
+        ),
+        sa.Index("ix_exceptions_status_impact", "status", "impact_amount", "created_at", "id"),
     )
 
     id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
@@ -80,6 +85,12 @@ class ExceptionRow(Base):
     event_ref: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     # JSON paths inside `event` whose long strings the detector cut (contract v2 `trimmed`).
     trimmed: Mapped[list[str] | None] = mapped_column(sa.JSON)
+    # Contract v2 `impact` (amount, currency, basis), and its amount alone to filter and sort on
+    # (compared as is, whatever the currency).
+    impact: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    impact_amount: Mapped[float | None] = mapped_column(sa.Float)
+    # The severity as a number to sort on: info 0 ... critical 4 (cursor.SEVERITY_RANK).
+    severity_rank: Mapped[int] = mapped_column(sa.Integer)
 
     occurrences: Mapped[int] = mapped_column(sa.BigInteger)
     first_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime)

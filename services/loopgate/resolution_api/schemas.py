@@ -23,7 +23,7 @@ from pydantic_core import PydanticCustomError
 from loopgate.resolution_api.lifecycle import Status, resolution_problem
 from loopgate.resolution_api.models import ExceptionEventRow, ExceptionRow, TokenRow
 from loopgate.resolution_api.permissions import Role
-from loopgate_schemas.exceptions import EventRef, ExceptionRecord, Kind, Severity
+from loopgate_schemas.exceptions import EventRef, ExceptionRecord, Impact, Kind, Severity
 from loopgate_schemas.outcomes import Decision, FieldChange
 
 Reason = Field(default="", max_length=4000)
@@ -175,6 +175,11 @@ class ExceptionRead(BaseModel):
         default=None,
         description="Paths inside `event` whose long strings the detector cut; the full event is at event_ref",
     )
+    impact: Impact | None = Field(
+        default=None,
+        description="The money at risk (amount, currency, basis) as the first record estimated it; null where the "
+        "rule gives no estimate",
+    )
     occurrences: int = Field(description="Firings grouped into this exception (sum of the records' counts)")
     first_seen: AwareDatetime
     last_seen: AwareDatetime
@@ -231,12 +236,15 @@ class ExceptionRead(BaseModel):
             event_ref=None
             if ref is None
             else EventRef.model_construct(topic=ref["topic"], partition=ref["partition"], offset=ref["offset"]),
+            impact=None if row.impact is None else Impact.model_construct(**row.impact),
             resolution=resolution,
         )
 
 
 _STORED_AS_IS = tuple(
-    name for name in ExceptionRead.model_fields if name not in {"kind", "severity", "status", "event_ref", "resolution"}
+    name
+    for name in ExceptionRead.model_fields
+    if name not in {"kind", "severity", "status", "event_ref", "impact", "resolution"}
 )
 
 

@@ -5,13 +5,14 @@ Token queries are tokens.py's."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from loopgate.resolution_api.cursor import SEVERITY_RANK, Position, Sort
 from loopgate.resolution_api.lifecycle import Status
 from loopgate.resolution_api.models import (
     ExceptionEventRow,
@@ -76,6 +77,9 @@ def _record_columns(record: ExceptionRecord) -> dict[str, Any]:
         "event": record.event,
         "event_ref": record.event_ref.model_dump() if record.event_ref else None,
         "trimmed": record.trimmed,
+        "impact": record.impact.model_dump() if record.impact else None,
+        "impact_amount": record.impact.amount if record.impact else None,
+        "severity_rank": SEVERITY_RANK[record.severity.value],
     }
 
 
@@ -152,18 +156,21 @@ class ExceptionFilters:
     # On first_seen: detected_after <= first_seen < detected_before.
     detected_after: dt.datetime | None = None
     detected_before: dt.datetime | None = None
+    # impact_amount >= min_impact (whatever the currency); exceptions without an impact never match.
+    min_impact: float | None = None
 
 
 async def list_exceptions(
     *,
     session: AsyncSession,
     filters: ExceptionFilters,
-    after: tuple[dt.datetime, str] | None,
+    sort: Sort = Sort.NEWEST,
+    after: Position | None,
     limit: int,
 ) -> list[ExceptionRow]:
-    """Newest first, keyset-paginated on (created_at, id). The page's ids are found first, from an
-    index that ends in (created_at, id) where one fits, and only those rows are read: the database
-    never reads and sorts every matching row (SQLite would, for a time range).
+    """A page in `sort` order (cursor.py), keyset-paginated on its keys. The page's ids are found
+    first, from an index that ends in the order's keys where one fits, and only those rows are
+    read: the database never reads and sorts every matching row (SQLite would, for a time range).
 
     A bounded window of first_seen (detected_before given) is the exception: read newest first,
     the database would step over every exception created since the window (on PostgreSQL, 300 ms
@@ -173,34 +180,124 @@ async def list_exceptions(
 
     Several statuses (the on-call queue: open, claimed, escalated) are read one status at a time,
     each newest first from its own index with the page's limit, and the few rows merged: as one
-    IN list, SQLite sorted every unresolved exception (70 ms with 1,000,000 stored)."""
+    IN list, SQLite sorted every unresolved exception (70 ms with 1,000,000 stored). The severity
+    and impact orders are read the same way from their own indexes, one status (every status when
+    none is asked for), severity and with-or-without impact at a time (see _ranked_reads)."""
     t = ExceptionRow
-    newest_first = (t.created_at.desc(), t.id.desc())
     conditions = _filter_conditions(filters)
-    if after is not None:
-        created_at, last_id = after
-        conditions.append(sa.or_(t.created_at < created_at, sa.and_(t.created_at == created_at, t.id < last_id)))
     if filters.detected_before is not None:
         if len(filters.status) > 1:
             conditions.append(t.status.in_(filters.status))
-        matches = sa.select(t.id, t.created_at).where(*conditions).cte("matches").prefix_with("MATERIALIZED")
-        page = sa.select(matches.c.id).order_by(matches.c.created_at.desc(), matches.c.id.desc()).limit(limit)
-    elif len(filters.status) > 1:
+        if after is not None:
+            conditions.append(_after(after))
+        matches = (
+            sa.select(t.id, t.created_at, t.severity_rank, t.impact_amount)
+            .where(*conditions)
+            .cte("matches")
+            .prefix_with("MATERIALIZED")
+        )
+        page = sa.select(matches.c.id).order_by(*_order(matches.c, sort)).limit(limit)
+    elif sort is not Sort.NEWEST:
         branches = [
-            sa.select(t.id, t.created_at)
-            .where(*conditions, t.status == status)
-            .order_by(*newest_first)
+            sa.select(t.id, t.created_at, t.severity_rank, t.impact_amount)
+            .where(*conditions, *branch)
+            .order_by(*order)
             .limit(limit)
             .subquery()
-            for status in dict.fromkeys(filters.status)
+            for branch, order in _ranked_reads(filters, sort, after)
         ]
-        merged = sa.union_all(*(sa.select(b.c.id, b.c.created_at) for b in branches))
+        if not branches:  # the cursor is past every severity asked for
+            return []
+        merged = sa.union_all(
+            *(sa.select(b.c.id, b.c.created_at, b.c.severity_rank, b.c.impact_amount) for b in branches)
+        )
         candidates = merged.subquery("candidates")
-        page = sa.select(candidates.c.id).order_by(candidates.c.created_at.desc(), candidates.c.id.desc()).limit(limit)
+        page = sa.select(candidates.c.id).order_by(*_order(candidates.c, sort)).limit(limit)
     else:
-        page = sa.select(t.id).where(*conditions).order_by(*newest_first).limit(limit)
-    stmt = sa.select(t).where(t.id.in_(page.scalar_subquery())).order_by(*newest_first)
+        newest_first = _order(t, Sort.NEWEST)
+        if after is not None:
+            conditions.append(_after(after))
+        if len(filters.status) > 1:
+            branches = [
+                sa.select(t.id, t.created_at)
+                .where(*conditions, t.status == status)
+                .order_by(*newest_first)
+                .limit(limit)
+                .subquery()
+                for status in dict.fromkeys(filters.status)
+            ]
+            merged = sa.union_all(*(sa.select(b.c.id, b.c.created_at) for b in branches))
+            candidates = merged.subquery("candidates")
+            page = sa.select(candidates.c.id).order_by(*_order(candidates.c, Sort.NEWEST)).limit(limit)
+        else:
+            page = sa.select(t.id).where(*conditions).order_by(*newest_first).limit(limit)
+    stmt = sa.select(t).where(t.id.in_(page.scalar_subquery())).order_by(*_order(t, sort))
     return list((await session.execute(stmt)).scalars())
+
+
+def _order(c: Any, sort: Sort) -> list[sa.UnaryExpression[Any]]:
+    """The ORDER BY of `sort` over the columns `c` (the table's, or a subquery's)."""
+    newest = [c.created_at.desc(), c.id.desc()]
+    if sort is Sort.NEWEST:
+        return newest
+    by_impact = [c.impact_amount.desc().nulls_last(), *newest]
+    return by_impact if sort is Sort.IMPACT else [c.severity_rank.desc(), *by_impact]
+
+
+def _older(p: Position) -> sa.ColumnElement[bool]:
+    t = ExceptionRow
+    return sa.or_(t.created_at < p.created_at, sa.and_(t.created_at == p.created_at, t.id < p.exception_id))
+
+
+def _after(p: Position) -> sa.ColumnElement[bool]:
+    """The exceptions after position `p` in its order (whatever the status or severity)."""
+    t = ExceptionRow
+    if p.sort is Sort.NEWEST:
+        return _older(p)
+    if p.impact_amount is None:  # those without impact come last: only older ones without impact follow
+        by_impact = sa.and_(t.impact_amount.is_(None), _older(p))
+    else:
+        by_impact = sa.or_(_smaller_impact(p), t.impact_amount.is_(None))
+    if p.sort is Sort.IMPACT:
+        return by_impact
+    return sa.or_(t.severity_rank < p.severity_rank, sa.and_(t.severity_rank == p.severity_rank, by_impact))
+
+
+def _smaller_impact(p: Position) -> sa.ColumnElement[bool]:
+    """After `p` among exceptions with an impact (p has one): `<=` first, so an index range starts there."""
+    t = ExceptionRow
+    amount = p.impact_amount
+    return sa.and_(t.impact_amount <= amount, sa.or_(t.impact_amount < amount, _older(p)))
+
+
+def _ranked_reads(
+    filters: ExceptionFilters, sort: Sort, after: Position | None
+) -> Iterator[tuple[list[sa.ColumnElement[bool]], list[sa.UnaryExpression[Any]]]]:
+    """The reads that a page in severity or impact order is merged from, each (conditions, order)
+    one range of its index in order: one status, one severity (sort=severity), with an impact or
+    without. Reads the cursor is past are left out, and the cursor's own read starts after it."""
+    t = ExceptionRow
+    statuses = list(dict.fromkeys(filters.status)) or [status.value for status in Status]
+    ranks: list[int | None] = [None]
+    if sort is Sort.SEVERITY:
+        asked = {SEVERITY_RANK[s] for s in filters.severity} or set(SEVERITY_RANK.values())
+        ranks = [*sorted((r for r in asked if after is None or r <= after.severity_rank), reverse=True)]
+    newest = _order(t, Sort.NEWEST)
+    for status in statuses:
+        for rank in ranks:
+            here: list[sa.ColumnElement[bool]] = [t.status == status]
+            if rank is not None:
+                here.append(t.severity_rank == rank)
+            at_cursor = after is not None and (rank is None or rank == after.severity_rank)
+            if after is None or not at_cursor or after.impact_amount is not None:
+                with_impact = [*here, t.impact_amount.is_not(None)]
+                if after is not None and at_cursor:
+                    with_impact.append(_smaller_impact(after))
+                yield with_impact, [t.impact_amount.desc(), *newest]
+            without = [*here, t.impact_amount.is_(None)]
+            if after is not None and at_cursor and after.impact_amount is None:
+                without.append(_older(after))
+            yield without, newest
 
 
 def _filter_conditions(filters: ExceptionFilters) -> list[sa.ColumnElement[bool]]:
@@ -223,6 +320,8 @@ def _filter_conditions(filters: ExceptionFilters) -> list[sa.ColumnElement[bool]
         conditions.append(t.first_seen >= filters.detected_after)
     if filters.detected_before is not None:
         conditions.append(t.first_seen < filters.detected_before)
+    if filters.min_impact is not None:
+        conditions.append(t.impact_amount >= filters.min_impact)
     return conditions
 
 

@@ -17,6 +17,7 @@ from loopgate.resolution_api.auth import CanCreate, CanRead, CanReopen, CanWork
 from loopgate.resolution_api.batch import InvalidRecord, read_batch
 from loopgate.resolution_api.conditional import etag, parse_if_match
 from loopgate.resolution_api.creation import CreateResult
+from loopgate.resolution_api.cursor import Sort
 from loopgate.resolution_api.deps import ServicesDep, reject_unstorable_params
 from loopgate.resolution_api.domain_errors import InvalidRequest
 from loopgate.resolution_api.errors import invalid, record_error, responses, status_of, validation_body
@@ -138,7 +139,11 @@ async def create_exceptions_batch(request: Request, principal: CanCreate, servic
     return Response(content=b'{"results":[' + b",".join(parts) + b"]}", media_type="application/json")
 
 
-@router.get("", summary="List exceptions, newest first", responses=responses(400, 401, 403))
+@router.get(
+    "",
+    summary="List exceptions: newest first, or by severity then impact, or by impact",
+    responses=responses(400, 401, 403),
+)
 async def list_exceptions(
     principal: CanRead,
     services: ServicesDep,
@@ -156,6 +161,24 @@ async def list_exceptions(
         Rfc3339 | None,
         Query(description="Only exceptions first detected before this time (RFC 3339, with an offset)"),
     ] = None,
+    min_impact: Annotated[
+        float | None,
+        Query(
+            ge=0,
+            allow_inf_nan=False,
+            description="Only exceptions whose impact amount is at least this (amounts are compared as they are, "
+            "whatever their currency); exceptions without an impact never match",
+        ),
+    ] = None,
+    sort: Annotated[
+        Sort,
+        Query(
+            description="newest: newest first. severity: the queue's order, most severe first, then largest impact "
+            "(those without one last), then newest. impact: largest impact first (those without one last), then "
+            "newest. Impact amounts are compared as they are, whatever their currency. A cursor only continues "
+            "the order it came from."
+        ),
+    ] = Sort.NEWEST,
     cursor: Annotated[str | None, Query(max_length=1000, description="next_cursor of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> ExceptionPage:
@@ -173,8 +196,9 @@ async def list_exceptions(
         assignee=assignee,
         detected_after=detected_after,
         detected_before=detected_before,
+        min_impact=min_impact,
     )
-    rows, next_cursor = await reading.list_page(db=services.db, filters=filters, cursor=cursor, limit=limit)
+    rows, next_cursor = await reading.list_page(db=services.db, filters=filters, sort=sort, cursor=cursor, limit=limit)
     return ExceptionPage(items=[ExceptionRead.from_row(r) for r in rows], next_cursor=next_cursor)
 
 
