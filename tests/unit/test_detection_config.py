@@ -50,3 +50,47 @@ def test_a_bad_file_is_refused_with_the_key_named(tmp_path: Path, text: str, nam
         load_detection_config(path)
     assert named in str(caught.value)
     assert str(path) in str(caught.value)
+
+
+def test_following_the_verdicts_is_off_by_default_with_bounded_parameters() -> None:
+    s = load_detection_config().sampling
+    assert s.adaptive is False
+    assert (s.cap, s.weight, s.tolerance, s.saturation, s.model_labels) == (0.25, 0.1, 0.05, 0.5, 20)
+
+
+def test_following_the_verdicts_can_be_turned_on(tmp_path: Path) -> None:
+    path = tmp_path / "d.toml"
+    path.write_text("[sampling]\nadaptive = true\ncap = 0.4\nweight = 0.2\ntolerance = 0.1\nsaturation = 0.6\n")
+    s = load_detection_config(path).sampling
+    assert (s.adaptive, s.cap, s.weight, s.tolerance, s.saturation) == (True, 0.4, 0.2, 0.1, 0.6)
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("adaptive = 'yes'", "sampling.adaptive: Input should be a valid boolean"),
+        ("adaptive = 1", "sampling.adaptive: Input should be a valid boolean"),
+        ("cap = 1.5", "sampling.cap: Input should be less than or equal to 1"),
+        ("cap = -0.1", "sampling.cap: Input should be greater than or equal to 0"),
+        ("cap = nan", "sampling.cap: Input should be"),
+        ("cap = inf", "sampling.cap: Input should be"),
+        ("cap = 'high'", "sampling.cap: Input should be a valid number"),
+        ("weight = 0", "sampling.weight: Input should be greater than 0"),
+        ("weight = 2", "sampling.weight: Input should be less than or equal to 1"),
+        ("weight = nan", "sampling.weight: Input should be"),
+        ("tolerance = -1", "sampling.tolerance: Input should be greater than or equal to 0"),
+        ("saturation = 1e400", "sampling.saturation: Input should be"),
+        ("model_labels = -1", "sampling.model_labels: Input should be greater than or equal to 0"),
+        ("model_labels = 100000", "sampling.model_labels: Input should be less than or equal to 200"),
+        ("model_labels = 2.5", "sampling.model_labels: Input should be a valid integer"),
+        ("tolerance = 0.5\nsaturation = 0.5", "sampling: Value error, saturation (0.5) must be above tolerance (0.5)"),
+        ("adaptive = true\ncap = 0.03", "sampling: Value error, cap (0.03) is below a source's base rate (0.05)"),
+        ("adaptiv = true", "sampling.adaptiv: Extra inputs are not permitted"),
+    ],
+)
+def test_a_bad_adaptive_sampling_key_is_refused_with_the_key_named(tmp_path: Path, text: str, named: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(f"[sampling]\n{text}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_detection_config(path)
+    assert named in str(caught.value)

@@ -21,6 +21,17 @@ EXCEPTIONS_RAISED = Counter(
     ["rule", "severity", "kind"],
 )
 AUDIT_SAMPLES = Counter("loopgate_audit_samples_total", "Events sampled for audit, by source", ["source"])
+AUDIT_BASE_RATE = Gauge(
+    "loopgate_audit_base_rate",
+    "Audit base rate the verdicts call for, by source (model=any) and model (beyond the labelled ones: other)",
+    ["source", "model"],
+)
+OUTCOMES_FOLDED = Counter(
+    "loopgate_detector_outcomes_read_total", "Outcomes the detector read for its audit rates, by result", ["result"]
+)
+OUTCOME_READER_ERRORS = Counter(
+    "loopgate_detector_outcome_reader_errors_total", "Times the detector's outcome reader failed and started again"
+)
 DLQ_MESSAGES = Counter(
     "loopgate_dlq_messages_total", "Messages sent to events.dlq, by source topic and reason", ["topic", "reason"]
 )

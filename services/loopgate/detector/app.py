@@ -42,6 +42,7 @@ from loopgate.detector.batching import BatchingApp
 from loopgate.detector.budget import RECORD_BUDGET, fit_dead_letter
 from loopgate.detector.config import DetectionConfig, load_detection_config
 from loopgate.detector.processing import Detector, Outcome, record_json
+from loopgate.detector.verdicts import AuditRateReader
 from loopgate_schemas import topics
 from loopgate_schemas.events import EventRejected
 from loopgate_schemas.exceptions import ExceptionRecord
@@ -371,7 +372,11 @@ async def settle_changelog(producer: Any, topic: str, key: bytes, value: bytes, 
 
 def create_app(settings: Settings, config: DetectionConfig | None = None) -> BatchingApp:
     config = config or load_detection_config(settings.detection_config)
-    detector = Detector(config, max_event_bytes=settings.max_event_bytes)
+    # Following the verdicts: a reader of exception-outcomes hands the Detector its current rates.
+    reader = AuditRateReader(settings, config.sampling) if config.sampling.adaptive else None
+    detector = Detector(
+        config, max_event_bytes=settings.max_event_bytes, rates=reader.current if reader is not None else None
+    )
     kafka = kafka_connection(settings)  # refuses a Kafka setting that cannot work, naming it
     app = BatchingApp(
         settings.group(settings.detector_app_id),
@@ -415,6 +420,13 @@ def create_app(settings: Settings, config: DetectionConfig | None = None) -> Bat
         await processor.handle_batch(messages, app.producer)
 
     app.consume_in_batches([raw_topic(name) for name in sources], handle_batch)
+
+    if reader is not None:
+
+        async def follow_verdicts() -> None:
+            await reader.run()  # never returns on its own and never raises: detection goes on regardless
+
+        app.task(follow_verdicts)
 
     @app.on_partitions_revoked.connect
     def on_revoked(sender: Any, /, *_: Any, signal: Any, **__: Any) -> None:

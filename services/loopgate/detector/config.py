@@ -9,9 +9,9 @@ from __future__ import annotations
 import tomllib
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
 
 from loopgate_schemas import topics
 from loopgate_schemas.exceptions import Severity
@@ -71,11 +71,30 @@ class SamplingConfig(Strict):
     content: Score = Field(default=0.05, alias=topics.CONTENT)
     low_confidence: Score = 0.6
     boost: float = Field(default=9.0, ge=0)
+    # Following the verdicts (off: every source stays at its configured base rate).
+    adaptive: StrictBool = False
+    cap: Score = 0.25  # the highest base rate the verdicts can call for
+    weight: float = Field(default=0.1, gt=0, le=1)  # weight of the newest verdict in the wrong share
+    tolerance: Score = 0.05  # wrong share up to which the rate stays at the base
+    saturation: Score = 0.5  # wrong share at which it reaches the cap
+    model_labels: int = Field(default=20, ge=0, le=200)  # models with a gauge label of their own
+
+    @model_validator(mode="after")
+    def _adaptive_bounds(self) -> Self:
+        if self.saturation <= self.tolerance:
+            raise ValueError(f"saturation ({self.saturation}) must be above tolerance ({self.tolerance})")
+        highest = max(self.bids, self.trafficking, self.content)
+        if self.adaptive and self.cap < highest:
+            raise ValueError(f"cap ({self.cap}) is below a source's base rate ({highest})")
+        return self
 
     def base_rate(self, source_topic: str) -> float:
         return {topics.BIDS: self.bids, topics.TRAFFICKING: self.trafficking, topics.CONTENT: self.content}[
             source_topic
         ]
+
+    def base_rates(self) -> dict[str, float]:
+        return {source: self.base_rate(source) for source in topics.UPSTREAM}
 
 
 class DetectionConfig(Strict):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -22,8 +23,7 @@ from loopgate.detector.budget import fit_event, fit_fields
 from loopgate.detector.config import DetectionConfig
 from loopgate.detector.rules import Firing, evaluate_threshold_rules
 from loopgate.detector.rules.anomalies import check_bid_anomaly, check_delivery_anomaly
-from loopgate.detector.sampling import sample_for_audit
-from loopgate_schemas import topics
+from loopgate.detector.sampling import AdaptiveRates, sample_for_audit
 from loopgate_schemas.events import (
     BidAdjusted,
     CloudEvent,
@@ -156,11 +156,20 @@ class Outcome:
 
 
 class Detector:
-    def __init__(self, config: DetectionConfig, *, max_event_bytes: int | None = None) -> None:
+    """`rates`, when given, answers the audit base rates the verdicts call for now (the worker's
+    outcome reader): an event is sampled at the higher of its source's and its model's rate."""
+
+    def __init__(
+        self,
+        config: DetectionConfig,
+        *,
+        max_event_bytes: int | None = None,
+        rates: Callable[[], AdaptiveRates] | None = None,
+    ) -> None:
         self.config = config
         self.max_event_bytes = max_event_bytes
-        sampling = config.sampling
-        self._base_rates = {source: sampling.base_rate(source) for source in topics.UPSTREAM}
+        self._base_rates = config.sampling.base_rates()
+        self._rates = rates
         self._bid_volume = config.impact.bid_impressions_per_hour
 
     def process(
@@ -197,10 +206,14 @@ class Detector:
 
         sampling = self.config.sampling
         confidence = event.data.model_confidence if isinstance(event, (BidAdjusted, ContentGenerated)) else None
+        base_rate = self._base_rates[source]
+        if self._rates is not None:
+            model = event.data.model if isinstance(event, ContentGenerated) else None
+            base_rate = self._rates().base_rate(source, model, base_rate)
         sampled = sample_for_audit(
             event.id,
             confidence,
-            self._base_rates[source],
+            base_rate,
             low_confidence=sampling.low_confidence,
             boost=sampling.boost,
         )

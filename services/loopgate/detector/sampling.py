@@ -70,6 +70,46 @@ class AdaptiveRates:
         return max(self.by_source.get(source, default), self.by_model.get(model or "", 0.0), default)
 
 
+def _verdict_order(v: AuditVerdict) -> tuple[datetime, str]:
+    return (v.resolved_at, v.exception_id)
+
+
+def _fold(
+    shares: dict[str, float], model_source: dict[str, str], ordered: Iterable[AuditVerdict], weight: float
+) -> None:
+    """Fold verdicts, already in (resolved_at, exception_id) order, into the weighted shares."""
+    for v in ordered:
+        wrong = 1.0 if v.decision in AUDIT_WRONG else 0.0
+        keys = [f"source:{v.source}"] + ([f"model:{v.model}"] if v.model else [])
+        for key in keys:
+            shares[key] = (1 - weight) * shares.get(key, 0.0) + weight * wrong
+        if v.model:
+            model_source.setdefault(v.model, v.source)
+
+
+def _rates(
+    shares: dict[str, float],
+    model_source: dict[str, str],
+    base_rates: Mapping[str, float],
+    *,
+    cap: float,
+    tolerance: float,
+    saturation: float,
+) -> AdaptiveRates:
+    def rate(base: float, share: float) -> float:
+        span = max(saturation - tolerance, 1e-9)
+        pull = min(1.0, max(0.0, (share - tolerance) / span))
+        return base + (max(base, cap) - base) * pull
+
+    by_source = {s: rate(b, shares.get(f"source:{s}", 0.0)) for s, b in base_rates.items()}
+    by_model = {
+        m: rate(base_rates.get(src, 0.0), shares[f"model:{m}"])
+        for m, src in sorted(model_source.items())
+        if src in base_rates
+    }
+    return AdaptiveRates(by_source, by_model, dict(sorted(shares.items())))
+
+
 def adaptive_audit_rates(
     verdicts: Iterable[AuditVerdict],
     base_rates: Mapping[str, float],
@@ -88,23 +128,57 @@ def adaptive_audit_rates(
     at `saturation`, and never leaves [base, max(base, cap)]. A model's base is its source's."""
     shares: dict[str, float] = {}
     model_source: dict[str, str] = {}
-    for v in sorted(verdicts, key=lambda v: (v.resolved_at, v.exception_id)):
-        wrong = 1.0 if v.decision in AUDIT_WRONG else 0.0
-        keys = [f"source:{v.source}"] + ([f"model:{v.model}"] if v.model else [])
-        for key in keys:
-            shares[key] = (1 - weight) * shares.get(key, 0.0) + weight * wrong
-        if v.model:
-            model_source.setdefault(v.model, v.source)
+    _fold(shares, model_source, sorted(verdicts, key=_verdict_order), weight)
+    return _rates(shares, model_source, base_rates, cap=cap, tolerance=tolerance, saturation=saturation)
 
-    def rate(base: float, share: float) -> float:
-        span = max(saturation - tolerance, 1e-9)
-        pull = min(1.0, max(0.0, (share - tolerance) / span))
-        return base + (max(base, cap) - base) * pull
 
-    by_source = {s: rate(b, shares.get(f"source:{s}", 0.0)) for s, b in base_rates.items()}
-    by_model = {
-        m: rate(base_rates.get(src, 0.0), shares[f"model:{m}"])
-        for m, src in sorted(model_source.items())
-        if src in base_rates
-    }
-    return AdaptiveRates(by_source, by_model, dict(sorted(shares.items())))
+class AuditRateState:
+    """The audit verdicts read so far and the rates they call for: always equal to
+    adaptive_audit_rates over those verdicts, whatever order they were read in.
+
+    Verdicts are keyed by their outcome id, so an outcome published (or read) twice counts once.
+    A batch whose verdicts all sort after the last one folded (the usual case: resolutions arrive
+    in time order) is folded onto the shares; any other batch refolds the whole history."""
+
+    def __init__(
+        self, base_rates: Mapping[str, float], *, cap: float, weight: float, tolerance: float, saturation: float
+    ) -> None:
+        self.base_rates = dict(base_rates)
+        self.cap, self.weight, self.tolerance, self.saturation = cap, weight, tolerance, saturation
+        self._verdicts: dict[str, AuditVerdict] = {}
+        self._shares: dict[str, float] = {}
+        self._model_source: dict[str, str] = {}
+        self._last: tuple[datetime, str] | None = None
+        self.rates = self._current()
+
+    def __len__(self) -> int:
+        return len(self._verdicts)
+
+    def model_source(self, model: str) -> str | None:
+        """The source a model's verdicts were first attributed to (its rate's base)."""
+        return self._model_source.get(model)
+
+    def add(self, verdicts: Mapping[str, AuditVerdict]) -> bool:
+        """Fold new verdicts (by outcome id; ones already read are ignored); whether any was new."""
+        new = sorted((v for oid, v in verdicts.items() if oid not in self._verdicts), key=_verdict_order)
+        if not new:
+            return False
+        self._verdicts.update((oid, v) for oid, v in verdicts.items() if oid not in self._verdicts)
+        if self._last is None or _verdict_order(new[0]) > self._last:
+            _fold(self._shares, self._model_source, new, self.weight)
+        else:  # one resolved before a verdict already folded: the history is refolded in order
+            self._shares, self._model_source = {}, {}
+            _fold(self._shares, self._model_source, sorted(self._verdicts.values(), key=_verdict_order), self.weight)
+        self._last = max(self._last or _verdict_order(new[-1]), _verdict_order(new[-1]))
+        self.rates = self._current()
+        return True
+
+    def _current(self) -> AdaptiveRates:
+        return _rates(
+            self._shares,
+            self._model_source,
+            self.base_rates,
+            cap=self.cap,
+            tolerance=self.tolerance,
+            saturation=self.saturation,
+        )
