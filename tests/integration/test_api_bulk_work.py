@@ -8,6 +8,7 @@ import datetime as dt
 from typing import Any
 
 import sqlalchemy as sa
+from prometheus_client import REGISTRY
 
 from loopgate.resolution_api.models import ExceptionEventRow, ExceptionRow, OutboxRow
 from tests.fixtures.api import Api, record
@@ -48,12 +49,24 @@ async def test_a_storm_of_10000_grouped_exceptions_is_resolved_in_one_call_with_
     storm = {"rule_id": "bid_over_cap", "status": ["open", "claimed", "escalated", "snoozed"]}
     resolution = {"decision": "false_positive", "reason": "the cap was raised upstream"}
 
+    counted = {"decision": "false_positive", "rule": "bid_over_cap"}
+    before = REGISTRY.get_sample_value("loopgate_resolutions_total", counted) or 0.0
+    ttr_before = (
+        REGISTRY.get_sample_value("loopgate_rule_time_to_resolve_seconds_count", {"rule": "bid_over_cap"}) or 0.0
+    )
+
     dry = await bulk(api, action="resolve", filter=storm, dry_run=True, **resolution)
     assert (dry["matched"], dry["changed"]) == (STORM, 0)
     assert await scalar(api, sa.select(sa.func.count()).select_from(OutboxRow)) == 0
 
     done = await bulk(api, action="resolve", filter=storm, **resolution)
     assert (done["matched"], done["changed"], done["skipped"]) == (STORM, STORM, 0)
+    # The verdict counters see bulk resolutions as they see single ones.
+    assert REGISTRY.get_sample_value("loopgate_resolutions_total", counted) == before + STORM
+    assert (
+        REGISTRY.get_sample_value("loopgate_rule_time_to_resolve_seconds_count", {"rule": "bid_over_cap"})
+        == ttr_before + STORM
+    )
 
     resolved = sa.select(sa.func.count()).where(ExceptionRow.status == "resolved", ExceptionRow.occurrences == 2)
     assert await scalar(api, resolved) == STORM

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from loopgate.common import metrics
-from loopgate.resolution_api import store
+from loopgate.resolution_api import store, verdicts
 from loopgate.resolution_api.clock import Clock, utcnow
 from loopgate.resolution_api.db import Database
 from loopgate.resolution_api.lifecycle import TRANSITIONS, Action, Status, time_to_resolve_seconds
@@ -152,7 +152,11 @@ async def work(
         if action is Action.RESOLVE:
             for row in rows:
                 if row.status == Status.RESOLVED and row.resolved_at == now:
-                    metrics.RESOLUTIONS.labels(row.decision, row.rule_id).inc()
+                    verdicts.count_resolution(
+                        rule_id=row.rule_id,
+                        decision=row.decision or "",
+                        time_to_resolve_seconds=row.time_to_resolve_seconds or 0.0,
+                    )
                     metrics.TIME_TO_RESOLVE.labels(row.severity).observe(row.time_to_resolve_seconds or 0.0)
         if len(rows) < chunk:
             break
