@@ -31,9 +31,9 @@ test: install ## run every test (starts and stops its own broker and PostgreSQL)
 	scripts/install-compose.sh
 	scripts/run-tests.sh $(PYTEST_ARGS)
 
-chaos: install ## fault-injection suite at full size (20000 events a scenario, 30 s API outage, 25 hostile-input examples); prints its table
+chaos: install ## fault-injection suite at full size (20000 events a scenario, 30 s API outage, 20 s loss of one of three brokers, 25 hostile-input examples); prints its table
 	LOOPGATE_CHAOS_EVENTS=20000 LOOPGATE_CHAOS_PUBLISH_SECONDS=20 LOOPGATE_CHAOS_API_OUTAGE_SECONDS=30 \
-	LOOPGATE_HOSTILE_EXAMPLES=25 \
+	LOOPGATE_CHAOS_BROKER_DOWN_SECONDS=20 LOOPGATE_HOSTILE_EXAMPLES=25 \
 		scripts/run-tests.sh -m chaos tests/chaos tests/integration/test_detector_hostile.py $(PYTEST_ARGS)
 
 bench: install ## benchmarks on a broker of their own; writes docs/benchmarks.{json,md}, prints the table

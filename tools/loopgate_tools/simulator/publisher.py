@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from loopgate.common.kafka import producer as kafka_producer
+from loopgate.common.kafka import reliable_producer
 from loopgate.common.settings import Settings
 from loopgate_tools.simulator.generator import SimEvent
 
@@ -96,7 +96,9 @@ async def publish(
         raise ValueError("rate must be > 0 (or None for no limit)")
     own: AIOKafkaProducer | None = None
     if producer is None:
-        producer = own = kafka_producer(
+        # acks=all and idempotent, as upstream producers should be: with acks=1 a write the leader
+        # acknowledged is lost when that broker dies before its followers copy it (the broker-loss chaos test).
+        producer = own = reliable_producer(
             settings,
             linger_ms=linger_ms,
             max_batch_size=256 * 1024,
