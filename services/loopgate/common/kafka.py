@@ -33,6 +33,7 @@ from aiokafka.errors import (
     UnsupportedSaslMechanismError,
 )
 
+from loopgate.common import metrics
 from loopgate.common.settings import Settings
 
 if TYPE_CHECKING:
@@ -604,3 +605,32 @@ async def partition_lags(where: KafkaTarget, group: str, topics_: list[str]) -> 
     finally:
         await reader.stop()
         await admin.close()
+
+
+class ConsumerLag:
+    """A worker's lag on what it consumes, from its own consumer's data (no extra broker request):
+    per partition, the high watermark its latest fetch returned minus the offset after the last
+    record it read; the gauge `loopgate_consumer_lag_messages{consumer, topic}` is the sum over the
+    partitions it owns, so summing over workers gives the group's lag."""
+
+    def __init__(self, consumer: str) -> None:
+        self.consumer = consumer
+        self._lags: dict[tuple[str, int], int] = {}
+
+    def observe(self, topic: str, partition: int, last_offset: int, highwater: int | None) -> None:
+        if highwater is None:  # not known before the partition's first fetch
+            return
+        self._lags[(topic, partition)] = max(0, highwater - last_offset - 1)
+        self._publish({topic})
+
+    def retain(self, owned: set[tuple[str, int]]) -> None:
+        """Forget partitions this worker no longer owns: their lag is their new owner's to report."""
+        gone = {key for key in self._lags if key not in owned}
+        for key in gone:
+            del self._lags[key]
+        self._publish({topic for topic, _ in gone})
+
+    def _publish(self, topics_: set[str]) -> None:
+        for topic in topics_:
+            lag = sum(value for (name, _), value in self._lags.items() if name == topic)
+            metrics.CONSUMER_LAG.labels(self.consumer, topic).set(lag)

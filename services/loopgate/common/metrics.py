@@ -35,6 +35,12 @@ OUTCOME_READER_ERRORS = Counter(
 DLQ_MESSAGES = Counter(
     "loopgate_dlq_messages_total", "Messages sent to events.dlq, by source topic and reason", ["topic", "reason"]
 )
+CONSUMER_LAG = Gauge(
+    "loopgate_consumer_lag_messages",
+    "Records on the broker this worker has not read yet, over its assigned partitions (the consumer's "
+    "high watermark minus the next offset, at its latest fetch), by consumer (detector, dispatcher) and topic",
+    ["consumer", "topic"],
+)
 ASSIGNED_PARTITIONS = Gauge(
     "loopgate_detector_assigned_partitions", "Upstream partitions this worker owns since the last rebalance"
 )
@@ -103,6 +109,10 @@ PRUNED_ROWS = Counter(
     ["table"],
 )
 OUTBOX_PENDING = Gauge("loopgate_outbox_pending", "Outcomes committed but not yet published")
+OUTBOX_OLDEST_PENDING = Gauge(
+    "loopgate_outbox_oldest_pending_timestamp_seconds",
+    "When the oldest outcome still waiting to be published was committed (Unix time); 0 when none waits",
+)
 EXCEPTION_TRANSITIONS = Counter(
     "loopgate_exception_transitions_total", "State changes of exceptions, by action", ["action"]
 )
@@ -122,6 +132,20 @@ API_REQUESTS_REFUSED = Counter(
     "loopgate_api_requests_refused_total",
     "Requests refused at the door before parsing, by reason (body_too_large, too_deep)",
     ["reason"],
+)
+
+# Filled by prometheus-fastapi-instrumentator (resolution_api/app.py): the route template, never the
+# path; the status class (2xx, 4xx, 5xx); unmatched paths are handler "none".
+API_REQUESTS = Counter(
+    "loopgate_api_requests_total",
+    "HTTP requests answered, by route template, method and status class",
+    ["handler", "method", "status"],
+)
+API_REQUEST_SECONDS = Histogram(
+    "loopgate_api_request_duration_seconds",
+    "Time to answer an HTTP request, by route template and method",
+    ["handler", "method"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 
 

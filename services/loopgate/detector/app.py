@@ -36,7 +36,7 @@ from aiokafka.errors import (
 from faust.types import Message, TableT
 
 from loopgate.common import metrics
-from loopgate.common.kafka import COMPACTED, ensure_topics, kafka_connection, wait_for_broker
+from loopgate.common.kafka import COMPACTED, ConsumerLag, ensure_topics, kafka_connection, wait_for_broker
 from loopgate.common.settings import Settings
 from loopgate.detector.batching import BatchingApp
 from loopgate.detector.budget import RECORD_BUDGET, fit_dead_letter
@@ -416,8 +416,15 @@ def create_app(settings: Settings, config: DetectionConfig | None = None) -> Bat
         dlq_budget=app.conf.producer_max_request_size - 1024,
     )
 
+    lag = ConsumerLag("detector")
+    for source in sources.values():  # labelled by contract topic name, like every detector metric
+        metrics.CONSUMER_LAG.labels(lag.consumer, source).set(0)
+
     async def handle_batch(messages: list[Message]) -> None:
         await processor.handle_batch(messages, app.producer)
+        last = {message.tp: message.offset for message in messages}  # a batch is in offset order
+        for tp, offset in last.items():
+            lag.observe(sources[tp.topic], tp.partition, offset, app.consumer.highwater(tp))
 
     app.consume_in_batches([raw_topic(name) for name in sources], handle_batch)
 
@@ -431,6 +438,7 @@ def create_app(settings: Settings, config: DetectionConfig | None = None) -> Bat
     @app.on_partitions_revoked.connect
     def on_revoked(sender: Any, /, *_: Any, signal: Any, **__: Any) -> None:
         metrics.ASSIGNED_PARTITIONS.set(0)
+        lag.retain(set())
 
     @app.on_partitions_assigned.connect
     def on_assigned(sender: Any, /, *args: Any, signal: Any, **__: Any) -> None:

@@ -30,7 +30,7 @@ from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from loopgate.common import metrics
-from loopgate.common.kafka import consumer, kafka_connection, reliable_producer, wait_for_broker
+from loopgate.common.kafka import ConsumerLag, consumer, kafka_connection, reliable_producer, wait_for_broker
 from loopgate.common.settings import Settings
 from loopgate.common.status_server import NotReady, StatusServer
 from loopgate.dispatcher.delivery import (
@@ -47,6 +47,7 @@ from loopgate.dispatcher.delivery import (
     post_batch,
     post_once,
 )
+from loopgate_schemas import topics
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,8 @@ class Dispatcher:
             listener=self._gate_changed,
         )
         self._consuming = False
+        self.lag = ConsumerLag("dispatcher")
+        metrics.CONSUMER_LAG.labels(self.lag.consumer, topics.EXCEPTIONS).set(0)  # the contract name
         # While the gate is closed, a fetched batch is given up (and fetched again) after about ten
         # probes at the capped backoff (60 s by default), so the consumer keeps polling and stays in
         # its group (max_poll_interval) through a misconfiguration of any length.
@@ -144,6 +147,7 @@ class Dispatcher:
                     await asyncio.sleep(1.0)
                     continue
                 if batch:
+                    self._observe_lag(batch)
                     await self._dispatch_batch(batch)
                 elif not self.gate.is_open and time.monotonic() >= next_check:
                     # No record to probe with: check without one, so a fix is seen (and /readyz
@@ -154,6 +158,11 @@ class Dispatcher:
             await self.consumer.stop()
             await self.dlq.stop()
             await self.client.close()
+
+    def _observe_lag(self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        self.lag.retain({(topics.EXCEPTIONS, tp.partition) for tp in self.consumer.assignment()})
+        for tp, records in batch.items():
+            self.lag.observe(topics.EXCEPTIONS, tp.partition, records[-1].offset, self.consumer.highwater(tp))
 
     def _chunks(self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> list[list[int]]:
         """The fetched records (numbered in partition order) in the requests that carry them: batches

@@ -13,9 +13,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from prometheus_fastapi_instrumentator import Instrumentator
+from prometheus_fastapi_instrumentator.metrics import Info
 from sqlalchemy.exc import OperationalError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
+from loopgate.common import metrics
 from loopgate.common.settings import Settings, get_settings
 from loopgate.resolution_api.background import BackgroundLoop
 from loopgate.resolution_api.clock import Clock, Monotonic, utcnow
@@ -27,6 +30,7 @@ from loopgate.resolution_api.limits import RequestLimits
 from loopgate.resolution_api.outbox import OutboxRelay
 from loopgate.resolution_api.retention import Retention
 from loopgate.resolution_api.routes import exceptions, export, health, stats, tokens
+from loopgate.resolution_api.routing import load_routes
 from loopgate.resolution_api.schemas import ExceptionBatch
 from loopgate.resolution_api.sweeper import Sweeper
 from loopgate.resolution_api.tokens import TokenCache, Tokens
@@ -76,6 +80,12 @@ def _document_batch_body(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+def _count_request(info: Info) -> None:
+    """Request rate, errors and latency, labelled by route template, method and status class."""
+    metrics.API_REQUESTS.labels(info.modified_handler, info.method, info.modified_status).inc()
+    metrics.API_REQUEST_SECONDS.labels(info.modified_handler, info.method).observe(info.modified_duration)
+
+
 def create_app(
     settings: Settings | None = None, *, clock: Clock = utcnow, monotonic: Monotonic = time.monotonic
 ) -> FastAPI:
@@ -101,10 +111,11 @@ def create_app(
     @asynccontextmanager
     async def _serving(app: FastAPI, db: Database, active: Settings) -> AsyncIterator[None]:
         try:
+            routing = load_routes(active.routes_file)  # a bad routes file refuses to start, naming the key
             await migrate_when_reachable(db)
             relay = OutboxRelay(db=db, settings=active)
             sweeper = Sweeper(db=db, settings=active, clock=clock)
-            intake = Intake(db=db, clock=clock)
+            intake = Intake(db=db, clock=clock, routing=routing)
             retention = Retention(db=db, settings=active, clock=clock)
             app.state.services = Services(
                 settings=active,
@@ -138,6 +149,8 @@ def create_app(
     _document_batch_body(app)
     install_error_handlers(app)
     app.add_middleware(RequestLimits, max_body_bytes=lambda: (settings or get_settings()).api_max_body_bytes)
+    # Outermost, so requests refused at the door are counted too; /metrics itself is not.
+    Instrumentator(excluded_handlers=["^/metrics$"]).add(_count_request).instrument(app)
     app.include_router(health.router)
     app.include_router(exceptions.router)
     app.include_router(tokens.router)

@@ -1,4 +1,4 @@
-"""The database-backed gauges /metrics shows: open exceptions by severity and status, the outbox."""
+"""The database-backed gauges /metrics shows: open exceptions by severity and status, the outbox and its oldest."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ async def refresh_gauges(*, db: Database) -> None:
     async with db.read() as session, session.begin():
         counts = await store.count_unresolved(session=session)
         pending, set_aside = await store.count_outbox(session=session)
+        oldest = await store.oldest_pending_outbox(session=session)
     for severity in Severity:
         for status in Status:
             if status is not Status.RESOLVED:
@@ -23,3 +24,4 @@ async def refresh_gauges(*, db: Database) -> None:
                 )
     metrics.OUTBOX_PENDING.set(pending)
     metrics.OUTBOX_SET_ASIDE_ROWS.set(set_aside)
+    metrics.OUTBOX_OLDEST_PENDING.set(oldest.timestamp() if oldest is not None else 0)

@@ -460,6 +460,12 @@ async def pending_outbox(*, session: AsyncSession, limit: int, claim: bool = Fal
     return list((await session.execute(stmt)).scalars())
 
 
+async def oldest_pending_outbox(*, session: AsyncSession) -> dt.datetime | None:
+    """When the oldest outcome still waiting to be published was committed; None when none waits."""
+    value: dt.datetime | None = await session.scalar(sa.select(sa.func.min(OutboxRow.created_at)).where(_PENDING))
+    return value
+
+
 async def count_outbox(*, session: AsyncSession) -> tuple[int, int]:
     """(pending, set aside) outcomes."""
     stmt = sa.select(
