@@ -13,7 +13,7 @@ from loopgate_schemas.exceptions import Kind, Severity
 OUTCOME_TYPE: Final = "loopgate.exception.resolved"
 OUTCOME_SOURCE = "loopgate/resolution-api"
 _OUTCOME_ID_NAMESPACE = uuid.UUID("9a3e2b71-3c8f-4d0e-b5a6-2f7e1c4d8a90")
-# Routing to queues (teams) does not exist yet: every exception is in this one queue until it does.
+# The queue of exceptions no route matches (the resolution API's routes file can rename it).
 DEFAULT_QUEUE: Final = "default"
 
 
@@ -122,8 +122,8 @@ class OutcomeData(BaseModel):
     )
     queue: str | None = Field(
         default=None,
-        description="v2. The queue (team) the exception was routed to. Routing is not configurable yet: always "
-        '"default".',
+        description="v2. The queue (team) the exception was routed to when it was created (the resolution API's "
+        "routes file).",
     )
 
 

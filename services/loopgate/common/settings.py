@@ -225,6 +225,23 @@ class Settings(BaseSettings):
         le=365 * 24 * _HOUR,
         description="The longest snooze an operator may ask for; SLA deadlines still apply while snoozed.",
     )
+    routes_file: Path | None = Field(
+        default=None,
+        description="Routing of exceptions to queues (TOML, see `routes.toml`); unset: the packaged `routes.toml`. "
+        "Read when the API starts: an unknown key or a bad value refuses to start, naming it.",
+    )
+    max_silence_seconds: float = Field(
+        default=90 * 24 * _HOUR,
+        gt=0,
+        le=365 * 24 * _HOUR,
+        description="The longest silence an operator may make (from its start to its end), and how far ahead it "
+        "may start.",
+    )
+    silence_expiring_soon_seconds: float = Field(
+        default=_HOUR,
+        ge=0,
+        description="An active silence ending within this long is shown as `expiring_soon`.",
+    )
     api_shutdown_seconds: float = Field(
         default=10.0,
         gt=0,

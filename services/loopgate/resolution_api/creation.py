@@ -13,14 +13,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from loopgate.common import metrics
-from loopgate.resolution_api import store
+from loopgate.resolution_api import silencing, store
 from loopgate.resolution_api.clock import Clock, utcnow
 from loopgate.resolution_api.db import Database
 from loopgate.resolution_api.domain_errors import Unavailable
-from loopgate.resolution_api.models import ExceptionRow
+from loopgate.resolution_api.models import ExceptionRow, SilenceRow
+from loopgate.resolution_api.routing import RoutingTable, route_of
 from loopgate_schemas.exceptions import ExceptionRecord
 
 _CREATE_ATTEMPTS = 5
+NO_ROUTES = RoutingTable()  # every exception in the default queue
 _COLUMNS = [attr.key for attr in sa.inspect(ExceptionRow).column_attrs]
 
 
@@ -39,15 +41,16 @@ class Received:
 
 
 async def create_or_group(
-    *, db: Database, received: list[Received], clock: Clock = utcnow
+    *, db: Database, received: list[Received], clock: Clock = utcnow, routing: RoutingTable = NO_ROUTES
 ) -> list[tuple[ExceptionRow, CreateResult]]:
     """Store exception records in one transaction, answering each in order: idempotent on the
     record's exception_id, grouped on its fingerprint (also with records earlier in the list).
-    A unique-index collision with a concurrent writer (another API process) retries them all."""
+    A new exception is routed to its queue (`routing`) and held by the first active silence that
+    matches it. A unique-index collision with a concurrent writer (another API process) retries them all."""
     for _ in range(_CREATE_ATTEMPTS):
         try:
             async with db.write() as session, session.begin():
-                stored = await _create_or_group_once(session, received, clock())
+                stored = await _create_or_group_once(session, received, clock(), routing)
         except IntegrityError:
             continue
         for _, result in stored:
@@ -57,7 +60,7 @@ async def create_or_group(
 
 
 async def _create_or_group_once(
-    session: AsyncSession, received: list[Received], now: dt.datetime
+    session: AsyncSession, received: list[Received], now: dt.datetime, routing: RoutingTable
 ) -> list[tuple[ExceptionRow, CreateResult]]:
     # A handful of statements for the whole list, whatever its length: read what is known about
     # these records, decide each in order in memory, then write every row in bulk.
@@ -68,6 +71,7 @@ async def _create_or_group_once(
     )
     rows = {row.id: row for row in unresolved.values()}
     rows.update(await store.get_exceptions(session=session, ids=set(seen.values()) - rows.keys()))
+    silences: list[SilenceRow] | None = None  # the active ones, read once, if a new exception needs them
     answers: list[tuple[ExceptionRow, CreateResult]] = []
     occurrences: list[dict[str, Any]] = []
     history: list[dict[str, Any]] = []
@@ -84,7 +88,15 @@ async def _create_or_group_once(
             store.count_occurrence(row, record)
             action, from_status, result = "grouped", row.status, CreateResult.GROUPED
         else:
-            row = unresolved[record.fingerprint] = store.new_exception(session=session, record=record, now=now)
+            if silences is None:
+                silences = await silencing.active_silences(session=session, now=now)
+            row = unresolved[record.fingerprint] = store.new_exception(
+                session=session,
+                record=record,
+                now=now,
+                queue=route_of(routing, record),
+                silenced_by=silencing.first_match(silences, record),
+            )
             action, from_status, result = "created", None, CreateResult.CREATED
         seen[record.exception_id] = row.id
         rows[row.id] = row

@@ -20,10 +20,11 @@ from dataclasses import dataclass
 
 from loopgate.resolution_api.background import DEFAULT_STOP_SECONDS, BackgroundLoop
 from loopgate.resolution_api.clock import Clock, utcnow
-from loopgate.resolution_api.creation import CreateResult, Received, create_or_group
+from loopgate.resolution_api.creation import NO_ROUTES, CreateResult, Received, create_or_group
 from loopgate.resolution_api.db import Database
 from loopgate.resolution_api.domain_errors import Unavailable
 from loopgate.resolution_api.models import ExceptionRow
+from loopgate.resolution_api.routing import RoutingTable
 from loopgate_schemas.exceptions import ExceptionRecord
 
 log = logging.getLogger(__name__)
@@ -41,8 +42,11 @@ class _Waiting:
 class Intake(BackgroundLoop):
     name = "intake"
 
-    def __init__(self, *, db: Database, max_batch: int = MAX_BATCH, clock: Clock = utcnow) -> None:
+    def __init__(
+        self, *, db: Database, max_batch: int = MAX_BATCH, clock: Clock = utcnow, routing: RoutingTable = NO_ROUTES
+    ) -> None:
         self._db = db
+        self._routing = routing
         self._max_batch = max_batch
         self._clock = clock
         self._queue: asyncio.Queue[_Waiting] = asyncio.Queue()
@@ -88,7 +92,9 @@ class Intake(BackgroundLoop):
 
     async def _write(self, batch: list[_Waiting]) -> None:
         try:
-            stored = await create_or_group(db=self._db, received=[w.received for w in batch], clock=self._clock)
+            stored = await create_or_group(
+                db=self._db, received=[w.received for w in batch], clock=self._clock, routing=self._routing
+            )
         except asyncio.CancelledError:
             for waiting in batch:
                 waiting.answer.cancel()

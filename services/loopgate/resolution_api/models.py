@@ -65,6 +65,19 @@ class ExceptionRow(Base):
             "ix_exceptions_status_severity_impact", "status", "severity_rank", "impact_amount", "created_at", "id"
         ),
         sa.Index("ix_exceptions_status_impact", "status", "impact_amount", "created_at", "id"),
+        # A queue's list (routing.py), newest first.
+        sa.Index("ix_exceptions_queue_created_at_id", "queue", "created_at", "id"),
+        # The default list (silenced ones left out) reads the unsilenced only, however many a silence holds.
+        sa.Index(
+            "ix_exceptions_unsilenced_status_created_at_id",
+            "status",
+            "created_at",
+            "id",
+            sqlite_where=sa.text("silenced_by IS NULL"),
+            postgresql_where=sa.text("silenced_by IS NULL"),
+        ),
+        # A silence that ends releases the exceptions it holds (silencing.py).
+        sa.Index("ix_exceptions_silenced_by", "silenced_by"),
     )
 
     id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
@@ -91,6 +104,11 @@ class ExceptionRow(Base):
     impact_amount: Mapped[float | None] = mapped_column(sa.Float)
     # The severity as a number to sort on: info 0 ... critical 4 (cursor.SEVERITY_RANK).
     severity_rank: Mapped[int] = mapped_column(sa.Integer)
+    # The queue (team) it was routed to when it was created (routing.py).
+    queue: Mapped[str] = mapped_column(sa.String(255))
+    # The active silence holding it out of the queue and out of notifications, or None (silencing.py
+    # keeps it up to date: at create, when a silence is made or expired, and when one starts or ends).
+    silenced_by: Mapped[str | None] = mapped_column(sa.String(32))
 
     occurrences: Mapped[int] = mapped_column(sa.BigInteger)
     first_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime)
@@ -175,3 +193,43 @@ class TokenRow(Base):
     token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class SilenceRow(Base):
+    """A silence: exceptions matching all its matchers (or every one, with match_all) are kept out
+    of the queue and out of notifications from starts_at until ends_at (moved to the expiry time
+    when it is expired early). Never deleted: the audit trail refers to it."""
+
+    __tablename__ = "silences"
+    __table_args__ = (sa.Index("ix_silences_applied_ends_at", "applied", "ends_at"),)
+
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    rule_id: Mapped[str | None] = mapped_column(sa.String(64))
+    client_id: Mapped[str | None] = mapped_column(sa.String(255))
+    subject: Mapped[str | None] = mapped_column(sa.String(255))
+    source: Mapped[str | None] = mapped_column(sa.String(255))
+    severity: Mapped[str | None] = mapped_column(sa.String(16))
+    match_all: Mapped[bool] = mapped_column(sa.Boolean)
+    starts_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(sa.String(255))
+    comment: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    expired_by: Mapped[str | None] = mapped_column(sa.String(255))
+    expired_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # The state last applied to the exceptions ("pending", "active", "expired"): the sweeper applies
+    # a silence's start and end when its time comes, once.
+    applied: Mapped[str] = mapped_column(sa.String(16))
+
+
+class SilenceEventRow(Base):
+    """The silences' audit trail: one row per action (created, expired, started, ended), who and when."""
+
+    __tablename__ = "silence_events"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    silence_id: Mapped[str] = mapped_column(sa.ForeignKey("silences.id"), index=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(sa.String(255))
+    action: Mapped[str] = mapped_column(sa.String(32))
+    fields: Mapped[dict[str, Any]] = mapped_column(sa.JSON)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterable
+from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
 
 import orjson
@@ -187,6 +188,12 @@ class ExceptionRead(BaseModel):
     assignee: str | None
     snoozed_until: AwareDatetime | None
     sla_breach: str | None = Field(description="The last SLA breached: null, 'ack' or 'resolve'")
+    queue: str = Field(description="The queue (team) it was routed to when it was created (the routes file)")
+    silenced_by: str | None = Field(
+        default=None,
+        description="The id of the active silence holding it out of the on-call queue and out of notifications; "
+        "null when none does",
+    )
     resolution: Resolution | None = Field(description="The current final resolution; null until resolved")
     resolution_count: int
     version: int = Field(description="Bumped by every state change; also the ETag")
@@ -246,6 +253,17 @@ _STORED_AS_IS = tuple(
     for name in ExceptionRead.model_fields
     if name not in {"kind", "severity", "status", "event_ref", "impact", "resolution"}
 )
+
+
+class SilencedFilter(StrEnum):
+    """The list's `silenced` filter: the on-call queue leaves silenced exceptions out."""
+
+    FALSE = "false"
+    TRUE = "true"
+    ALL = "all"
+
+    def as_filter(self) -> bool | None:
+        return {SilencedFilter.FALSE: False, SilencedFilter.TRUE: True, SilencedFilter.ALL: None}[self]
 
 
 class ExceptionPage(BaseModel):

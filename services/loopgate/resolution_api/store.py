@@ -21,6 +21,7 @@ from loopgate.resolution_api.models import (
     OutboxRow,
 )
 from loopgate_schemas.exceptions import ExceptionRecord
+from loopgate_schemas.outcomes import DEFAULT_QUEUE
 
 # --- exceptions ------------------------------------------------------------------------------
 
@@ -83,12 +84,16 @@ def _record_columns(record: ExceptionRecord) -> dict[str, Any]:
     }
 
 
-def new_exception_values(record: ExceptionRecord, *, now: dt.datetime) -> dict[str, Any]:
-    """The column values of a new open exception from its first record (the one row shape: the
-    benchmark loads rows built here too)."""
+def new_exception_values(
+    record: ExceptionRecord, *, now: dt.datetime, queue: str = DEFAULT_QUEUE, silenced_by: str | None = None
+) -> dict[str, Any]:
+    """The column values of a new open exception from its first record, routed to `queue` and held
+    by the silence `silenced_by` (the one row shape: the benchmark loads rows built here too)."""
     return {
         "id": record.exception_id,
         **_record_columns(record),
+        "queue": queue,
+        "silenced_by": silenced_by,
         "occurrences": record.occurrences,
         "first_seen": record.detected_at.astimezone(dt.UTC),
         "last_seen": record.detected_at.astimezone(dt.UTC),
@@ -100,9 +105,16 @@ def new_exception_values(record: ExceptionRecord, *, now: dt.datetime) -> dict[s
     }
 
 
-def new_exception(*, session: AsyncSession, record: ExceptionRecord, now: dt.datetime) -> ExceptionRow:
+def new_exception(
+    *,
+    session: AsyncSession,
+    record: ExceptionRecord,
+    now: dt.datetime,
+    queue: str = DEFAULT_QUEUE,
+    silenced_by: str | None = None,
+) -> ExceptionRow:
     """A new open exception from its first record, added to the session (inserted at its flush)."""
-    row = ExceptionRow(**new_exception_values(record, now=now))
+    row = ExceptionRow(**new_exception_values(record, now=now, queue=queue, silenced_by=silenced_by))
     session.add(row)
     return row
 
@@ -158,6 +170,9 @@ class ExceptionFilters:
     detected_before: dt.datetime | None = None
     # impact_amount >= min_impact (whatever the currency); exceptions without an impact never match.
     min_impact: float | None = None
+    queue: Sequence[str] = ()
+    # False: only those no silence holds (the on-call queue); True: only silenced ones; None: both.
+    silenced: bool | None = None
 
 
 async def list_exceptions(
@@ -322,6 +337,10 @@ def _filter_conditions(filters: ExceptionFilters) -> list[sa.ColumnElement[bool]
         conditions.append(t.first_seen < filters.detected_before)
     if filters.min_impact is not None:
         conditions.append(t.impact_amount >= filters.min_impact)
+    if filters.queue:
+        conditions.append(t.queue.in_(filters.queue))
+    if filters.silenced is not None:
+        conditions.append(t.silenced_by.is_not(None) if filters.silenced else t.silenced_by.is_(None))
     return conditions
 
 

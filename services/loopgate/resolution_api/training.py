@@ -8,7 +8,7 @@ from typing import Any
 
 from loopgate.resolution_api.models import ExceptionRow
 from loopgate_schemas.exceptions import Kind, Severity
-from loopgate_schemas.outcomes import DEFAULT_QUEUE, Decision, FieldChange, OutcomeData, outcome_id_for
+from loopgate_schemas.outcomes import Decision, FieldChange, OutcomeData, outcome_id_for
 from loopgate_schemas.training import (
     TrainingRecord,
     event_id_of,
@@ -47,7 +47,7 @@ def _fields(row: ExceptionRow) -> dict[str, Any]:
         "model": model_of(event),
         "model_confidence": model_confidence_of(event),
         "detected_at": row.first_seen,
-        "queue": DEFAULT_QUEUE,
+        "queue": row.queue,
     }
 
 

@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 import orjson
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response, status
+from pydantic import StringConstraints
 
 from loopgate.resolution_api import bulk_work as bulk_work_service
 from loopgate.resolution_api import reading, transitions
@@ -40,6 +41,7 @@ from loopgate.resolution_api.schemas import (
     ReopenRequest,
     ResolveRequest,
     Rfc3339,
+    SilencedFilter,
     SnoozeRequest,
     ValidationErrorBody,
     snooze_in_past,
@@ -161,6 +163,17 @@ async def list_exceptions(
         Rfc3339 | None,
         Query(description="Only exceptions first detected before this time (RFC 3339, with an offset)"),
     ] = None,
+    queue: Annotated[
+        list[Annotated[str, StringConstraints(min_length=1, max_length=255)]] | None,
+        Query(description="Only exceptions routed to this queue; repeat to allow several"),
+    ] = None,
+    silenced: Annotated[
+        SilencedFilter,
+        Query(
+            description="false (the default, the on-call queue): only exceptions no silence holds; true: only the "
+            "silenced ones; all: both"
+        ),
+    ] = SilencedFilter.FALSE,
     min_impact: Annotated[
         float | None,
         Query(
@@ -197,6 +210,8 @@ async def list_exceptions(
         detected_after=detected_after,
         detected_before=detected_before,
         min_impact=min_impact,
+        queue=list(queue or ()),
+        silenced=silenced.as_filter(),
     )
     rows, next_cursor = await reading.list_page(db=services.db, filters=filters, sort=sort, cursor=cursor, limit=limit)
     return ExceptionPage(items=[ExceptionRead.from_row(r) for r in rows], next_cursor=next_cursor)

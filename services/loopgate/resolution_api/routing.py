@@ -1,0 +1,151 @@
+"""Routing: which queue (team) an exception goes to, decided once, when it is created.
+
+The routes file (TOML: the packaged routes.toml unless LOOPGATE_ROUTES_FILE points elsewhere) is
+an ordered list of routes, each with matchers on rule, severity (exact, or a minimum), client,
+source and kind, and a queue; the first route whose matchers all hold wins, else the default
+queue. A queue may be templated from the client (`queue = "reviewers-{client_id}"`): one queue
+per client, as claim verification needs. Loaded strictly when the API starts: an unknown key or
+a hostile value refuses to start, naming the key. `route_of` is the pure function creation.py calls.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+import tomllib
+from pathlib import Path
+from typing import Annotated, Self
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+
+from loopgate.resolution_api.cursor import SEVERITY_RANK
+from loopgate_schemas.exceptions import ExceptionRecord, Kind, Severity
+from loopgate_schemas.outcomes import DEFAULT_QUEUE
+
+DEFAULT_ROUTES_PATH = Path(__file__).with_name("routes.toml")
+MAX_QUEUE_LENGTH = 255  # the exceptions.queue column
+TEMPLATE_FIELDS = ("client_id", "rule_id", "source")  # what a queue template may name
+# A queue name (after templating): letters, digits and . _ : / - ; no spaces, nothing a URL or a label chokes on.
+_QUEUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]*")
+
+Matcher = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+
+
+def _template_fields(template: str) -> list[str]:
+    """The fields a queue template names; ValueError for a malformed or unknown one."""
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as err:
+        raise ValueError(f"malformed template {template!r}: {err}") from None
+    names = []
+    for _literal, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if name not in TEMPLATE_FIELDS or spec or conversion:
+            raise ValueError(f"template {template!r} may only name {{{'}, {'.join(TEMPLATE_FIELDS)}}} (got {{{name}}})")
+        names.append(name)
+    return names
+
+
+def _check_queue(template: str) -> str:
+    _template_fields(template)
+    sample = template.format(**dict.fromkeys(TEMPLATE_FIELDS, "x"))
+    if not _QUEUE.fullmatch(sample) or len(sample) > MAX_QUEUE_LENGTH:
+        raise ValueError(
+            f"queue {template!r}: a queue name starts with a letter or digit, then letters, digits or . _ : / - "
+            f"(at most {MAX_QUEUE_LENGTH} characters)"
+        )
+    return template
+
+
+QueueName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_QUEUE_LENGTH)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Route(Strict):
+    """One route: every matcher given must hold (a list: any of its values); none given matches all."""
+
+    name: str = Field(default="", max_length=255, description="For people reading the file and the logs")
+    rule: list[Matcher] | None = None
+    severity: list[Severity] | None = None
+    min_severity: Severity | None = None
+    client: list[Matcher] | None = None
+    source: list[Matcher] | None = None
+    kind: list[Kind] | None = None
+    queue: QueueName
+
+    @model_validator(mode="after")
+    def _valid(self) -> Self:
+        _check_queue(self.queue)
+        for name in ("rule", "severity", "client", "source", "kind"):
+            if getattr(self, name) == []:
+                raise ValueError(f"{name}: an empty list matches nothing; leave it out to match everything")
+        if self.severity is not None and self.min_severity is not None:
+            raise ValueError("give severity (exact) or min_severity, not both")
+        return self
+
+    def matches(self, record: ExceptionRecord) -> bool:
+        severity = record.severity
+        return (
+            (self.rule is None or record.rule_id in self.rule)
+            and (self.severity is None or severity in self.severity)
+            and (self.min_severity is None or SEVERITY_RANK[severity.value] >= SEVERITY_RANK[self.min_severity.value])
+            and (self.client is None or record.client_id in self.client)
+            and (self.source is None or record.source in self.source)
+            and (self.kind is None or record.kind in self.kind)
+        )
+
+    def queue_for(self, record: ExceptionRecord) -> str | None:
+        """The queue this route sends the record to; None when its template names a field the record
+        lacks, or the filled-in name is not a valid queue name (the next route is tried)."""
+        if "{" not in self.queue:
+            return self.queue
+        values = {"client_id": record.client_id, "rule_id": record.rule_id, "source": record.source}
+        if any(not values[name] for name in _template_fields(self.queue)):
+            return None
+        queue = self.queue.format(**values)
+        return queue if _QUEUE.fullmatch(queue) and len(queue) <= MAX_QUEUE_LENGTH else None
+
+
+class RoutingTable(Strict):
+    """The routes file: `default_queue`, then `[[routes]]` in order."""
+
+    default_queue: QueueName = DEFAULT_QUEUE
+    routes: list[Route] = Field(default_factory=list, max_length=1000)
+
+    @model_validator(mode="after")
+    def _valid(self) -> Self:
+        if "{" in self.default_queue or "}" in self.default_queue:
+            raise ValueError("default_queue: cannot be a template")
+        _check_queue(self.default_queue)
+        return self
+
+
+def route_of(table: RoutingTable, record: ExceptionRecord) -> str:
+    """The queue of an exception opened by `record`: the first matching route's, else the default."""
+    for route in table.routes:
+        if route.matches(record):
+            queue = route.queue_for(record)
+            if queue is not None:
+                return queue
+    return table.default_queue
+
+
+class RoutesError(Exception):
+    """The routes file cannot be used; the message names the key."""
+
+
+def load_routes(path: Path | None = None) -> RoutingTable:
+    path = path or DEFAULT_ROUTES_PATH
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+        raise RoutesError(f"{path}: {err}") from None
+    try:
+        return RoutingTable.model_validate(raw)
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors(include_url=False))
+        raise RoutesError(f"{path}: {problems}") from None

@@ -1,0 +1,302 @@
+"""Silences: matchers on rule, client, subject, source and severity with a start and an end.
+Matching exceptions are stored and counted as always, but held out of the on-call queue and out
+of notifications while the silence lasts, never dropped.
+
+Stored, not computed: each exception's `silenced_by` names the active silence holding it (None:
+none). It is set when the exception is created (the first active silence that matches), when a
+silence is created already active or starts (the sweeper), and cleared when a silence is expired
+or ends (every active silence is then applied again, so one that overlaps keeps holding). So the
+default list is `silenced_by IS NULL`, read from a partial index, however many exceptions a
+silence holds; notifications read the same flag (`is_silenced`). Only unresolved exceptions are
+newly held; a silence that ends releases everything it held, so those still unresolved are back
+in the queue.
+
+Every action on a silence (created, expired, and the sweeper's started and ended) is in its
+audit trail, `silence_events`, with the actor and the time."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from loopgate.resolution_api.clock import Clock, utcnow
+from loopgate.resolution_api.db import Database
+from loopgate.resolution_api.domain_errors import Conflict, NotFound
+from loopgate.resolution_api.lifecycle import Status
+from loopgate.resolution_api.models import ExceptionRow, SilenceEventRow, SilenceRow
+
+SYSTEM = "system"
+MATCHERS = ("rule_id", "client_id", "subject", "source", "severity")
+# An exception created moments before a silence, in a transaction the silence's could not see yet
+# (PostgreSQL), is caught by the sweeper's next pass: it applies active silences again to exceptions
+# created this recently.
+RECHECK_SECONDS = 300.0
+
+
+class SilenceState(StrEnum):
+    PENDING = "pending"  # starts later
+    ACTIVE = "active"
+    EXPIRED = "expired"  # ended, or expired early
+
+
+class Matchable(Protocol):
+    """What a silence matches on: an exception record or a stored exception."""
+
+    @property
+    def rule_id(self) -> str: ...
+    @property
+    def client_id(self) -> str | None: ...
+    @property
+    def subject(self) -> str: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def severity(self) -> str: ...
+
+
+def state_of(silence: SilenceRow, now: dt.datetime) -> SilenceState:
+    if now >= silence.ends_at:
+        return SilenceState.EXPIRED
+    return SilenceState.ACTIVE if now >= silence.starts_at else SilenceState.PENDING
+
+
+def matches(silence: SilenceRow, exception: Matchable) -> bool:
+    """Every matcher the silence has holds (match_all: it has none and matches everything)."""
+    for name in MATCHERS:
+        wanted = getattr(silence, name)
+        if wanted is not None and str(getattr(exception, name)) != wanted:
+            return False
+    return True
+
+
+def first_match(silences: Iterable[SilenceRow], exception: Matchable) -> str | None:
+    """The id of the first silence (of those given: the active ones) that holds the exception."""
+    return next((s.id for s in silences if matches(s, exception)), None)
+
+
+def is_silenced(row: ExceptionRow) -> bool:
+    """Whether an active silence holds the exception out of the queue and out of notifications."""
+    return row.silenced_by is not None
+
+
+def _match_conditions(silence: SilenceRow) -> list[sa.ColumnElement[bool]]:
+    t = ExceptionRow
+    columns = {"rule_id": t.rule_id, "client_id": t.client_id, "subject": t.subject, "source": t.source}
+    conditions = [column == getattr(silence, name) for name, column in columns.items() if getattr(silence, name)]
+    if silence.severity is not None:
+        conditions.append(t.severity == silence.severity)
+    return conditions
+
+
+# --- queries ---------------------------------------------------------------------------------
+
+
+async def active_silences(*, session: AsyncSession, now: dt.datetime) -> list[SilenceRow]:
+    """Silences in force at `now`, oldest first (so the first one made holds an exception)."""
+    stmt = (
+        sa.select(SilenceRow)
+        .where(SilenceRow.starts_at <= now, SilenceRow.ends_at > now)
+        .order_by(SilenceRow.created_at, SilenceRow.id)
+    )
+    return list((await session.scalars(stmt)).all())
+
+
+async def _hold(*, session: AsyncSession, silence: SilenceRow, created_since: dt.datetime | None = None) -> int:
+    """Hold the unresolved, unheld exceptions the silence matches; how many."""
+    t = ExceptionRow
+    stmt = (
+        sa.update(t)
+        .where(t.silenced_by.is_(None), t.status != Status.RESOLVED, *_match_conditions(silence))
+        .values(silenced_by=silence.id)
+        .execution_options(synchronize_session=False)
+    )
+    if created_since is not None:
+        stmt = stmt.where(t.created_at >= created_since)
+    result = await session.execute(stmt)
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def _release(*, session: AsyncSession, silence: SilenceRow, now: dt.datetime) -> int:
+    """Release what the silence held, then let the other active silences hold what they match; how
+    many it released."""
+    t = ExceptionRow
+    result = await session.execute(
+        sa.update(t)
+        .where(t.silenced_by == silence.id)
+        .values(silenced_by=None)
+        .execution_options(synchronize_session=False)
+    )
+    for other in await active_silences(session=session, now=now):
+        if other.id != silence.id:
+            await _hold(session=session, silence=other)
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def count_held(*, session: AsyncSession, silence_ids: Sequence[str]) -> dict[str, int]:
+    if not silence_ids:
+        return {}
+    stmt = (
+        sa.select(ExceptionRow.silenced_by, sa.func.count())
+        .where(ExceptionRow.silenced_by.in_(silence_ids))
+        .group_by(ExceptionRow.silenced_by)
+    )
+    return {str(sid): int(n) for sid, n in (await session.execute(stmt)).all()}
+
+
+def _event(silence_id: str, at: dt.datetime, actor: str, action: str, fields: dict[str, Any]) -> SilenceEventRow:
+    return SilenceEventRow(silence_id=silence_id, at=at, actor=actor, action=action, fields=fields)
+
+
+# --- service ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NewSilence:
+    """A silence as asked for (validated by the route: times in order, within the allowed length)."""
+
+    matchers: dict[str, str | None]  # MATCHERS -> value or None
+    match_all: bool
+    starts_at: dt.datetime
+    ends_at: dt.datetime
+    comment: str
+
+
+async def create(*, db: Database, new: NewSilence, actor: str, clock: Clock = utcnow) -> tuple[SilenceRow, int]:
+    """Make a silence; held at once if it is already active. (the silence, exceptions it holds)."""
+    now = clock()
+    silence = SilenceRow(
+        id=uuid.uuid4().hex,
+        **{name: new.matchers.get(name) for name in MATCHERS},
+        match_all=new.match_all,
+        starts_at=new.starts_at,
+        ends_at=new.ends_at,
+        created_by=actor,
+        comment=new.comment,
+        created_at=now,
+        applied=SilenceState.PENDING.value,
+    )
+    async with db.write() as session, session.begin():
+        session.add(silence)
+        await session.flush()
+        held = 0
+        if state_of(silence, now) is SilenceState.ACTIVE:
+            held = await _hold(session=session, silence=silence)
+            silence.applied = SilenceState.ACTIVE.value
+        session.add(
+            _event(
+                silence.id,
+                now,
+                actor,
+                "created",
+                {
+                    **{name: getattr(silence, name) for name in MATCHERS},
+                    "match_all": silence.match_all,
+                    "starts_at": silence.starts_at.isoformat(),
+                    "ends_at": silence.ends_at.isoformat(),
+                    "comment": silence.comment,
+                    "held": held,
+                },
+            )
+        )
+    return silence, held
+
+
+async def get(*, db: Database, silence_id: str) -> tuple[SilenceRow, int]:
+    async with db.read() as session, session.begin():
+        silence = await session.get(SilenceRow, silence_id)
+        if silence is None:
+            raise NotFound(f"no silence with id {silence_id!r}")
+        held = await count_held(session=session, silence_ids=[silence.id])
+    return silence, held.get(silence.id, 0)
+
+
+async def list_silences(
+    *, db: Database, states: Sequence[SilenceState], limit: int, clock: Clock = utcnow
+) -> list[tuple[SilenceRow, int]]:
+    """Silences in `states` at the clock's time: those ending soonest first (the expired: the most
+    recently ended first), each with the exceptions it holds."""
+    now = clock()
+    s = SilenceRow
+    by_state = {
+        SilenceState.PENDING: sa.and_(s.starts_at > now, s.ends_at > now),
+        SilenceState.ACTIVE: sa.and_(s.starts_at <= now, s.ends_at > now),
+        SilenceState.EXPIRED: s.ends_at <= now,
+    }
+    order = [s.ends_at.desc(), s.id] if SilenceState.EXPIRED in states else [s.ends_at, s.id]
+    stmt = sa.select(s).where(sa.or_(*(by_state[state] for state in states))).order_by(*order).limit(limit)
+    async with db.read() as session, session.begin():
+        silences = list((await session.scalars(stmt)).all())
+        held = await count_held(session=session, silence_ids=[x.id for x in silences])
+    return [(x, held.get(x.id, 0)) for x in silences]
+
+
+async def expire(*, db: Database, silence_id: str, actor: str, clock: Clock = utcnow) -> tuple[SilenceRow, int]:
+    """End a silence now (a pending one never starts): what it held is back in the queue if unresolved."""
+    now = clock()
+    async with db.write() as session, session.begin():
+        silence = await session.get(SilenceRow, silence_id, with_for_update=True, populate_existing=True)
+        if silence is None:
+            raise NotFound(f"no silence with id {silence_id!r}")
+        if state_of(silence, now) is SilenceState.EXPIRED:
+            raise Conflict(f"silence {silence_id!r} already ended at {silence.ends_at.isoformat()}")
+        was = silence.ends_at
+        silence.ends_at = now
+        silence.expired_at = now
+        silence.expired_by = actor
+        released = 0
+        if silence.applied == SilenceState.ACTIVE.value:
+            released = await _release(session=session, silence=silence, now=now)
+        silence.applied = SilenceState.EXPIRED.value
+        session.add(_event(silence.id, now, actor, "expired", {"was_ending_at": was.isoformat(), "released": released}))
+    return silence, 0
+
+
+async def history(*, db: Database, silence_id: str) -> list[SilenceEventRow]:
+    async with db.read() as session, session.begin():
+        if await session.get(SilenceRow, silence_id) is None:
+            raise NotFound(f"no silence with id {silence_id!r}")
+        stmt = sa.select(SilenceEventRow).where(SilenceEventRow.silence_id == silence_id).order_by(SilenceEventRow.id)
+        return list((await session.scalars(stmt)).all())
+
+
+async def apply_due(*, db: Database, clock: Clock = utcnow) -> tuple[int, int]:
+    """The sweeper's pass: silences whose start has come hold what they match, those whose end has
+    come release what they held (each once, in the audit trail as the system's); every active one
+    then holds what was created in the last RECHECK_SECONDS and it missed. (started, ended)."""
+    now = clock()
+    s = SilenceRow
+    started = ended = 0
+    async with db.write() as session, session.begin():
+        due = (
+            await session.scalars(
+                sa.select(s)
+                .where(s.applied != SilenceState.EXPIRED.value)
+                .where(sa.or_(s.ends_at <= now, sa.and_(s.applied == SilenceState.PENDING.value, s.starts_at <= now)))
+                .order_by(s.ends_at, s.id)
+                .with_for_update()
+            )
+        ).all()
+        for silence in due:
+            if state_of(silence, now) is SilenceState.EXPIRED:
+                released = 0
+                if silence.applied == SilenceState.ACTIVE.value:
+                    released = await _release(session=session, silence=silence, now=now)
+                silence.applied = SilenceState.EXPIRED.value
+                session.add(_event(silence.id, now, SYSTEM, "ended", {"released": released}))
+                ended += 1
+            else:
+                held = await _hold(session=session, silence=silence)
+                silence.applied = SilenceState.ACTIVE.value
+                session.add(_event(silence.id, now, SYSTEM, "started", {"held": held}))
+                started += 1
+        recent = now - dt.timedelta(seconds=RECHECK_SECONDS)
+        for silence in await active_silences(session=session, now=now):
+            await _hold(session=session, silence=silence, created_since=recent)
+    return started, ended
