@@ -162,6 +162,11 @@ class Settings(BaseSettings):
     )
     api_host: str = Field(default="127.0.0.1", description="Address the API listens on.")
     api_port: int = Field(default=8000, description="Port the API listens on.")
+    console_secure_cookie: bool = Field(
+        default=True,
+        description="The console's sign-in cookie is sent over HTTPS only; false only to use the console over plain "
+        "http on one's own machine (`make demo`).",
+    )
     outbox_interval_seconds: float = Field(
         default=1.0,
         gt=0,

@@ -22,6 +22,7 @@ from loopgate.common import metrics
 from loopgate.common.settings import Settings, get_settings
 from loopgate.resolution_api.background import BackgroundLoop
 from loopgate.resolution_api.clock import Clock, Monotonic, utcnow
+from loopgate.resolution_api.console.routes import install as install_console
 from loopgate.resolution_api.db import Database, SecondWriter
 from loopgate.resolution_api.deps import Services
 from loopgate.resolution_api.errors import install_error_handlers
@@ -156,4 +157,5 @@ def create_app(
     app.include_router(tokens.router)
     app.include_router(stats.router)
     app.include_router(export.router)
+    install_console(app)  # the operators' web console under /console
     return app

@@ -1,0 +1,484 @@
+"""/console: sign-in and sign-out, the queue, one exception and its actions, bulk actions.
+
+Thin, like the API's routes: read the form, check the session, its role and the CSRF value, call
+the service layer (reading, transitions, bulk_work) with the app's clock, render a template. A
+stale page (its version no longer the exception's) gets "changed by someone else", never an
+overwrite: every action sends the version the page was rendered from as If-Match."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
+from starlette.datastructures import FormData
+
+from loopgate.resolution_api import bulk_work, reading, transitions
+from loopgate.resolution_api.console import session, views
+from loopgate.resolution_api.console.queue import PAGE_SIZE, SEVERITIES, STATUSES, BadQuery, QueueQuery, counts
+from loopgate.resolution_api.cursor import Sort
+from loopgate.resolution_api.deps import Services, get_services
+from loopgate.resolution_api.domain_errors import Conflict, DomainError, NotFound, PreconditionFailed
+from loopgate.resolution_api.lifecycle import Action, Status
+from loopgate.resolution_api.permissions import Permission, allows
+from loopgate.resolution_api.schemas import ExceptionRead, ResolveRequest, snooze_too_long
+from loopgate.resolution_api.tokens import Principal
+from loopgate_schemas.outcomes import Decision
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=HERE / "templates")
+templates.env.globals.update(severities=SEVERITIES, statuses=STATUSES, decisions=[d.value for d in Decision])
+router = APIRouter(prefix="/console", include_in_schema=False)
+SNOOZE_HOURS = (1, 4, 24)
+MAX_FORM_FIELDS = 600
+
+
+def install(app: FastAPI) -> None:
+    """Serve the console on `app`: its pages and its static files."""
+    app.include_router(router)
+    app.mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static")
+
+
+class Forbidden(Exception):
+    """A form without the session's CSRF value, or a role that may not do what it asks."""
+
+
+def _page(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
+    response = templates.TemplateResponse(request, name, context, status_code=status_code)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'"
+    )
+    return response
+
+
+def _to_sign_in() -> RedirectResponse:
+    return RedirectResponse("/console/sign-in", status_code=303)
+
+
+def _refused(request: Request, message: str) -> HTMLResponse:
+    return _page(request, "message.html", {"title": "Refused", "message": message, "user": None}, 403)
+
+
+async def _form(request: Request) -> FormData:
+    return await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
+
+
+def _text(form: FormData, name: str, limit: int = 4000) -> str:
+    value = form.get(name)
+    return value[:limit] if isinstance(value, str) else ""
+
+
+async def _session(request: Request, *, need: Permission) -> tuple[Services, Principal, str] | Response:
+    services = await get_services(request)
+    found = await session.signed_in(request, services)
+    if found is None:
+        return _to_sign_in()
+    principal, token = found
+    if not allows(principal.role, need):
+        return _refused(request, f"Your token's role ({principal.role.value}) may not {need.value}.")
+    return services, principal, token
+
+
+def _context(principal: Principal, token: str, **more: Any) -> dict[str, Any]:
+    return {
+        "user": principal,
+        "csrf": session.csrf_for(token),
+        "can_work": allows(principal.role, Permission.WORK),
+        **more,
+    }
+
+
+async def _checked_post(request: Request, need: Permission) -> tuple[Services, Principal, str, FormData] | Response:
+    """A signed-in POST: its session, role and CSRF value checked; its form read."""
+    found = await _session(request, need=need)
+    if isinstance(found, Response):
+        if found.status_code == 303:
+            return _refused(request, "Your session has ended: sign in again.")
+        return found
+    services, principal, token = found
+    form = await _form(request)
+    if not session.same(session.csrf_for(token), _text(form, "csrf", 200)):
+        return _refused(request, "This form has no valid CSRF token: reload the page and try again.")
+    return services, principal, token, form
+
+
+# --- sign-in -----------------------------------------------------------------------------------
+
+
+@router.get("")
+@router.get("/")
+async def home() -> RedirectResponse:
+    return RedirectResponse("/console/queue", status_code=303)
+
+
+@router.get("/sign-in")
+async def sign_in_page(request: Request) -> Response:
+    services = await get_services(request)
+    response = _page(request, "sign_in.html", {"user": None, "error": None})
+    csrf = session.sign_in_csrf(request, response, secure=services.settings.console_secure_cookie)
+    return _page_with(request, "sign_in.html", {"user": None, "error": None, "csrf": csrf}, response)
+
+
+def _page_with(request: Request, name: str, context: dict[str, Any], carrier: Response, status: int = 200) -> Response:
+    """Render `name` keeping the cookies `carrier` already set."""
+    page = _page(request, name, context, status)
+    for key, value in carrier.raw_headers:
+        if key == b"set-cookie":
+            page.raw_headers.append((key, value))
+    return page
+
+
+@router.post("/sign-in")
+async def sign_in(request: Request) -> Response:
+    services = await get_services(request)
+    secure = services.settings.console_secure_cookie
+    form = await _form(request)
+    if not session.same(request.cookies.get(session.SIGN_IN_CSRF_COOKIE), _text(form, "csrf", 200)):
+        return _refused(request, "The sign-in form has no valid CSRF token: reload the page and try again.")
+    token = _text(form, "token", 300).strip()
+    principal = await services.tokens.verify(token) if token and len(token) < 200 else None
+    error = None
+    if principal is None:
+        error = "That token is unknown or revoked."
+    elif not allows(principal.role, Permission.READ):
+        error = f"A {principal.role.value} token cannot sign in to the console: use an operator's or admin's token."
+    if error:
+        carrier = Response()
+        csrf = session.sign_in_csrf(request, carrier, secure=secure)
+        return _page_with(request, "sign_in.html", {"user": None, "error": error, "csrf": csrf}, carrier, 401)
+    response = RedirectResponse("/console/queue", status_code=303)
+    session.start_session(response, token, secure=secure)
+    return response
+
+
+@router.post("/sign-out")
+async def sign_out(request: Request) -> Response:
+    checked = await _checked_post(request, Permission.READ)
+    if isinstance(checked, Response):
+        return checked
+    services = checked[0]
+    response = RedirectResponse("/console/sign-in", status_code=303)
+    session.end_session(response, secure=services.settings.console_secure_cookie)
+    return response
+
+
+# --- the queue ---------------------------------------------------------------------------------
+
+
+@router.get("/queue")
+async def queue_page(request: Request) -> Response:
+    found = await _session(request, need=Permission.READ)
+    if isinstance(found, Response):
+        return found
+    services, principal, token = found
+    try:
+        query = QueueQuery.from_params(request.query_params)
+        rows, next_cursor = await reading.list_page(
+            db=services.db, filters=query.filters(), sort=Sort(query.sort), cursor=query.cursor or None, limit=PAGE_SIZE
+        )
+    except (BadQuery, DomainError) as err:
+        message = err.message if isinstance(err, DomainError) else str(err)
+        return _page(request, "message.html", _context(principal, token, title="Bad filter", message=message), 400)
+    now = services.clock()
+    items = [
+        (
+            ExceptionRead.from_row(row),
+            views.sla_countdown(
+                status=Status(row.status),
+                first_seen=row.first_seen,
+                policy=services.settings.slas[row.severity],  # type: ignore[index]
+                now=now,
+            ),
+        )
+        for row in rows
+    ]
+    context = _context(
+        principal,
+        token,
+        query=query,
+        items=items,
+        next_cursor=next_cursor,
+        counts=await counts(db=services.db, query=query),
+        notice=_text(request.query_params, "notice", 300),  # type: ignore[arg-type]
+    )
+    return _page(request, "queue.html", context)
+
+
+# --- one exception -----------------------------------------------------------------------------
+
+
+async def _exception_page(
+    request: Request,
+    services: Services,
+    principal: Principal,
+    token: str,
+    exception_id: str,
+    *,
+    notice: str = "",
+    error: str = "",
+    status_code: int = 200,
+) -> Response:
+    try:
+        row = await reading.get(db=services.db, exception_id=exception_id)
+        history = await reading.history(db=services.db, exception_id=exception_id)
+    except NotFound as err:
+        return _page(request, "message.html", _context(principal, token, title="Not found", message=err.message), 404)
+    exc = ExceptionRead.from_row(row)
+    event_data = (exc.event or {}).get("data") if isinstance((exc.event or {}).get("data"), dict) else {}
+    caption = None
+    if isinstance(event_data, dict) and isinstance(event_data.get("caption"), str):
+        limit = (exc.threshold or {}).get("max_length") if exc.rule_id == "caption_too_long" else None
+        claims = event_data.get("product_claims") or []
+        caption = {
+            "segments": views.caption_segments(
+                event_data["caption"],
+                limit=limit if isinstance(limit, int) else None,
+                claims=[c for c in claims if isinstance(c, str)],
+            ),
+            "length": len(event_data["caption"]),
+            "limit": limit,
+            "platform": event_data.get("platform"),
+            "client": event_data.get("client_id"),
+        }
+    fields = views.editable_fields(exc.event)
+    context = _context(
+        principal,
+        token,
+        exc=exc,
+        history=history,
+        caption=caption,
+        fields={name: views.shown(value) for name, value in fields.items()},
+        long_fields={name for name, value in fields.items() if isinstance(value, list) or len(views.shown(value)) > 60},
+        sla=views.sla_countdown(
+            status=exc.status,
+            first_seen=exc.first_seen,
+            policy=services.settings.slas[exc.severity],
+            now=services.clock(),
+        ),
+        snooze_hours=SNOOZE_HOURS,
+        notice=notice,
+        error=error,
+        event_json=_pretty(exc.event),
+    )
+    return _page(request, "exception.html", context, status_code)
+
+
+def _pretty(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
+
+
+@router.get("/exceptions/{exception_id}")
+async def exception_page(request: Request, exception_id: str) -> Response:
+    found = await _session(request, need=Permission.READ)
+    if isinstance(found, Response):
+        return found
+    services, principal, token = found
+    notice = _text(request.query_params, "notice", 300)  # type: ignore[arg-type]
+    return await _exception_page(request, services, principal, token, exception_id, notice=notice)
+
+
+def _version(form: FormData) -> frozenset[int]:
+    text = _text(form, "version", 20)
+    if not text.isascii() or not text.isdigit():
+        raise PreconditionFailed("the page did not say which version it showed")
+    return frozenset({int(text)})
+
+
+@router.post("/exceptions/{exception_id}/{action}")
+async def act(request: Request, exception_id: str, action: str) -> Response:
+    checked = await _checked_post(request, Permission.WORK)
+    if isinstance(checked, Response):
+        return checked
+    services, principal, token, form = checked
+    try:
+        done = await _apply(services, principal, exception_id, action, form)
+    except views.BadEdit as err:
+        return await _exception_page(
+            request, services, principal, token, exception_id, error=f"Correction: {err}", status_code=400
+        )
+    except ValidationError as err:
+        problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in err.errors())
+        return await _exception_page(request, services, principal, token, exception_id, error=problems, status_code=400)
+    except PreconditionFailed:
+        return await _exception_page(
+            request,
+            services,
+            principal,
+            token,
+            exception_id,
+            error="This exception was changed by someone else since your page was loaded; nothing was changed. "
+            "Here it is as it is now: check it and try again.",
+            status_code=409,
+        )
+    except Conflict as err:
+        return await _exception_page(
+            request, services, principal, token, exception_id, error=err.message, status_code=409
+        )
+    except NotFound as err:
+        return _page(request, "message.html", _context(principal, token, title="Not found", message=err.message), 404)
+    except DomainError as err:
+        return await _exception_page(
+            request, services, principal, token, exception_id, error=err.message, status_code=400
+        )
+    return RedirectResponse(_with_notice(f"/console/exceptions/{quote(exception_id, safe='')}", done), status_code=303)
+
+
+async def _apply(services: Services, principal: Principal, exception_id: str, action: str, form: FormData) -> str:
+    """Do the action the form asks for; what was done, for the page's notice."""
+    if_match = _version(form)
+    common: dict[str, Any] = {
+        "db": services.db,
+        "exception_id": exception_id,
+        "actor": principal.name,
+        "if_match": if_match,
+        "clock": services.clock,
+    }
+    if action == Action.CLAIM:
+        await transitions.claim(**common, assignee=principal.name)
+        return "Claimed"
+    if action == Action.RESOLVE:
+        row = await reading.get(db=services.db, exception_id=exception_id)
+        before = views.editable_fields(row.event)
+        edits = {name: _text(form, f"after.{name}", 100_000) for name in before if f"after.{name}" in form}
+        request = ResolveRequest.model_validate(
+            {
+                "decision": _text(form, "decision", 40),
+                "reason": _text(form, "reason"),
+                "correction": views.correction_from_edits(before, edits),
+            }
+        )
+        await transitions.resolve(
+            **common, resolution=transitions.ResolutionInput(request.decision, request.reason, request.correction)
+        )
+        services.relay.wake()
+        return f"Resolved ({request.decision.value})"
+    if action == Action.ESCALATE:
+        reason = _text(form, "reason").strip()
+        if not reason:
+            raise DomainError("Escalating needs a reason.")
+        await transitions.escalate(**common, reason=reason)
+        return "Escalated"
+    if action == Action.SNOOZE:
+        hours = _text(form, "hours", 4)
+        if hours not in {str(h) for h in SNOOZE_HOURS}:
+            raise DomainError(f"Snooze for {', '.join(map(str, SNOOZE_HOURS))} hours.")
+        now = services.clock()
+        until = now + dt.timedelta(hours=int(hours))
+        problem = snooze_too_long(until, now, services.settings.max_snooze_seconds)
+        if problem:
+            raise DomainError(problem)
+        await transitions.snooze(**common, until=until, reason=_text(form, "reason"))
+        return f"Snoozed for {hours} h"
+    raise NotFound(f"no console action {action!r}")
+
+
+# --- bulk --------------------------------------------------------------------------------------
+
+
+BULK_ACTIONS = {"resolve": Action.RESOLVE, "claim": Action.CLAIM}
+
+
+@router.post("/bulk")
+async def bulk(request: Request) -> Response:
+    """Step one (no `confirm`): how many exceptions the action would change, asking to confirm.
+    Step two (`confirm`): do it."""
+    checked = await _checked_post(request, Permission.WORK)
+    if isinstance(checked, Response):
+        return checked
+    services, principal, token, form = checked
+    try:
+        query = QueueQuery.from_params({k: v for k, v in form.multi_items() if isinstance(v, str)})
+    except BadQuery as err:
+        return _page(request, "message.html", _context(principal, token, title="Bad filter", message=str(err)), 400)
+    ids = [v for v in form.getlist("ids") if isinstance(v, str) and v][:500]
+    scope = _text(form, "scope", 20)
+    action = BULK_ACTIONS.get(_text(form, "action", 20))
+    decision, reason = _text(form, "decision", 40), _text(form, "reason")
+    problem = None
+    if action is None:
+        problem = "Choose an action."
+    elif scope == "selected" and not ids:
+        problem = "Select at least one exception, or act on every one the filter matches."
+    elif scope == "filter" and not query.narrowed:
+        problem = "Work by filter needs a filter beyond status (severity, rule, client or source)."
+    elif scope not in ("selected", "filter"):
+        problem = "Choose the selected exceptions or every one the filter matches."
+    resolution = None
+    if problem is None and action is Action.RESOLVE:
+        try:
+            checked_body = ResolveRequest.model_validate({"decision": decision, "reason": reason, "correction": {}})
+            resolution = transitions.ResolutionInput(checked_body.decision, checked_body.reason, {})
+        except ValidationError as err:
+            problem = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in err.errors())
+    if problem is not None or action is None:
+        return _page(request, "message.html", _context(principal, token, title="Bulk action", message=problem), 400)
+    if scope == "filter":
+        matched = await bulk_work.count(db=services.db, filters=query.filters(), action=action)
+    else:
+        matched = len(ids)
+    if not _text(form, "confirm", 5):
+        context = _context(
+            principal,
+            token,
+            query=query,
+            ids=ids,
+            scope=scope,
+            action=action.value,
+            decision=decision,
+            reason=reason,
+            matched=matched,
+        )
+        return _page(request, "bulk_confirm.html", context)
+    if scope == "filter":
+        change_for = (
+            bulk_work.resolve_change(principal.name, resolution)
+            if resolution is not None
+            else bulk_work.claim_change(principal.name)
+        )
+        done = await bulk_work.work(
+            db=services.db,
+            filters=query.filters(),
+            action=action,
+            actor=principal.name,
+            change_for=change_for,
+            clock=services.clock,
+        )
+        changed, failed = done.changed, 0
+    elif resolution is not None:
+        resolved, not_resolved = await transitions.bulk_resolve(
+            db=services.db, ids=ids, fingerprint=None, actor=principal.name, resolution=resolution, clock=services.clock
+        )
+        changed, failed = len(resolved), len(not_resolved)
+    else:
+        changed = failed = 0
+        for exception_id in ids:
+            try:
+                await transitions.claim(
+                    db=services.db,
+                    exception_id=exception_id,
+                    actor=principal.name,
+                    assignee=principal.name,
+                    if_match=None,
+                    clock=services.clock,
+                )
+                changed += 1
+            except DomainError:
+                failed += 1
+    if action is Action.RESOLVE and changed:
+        services.relay.wake()
+    verb = "Resolved" if action is Action.RESOLVE else "Claimed"
+    notice = f"{verb} {changed} exception(s)" + (f"; {failed} could not be changed" if failed else "")
+    return RedirectResponse(_with_notice(query.url(), notice), status_code=303)
+
+
+def _with_notice(url: str, notice: str) -> str:
+    return f"{url}{'&' if '?' in url else '?'}notice={quote(notice)}"
