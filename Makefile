@@ -28,6 +28,7 @@ kafka-down: ## stop the local Kafka broker
 	scripts/kafka.sh stop
 
 test: install ## run every test (starts and stops its own broker and PostgreSQL)
+	@command -v promtool >/dev/null && command -v amtool >/dev/null || { echo "make test needs Prometheus' promtool and amtool: apt-get install prometheus prometheus-alertmanager (.ci/run does)" >&2; exit 1; }
 	scripts/install-compose.sh
 	scripts/run-tests.sh $(PYTEST_ARGS)
 

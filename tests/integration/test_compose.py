@@ -34,10 +34,12 @@ ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERFILE = ROOT / "Dockerfile"
 KAFKA_POM = ROOT / "deploy" / "kafka" / "pom.xml"
 PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+PROMETHEUS_RULES = ROOT / "deploy" / "prometheus" / "rules"
+ALERTMANAGER_CONFIG = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
 GRAFANA_PROVISIONING = ROOT / "deploy" / "grafana" / "provisioning"
 GRAFANA_DASHBOARDS = ROOT / "deploy" / "grafana" / "dashboards"
 
-LONG_RUNNING = {"kafka", "postgres", "api", "detector", "dispatcher", "prometheus", "grafana"}
+LONG_RUNNING = {"kafka", "postgres", "api", "detector", "dispatcher", "prometheus", "alertmanager", "grafana"}
 ONE_SHOTS = {"topics", "migrate"}
 LOOPGATE_SERVICES = {"topics", "migrate", "api", "detector", "dispatcher"}
 CONTRACT_TOPICS = {
@@ -183,6 +185,7 @@ def test_dependencies_wait_for_health_or_completion(compose: dict[str, Any]) -> 
         "detector": {"kafka", "topics"},
         "dispatcher": {"kafka", "topics", "api"},
         "grafana": {"prometheus"},
+        "prometheus": {"alertmanager"},
     }
     for name, dependencies in required.items():
         assert dependencies <= set(services(compose)[name].get("depends_on") or {}), name
@@ -313,11 +316,34 @@ def test_grafana_provisions_the_datasource_and_dashboards_it_mounts(compose: dic
     assert urlsplit(datasource["url"]).hostname in services(compose)
     for dashboard in dashboards().values():
         for panel in dashboard_panels(dashboard["panels"]):
-            if "datasource" in panel:
-                assert panel["datasource"]["uid"] == datasource["uid"], panel["title"]
+            if "datasource" in panel:  # the dashboard's datasource variable, whose default is this one
+                assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+        (variable,) = [v for v in dashboard["templating"]["list"] if v["name"] == "datasource"]
+        assert (variable["type"], variable["query"]) == ("datasource", datasource["type"])
+        assert variable["current"]["value"] == datasource["uid"]
     volumes = services(compose)["grafana"]["volumes"]
     mounts = {v["target"]: Path(v["source"]).resolve() for v in volumes if v["type"] == "bind"}
     assert mounts["/etc/grafana/provisioning"] == GRAFANA_PROVISIONING
     providers = yaml.safe_load((GRAFANA_PROVISIONING / "dashboards" / "loopgate.yml").read_text())
     for provider in providers["providers"]:
         assert mounts[provider["options"]["path"]] == GRAFANA_DASHBOARDS
+
+
+def test_prometheus_loads_the_alert_rules_and_sends_alerts_to_the_alertmanager(compose: dict[str, Any]) -> None:
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    prometheus = services(compose)["prometheus"]
+    mounts = {v["target"]: Path(v["source"]).resolve() for v in prometheus["volumes"] if v["type"] == "bind"}
+    config_dir = Path(next(a for a in prometheus["command"] if a.startswith("--config.file=")).split("=", 1)[1]).parent
+    for pattern in config["rule_files"]:  # relative to the config file, inside the container
+        directory, _, glob = str(config_dir / pattern).rpartition("/")
+        assert mounts[directory] == PROMETHEUS_RULES, pattern
+        assert list(PROMETHEUS_RULES.glob(glob)), pattern
+    (alerting,) = config["alerting"]["alertmanagers"]
+    (target,) = alerting["static_configs"][0]["targets"]
+    host, port = target.rsplit(":", 1)
+    alertmanager = services(compose)["alertmanager"]
+    assert host == "alertmanager"
+    assert int(port) in {p["target"] for p in alertmanager["ports"]}
+    am_mounts = {v["target"]: Path(v["source"]).resolve() for v in alertmanager["volumes"] if v["type"] == "bind"}
+    am_config = next(a for a in alertmanager["command"] if a.startswith("--config.file=")).split("=", 1)[1]
+    assert am_mounts[am_config] == ALERTMANAGER_CONFIG

@@ -419,6 +419,7 @@ def create_app(settings: Settings, config: DetectionConfig | None = None) -> Bat
     lag = ConsumerLag("detector")
     for source in sources.values():  # labelled by contract topic name, like every detector metric
         metrics.CONSUMER_LAG.labels(lag.consumer, source).set(0)
+        metrics.AUDIT_SAMPLES.labels(source)  # at 0 from the start, so a panel has its series
 
     async def handle_batch(messages: list[Message]) -> None:
         await processor.handle_batch(messages, app.producer)

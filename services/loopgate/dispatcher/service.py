@@ -82,6 +82,8 @@ class Dispatcher:
         # probes at the capped backoff (60 s by default), so the consumer keeps polling and stays in
         # its group (max_poll_interval) through a misconfiguration of any length.
         self._held_batch_seconds = min(60.0, 10 * settings.retry_max_seconds)
+        for reason in ("rejected", "unavailable", "misconfigured", "throttled", "server_error"):
+            metrics.EXCEPTIONS_DELIVERY_FAILED.labels(reason)  # at 0 from the start, like the gauge below
         for cause in Misconfiguration:  # every reason's series exists from the start, at 0
             metrics.DISPATCHER_MISCONFIGURED.labels(cause.value).set(0)
 

@@ -22,6 +22,8 @@ async def refresh_gauges(*, db: Database) -> None:
                 metrics.OPEN_EXCEPTIONS.labels(severity.value, status.value).set(
                     counts.get((severity.value, status.value), 0)
                 )
+        for sla in ("ack", "resolve"):  # every breach counter exists from the start, so increase() sees the first
+            metrics.SLA_BREACHES.labels(severity.value, sla)
     metrics.OUTBOX_PENDING.set(pending)
     metrics.OUTBOX_SET_ASIDE_ROWS.set(set_aside)
     metrics.OUTBOX_OLDEST_PENDING.set(oldest.timestamp() if oldest is not None else 0)
