@@ -137,5 +137,14 @@ def _register_export_command() -> None:
 _register_export_command()
 
 
+def _register_ops_commands() -> None:
+    from loopgate.ops_cli import app as ops_app
+
+    app.add_typer(ops_app, name="ops")
+
+
+_register_ops_commands()
+
+
 if __name__ == "__main__":
     app()
