@@ -10,6 +10,7 @@ pytest_plugins = [
     "tests.fixtures.services",
     "tests.fixtures.postgres",
     "tests.fixtures.api",
+    "tests.fixtures.receivers",
 ]
 
 # Seconds a test may take before pytest-timeout stops it, by its kind: a hung unit test is found in

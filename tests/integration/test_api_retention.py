@@ -64,11 +64,19 @@ async def test_old_resolved_exceptions_and_published_outcomes_are_pruned_in_batc
         recent = await resolve(api)
         await mark_published(api, recent, clock())
         clock.advance(11 * DAY)
-        before = {t: pruned(t) for t in ("exceptions", "exception_events", "occurrences", "outbox")}
+        tables = ("exceptions", "exception_events", "occurrences", "outbox", "notification_events")
+        before = {t: pruned(t) for t in tables}
 
         deleted = await prune(db=api.services.db, settings=settings, clock=clock)
 
-        assert deleted == {"exceptions": 3, "exception_events": 6, "occurrences": 3, "outbox": 4}
+        # each exception's notification events (opened, resolved) go with it, told or not
+        assert deleted == {
+            "exceptions": 3,
+            "exception_events": 6,
+            "occurrences": 3,
+            "outbox": 4,
+            "notification_events": 6,
+        }
         assert {t: pruned(t) - n for t, n in before.items()} == deleted
         for exception_id in old:
             for model, column in (

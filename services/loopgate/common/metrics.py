@@ -128,6 +128,27 @@ OUTBOX_SET_ASIDE = Counter(
 OUTBOX_SET_ASIDE_ROWS = Gauge(
     "loopgate_outbox_set_aside_outcomes", "Outcomes in the outbox set aside (never publishable as they are)"
 )
+NOTIFICATIONS_SENT = Counter(
+    "loopgate_notifications_sent_total",
+    "Notifications a receiver accepted, by receiver (its configured name), kind and event",
+    ["receiver", "kind", "event"],
+)
+NOTIFICATIONS_FAILED = Counter(
+    "loopgate_notifications_failed_total",
+    "Failed attempts to send a notification, by receiver and reason (timeout, connection, http_<status>); "
+    "retried with backoff unless reason is refused",
+    ["receiver", "reason"],
+)
+NOTIFICATIONS_SUPPRESSED = Counter(
+    "loopgate_notifications_suppressed_total",
+    "Notifications not sent, by reason (rate_limited: a flapping fingerprint; silenced)",
+    ["reason"],
+)
+NOTIFICATIONS_PENDING = Gauge("loopgate_notifications_pending", "Notifications committed but not yet sent")
+NOTIFICATION_BACKLOG_AGE = Gauge(
+    "loopgate_notification_backlog_age_seconds",
+    "Age of the oldest notification (or notification event) not yet sent; 0 when none waits",
+)
 API_REQUESTS_REFUSED = Counter(
     "loopgate_api_requests_refused_total",
     "Requests refused at the door before parsing, by reason (body_too_large, too_deep)",

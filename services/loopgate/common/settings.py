@@ -261,6 +261,36 @@ class Settings(BaseSettings):
         "short read, so its memory stays flat over any number of rows.",
     )
 
+    # --- notifications (issue 16) ---
+    notifications_file: Path | None = Field(
+        default=None,
+        description='Receivers per queue, minimum severities and escalation levels (TOML, see README "On call"); '
+        "unset: nobody is told. A receiver's URL may come from an environment variable or a file (`url_env`, "
+        "`url_file`) instead of the file itself.",
+    )
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="The API's address as operators reach it: notifications link to `<this>/v1/exceptions/<id>`.",
+    )
+    notify_interval_seconds: float = Field(
+        default=1.0, gt=0, description="How often the notification relay looks for notifications to send."
+    )
+    notify_retry_initial_seconds: float = Field(
+        default=1.0, gt=0, description="First wait before a receiver that failed is tried again (then doubled)."
+    )
+    notify_retry_max_seconds: float = Field(
+        default=60.0, gt=0, description="Longest wait between tries of a failing receiver."
+    )
+    notify_flap_window_seconds: float = Field(
+        default=3600.0,
+        ge=0,
+        description="A fingerprint that opens again and again (flapping) is told to each receiver at most "
+        "`LOOPGATE_NOTIFY_FLAP_MAX` times in this window; later openings are stored but not sent (0: no limit).",
+    )
+    notify_flap_max: int = Field(
+        default=3, ge=1, description="Openings of one fingerprint sent to one receiver per flap window."
+    )
+
     @field_validator("slas")
     @classmethod
     def _fill_default_slas(cls, value: dict[Severity, Sla]) -> dict[Severity, Sla]:

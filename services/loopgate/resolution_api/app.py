@@ -1,6 +1,6 @@
 """The FastAPI app: `create_app()` wires routes, error handlers and the lifespan, which migrates
-the database and runs the intake (creates, batched), the outbox relay and the sweeper. Settings
-are read when the app starts."""
+the database and runs the intake (creates, batched), the outbox relay, the notification relay and
+the sweeper. Settings are read when the app starts."""
 
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ from loopgate.resolution_api.deps import Services
 from loopgate.resolution_api.errors import install_error_handlers
 from loopgate.resolution_api.intake import Intake
 from loopgate.resolution_api.limits import RequestLimits
+from loopgate.resolution_api.notifications.config import load_notifications
+from loopgate.resolution_api.notifications.relay import NotificationRelay
 from loopgate.resolution_api.outbox import OutboxRelay
 from loopgate.resolution_api.retention import Retention
 from loopgate.resolution_api.routes import exceptions, export, health, stats, tokens
@@ -113,9 +115,11 @@ def create_app(
     async def _serving(app: FastAPI, db: Database, active: Settings) -> AsyncIterator[None]:
         try:
             routing = load_routes(active.routes_file)  # a bad routes file refuses to start, naming the key
+            receivers, urls = load_notifications(active.notifications_file)  # so does a bad notifications file
             await migrate_when_reachable(db)
             relay = OutboxRelay(db=db, settings=active)
-            sweeper = Sweeper(db=db, settings=active, clock=clock)
+            notifier = NotificationRelay(db=db, settings=active, config=receivers, urls=urls, clock=clock)
+            sweeper = Sweeper(db=db, settings=active, clock=clock, notifications=receivers)
             intake = Intake(db=db, clock=clock, routing=routing)
             retention = Retention(db=db, settings=active, clock=clock)
             app.state.services = Services(
@@ -124,18 +128,20 @@ def create_app(
                 intake=intake,
                 relay=relay,
                 sweeper=sweeper,
+                notifier=notifier,
                 tokens=Tokens(db=db, cache=TokenCache(active.token_cache_seconds, monotonic=monotonic), clock=clock),
                 clock=clock,
             )
             await intake.start()
             await relay.start()
+            await notifier.start()
             await sweeper.start()
             await retention.start()
             log.info("resolution API ready (database %s)", db.backend)
             try:
                 yield
             finally:
-                await stop_within(active.api_shutdown_seconds, retention, sweeper, relay, intake)
+                await stop_within(active.api_shutdown_seconds, retention, sweeper, notifier, relay, intake)
         finally:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(DISPOSE_SECONDS):

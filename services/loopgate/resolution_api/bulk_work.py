@@ -22,6 +22,7 @@ from loopgate.resolution_api.clock import Clock, utcnow
 from loopgate.resolution_api.db import Database
 from loopgate.resolution_api.lifecycle import TRANSITIONS, Action, Status, time_to_resolve_seconds
 from loopgate.resolution_api.models import ExceptionRow
+from loopgate.resolution_api.notifications import store as notifications
 from loopgate.resolution_api.store import ExceptionFilters
 from loopgate.resolution_api.transitions import Change, ChangeFor, ResolutionInput, iso, outcome_of
 
@@ -112,6 +113,7 @@ async def work(
             now = clock()
             history: list[dict[str, Any]] = []
             outbox: list[dict[str, Any]] = []
+            resolved: list[dict[str, Any]] = []  # notification events: Alertmanager hears of it
             for row in rows:
                 matched += 1
                 change = change_for(row, now)
@@ -135,6 +137,8 @@ async def work(
                 )
                 if action is Action.RESOLVE:
                     outcome = outcome_of(row)
+                    key = f"resolved:{row.resolution_count}"  # as transitions.resolve records it
+                    resolved.append({"exception_id": row.id, "event": "resolved", "key": key, "created_at": now})
                     outbox.append(
                         {
                             "outcome_id": outcome.id,
@@ -146,6 +150,7 @@ async def work(
             await session.flush()
             await store.add_events(session=session, rows=history)
             await store.add_outbox_rows(session=session, rows=outbox)
+            await notifications.record_events(session=session, rows=resolved)
             after_id = rows[-1].id
         changed += len(history)
         metrics.EXCEPTION_TRANSITIONS.labels(action.value).inc(len(history))

@@ -18,6 +18,7 @@ from loopgate.resolution_api.clock import Clock, utcnow
 from loopgate.resolution_api.db import Database
 from loopgate.resolution_api.domain_errors import Unavailable
 from loopgate.resolution_api.models import ExceptionRow, SilenceRow
+from loopgate.resolution_api.notifications import store as notifications
 from loopgate.resolution_api.routing import RoutingTable, route_of
 from loopgate_schemas.exceptions import ExceptionRecord
 
@@ -117,6 +118,12 @@ async def _create_or_group_once(
     await session.flush()  # new exceptions first: occurrences and history refer to them
     await store.insert_occurrences(session=session, rows=occurrences)
     await store.add_events(session=session, rows=history)
+    # On call hears of new exceptions, never of grouped occurrences (notifications/relay.py).
+    opened = [row.id for row, result in answers if result is CreateResult.CREATED]
+    await notifications.record_events(
+        session=session,
+        rows=[{"exception_id": i, "event": "opened", "key": "opened", "created_at": now} for i in opened],
+    )
     # A record is answered with its exception as it was once that record counted, as storing the
     # records one by one would: a later record of the same exception in the list does not show.
     return [

@@ -15,6 +15,7 @@ from loopgate.common.settings import Settings
 from loopgate.resolution_api.clock import Clock
 from loopgate.resolution_api.db import Database
 from loopgate.resolution_api.intake import Intake
+from loopgate.resolution_api.notifications.relay import NotificationRelay
 from loopgate.resolution_api.outbox import OutboxRelay
 from loopgate.resolution_api.schemas import unstorable_text
 from loopgate.resolution_api.sweeper import Sweeper
@@ -28,6 +29,7 @@ class Services:
     intake: Intake
     relay: OutboxRelay
     sweeper: Sweeper
+    notifier: NotificationRelay
     tokens: Tokens
     clock: Clock  # the time every operation reads (create_app's `clock`)
 

@@ -128,6 +128,8 @@ class ExceptionRow(Base):
     time_to_resolve_seconds: Mapped[float | None] = mapped_column(sa.Float)
     # How many times it was finally resolved (more than once only after an admin reopen).
     resolution_count: Mapped[int] = mapped_column(sa.Integer)
+    # The last escalation level whose receivers were told (notifications/escalation.py); 0: none.
+    escalation_level: Mapped[int] = mapped_column(sa.Integer, server_default="0")
 
     # Optimistic concurrency: bumped by every state change, returned as the ETag.
     version: Mapped[int] = mapped_column(sa.Integer)
@@ -233,3 +235,52 @@ class SilenceEventRow(Base):
     actor: Mapped[str] = mapped_column(sa.String(255))
     action: Mapped[str] = mapped_column(sa.String(32))
     fields: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+
+
+class NotificationEventRow(Base):
+    """Something on-call must hear of (opened, escalated, sla_breached, resolved, an escalation
+    level), committed with the change itself; the notification relay turns it into one
+    NotificationRow per receiver the configuration names (notifications/)."""
+
+    __tablename__ = "notification_events"
+    __table_args__ = (
+        sa.UniqueConstraint("exception_id", "key", name="uq_notification_events_exception_key"),
+        sa.Index("ix_notification_events_pending", "expanded_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    exception_id: Mapped[str] = mapped_column(sa.ForeignKey("exceptions.id"), index=True)
+    event: Mapped[str] = mapped_column(sa.String(32))
+    # Unique per exception: "opened", "escalated:<version>", "sla_breached:<sla>:<n>", "resolved:<n>", "level:<n>".
+    key: Mapped[str] = mapped_column(sa.String(64))
+    level: Mapped[int | None] = mapped_column(sa.Integer)
+    receivers: Mapped[list[str] | None] = mapped_column(sa.JSON)  # an escalation level's own receivers
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    expanded_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class NotificationRow(Base):
+    """One notification to one receiver, with its stable id, waiting for the relay to send it."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        sa.Index("ix_notifications_pending", "receiver", "sent_at", "set_aside_at", "id"),
+        sa.Index("ix_notifications_flapping", "fingerprint", "receiver", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    notification_id: Mapped[str] = mapped_column(sa.String(36), unique=True)
+    exception_id: Mapped[str] = mapped_column(sa.ForeignKey("exceptions.id"), index=True)
+    event: Mapped[str] = mapped_column(sa.String(32))
+    level: Mapped[int | None] = mapped_column(sa.Integer)
+    receiver: Mapped[str] = mapped_column(sa.String(64))
+    receiver_kind: Mapped[str] = mapped_column(sa.String(16))
+    fingerprint: Mapped[str] = mapped_column(sa.String(512))
+    payload: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(sa.Integer)
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    # Never sent: rate limited (a flapping fingerprint), or a receiver that refused it for good.
+    set_aside_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    set_aside_reason: Mapped[str | None] = mapped_column(sa.Text)

@@ -17,6 +17,8 @@ from loopgate.resolution_api.lifecycle import Status
 from loopgate.resolution_api.models import (
     ExceptionEventRow,
     ExceptionRow,
+    NotificationEventRow,
+    NotificationRow,
     OccurrenceRow,
     OutboxRow,
 )
@@ -99,6 +101,7 @@ def new_exception_values(
         "last_seen": record.detected_at.astimezone(dt.UTC),
         "status": Status.OPEN.value,
         "resolution_count": 0,
+        "escalation_level": 0,
         "version": 1,
         "created_at": now,
         "updated_at": now,
@@ -538,11 +541,16 @@ async def outbox_for(*, session: AsyncSession, exception_id: str) -> list[Outbox
 
 async def prunable_exceptions(*, session: AsyncSession, resolved_before: dt.datetime, limit: int) -> list[str]:
     """Resolved exceptions resolved before the cutoff whose outcomes have all left the outbox's
-    pending rows (sent or set aside), oldest first."""
+    pending rows (sent or set aside), oldest first (notifications still unsent then are dropped
+    with them: months late, they would tell nobody anything)."""
     pending = sa.select(OutboxRow.id).where(OutboxRow.exception_id == ExceptionRow.id, _PENDING).exists()
     stmt = (
         sa.select(ExceptionRow.id)
-        .where(ExceptionRow.status == Status.RESOLVED, ExceptionRow.resolved_at < resolved_before, ~pending)
+        .where(
+            ExceptionRow.status == Status.RESOLVED,
+            ExceptionRow.resolved_at < resolved_before,
+            ~pending,
+        )
         .order_by(ExceptionRow.resolved_at)
         .limit(limit)
     )
@@ -550,12 +558,15 @@ async def prunable_exceptions(*, session: AsyncSession, resolved_before: dt.date
 
 
 async def delete_exceptions(*, session: AsyncSession, ids: Collection[str]) -> dict[str, int]:
-    """Delete exceptions with their history, occurrences and outbox rows: rows deleted per table."""
+    """Delete exceptions with their history, occurrences, outbox rows and notifications: rows
+    deleted per table."""
     deleted = {}
     for table, column in (
         (ExceptionEventRow, ExceptionEventRow.exception_id),
         (OccurrenceRow, OccurrenceRow.exception_id),
         (OutboxRow, OutboxRow.exception_id),
+        (NotificationEventRow, NotificationEventRow.exception_id),
+        (NotificationRow, NotificationRow.exception_id),
         (ExceptionRow, ExceptionRow.id),
     ):
         result = cast("sa.CursorResult[Any]", await session.execute(sa.delete(table).where(column.in_(ids))))

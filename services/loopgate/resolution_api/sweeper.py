@@ -1,6 +1,6 @@
 """The sweeper: every `sweep_interval_seconds`, wakes snoozes whose time has come, escalates
-exceptions past their SLA and refreshes the gauges /metrics shows (sweeping.py and gauges.py
-do the work; this only schedules it)."""
+exceptions past their SLA, reaches escalation levels (notifications/escalation.py) and refreshes
+the gauges /metrics shows (sweeping.py and gauges.py do the work; this only schedules it)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from loopgate.resolution_api.background import BackgroundLoop
 from loopgate.resolution_api.clock import Clock, utcnow
 from loopgate.resolution_api.db import Database
 from loopgate.resolution_api.gauges import refresh_gauges
+from loopgate.resolution_api.notifications.config import NotificationsConfig
+from loopgate.resolution_api.notifications.escalation import escalate_levels
 from loopgate.resolution_api.sweeping import escalate_sla_breaches, wake_due_snoozes
 
 log = logging.getLogger(__name__)
@@ -21,8 +23,16 @@ SWEEP_LOCK = "loopgate.sweeper"
 class Sweeper(BackgroundLoop):
     name = "sweeper"
 
-    def __init__(self, *, db: Database, settings: Settings, clock: Clock = utcnow) -> None:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        settings: Settings,
+        clock: Clock = utcnow,
+        notifications: NotificationsConfig | None = None,
+    ) -> None:
         self._db = db
+        self._notifications = notifications or NotificationsConfig()
         self._settings = settings
         self._clock = clock
         self._passed = asyncio.Event()  # set (then replaced) at the end of each pass of the loop
@@ -43,6 +53,9 @@ class Sweeper(BackgroundLoop):
             if ours:
                 woken = await wake_due_snoozes(db=self._db, clock=self._clock)
                 escalated = await escalate_sla_breaches(db=self._db, slas=self._settings.slas, clock=self._clock)
+                levels = await escalate_levels(db=self._db, config=self._notifications, clock=self._clock)
+                if levels:
+                    log.info("sweep: %d escalation levels reached", levels)
         await refresh_gauges(db=self._db)
         return woken, escalated
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from loopgate.common import metrics
 from loopgate.common.settings import Sla
 from loopgate.resolution_api import store
@@ -13,6 +15,7 @@ from loopgate.resolution_api.db import Database
 from loopgate.resolution_api.domain_errors import DomainError
 from loopgate.resolution_api.lifecycle import Action, Status, sla_breach
 from loopgate.resolution_api.models import ExceptionRow
+from loopgate.resolution_api.notifications import store as notifications
 from loopgate.resolution_api.transitions import Change, iso, transition
 from loopgate_schemas.exceptions import Severity
 
@@ -84,6 +87,7 @@ async def escalate_sla_breaches(*, db: Database, slas: dict[Severity, Sla], cloc
                 actor=SLA_ACTOR,
                 change_for=change_for,
                 clock=clock,
+                after=_notify_sla_breached,
             )
         except DomainError:
             continue
@@ -91,3 +95,8 @@ async def escalate_sla_breaches(*, db: Database, slas: dict[Severity, Sla], cloc
             metrics.SLA_BREACHES.labels(row.severity, row.sla_breach).inc()
             escalated += 1
     return escalated
+
+
+async def _notify_sla_breached(session: AsyncSession, row: ExceptionRow, now: dt.datetime) -> None:
+    key = f"sla_breached:{row.sla_breach}:{row.resolution_count}"
+    await notifications.record_event(session=session, exception_id=row.id, event="sla_breached", key=key, now=now)

@@ -19,6 +19,7 @@ from loopgate.resolution_api.db import Database
 from loopgate.resolution_api.domain_errors import Conflict, DomainError, PreconditionFailed
 from loopgate.resolution_api.lifecycle import Action, Status, next_status, time_to_resolve_seconds
 from loopgate.resolution_api.models import ExceptionRow
+from loopgate.resolution_api.notifications import store as notifications
 from loopgate_schemas.outcomes import Decision, FieldChange, Outcome, outcome_id_for
 
 
@@ -150,6 +151,13 @@ async def escalate(
         change_for=lambda row, now: Change(fields={"reason": reason}),
         if_match=if_match,
         clock=clock,
+        after=_notify_escalated,
+    )
+
+
+async def _notify_escalated(session: AsyncSession, row: ExceptionRow, now: dt.datetime) -> None:
+    await notifications.record_event(
+        session=session, exception_id=row.id, event="escalated", key=f"escalated:{row.version}", now=now
     )
 
 
@@ -242,6 +250,10 @@ async def _write_outcome(session: AsyncSession, row: ExceptionRow, now: dt.datet
         exception_id=row.id,
         payload=outcome.model_dump_json(),
         now=now,
+    )
+    # An Alertmanager that was told of the exception hears it is resolved (notifications/relay.py).
+    await notifications.record_event(
+        session=session, exception_id=row.id, event="resolved", key=f"resolved:{row.resolution_count}", now=now
     )
 
 

@@ -1,0 +1,162 @@
+"""Who is told: receivers and, per queue, which of them hear of an exception and who is next when
+nobody acts. Loaded from a TOML file (LOOPGATE_NOTIFICATIONS_FILE) into strict models: an unknown
+key, a bad URL or a negative time refuses to start, naming the key.
+
+    [receivers.oncall]              # a name of your choosing, used below and in metrics
+    kind = "webhook"                # webhook (CloudEvents), slack (incoming webhook) or alertmanager
+    url_env = "ONCALL_WEBHOOK_URL"  # the URL itself, from an environment variable (url_env), a
+                                    # file such as a mounted secret (url_file), or written here (url)
+    timeout_seconds = 10
+
+    [queues.default]                # a queue (team) without its own table uses [queues.default]
+    receivers = ["oncall"]          # told when an exception opens, escalates or breaches its SLA
+    min_severity = "high"           # opened exceptions below this are not sent (default: info)
+
+    [[queues.default.escalation]]   # level 1, then level 2, ... in the order written
+    after_seconds = 900             # from the first detection
+    when = "unclaimed"              # still unclaimed (nobody claimed it) or "unresolved"
+    receivers = ["lead"]
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal, Self
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from loopgate_schemas.exceptions import Severity
+
+DEFAULT_QUEUE = "default"
+ReceiverName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+
+
+class NotificationsConfigError(Exception):
+    """The notifications file cannot be used; the message names the file and the key."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def checked_url(url: str) -> str:
+    """An http(s) URL with a host, or ValueError saying what is wrong."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    return url.strip()
+
+
+class Receiver(Strict):
+    kind: Literal["webhook", "slack", "alertmanager"]
+    url: str | None = None
+    url_env: str | None = None
+    url_file: Path | None = None
+    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    # Alertmanager forgets a firing alert that is not sent again before its endsAt: a firing alert
+    # carries endsAt this long after its start, and the resolved alert ends it sooner.
+    firing_hold_seconds: float = Field(default=7 * 24 * 3600.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_url(self) -> Self:
+        given = [k for k in ("url", "url_env", "url_file") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of url, url_env, url_file (given: {', '.join(given) or 'none'})")
+        if self.url is not None:
+            try:
+                checked_url(self.url)
+            except ValueError as err:
+                raise ValueError(f"url: {err}") from None
+        return self
+
+    def resolved_url(self) -> str:
+        """The receiver's URL, read from the environment or the file where it is kept."""
+        if self.url is not None:
+            return checked_url(self.url)
+        if self.url_env is not None:
+            value = os.environ.get(self.url_env)
+            if not value:
+                raise ValueError(f"url_env: the environment variable {self.url_env} is not set")
+            try:
+                return checked_url(value)
+            except ValueError as err:
+                raise ValueError(f"url_env: {self.url_env} {err}") from None
+        assert self.url_file is not None
+        try:
+            return checked_url(self.url_file.read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as err:
+            raise ValueError(f"url_file: {err}") from None
+
+
+class EscalationLevel(Strict):
+    after_seconds: float = Field(gt=0)
+    when: Literal["unclaimed", "unresolved"] = "unclaimed"
+    receivers: list[ReceiverName] = Field(min_length=1)
+
+
+class Queue(Strict):
+    receivers: list[ReceiverName] = Field(default_factory=list)
+    min_severity: Severity = Severity.INFO
+    escalation: list[EscalationLevel] = Field(default_factory=list)
+
+
+class NotificationsConfig(Strict):
+    receivers: dict[ReceiverName, Receiver] = Field(default_factory=dict)
+    queues: dict[str, Queue] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_receivers(self) -> Self:
+        for name, queue in self.queues.items():
+            for i, receiver in enumerate(queue.receivers):
+                if receiver not in self.receivers:
+                    raise ValueError(f"queues.{name}.receivers.{i}: no receiver named {receiver!r}")
+            for level, step in enumerate(queue.escalation):
+                for i, receiver in enumerate(step.receivers):
+                    if receiver not in self.receivers:
+                        key = f"queues.{name}.escalation.{level}.receivers.{i}"
+                        raise ValueError(f"{key}: no receiver named {receiver!r}")
+        return self
+
+    @field_validator("queues")
+    @classmethod
+    def _queue_names(cls, value: dict[str, Queue]) -> dict[str, Queue]:
+        for name in value:
+            if not name or len(name) > 64:
+                raise ValueError(f"queue name {name!r} must have 1 to 64 characters")
+        return value
+
+    def queue(self, name: str) -> Queue:
+        """The queue's table, or the default one's for a queue without its own (empty if neither)."""
+        return self.queues.get(name) or self.queues.get(DEFAULT_QUEUE) or Queue()
+
+    @property
+    def deepest_escalation(self) -> int:
+        return max((len(q.escalation) for q in self.queues.values()), default=0)
+
+
+def load_notifications(path: Path | None) -> tuple[NotificationsConfig, dict[str, str]]:
+    """The configuration and each receiver's URL (secrets resolved now, so a missing one fails the
+    start); no file: nobody is told."""
+    if path is None:
+        return NotificationsConfig(), {}
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise NotificationsConfigError(f"{path}: {err}") from None
+    try:
+        config = NotificationsConfig.model_validate(raw)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in err.errors(include_url=False)
+        )
+        raise NotificationsConfigError(f"{path}: {problems}") from None
+    urls = {}
+    for name, receiver in config.receivers.items():
+        try:
+            urls[name] = receiver.resolved_url()
+        except ValueError as err:
+            raise NotificationsConfigError(f"{path}: receivers.{name}.{err}") from None
+    return config, urls

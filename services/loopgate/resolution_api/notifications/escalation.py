@@ -1,0 +1,96 @@
+"""Escalation levels, a step of the sweeper: per queue, after an exception has been unclaimed (or
+unresolved) for a level's time since its first detection, that level's receivers are told, once,
+in order (level 1, 2, ...). A level whose time has come while its condition no longer holds (it
+was claimed) is passed without telling anyone. The history records each level reached and whom
+it tells; the relay adds a `notified` entry when each receiver has it."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from loopgate.resolution_api import store as api_store
+from loopgate.resolution_api.clock import Clock, utcnow
+from loopgate.resolution_api.db import Database
+from loopgate.resolution_api.lifecycle import Status
+from loopgate.resolution_api.models import ExceptionRow
+from loopgate.resolution_api.notifications import store
+from loopgate.resolution_api.notifications.config import EscalationLevel, NotificationsConfig
+from loopgate.resolution_api.notifications.payloads import queue_of
+
+ESCALATION_ACTOR = "system:escalation"
+_UNCLAIMED = frozenset({Status.OPEN, Status.ESCALATED})
+
+
+def levels_reached(levels: list[EscalationLevel], row: ExceptionRow, now: dt.datetime) -> tuple[int, list[int]]:
+    """(the level the exception is at now, the levels among those newly reached that tell someone),
+    levels numbered from 1 (pure)."""
+    age = (now - row.first_seen).total_seconds()
+    reached, telling = row.escalation_level, []
+    for number in range(row.escalation_level + 1, len(levels) + 1):
+        level = levels[number - 1]
+        if age < level.after_seconds:
+            break
+        reached = number
+        status = Status(row.status)
+        if status is not Status.RESOLVED and (level.when == "unresolved" or status in _UNCLAIMED):
+            telling.append(number)
+    return reached, telling
+
+
+async def escalate_levels(*, db: Database, config: NotificationsConfig, clock: Clock = utcnow) -> int:
+    """Reach every level whose time has come; how many levels told someone."""
+    deepest = config.deepest_escalation
+    if not deepest:
+        return 0
+    now = clock()
+    shortest = min(level.after_seconds for q in config.queues.values() for level in q.escalation)
+    async with db.read() as session, session.begin():
+        candidates = await store.escalation_candidates(
+            session=session, below_level=deepest, first_seen_before=now - dt.timedelta(seconds=shortest)
+        )
+    told = 0
+    for exception_id in candidates:
+        async with db.write() as session, session.begin():
+            row = await api_store.get_exception(session=session, exception_id=exception_id)
+            if row is None:
+                continue  # deleted meanwhile (retention)
+            levels = config.queue(queue_of(row)).escalation
+            reached, telling = levels_reached(levels, row, now)
+            if reached == row.escalation_level:
+                continue
+            if not await store.set_escalation_level(
+                session=session, exception_id=row.id, before=row.escalation_level, after=reached
+            ):
+                continue  # another sweeper moved it on meanwhile
+            for number in telling:
+                level = levels[number - 1]
+                await store.record_events(
+                    session=session,
+                    rows=[
+                        {
+                            "exception_id": row.id,
+                            "event": "escalated",
+                            "key": f"level:{number}",
+                            "level": number,
+                            "receivers": list(level.receivers),
+                            "created_at": now,
+                        }
+                    ],
+                )
+                await api_store.add_event(
+                    session=session,
+                    exception_id=row.id,
+                    at=now,
+                    actor=ESCALATION_ACTOR,
+                    action="escalation_level",
+                    from_status=None,
+                    to_status=None,
+                    fields={
+                        "level": number,
+                        "receivers": list(level.receivers),
+                        "when": level.when,
+                        "after_seconds": level.after_seconds,
+                    },
+                )
+                told += 1
+    return told
