@@ -29,6 +29,11 @@ ENDPOINTS: list[tuple[str, str, Any, set[str]]] = [
     ("POST", "/v1/tokens", {"name": "n", "role": "operator"}, {"admin"}),
     ("GET", "/v1/tokens", None, {"admin"}),
     ("DELETE", "/v1/tokens/X", None, {"admin"}),
+    ("POST", "/v1/silences", {"client_id": "c", "ends_at": _TOMORROW, "comment": "c"}, {"operator", "admin"}),
+    ("GET", "/v1/silences", None, {"operator", "admin"}),
+    ("GET", "/v1/silences/X", None, {"operator", "admin"}),
+    ("GET", "/v1/silences/X/history", None, {"operator", "admin"}),
+    ("POST", "/v1/silences/X/expire", None, {"operator", "admin"}),
 ]
 ROLES = ["service", "operator", "admin"]
 CASES = [(m, p, b, allowed, role) for m, p, b, allowed in ENDPOINTS for role in [None, "bad", *ROLES]]
@@ -37,7 +42,7 @@ CASES = [(m, p, b, allowed, role) for m, p, b, allowed in ENDPOINTS for role in 
 def test_the_matrix_covers_every_authenticated_endpoint() -> None:
     schema = create_app().openapi()
     documented = {
-        (method.upper(), path.replace("{exception_id}", "X").replace("{token_id}", "X"))
+        (method.upper(), path.replace("{exception_id}", "X").replace("{token_id}", "X").replace("{silence_id}", "X"))
         for path, operations in schema["paths"].items()
         for method in operations
         if path.startswith("/v1/")

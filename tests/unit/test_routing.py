@@ -133,11 +133,11 @@ def test_the_packaged_routes_file_loads_and_sends_claims_to_the_clients_reviewer
     ],
 )
 def test_a_hostile_routes_file_refuses_to_load_naming_the_key(tmp_path: Path, text: str, named: str) -> None:
-    with pytest.raises(RoutesError, match="routes.toml") as caught:
+    with pytest.raises(RoutesError, match=r"routes\.toml") as caught:
         table_from(tmp_path, text)
     assert named in str(caught.value)
 
 
 def test_a_missing_routes_file_refuses_to_load(tmp_path: Path) -> None:
-    with pytest.raises(RoutesError, match="missing.toml"):
+    with pytest.raises(RoutesError, match=r"missing\.toml"):
         load_routes(tmp_path / "missing.toml")

@@ -32,7 +32,7 @@ from loopgate.resolution_api.notifications.config import load_notifications
 from loopgate.resolution_api.notifications.relay import NotificationRelay
 from loopgate.resolution_api.outbox import OutboxRelay
 from loopgate.resolution_api.retention import Retention
-from loopgate.resolution_api.routes import exceptions, export, health, stats, tokens
+from loopgate.resolution_api.routes import exceptions, export, health, silences, stats, tokens
 from loopgate.resolution_api.routing import load_routes
 from loopgate.resolution_api.schemas import ExceptionBatch
 from loopgate.resolution_api.sweeper import Sweeper
@@ -163,5 +163,6 @@ def create_app(
     app.include_router(tokens.router)
     app.include_router(stats.router)
     app.include_router(export.router)
+    app.include_router(silences.router)
     install_console(app)  # the operators' web console under /console
     return app

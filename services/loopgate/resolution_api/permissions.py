@@ -17,11 +17,12 @@ class Permission(StrEnum):
     WORK = "work exceptions"  # claim, resolve, escalate, snooze, bulk-resolve
     REOPEN = "reopen exceptions"
     MANAGE_TOKENS = "manage tokens"
+    SILENCE = "manage silences"  # create and expire silences
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.SERVICE: frozenset({Permission.CREATE}),
-    Role.OPERATOR: frozenset({Permission.READ, Permission.WORK}),
+    Role.OPERATOR: frozenset({Permission.READ, Permission.WORK, Permission.SILENCE}),
     Role.ADMIN: frozenset(Permission),
 }
 

@@ -511,3 +511,94 @@ class TokenCreated(TokenRead):
 
 class TokenList(BaseModel):
     items: list[TokenRead]
+
+
+# --- silences --------------------------------------------------------------------------------
+
+
+class SilenceCreate(RequestBody):
+    """A silence: every matcher given must hold (exact values). At least one matcher, or
+    match_all: true to silence everything on purpose."""
+
+    rule_id: str | None = Field(default=None, min_length=1, max_length=64)
+    client_id: str | None = Field(default=None, min_length=1, max_length=255)
+    subject: str | None = Field(default=None, min_length=1, max_length=255)
+    source: str | None = Field(default=None, min_length=1, max_length=255)
+    severity: Severity | None = None
+    match_all: bool = Field(default=False, description="Silence every exception (no matcher may be given then)")
+    starts_at: PlausibleTime | None = Field(default=None, description="Default: now")
+    ends_at: PlausibleTime = Field(
+        description="After the start and in the future, at most LOOPGATE_MAX_SILENCE_SECONDS (90 days) after it"
+    )
+    comment: str = Field(min_length=1, max_length=4000, description="Why: what an operator reading it needs")
+
+    @model_validator(mode="after")
+    def _matchers(self) -> Self:
+        given = [name for name in ("rule_id", "client_id", "subject", "source", "severity") if getattr(self, name)]
+        if not given and not self.match_all:
+            raise PydanticCustomError(
+                "silence_matchers",
+                "give at least one matcher (rule_id, client_id, subject, source, severity), or match_all: true "
+                "to silence every exception",
+            )
+        if given and self.match_all:
+            raise PydanticCustomError("silence_matchers", f"match_all: true takes no matchers (got {', '.join(given)})")
+        if not self.comment.strip():
+            raise PydanticCustomError("silence_comment", "comment: must not be blank")
+        if self.starts_at is not None and self.ends_at <= self.starts_at:
+            raise PydanticCustomError("silence_times", "ends_at: must be after starts_at")
+        return self
+
+
+def silence_times_problem(
+    starts_at: dt.datetime, ends_at: dt.datetime, now: dt.datetime, max_seconds: float
+) -> tuple[str, str] | None:
+    """(field, why) when a silence's times are not allowed at `now`, or None."""
+    if ends_at <= now:
+        return "ends_at", "must be in the future"
+    if ends_at <= starts_at:
+        return "ends_at", "must be after starts_at"
+    if (ends_at - starts_at).total_seconds() > max_seconds:
+        return "ends_at", f"at most {max_seconds:.0f} seconds after starts_at (LOOPGATE_MAX_SILENCE_SECONDS)"
+    if (starts_at - now).total_seconds() > max_seconds:
+        return "starts_at", f"at most {max_seconds:.0f} seconds ahead (LOOPGATE_MAX_SILENCE_SECONDS)"
+    return None
+
+
+class SilenceRead(BaseModel):
+    id: str
+    rule_id: str | None
+    client_id: str | None
+    subject: str | None
+    source: str | None
+    severity: Severity | None
+    match_all: bool
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime = Field(description="When it ends (moved to the expiry time when expired early)")
+    created_by: str = Field(description="The name of the token that made it")
+    comment: str
+    created_at: AwareDatetime
+    expired_by: str | None = Field(description="Who expired it early; null otherwise")
+    expired_at: AwareDatetime | None
+    state: Literal["pending", "active", "expired"]
+    ends_in_seconds: float | None = Field(description="Seconds until it ends; null once it has")
+    expiring_soon: bool = Field(
+        description="Active and ending within LOOPGATE_SILENCE_EXPIRING_SOON_SECONDS: what it holds returns soon"
+    )
+    silenced: int = Field(description="Exceptions it holds out of the queue now")
+
+
+class SilencePage(BaseModel):
+    items: list[SilenceRead]
+
+
+class SilenceEvent(BaseModel):
+    at: AwareDatetime
+    actor: str
+    action: str = Field(description="created, expired (by a person), started or ended (by the system)")
+    fields: dict[str, Any]
+
+
+class SilenceHistory(BaseModel):
+    silence_id: str
+    events: list[SilenceEvent]

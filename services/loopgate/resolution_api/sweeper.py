@@ -8,6 +8,7 @@ import asyncio
 import logging
 
 from loopgate.common.settings import Settings
+from loopgate.resolution_api import silencing
 from loopgate.resolution_api.background import BackgroundLoop
 from loopgate.resolution_api.clock import Clock, utcnow
 from loopgate.resolution_api.db import Database
@@ -53,6 +54,7 @@ class Sweeper(BackgroundLoop):
             if ours:
                 woken = await wake_due_snoozes(db=self._db, clock=self._clock)
                 escalated = await escalate_sla_breaches(db=self._db, slas=self._settings.slas, clock=self._clock)
+                await silencing.apply_due(db=self._db, clock=self._clock)  # silences that started or ended
                 levels = await escalate_levels(db=self._db, config=self._notifications, clock=self._clock)
                 if levels:
                     log.info("sweep: %d escalation levels reached", levels)
