@@ -30,7 +30,7 @@ def brand_safety_record(**overrides: Any) -> dict[str, Any]:
         "brand_safety_score": 0.41,
         "product_claims": ["clinically proven"],
     }
-    return record(
+    values: dict[str, Any] = dict(
         fingerprint=f"brand_safety:post-{uid}",
         kind="policy",
         rule_id="brand_safety",
@@ -45,8 +45,8 @@ def brand_safety_record(**overrides: Any) -> dict[str, Any]:
         score=0.41,
         event={"id": f"evt-{uid}", "type": "content.generated", "source": "content-pipeline", "data": data},
         event_ref={"topic": "content-pipeline.events", "partition": 0, "offset": 7},
-        **overrides,
     )
+    return record(**{**values, **overrides})
 
 
 def create(stack: Stack, body: dict[str, Any]) -> dict[str, Any]:
