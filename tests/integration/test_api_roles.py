@@ -18,7 +18,16 @@ _TOMORROW = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).isoformat()  # with
 ENDPOINTS: list[tuple[str, str, Any, set[str]]] = [
     ("POST", "/v1/exceptions", None, {"service", "admin"}),
     ("GET", "/v1/exceptions", None, {"operator", "admin"}),
+    ("POST", "/v1/exceptions/batch", {"records": []}, {"service", "admin"}),
     ("POST", "/v1/exceptions/bulk-resolve", {"ids": ["X"], "decision": "confirmed"}, {"operator", "admin"}),
+    (
+        "POST",
+        "/v1/exceptions/bulk",
+        {"action": "resolve", "filter": {"rule_id": "X"}, "dry_run": True, "decision": "confirmed"},
+        {"operator", "admin"},
+    ),
+    ("GET", "/v1/stats/verdicts", None, {"operator", "admin"}),
+    ("GET", "/v1/export/training-data", None, {"operator", "admin"}),
     ("GET", "/v1/exceptions/X", None, {"operator", "admin"}),
     ("GET", "/v1/exceptions/X/history", None, {"operator", "admin"}),
     ("POST", "/v1/exceptions/X/claim", {}, {"operator", "admin"}),
