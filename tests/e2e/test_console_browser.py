@@ -228,3 +228,25 @@ def test_a_concurrent_edit_is_refused_and_a_bulk_resolve_asks_to_confirm_the_cou
     see(browser, "#total", "0 matching")
     bulk_ids = [made[f"stalled-{n}"]["id"] for n in range(3)]
     wait_until(lambda: all(len(outcomes_of(stack, i)) == 1 for i in bulk_ids), timeout=30, what="the bulk outcomes")
+
+
+def test_an_operator_silences_a_rule_for_a_client_from_an_exception_and_expires_it(
+    browser: WebDriver, stack: Stack, shots: Callable[..., None]
+) -> None:
+    made = a_busy_queue(stack)
+    sign_in(browser, stack, stack.operator_token)
+    see(browser, "#total", "7 matching")
+    browser.get(f"{stack.api_url}/console/exceptions/{made['content']['id']}")
+    Select(wait(browser).until(ec.presence_of_element_located((By.ID, "silence-hours")))).select_by_value("4")
+    browser.find_element(By.ID, "silence-comment").send_keys("Lumen's brand-safety model is being retrained")
+    browser.find_element(By.ID, "silence").click()
+    see(browser, ".notice", "Silenced rule_id brand_safety, client_id lumen for 4 h: 1 exception(s) held")
+    see(browser, "#silences", "brand_safety")
+    shots(browser, "silences")
+    browser.get(f"{stack.api_url}/console/queue")
+    see(browser, "#total", "6 matching")  # the silenced one is out of the on-call queue
+    browser.get(f"{stack.api_url}/console/silences")
+    browser.find_element(By.CSS_SELECTOR, "#silences button").click()
+    see(browser, ".notice", "Silence expired")
+    browser.get(f"{stack.api_url}/console/queue")
+    see(browser, "#total", "7 matching")

@@ -302,3 +302,20 @@ async def test_an_http_client_without_a_session_cannot_post(console: Api) -> Non
     async with fresh:
         response = await fresh.post(f"/console/exceptions/{exc['id']}/claim", data={"csrf": "x", "version": "1"})
     assert response.status_code == 403
+
+
+async def test_silence_forms_need_the_csrf_value(console: Api) -> None:
+    exc = await console.create()
+    csrf = await sign_in(console)
+    form = {"rule_id": exc["rule_id"], "client_id": "northwind", "hours": "4", "comment": "noisy"}
+    assert (await console.http.post("/console/silences", data=form)).status_code == 403
+    assert (await console.http.post("/console/silences", data={**form, "csrf": "x"})).status_code == 403
+    made = await console.http.post("/console/silences", data={**form, "csrf": csrf})
+    assert made.status_code == 303
+    page = await console.http.get("/console/silences")
+    assert "noisy" in page.text
+    silence_id = re.search(r'/console/silences/([^/"]+)/expire', page.text)
+    assert silence_id
+    assert (await console.http.post(f"/console/silences/{silence_id.group(1)}/expire", data={})).status_code == 403
+    expired = await console.http.post(f"/console/silences/{silence_id.group(1)}/expire", data={"csrf": csrf})
+    assert expired.status_code == 303

@@ -20,7 +20,6 @@ PAGE_SIZE = 25
 SEVERITIES = [s.value for s in reversed(Severity)]  # most severe first
 STATUSES = [s.value for s in Status]
 UNRESOLVED_STATUSES = [s.value for s in Status if s in UNRESOLVED]
-TEXT_FILTERS = ("rule_id", "client_id", "source")
 
 
 class BadQuery(ValueError):
@@ -34,6 +33,8 @@ class QueueQuery:
     rule_id: str = ""
     client_id: str = ""
     source: str = ""
+    queue: str = ""
+    silenced: str = ""  # "" those no silence holds (the on-call queue), "true" only silenced, "all" both
     sort: str = Sort.SEVERITY.value
     cursor: str = ""
 
@@ -55,6 +56,8 @@ class QueueQuery:
             raise BadQuery(f"status: one of {', '.join(STATUSES)}")
         if query.severity and query.severity not in SEVERITIES:
             raise BadQuery(f"severity: one of {', '.join(SEVERITIES)}")
+        if query.silenced not in ("", "true", "all"):
+            raise BadQuery("silenced: true or all")
         if query.sort not in [s.value for s in Sort]:
             raise BadQuery(f"sort: one of {', '.join(s.value for s in Sort)}")
         return query
@@ -72,12 +75,14 @@ class QueueQuery:
             rule_id=self.rule_id or None,
             client_id=self.client_id or None,
             source=self.source or None,
+            queue=[self.queue] if self.queue else [],
+            silenced={"": False, "true": True, "all": None}[self.silenced],
         )
 
     @property
     def narrowed(self) -> bool:
         """Whether anything beyond status narrows it (work by filter needs one)."""
-        return bool(self.severity or self.rule_id or self.client_id or self.source)
+        return bool(self.severity or self.rule_id or self.client_id or self.source or self.queue)
 
     def url(self, **changes: Any) -> str:
         """The queue's URL for this query with `changes`; any change but paging starts at page one."""

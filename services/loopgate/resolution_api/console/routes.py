@@ -20,7 +20,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 from starlette.datastructures import FormData
 
-from loopgate.resolution_api import bulk_work, reading, transitions
+from loopgate.resolution_api import bulk_work, reading, silencing, transitions
 from loopgate.resolution_api.console import session, views
 from loopgate.resolution_api.console.queue import PAGE_SIZE, SEVERITIES, STATUSES, BadQuery, QueueQuery, counts
 from loopgate.resolution_api.cursor import Sort
@@ -28,7 +28,8 @@ from loopgate.resolution_api.deps import Services, get_services
 from loopgate.resolution_api.domain_errors import Conflict, DomainError, NotFound, PreconditionFailed
 from loopgate.resolution_api.lifecycle import Action, Status
 from loopgate.resolution_api.permissions import Permission, allows
-from loopgate.resolution_api.schemas import ExceptionRead, ResolveRequest, snooze_too_long
+from loopgate.resolution_api.schemas import ExceptionRead, ResolveRequest, SilenceCreate, snooze_too_long
+from loopgate.resolution_api.silencing import NewSilence, SilenceState
 from loopgate.resolution_api.tokens import Principal
 from loopgate_schemas.outcomes import Decision
 
@@ -265,6 +266,8 @@ async def _exception_page(
             now=services.clock(),
         ),
         snooze_hours=SNOOZE_HOURS,
+        silence_hours=SILENCE_HOURS,
+        can_silence=allows(principal.role, Permission.SILENCE),
         notice=notice,
         error=error,
         event_json=_pretty(exc.event),
@@ -482,3 +485,88 @@ async def bulk(request: Request) -> Response:
 
 def _with_notice(url: str, notice: str) -> str:
     return f"{url}{'&' if '?' in url else '?'}notice={quote(notice)}"
+
+
+# --- silences ----------------------------------------------------------------------------------
+
+
+SILENCE_HOURS = (1, 4, 8, 24)
+
+
+@router.get("/silences")
+async def silences_page(request: Request) -> Response:
+    found = await _session(request, need=Permission.READ)
+    if isinstance(found, Response):
+        return found
+    services, principal, token = found
+    listed = await silencing.list_silences(
+        db=services.db, states=[SilenceState.ACTIVE, SilenceState.PENDING], limit=200, clock=services.clock
+    )
+    now = services.clock()
+    items = [
+        (silence, held, silencing.state_of(silence, now).value, views.duration((silence.ends_at - now).total_seconds()))
+        for silence, held in listed
+    ]
+    context = _context(
+        principal,
+        token,
+        items=items,
+        can_silence=allows(principal.role, Permission.SILENCE),
+        notice=_text(request.query_params, "notice", 300),  # type: ignore[arg-type]
+    )
+    return _page(request, "silences.html", context)
+
+
+@router.post("/silences")
+async def create_silence(request: Request) -> Response:
+    """Silence a rule for a client for some hours (from an exception's page)."""
+    checked = await _checked_post(request, Permission.SILENCE)
+    if isinstance(checked, Response):
+        return checked
+    services, principal, token, form = checked
+    hours = _text(form, "hours", 4)
+    matchers = {name: _text(form, name, 255).strip() or None for name in ("rule_id", "client_id")}
+    comment = _text(form, "comment").strip()
+    back = _text(form, "exception_id", 255)
+    try:
+        if hours not in {str(h) for h in SILENCE_HOURS}:
+            raise DomainError(f"Silence for {', '.join(map(str, SILENCE_HOURS))} hours.")
+        body = SilenceCreate.model_validate(
+            {**matchers, "ends_at": services.clock() + dt.timedelta(hours=int(hours)), "comment": comment}
+        )
+    except (DomainError, ValidationError) as err:
+        message = err.message if isinstance(err, DomainError) else _problems(err)
+        if back:
+            return await _exception_page(request, services, principal, token, back, error=message, status_code=400)
+        return _page(request, "message.html", _context(principal, token, title="Silence", message=message), 400)
+    new = NewSilence(
+        matchers={name: getattr(body, name) for name in silencing.MATCHERS},
+        match_all=False,
+        starts_at=services.clock(),
+        ends_at=body.ends_at,
+        comment=body.comment,
+    )
+    _, held = await silencing.create(db=services.db, new=new, actor=principal.name, clock=services.clock)
+    what = ", ".join(f"{name} {value}" for name, value in matchers.items() if value)
+    return RedirectResponse(
+        _with_notice("/console/silences", f"Silenced {what} for {hours} h: {held} exception(s) held"), status_code=303
+    )
+
+
+@router.post("/silences/{silence_id}/expire")
+async def expire_silence(request: Request, silence_id: str) -> Response:
+    checked = await _checked_post(request, Permission.SILENCE)
+    if isinstance(checked, Response):
+        return checked
+    services, principal, token, _ = checked
+    try:
+        await silencing.expire(db=services.db, silence_id=silence_id, actor=principal.name, clock=services.clock)
+    except DomainError as err:
+        return _page(request, "message.html", _context(principal, token, title="Silence", message=err.message), 409)
+    return RedirectResponse(
+        _with_notice("/console/silences", "Silence expired: what it held is back in the queue"), 303
+    )
+
+
+def _problems(err: ValidationError) -> str:
+    return "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in err.errors())
