@@ -12,6 +12,7 @@ DEMO_RATE=${DEMO_RATE:-300}
 export LOOPGATE_KAFKA_BOOTSTRAP=127.0.0.1:9092
 export LOOPGATE_DATABASE_URL="sqlite+aiosqlite:///$run/loopgate.db"
 export LOOPGATE_API_URL=http://127.0.0.1:8000
+export LOOPGATE_CONSOLE_SECURE_COOKIE=false  # the console over plain http on this machine only
 export LOOPGATE_DETECTOR_DATA_DIR="$run/detector"
 export PYTHONUNBUFFERED=1
 
@@ -85,7 +86,11 @@ The stack is running:
   detector        http://127.0.0.1:9101/metrics
   dispatcher      http://127.0.0.1:9102/metrics
   logs            $run/*.log
+  operator CLI    LOOPGATE_OPS_URL=$LOOPGATE_API_URL LOOPGATE_OPS_TOKEN=<the token below> $bin/loopgate ops list
 Ctrl-C here, or \`make down\` elsewhere, stops everything.
+
+The console:      $LOOPGATE_API_URL/console
+Operator token:   $operator
 EOT
 trap 'echo; down; exit 0' INT TERM
 while kill -0 "$(cat "$run/api.pid")" 2>/dev/null; do sleep 1; done
