@@ -135,9 +135,9 @@ NOTIFICATIONS_SENT = Counter(
 )
 NOTIFICATIONS_FAILED = Counter(
     "loopgate_notifications_failed_total",
-    "Failed attempts to send a notification, by receiver and reason (timeout, connection, http_<status>); "
-    "retried with backoff unless reason is refused",
-    ["receiver", "reason"],
+    "Failed attempts to send a notification, by receiver (its configured name), kind and reason "
+    "(timeout, connection, http_<status>); retried with backoff unless reason is refused",
+    ["receiver", "kind", "reason"],
 )
 NOTIFICATIONS_SUPPRESSED = Counter(
     "loopgate_notifications_suppressed_total",

@@ -9,7 +9,7 @@ or ends (every active silence is then applied again, so one that overlaps keeps 
 default list is `silenced_by IS NULL`, read from a partial index, however many exceptions a
 silence holds; notifications read the same flag (`is_silenced`). Only unresolved exceptions are
 newly held; a silence that ends releases everything it held, so those still unresolved are back
-in the queue.
+in the queue, and their "opened" notification goes out then (see _release).
 
 Every action on a silence (created, expired, and the sweeper's started and ended) is in its
 audit trail, `silence_events`, with the actor and the time."""
@@ -31,6 +31,7 @@ from loopgate.resolution_api.db import Database
 from loopgate.resolution_api.domain_errors import Conflict, NotFound
 from loopgate.resolution_api.lifecycle import Status
 from loopgate.resolution_api.models import ExceptionRow, SilenceEventRow, SilenceRow
+from loopgate.resolution_api.notifications import store as notifications_store
 
 SYSTEM = "system"
 MATCHERS = ("rule_id", "client_id", "subject", "source", "severity")
@@ -123,10 +124,20 @@ async def _hold(*, session: AsyncSession, silence: SilenceRow, created_since: dt
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
+def released_key(silence_id: str) -> str:
+    """The key of the "opened" notification event of an exception a silence released."""
+    return f"opened:released:{silence_id}"
+
+
 async def _release(*, session: AsyncSession, silence: SilenceRow, now: dt.datetime) -> int:
     """Release what the silence held, then let the other active silences hold what they match; how
-    many it released."""
+    many it released. Each released exception still unresolved and held by no other silence gets
+    an "opened" notification event: its opening was never told while it was silenced (the relay
+    sends it under the opened notification's id, so a receiver already told is not told again)."""
     t = ExceptionRow
+    held = list(
+        (await session.scalars(sa.select(t.id).where(t.silenced_by == silence.id, t.status != Status.RESOLVED))).all()
+    )
     result = await session.execute(
         sa.update(t)
         .where(t.silenced_by == silence.id)
@@ -136,6 +147,15 @@ async def _release(*, session: AsyncSession, silence: SilenceRow, now: dt.dateti
     for other in await active_silences(session=session, now=now):
         if other.id != silence.id:
             await _hold(session=session, silence=other)
+    if held:
+        free = (await session.scalars(sa.select(t.id).where(t.id.in_(held), t.silenced_by.is_(None)))).all()
+        await notifications_store.record_events(
+            session=session,
+            rows=[
+                {"exception_id": i, "event": "opened", "key": released_key(silence.id), "created_at": now}
+                for i in sorted(free)
+            ],
+        )
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 

@@ -171,14 +171,19 @@ class NotificationRelay(BackgroundLoop):
             receiver = self._config.receivers.get(name)
             if receiver is None or (event.event == "resolved" and receiver.kind != "alertmanager"):
                 continue
+            # An exception a silence released is told it opened under the opened notification's
+            # id: a receiver told before the silence has it already (added once by id).
+            key = "opened" if event.event == "opened" else event.key
             told = Told(
-                notification_id=notification_id_for(row.id, event.key, name),
+                notification_id=notification_id_for(row.id, key, name),
                 event=event.event,
                 receiver=name,
                 at=event.created_at,
                 level=event.level,
                 sla=sla,
             )
+            if key != event.key and await store.exists(session=session, notification_id=told.notification_id):
+                continue  # told it opened before the silence
             values = {
                 "notification_id": told.notification_id,
                 "exception_id": row.id,
@@ -306,7 +311,8 @@ class NotificationRelay(BackgroundLoop):
             metrics.NOTIFICATIONS_SENT.labels(row.receiver, row.receiver_kind, row.event).inc()
             return True
         reason, permanent = failure
-        metrics.NOTIFICATIONS_FAILED.labels(row.receiver, "refused" if permanent else reason.split(":")[0]).inc()
+        kind = row.receiver_kind
+        metrics.NOTIFICATIONS_FAILED.labels(row.receiver, kind, "refused" if permanent else reason.split(":")[0]).inc()
         if permanent:
             await store.set_aside(session=session, now=now, reason=f"refused: {reason}", row_id=row.id)
             log.error("receiver %s refused notification %s (%s); set aside", row.receiver, row.notification_id, reason)

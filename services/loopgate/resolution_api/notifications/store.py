@@ -68,6 +68,11 @@ async def add_notifications(*, session: AsyncSession, rows: list[dict[str, Any]]
         await session.execute(_insert_ignoring_duplicates(session, NotificationRow.__table__), values)
 
 
+async def exists(*, session: AsyncSession, notification_id: str) -> bool:
+    stmt = sa.select(NotificationRow.id).where(NotificationRow.notification_id == notification_id)
+    return (await session.execute(stmt)).first() is not None
+
+
 async def recent_opened(*, session: AsyncSession, fingerprint: str, receiver: str, since: dt.datetime) -> int:
     """Opened notifications of this fingerprint for this receiver since then (rate limited ones
     not counted): how often it flapped."""
