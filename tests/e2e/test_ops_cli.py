@@ -85,6 +85,15 @@ def test_an_operator_works_the_queue_from_the_command_line(stack: Stack) -> None
     code, output = ops(stack, "snooze", other["id"], "--for", "2h", "--reason", "waiting on the trafficker")
     assert code == 0 and "snoozed" in output
 
+    noisy = create(stack, record(client_id="contoso"))
+    code, output = ops(
+        stack, "silence", "--like", noisy["id"], "--for", "4h", "--comment", "cap being raised", "--json"
+    )
+    assert code == 0, output
+    silence = json.loads(output)
+    assert (silence["rule_id"], silence["client_id"], silence["silenced"]) == ("bid_over_cap", "contoso", 1)
+    assert ops(stack, "silence", "--like", noisy["id"])[0] == EXIT_CODES["usage"]  # no --comment
+
 
 def test_exit_codes_say_what_went_wrong(stack: Stack, tmp_path: Path) -> None:
     exc = create(stack, record())
