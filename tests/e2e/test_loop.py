@@ -220,11 +220,15 @@ def check_the_loop(stack: Stack) -> None:
     # The malformed messages are in events.dlq, unchanged, with the reason and their origin.
     dlq = asyncio.run(read_topic(stack.settings, stack.settings.events_dlq_topic))
     assert sorted(m.value for m in dlq) == sorted(MALFORMED)
+    published = {
+        (r.partition, r.offset): r.value for r in asyncio.run(read_topic(stack.settings, stack.settings.bids_topic))
+    }
     for message in dlq:
         headers = dict(message.headers)
         assert headers["source-topic"] == stack.settings.bids_topic.encode()
         assert headers["error"]
-        assert int(headers["source-offset"]) >= 0 and int(headers["source-partition"]) >= 0
+        # The origin headers point at the very message: the source topic holds these bytes there.
+        assert published[(int(headers["source-partition"]), int(headers["source-offset"]))] == message.value
     assert {dict(m.headers)["error"].split(b":")[0] for m in dlq} == {b"not a JSON object", b"data.bid_cpm", b"type"}
 
     # An operator resolves one exception over HTTP, with a correction.
