@@ -110,6 +110,23 @@ def test_numbers_orjson_cannot_write_are_kept_as_text_or_null() -> None:
     assert set(trimmed) == {"$.data.huge", "$.data.inf"}
 
 
+@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan])
+def test_a_non_finite_number_alone_is_null_in_the_copy_and_listed(value: float) -> None:
+    """orjson would write it as null anyway; the copy says so too (found by a property test: the
+    record held inf while its JSON held null)."""
+    event = example("bid-adjusted.json")
+    event["data"]["extra"] = {"big": value, "none": None}
+    fitted, trimmed = fit_event(event)
+    assert fitted["data"]["extra"] == {"big": None, "none": None}
+    assert trimmed == ["$.data.extra.big"]
+
+
+def test_an_event_with_plain_nulls_is_copied_as_it_is() -> None:
+    event = example("bid-adjusted.json")
+    event["data"]["note"] = None
+    assert fit_event(event) == (event, [])
+
+
 def test_a_megabyte_of_small_extra_fields_is_cut_to_fit() -> None:
     event = example("bid-adjusted.json")
     event["data"]["extra"] = {f"k{i}": i for i in range(100_000)}
