@@ -23,11 +23,6 @@ from tests.fixtures.services import Stack
 pytestmark = [
     pytest.mark.kafka,
     pytest.mark.chaos,
-    # Not in `make test` yet: at full size the detector can stall after the coordinator's loss (a
-    # batch waits on the dead leader, then faust's changelog recovery never completes; issue 12).
-    pytest.mark.skipif(
-        "LOOPGATE_CHAOS_EVENTS" not in os.environ, reason="sized runs only (`make chaos`) until the stall is fixed"
-    ),
 ]
 
 # Longer than the controller's broker session timeout (9 s), so the cluster fences the dead broker

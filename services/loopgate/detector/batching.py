@@ -28,7 +28,15 @@ baselines against a single worker's):
 - a batch in hand when the worker stops is finished, not abandoned half-published;
 - changelog records fetched outside recovery (echoes of this worker's own writes, fetched before
   the partition was paused) are dropped rather than left for faust to apply over newer values
-  at the end of the next recovery: a lost update.
+  at the end of the next recovery: a lost update. Not those of standby partitions (other workers'
+  writes, read after recovery to keep a warm copy): they go to faust as in recovery;
+- the generation a fetch is compared with is read once the flow runs: a loop that reached its
+  next fetch after a revocation waits for the flow there, and by then the next generation has
+  begun and its recovery has sought its changelogs; read before, the recovery's first fetch was
+  taken for one across a rebalance and not handled, and as its changelog records were not
+  sought back (the recovery had sought already) it waited for them for ever (issue 12). A
+  whole rebalance within one fetch (its records come after the recovery's seek, as aiokafka
+  returns only records at the current position) has them sought back, changelogs included.
 """
 
 from __future__ import annotations
@@ -63,6 +71,8 @@ class BatchingConsumer(aiokafka_driver.Consumer):
         to_message = self._to_message
         track, ack = self.track_message, self.ack
         changelogs = frozenset(table.changelog_topic.get_topic_name() for table in app.tables.values())
+        # faust's own set (TableManager.recovery, not on its interface), filled anew at each rebalance
+        standby_tps = app.tables.recovery.standby_tps  # type: ignore[attr-defined]
         # The last offset handled per partition in this generation: after the seek to committed
         # offsets that follows recovery, records handled (and acked) just before are fetched again
         # and taken for repeats. Right only because records are handled in offset order, no holes.
@@ -71,6 +81,12 @@ class BatchingConsumer(aiokafka_driver.Consumer):
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 await self.sleep(0)
+                if not self.flow_active:
+                    # A rebalance is on: wait for the flow, as faust's fetch would, and read the
+                    # generation after it. Read before, it is the old one, and the first fetch of the
+                    # next recovery would be taken for a fetch across a rebalance (see the module's doc).
+                    await self.wait(self.can_resume_flow)  # type: ignore[arg-type]
+                    continue
                 generation = app.consumer_generation_id
                 if generation != handled_generation:
                     handled.clear()
@@ -82,7 +98,7 @@ class BatchingConsumer(aiokafka_driver.Consumer):
                 if not self.flow_active or generation != app.consumer_generation_id:
                     # A rebalance began (the flow stops at revocation) or ended (a new generation)
                     # during the fetch: not handled, fetched again (the module's doc says why).
-                    await self._unfetch(records)
+                    await self._unfetch(records, changelogs)
                     continue
                 batch: list[Message] = []
                 for tp, tp_records in records.items():
@@ -90,7 +106,7 @@ class BatchingConsumer(aiokafka_driver.Consumer):
                     if topic in batch_topics:
                         last = handled.get(tp, -1)
                         batch.extend(to_message(tp, r) for r in tp_records if r.offset > last)
-                    elif topic in changelogs and not app.in_recovery:
+                    elif topic in changelogs and not app.in_recovery and tp not in standby_tps:
                         pass  # an echo of this worker's own table writes: dropped (see the module's doc)
                     else:  # faust's own path: table changelogs in recovery, the assignor's topic, ...
                         for record in tp_records:
@@ -129,11 +145,19 @@ class BatchingConsumer(aiokafka_driver.Consumer):
                 return
             raise
 
-    async def _unfetch(self, records: Mapping[Any, list[Any]]) -> None:  # pragma: no cover - runs in the worker
-        batch_topics = self.app.batch_topics  # type: ignore[attr-defined]
+    async def _unfetch(self, records: Mapping[Any, list[Any]], changelogs: Collection[str]) -> None:
+        """Put each partition's fetch position back to its first record fetched, to fetch them again.
+
+        Changelog records too while a recovery reads (the flow runs: the rebalance, its seek and
+        the resumed flow all came within the fetch): that recovery has sought already and waits
+        for them. Otherwise the next recovery seeks its changelogs itself."""
+        app: BatchingApp = self.app  # type: ignore[assignment]
+        recovering = app.in_recovery and self.flow_active
         for tp, tp_records in records.items():
-            if tp.topic not in batch_topics or not tp_records:
-                continue  # changelogs: a recovery seeks them itself
+            if not tp_records:
+                continue
+            if tp.topic not in app.batch_topics and not (recovering and tp.topic in changelogs):
+                continue
             try:
                 await self.seek(tp, tp_records[0].offset)
             except Exception as err:  # revoked meanwhile: its next owner reads from the committed offset
