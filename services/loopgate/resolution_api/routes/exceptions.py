@@ -220,7 +220,7 @@ async def list_exceptions(
 @router.post(
     "/bulk-resolve",
     summary="Resolve several exceptions (by ids, or every unresolved one with a fingerprint)",
-    responses=responses(400, 401, 403),
+    responses=responses(400, 401, 403, 413),
 )
 async def bulk_resolve(body: BulkResolveRequest, principal: CanWork, services: ServicesDep) -> BulkResolveResult:
     resolved, failed = await transitions.bulk_resolve(

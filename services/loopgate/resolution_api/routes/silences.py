@@ -51,7 +51,7 @@ def _read(silence: SilenceRow, held: int, now: dt.datetime, soon_seconds: float)
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Silence exceptions matching all the matchers given, from starts_at (default now) until ends_at",
-    responses=responses(401, 403),
+    responses=responses(400, 401, 403, 413),
 )
 async def create_silence(body: SilenceCreate, principal: CanSilence, services: ServicesDep) -> SilenceRead:
     now = services.clock()

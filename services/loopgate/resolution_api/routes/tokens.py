@@ -14,7 +14,7 @@ from loopgate.resolution_api.schemas import TokenCreate, TokenCreated, TokenList
 router = APIRouter(prefix="/v1/tokens", tags=["tokens"], dependencies=[Depends(reject_unstorable_params)])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, summary="Create a token", responses=responses(400, 401, 403))
+@router.post("", status_code=status.HTTP_201_CREATED, summary="Create a token", responses=responses(400, 401, 403, 413))
 async def create_token(body: TokenCreate, principal: CanManageTokens, services: ServicesDep) -> TokenCreated:
     row, secret = await services.tokens.create(name=body.name, role=Role(body.role))
     return TokenCreated(**TokenRead.from_row(row).model_dump(), token=secret)
