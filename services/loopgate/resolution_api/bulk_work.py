@@ -20,11 +20,11 @@ from loopgate.common import metrics
 from loopgate.resolution_api import store, verdicts
 from loopgate.resolution_api.clock import Clock, utcnow
 from loopgate.resolution_api.db import Database
-from loopgate.resolution_api.lifecycle import TRANSITIONS, Action, Status, time_to_resolve_seconds
+from loopgate.resolution_api.lifecycle import TRANSITIONS, Action, Status
 from loopgate.resolution_api.models import ExceptionRow
 from loopgate.resolution_api.notifications import store as notifications
 from loopgate.resolution_api.store import ExceptionFilters
-from loopgate.resolution_api.transitions import Change, ChangeFor, ResolutionInput, iso, outcome_of
+from loopgate.resolution_api.transitions import Change, ChangeFor, iso, outcome_of
 
 BULK_CHUNK = 500
 
@@ -36,27 +36,6 @@ class BulkWork:
     matched: int  # exceptions matching the filter whose status allows the action
     changed: int = 0
     skipped: int = 0  # matched, but changed meanwhile so that the action no longer applied
-
-
-def resolve_change(actor: str, resolution: ResolutionInput) -> ChangeFor:
-    correction = {k: v.model_dump(mode="json") for k, v in resolution.correction.items()}
-
-    def change_for(row: ExceptionRow, now: dt.datetime) -> Change:
-        return Change(
-            values={
-                "decision": resolution.decision.value,
-                "reason": resolution.reason,
-                "correction": correction,
-                "resolver": actor,
-                "resolved_at": now,
-                "time_to_resolve_seconds": time_to_resolve_seconds(row.first_seen, now),
-                "resolution_count": row.resolution_count + 1,
-                "snoozed_until": None,
-            },
-            fields={"decision": resolution.decision.value, "reason": resolution.reason, "correction": correction},
-        )
-
-    return change_for
 
 
 def snooze_change(until: dt.datetime, reason: str) -> ChangeFor:

@@ -257,19 +257,11 @@ async def _write_outcome(session: AsyncSession, row: ExceptionRow, now: dt.datet
     )
 
 
-async def resolve(
-    *,
-    db: Database,
-    exception_id: str,
-    actor: str,
-    resolution: ResolutionInput,
-    if_match: Collection[int] | None,
-    clock: Clock = utcnow,
-) -> ExceptionRow:
-    """Record the final resolution and its outcome (outbox) in one transaction."""
+def resolve_change(actor: str, resolution: ResolutionInput) -> ChangeFor:
+    """What a final resolution writes: one place for the single, bulk and console resolutions."""
+    correction = {k: v.model_dump(mode="json") for k, v in resolution.correction.items()}
 
     def change_for(row: ExceptionRow, now: dt.datetime) -> Change:
-        correction = {k: v.model_dump(mode="json") for k, v in resolution.correction.items()}
         return Change(
             values={
                 "decision": resolution.decision.value,
@@ -281,19 +273,29 @@ async def resolve(
                 "resolution_count": row.resolution_count + 1,
                 "snoozed_until": None,
             },
-            fields={
-                "decision": resolution.decision.value,
-                "reason": resolution.reason,
-                "correction": correction,
-            },
+            fields={"decision": resolution.decision.value, "reason": resolution.reason, "correction": correction},
         )
+
+    return change_for
+
+
+async def resolve(
+    *,
+    db: Database,
+    exception_id: str,
+    actor: str,
+    resolution: ResolutionInput,
+    if_match: Collection[int] | None,
+    clock: Clock = utcnow,
+) -> ExceptionRow:
+    """Record the final resolution and its outcome (outbox) in one transaction."""
 
     row = await transition(
         db=db,
         exception_id=exception_id,
         action=Action.RESOLVE,
         actor=actor,
-        change_for=change_for,
+        change_for=resolve_change(actor, resolution),
         if_match=if_match,
         clock=clock,
         after=_write_outcome,

@@ -443,7 +443,7 @@ async def bulk(request: Request) -> Response:
         return _page(request, "bulk_confirm.html", context)
     if scope == "filter":
         change_for = (
-            bulk_work.resolve_change(principal.name, resolution)
+            transitions.resolve_change(principal.name, resolution)
             if resolution is not None
             else bulk_work.claim_change(principal.name)
         )

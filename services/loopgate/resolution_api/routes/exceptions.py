@@ -263,7 +263,7 @@ async def bulk_work(body: BulkWorkRequest, principal: CanWork, services: Service
     if action is Action.RESOLVE:
         assert body.decision is not None  # the request's validator requires it
         resolution = transitions.ResolutionInput(body.decision, body.reason, body.correction)
-        change_for = bulk_work_service.resolve_change(principal.name, resolution)
+        change_for = transitions.resolve_change(principal.name, resolution)
     elif action is Action.SNOOZE:
         assert body.until is not None
         now = services.clock()
