@@ -14,6 +14,7 @@ from loopgate.detector.config import load_detection_config
 from loopgate.detector.processing import Detector, read_stored
 from loopgate_schemas import topics
 from loopgate_schemas.examples import CONTRACT_EXAMPLES
+from tests.fixtures.tables import ChangelogTable
 
 DETECTOR = Detector(load_detection_config())
 
@@ -65,7 +66,7 @@ GARBAGE = [
 
 @pytest.mark.parametrize("garbage", GARBAGE, ids=repr)
 def test_an_unreadable_bid_baseline_is_discarded_counted_and_replaced(garbage: Any) -> None:
-    table: dict[str, Any] = {"li-1": garbage}
+    table = ChangelogTable({"li-1": garbage})
     outcome = DETECTOR.process(
         topics.BIDS, bid("e1", 5.0), topic=topics.BIDS, partition=0, offset=9, bid_baselines=table
     )
@@ -75,7 +76,7 @@ def test_an_unreadable_bid_baseline_is_discarded_counted_and_replaced(garbage: A
 
 @pytest.mark.parametrize("garbage", ["x", [0, 3, 5.0, 0.1, 3, math.nan, 0.1], [1, 2, 3]], ids=repr)
 def test_an_unreadable_delivery_baseline_is_discarded_and_counted(garbage: Any) -> None:
-    table: dict[str, Any] = {"plc-1": garbage}
+    table = ChangelogTable({"plc-1": garbage})
     outcome = DETECTOR.process(
         topics.TRAFFICKING,
         delivery("d1", 1000),
@@ -93,13 +94,13 @@ def test_a_value_written_before_the_partition_was_kept_still_reads() -> None:
     stored = read_stored(old, 1)
     assert stored is not None and (stored.partition, stored.last_offset, stored.fired) == (None, 41, old[4:])
     assert rules(topics.BIDS, bid("again", 5.0), {"li-1": old}, offset=12) == []  # a redelivery: unchanged
-    table = {"li-1": list(old)}
+    table = ChangelogTable({"li-1": list(old)})
     rules(topics.BIDS, bid("new", 5.0), table, offset=42)
     assert table["li-1"][:5] == [42, 31, 5.0, table["li-1"][3], 0]
 
 
 def test_an_event_keyed_to_another_partition_does_not_blind_the_entity() -> None:
-    table: dict[str, Any] = {}
+    table = ChangelogTable()
     for offset in range(30):
         rules(topics.BIDS, bid(f"w{offset}", 5.0 + 0.01 * (offset % 3)), table, partition=1, offset=offset)
     # A wrongly keyed event of the same line item lands on partition 4, far ahead in offsets.
@@ -110,7 +111,7 @@ def test_an_event_keyed_to_another_partition_does_not_blind_the_entity() -> None
 
 
 def test_a_redelivery_on_the_same_partition_is_still_recognised() -> None:
-    table: dict[str, Any] = {}
+    table = ChangelogTable()
     for offset in range(30):
         rules(topics.BIDS, bid(f"w{offset}", 5.0 + 0.01 * (offset % 3)), table, partition=1, offset=offset)
     first = rules(topics.BIDS, bid("spike", 50.0), table, partition=1, offset=30)
@@ -120,7 +121,7 @@ def test_a_redelivery_on_the_same_partition_is_still_recognised() -> None:
 
 
 def test_a_bid_of_1e160_during_warm_up_keeps_the_line_item_watched() -> None:
-    table: dict[str, Any] = {}
+    table = ChangelogTable()
     rules(topics.BIDS, bid("huge", 1e160), table, offset=0)
     for offset in range(1, 40):
         rules(topics.BIDS, bid(f"w{offset}", 5.0 + 0.01 * (offset % 3)), table, offset=offset)
@@ -134,14 +135,14 @@ def test_a_value_written_before_the_runs_were_kept_still_reads() -> None:
     stored = read_stored(old, 1)
     assert stored is not None and (stored.partition, stored.fired) == (3, old[5:])
     assert (stored.states[0].run, stored.states[0].run_mean) == (0, 0.0)
-    table = {"li-1": list(old)}
+    table = ChangelogTable({"li-1": list(old)})
     rules(topics.BIDS, bid("new", 5.0), table, partition=3, offset=42)
     assert table["li-1"][:7] == [42, 31, 5.0, table["li-1"][3], 3, 0, 0.0]
     assert table["li-1"][7:] == old[5:]
 
 
 def test_clustered_outliers_all_fire_through_the_table_and_a_redelivery_fires_the_same() -> None:
-    table: dict[str, Any] = {}
+    table = ChangelogTable()
     for offset in range(40):
         rules(topics.BIDS, bid(f"w{offset}", 5.0 + 0.05 * (offset % 5 - 2)), table, offset=offset)
     spikes = {40: 5.8, 43: 4.3, 47: 6.1}  # 8, 7 and 11 deviations (std floored at 0.1) within 10 events

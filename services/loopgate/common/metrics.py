@@ -51,6 +51,17 @@ DETECTOR_FAILURES = Counter(
     "produce_error, dlq_truncated, changelog_error); each one alone, the stream went on",
     ["topic", "stage"],
 )
+DETECTOR_STAGE_CPU = Counter(
+    "loopgate_detector_stage_cpu_seconds",
+    "CPU time of the detector's event-loop thread per stage of its batches (validate, rules, baselines, sampling, "
+    "records, produce, commit); fetching, faust and the event loop are the rest of the process's CPU time",
+    ["stage"],
+)
+DETECTOR_BATCH_RECORDS = Histogram(
+    "loopgate_detector_batch_records",
+    "Upstream records per batch the detector handled (bounded by LOOPGATE_DETECTOR_BATCH_MAX_RECORDS)",
+    buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10_000, 50_000),
+)
 BASELINES_DISCARDED = Counter(
     "loopgate_baselines_discarded_total", "Unreadable stored baselines discarded and started afresh", ["topic"]
 )

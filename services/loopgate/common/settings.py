@@ -140,6 +140,21 @@ class Settings(BaseSettings):
         "worker's loss does not wait for a rebuild from the changelog.",
     )
 
+    detector_batch_max_records: int = Field(
+        default=2000,
+        ge=1,
+        le=100_000,
+        description="Most upstream records the detector handles as one batch (and fetches at a time): a "
+        "rebalance or a shutdown waits for at most one batch.",
+    )
+    detector_batch_max_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=64 * 1024,
+        le=256 * 1024 * 1024,
+        description="Most bytes of upstream messages in one detector batch; a single larger message is a "
+        "batch of its own.",
+    )
+
     # --- dispatcher ---
     dispatcher_group: str = Field(default="loopgate-dispatcher", description="The dispatcher's consumer group.")
     dispatcher_metrics_port: int = Field(

@@ -44,16 +44,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Collection, Mapping
+import time
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from typing import Any
 
 import faust
+from aiokafka.structs import ConsumerRecord
 from faust.transport.drivers import aiokafka as aiokafka_driver
-from faust.types import Message
+from faust.types import TP, Message
+from faust.types.tuples import ack_lock
+from mode.utils.futures import notify
+
+from loopgate.common import metrics
 
 log = logging.getLogger(__name__)
 
-BatchHandler = Callable[[list[Message]], Awaitable[None]]
+BatchHandler = Callable[[list[ConsumerRecord[bytes, bytes]]], Awaitable[None]]
+COMMIT_CPU = metrics.DETECTOR_STAGE_CPU.labels("commit")
 FINISH_ON_STOP_SECONDS = 20.0  # how long a stopping worker gives its batch in hand to be published
 
 
@@ -69,7 +76,6 @@ class BatchingConsumer(aiokafka_driver.Consumer):
         fetcher_should_stop = fetcher._stopped.is_set
         set_read_offset = self._read_offset.__setitem__
         to_message = self._to_message
-        track, ack = self.track_message, self.ack
         changelogs = frozenset(table.changelog_topic.get_topic_name() for table in app.tables.values())
         # faust's own set (TableManager.recovery, not on its interface), filled anew at each rebalance
         standby_tps = app.tables.recovery.standby_tps  # type: ignore[attr-defined]
@@ -100,12 +106,15 @@ class BatchingConsumer(aiokafka_driver.Consumer):
                     # during the fetch: not handled, fetched again (the module's doc says why).
                     await self._unfetch(records, changelogs)
                     continue
-                batch: list[Message] = []
+                batch: list[ConsumerRecord[bytes, bytes]] = []
                 for tp, tp_records in records.items():
                     topic = tp.topic
                     if topic in batch_topics:
                         last = handled.get(tp, -1)
-                        batch.extend(to_message(tp, r) for r in tp_records if r.offset > last)
+                        if tp_records[0].offset > last:
+                            batch.extend(tp_records)
+                        else:
+                            batch.extend(r for r in tp_records if r.offset > last)
                     elif topic in changelogs and not app.in_recovery and tp not in standby_tps:
                         pass  # an echo of this worker's own table writes: dropped (see the module's doc)
                     else:  # faust's own path: table changelogs in recovery, the assignor's topic, ...
@@ -116,26 +125,13 @@ class BatchingConsumer(aiokafka_driver.Consumer):
                     set_read_offset(tp, tp_records[-1].offset)
                 if not batch or handler is None:
                     continue
-                for message in batch:
-                    track(message)  # a revocation from here on waits for their acks
-                handling = asyncio.ensure_future(self._handle_until_done(handler, batch))
-                try:
-                    await asyncio.shield(handling)
-                except asyncio.CancelledError:
-                    # Stopping mid-batch: finish it (its records and table updates are partly
-                    # published already) so that nothing of it lands after the next owner starts.
-                    with contextlib.suppress(Exception, asyncio.CancelledError):
-                        await asyncio.wait_for(handling, FINISH_ON_STOP_SECONDS)
-                    if handling.done() and not handling.cancelled() and handling.exception() is None:
-                        for message in batch:
-                            ack(message)
-                    else:  # stays uncommitted for whoever reads the partition next
-                        for message in batch:
-                            self._unacked_messages.discard(message)
-                    raise
-                for message in batch:
-                    ack(message)
-                    handled[message.tp] = message.offset
+                chunks = bounded(batch, app.batch_max_records, app.batch_max_bytes)
+                for n, chunk in enumerate(chunks):
+                    if n and (not self.flow_active or generation != app.consumer_generation_id):
+                        # A rebalance began between two parts of one fetch: the rest is fetched again.
+                        await self._unfetch(by_partition(r for rest in chunks[n:] for r in rest), changelogs)
+                        break
+                    await self._handle_chunk(handler, chunk, handled)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
                 return
@@ -144,6 +140,77 @@ class BatchingConsumer(aiokafka_driver.Consumer):
             if self.transport.app.should_stop:
                 return
             raise
+
+    async def _handle_chunk(
+        self, handler: BatchHandler, chunk: list[ConsumerRecord[bytes, bytes]], handled: dict[Any, int]
+    ) -> None:
+        """Hand one bounded batch to the handler and ack its records once it returned."""
+        token = self._track(chunk)  # a revocation from here on waits for this batch
+        handling = asyncio.ensure_future(self._handle_until_done(handler, chunk))
+        try:
+            await asyncio.shield(handling)
+        except asyncio.CancelledError:
+            # Stopping mid-batch: finish it (its records and table updates are partly
+            # published already) so that nothing of it lands after the next owner starts.
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(handling, FINISH_ON_STOP_SECONDS)
+            if handling.done() and not handling.cancelled() and handling.exception() is None:
+                self._ack(chunk, token, handled)
+            else:  # stays uncommitted for whoever reads the partition next
+                self._unacked_messages.discard(token)
+            raise
+        self._ack(chunk, token, handled)
+
+    def _track(self, chunk: list[ConsumerRecord[bytes, bytes]]) -> Message:
+        """One message stands for the whole batch in faust's set of messages in flight (a
+        revocation waits for that set to empty): faust's per-record tracking, its sensors and
+        its message objects cost more than detecting on the record (docs/performance.md)."""
+        last = chunk[-1]
+        token = self._to_message(TP(last.topic, last.partition), last)
+        self._unacked_messages.add(token)
+        return token
+
+    def _ack(self, chunk: list[ConsumerRecord[bytes, bytes]], token: Message, handled: dict[Any, int]) -> None:
+        """Ack every offset of the batch at once, as faust's `ack` would one by one, so that its
+        commit (the highest run of consecutive acked offsets) moves past them. Offsets between
+        records (transaction markers, compacted records) are acked with them, as faust's own
+        fetch loop does with its gaps, or the commit would stop at the first of them."""
+        first: dict[TP, int] = {}
+        last: dict[TP, int] = {}
+        for record in chunk:
+            tp = TP(record.topic, record.partition)
+            if tp not in first:
+                first[tp] = record.offset
+            last[tp] = record.offset
+        with ack_lock:
+            token.acked = True
+            self._unacked_messages.discard(token)
+            for tp, end in last.items():
+                committed = self._committed_offset[tp]  # the next offset to read, as committed
+                before = handled.get(tp)
+                if before is not None:  # from the last record handled: what lies between is no record
+                    start = before + 1
+                elif committed is not None and committed < first[tp]:  # the first batch since assignment
+                    start = committed
+                else:
+                    start = first[tp]
+                if committed is not None:
+                    start = max(start, committed)  # faust's ack ignores offsets below the committed one
+                acked_index = self._acked_index[tp]
+                new = [offset for offset in range(start, end + 1) if offset not in acked_index]
+                acked_index.update(new)
+                self._acked[tp].extend(new)
+                self._n_acked += len(new)
+                handled[tp] = end
+            notify(self._waiting_for_ack)
+
+    def _new_offset(self, tp: TP) -> int | None:
+        """faust's offset to commit for `tp` (from the acked offsets), timed as the commit stage."""
+        started = time.thread_time()
+        try:
+            return super()._new_offset(tp)
+        finally:
+            COMMIT_CPU.inc(time.thread_time() - started)
 
     async def _unfetch(self, records: Mapping[Any, list[Any]], changelogs: Collection[str]) -> None:
         """Put each partition's fetch position back to its first record fetched, to fetch them again.
@@ -163,7 +230,7 @@ class BatchingConsumer(aiokafka_driver.Consumer):
             except Exception as err:  # revoked meanwhile: its next owner reads from the committed offset
                 log.info("not seeking %s back to %s: %r", tp, tp_records[0].offset, err)
 
-    async def _handle_until_done(self, handler: BatchHandler, batch: list[Message]) -> None:
+    async def _handle_until_done(self, handler: BatchHandler, batch: list[ConsumerRecord[bytes, bytes]]) -> None:
         """A failed batch (the broker unreachable while publishing, say) is retried, never
         skipped: its records' ids are deterministic, so what was already published is harmless."""
         attempt = 0
@@ -179,6 +246,34 @@ class BatchingConsumer(aiokafka_driver.Consumer):
                 await asyncio.sleep(min(10.0, 0.5 * 2**attempt))
 
 
+def bounded(
+    batch: list[ConsumerRecord[bytes, bytes]], max_records: int, max_bytes: int
+) -> list[list[ConsumerRecord[bytes, bytes]]]:
+    """`batch` cut, in order, into parts of at most `max_records` records and `max_bytes` bytes of
+    keys and values (a record larger than that is a part of its own)."""
+    if len(batch) <= max_records and sum(len(r.value or b"") + len(r.key or b"") for r in batch) <= max_bytes:
+        return [batch]
+    parts: list[list[ConsumerRecord[bytes, bytes]]] = []
+    part: list[ConsumerRecord[bytes, bytes]] = []
+    size = 0
+    for record in batch:
+        n = len(record.value or b"") + len(record.key or b"")
+        if part and (len(part) >= max_records or size + n > max_bytes):
+            parts.append(part)
+            part, size = [], 0
+        part.append(record)
+        size += n
+    parts.append(part)
+    return parts
+
+
+def by_partition(records: Iterable[ConsumerRecord[bytes, bytes]]) -> dict[TP, list[ConsumerRecord[bytes, bytes]]]:
+    grouped: dict[TP, list[ConsumerRecord[bytes, bytes]]] = {}
+    for record in records:
+        grouped.setdefault(TP(record.topic, record.partition), []).append(record)
+    return grouped
+
+
 class BatchingTransport(aiokafka_driver.Transport):
     Consumer = BatchingConsumer
 
@@ -188,13 +283,24 @@ class BatchingApp(faust.App):
 
     batch_handler: BatchHandler | None = None
     batch_topics: frozenset[str] = frozenset()
+    batch_max_records: int = 2000
+    batch_max_bytes: int = 4 * 1024 * 1024
 
-    def consume_in_batches(self, topics: Collection[faust.TopicT], handler: BatchHandler) -> None:
-        """Subscribe to `topics` and deliver their records to `handler`, batch by batch."""
+    def consume_in_batches(
+        self,
+        topics: Collection[faust.TopicT],
+        handler: BatchHandler,
+        *,
+        max_records: int = 2000,
+        max_bytes: int = 4 * 1024 * 1024,
+    ) -> None:
+        """Subscribe to `topics` and deliver their records to `handler`, in batches of at most
+        `max_records` records and `max_bytes` bytes of values (a larger record alone)."""
         for topic in topics:
             self.topics.add(topic)
         self.batch_topics = frozenset(t for topic in topics for t in topic.topics)
         self.batch_handler = handler
+        self.batch_max_records, self.batch_max_bytes = max_records, max_bytes
 
     def _new_transport(self) -> BatchingTransport:
         return BatchingTransport(self.conf.broker_consumer, self)
