@@ -26,34 +26,25 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
-import orjson
-from aiokafka.errors import (
-    CorruptRecordException,
-    InvalidTimestampError,
-    MessageSizeTooLargeError,
-    RecordListTooLargeError,
-    RecordTooLargeError,
-    UnsupportedForMessageFormatError,
-)
 from aiokafka.structs import ConsumerRecord
-from faust.types import TP, TableT
+from faust.types import TP
 
 from loopgate.common import metrics
 from loopgate.common.kafka import COMPACTED, ConsumerLag, ensure_topics, kafka_connection, wait_for_broker
 from loopgate.common.settings import Settings
-from loopgate.detector.batching import BatchingApp
+from loopgate.detector.batching import BatchingApp, aiokafka_producer
 from loopgate.detector.budget import RECORD_BUDGET, fit_dead_letter
+from loopgate.detector.changelog import RecordBatcher, TableBatch, settle_changelog
 from loopgate.detector.config import DetectionConfig, load_detection_config
 from loopgate.detector.processing import (
     FAILURE_STAGES,
     Detector,
     Outcome,
-    Stored,
     Upstream,
-    encode_baseline,
     failure,
     record_json,
 )
+from loopgate.detector.refusals import record_error
 from loopgate.detector.stages import NO_CLOCK, StageClock
 from loopgate.detector.verdicts import AuditRateReader
 from loopgate_schemas import topics
@@ -74,85 +65,6 @@ def internal_topics(settings: Settings) -> dict[str, int]:
     app_id = settings.group(settings.detector_app_id)
     tables = (BID_BASELINES, DELIVERY_BASELINES)
     return {f"{app_id}-{table}-changelog": settings.upstream_partitions for table in tables}
-
-
-class TableBatch:
-    """One batch's view of a baseline table: reads and writes the in-memory store and remembers
-    which keys changed, so each changed key goes to the changelog once per batch.
-
-    The changelog records are produced directly (JSON key and value, as the table's own codec
-    writes them, so recovery reads them back), not through faust's one-at-a-time table buffer.
-    A batch that fails (the broker down) is rolled back in memory: it is handled again from the
-    same baselines, so no changelog write of it is lost to the retry's redelivery check."""
-
-    def __init__(self, table: TableT[str, Any], producer: Any) -> None:
-        self.store = table.data
-        self.topic = table.changelog_topic.get_topic_name()
-        self.producer = producer
-        self.dirty: set[str] = set()
-        self.sent: list[tuple[str, bytes, bytes, int]] = []  # (topic, key, value, partition) per future of flush
-        self.before: dict[str, Any] = {}  # each key's value before this batch (_ABSENT: none)
-
-    def get(self, key: str) -> Any:  # whatever the changelog held: processing.read_stored checks it
-        return self.store.get(key)
-
-    def __setitem__(self, key: str, value: Stored) -> None:
-        if key not in self.before:
-            self.before[key] = self.store.get(key, _ABSENT)
-        self.store[key] = value
-        self.dirty.add(key)
-
-    async def flush(self) -> list[Any]:
-        """Send every changed key to the changelog on its source partition; the delivery futures."""
-        send, topic, store = self.producer.send, self.topic, self.store
-        futures = []
-        for key in self.dirty:
-            value = store[key]  # on the partition of the event that wrote it, as the table's own writes
-            record = (topic, orjson.dumps(key), encode_baseline(value), value.partition)
-            try:
-                futures.append(await send(*record, None, None))
-                self.sent.append(record)
-            except Exception as err:
-                if not record_error(err):
-                    raise
-                # An entity id near the size limit: its baseline lives on in memory, not in the changelog.
-                log.error("changelog write of %.80r refused for itself: %r", key, err)
-                metrics.DETECTOR_FAILURES.labels(self.topic, "changelog_error").inc()
-        self.dirty.clear()
-        return futures
-
-    def rollback(self) -> None:
-        """Put every key this batch changed back as it was before the batch."""
-        for key, value in self.before.items():
-            if value is _ABSENT:
-                self.store.pop(key, None)
-            else:
-                self.store[key] = value
-        self.before.clear()
-        self.dirty.clear()
-        self.sent.clear()
-
-
-_ABSENT = object()
-# Produce errors about the record itself: retrying can never succeed, so they are the message's alone.
-RECORD_ERRORS = (
-    MessageSizeTooLargeError,
-    RecordTooLargeError,
-    RecordListTooLargeError,
-    CorruptRecordException,
-    InvalidTimestampError,
-    UnsupportedForMessageFormatError,
-)
-SMALL_DEAD_LETTER = 64 * 1024  # the first cut for a dead letter the broker refused even cut to fit
-
-
-def record_error(err: BaseException | None) -> bool:
-    """Whether a produce error is the record's own (faust wraps aiokafka's errors in its own)."""
-    while err is not None:
-        if isinstance(err, RECORD_ERRORS):
-            return True
-        err = err.__cause__
-    return False
 
 
 def encode_record(record: ExceptionRecord) -> bytes:
@@ -192,6 +104,7 @@ class Sent:
 
 # Budgets a dead letter the broker refused is cut to in turn (the topic's max.message.bytes may be
 # below the producer's request limit); the last one keeps the headers alone.
+SMALL_DEAD_LETTER = 64 * 1024  # the first cut for a dead letter the broker refused even cut to fit
 DEAD_LETTER_STEPS = (SMALL_DEAD_LETTER, 16 * 1024, 4 * 1024, 1024, 0)
 
 
@@ -220,11 +133,18 @@ class BatchProcessor:
         self.bid_table, self.delivery_table = bid_table, delivery_table
         self.exceptions_topic, self.dlq_topic, self.dlq_budget = exceptions_topic, dlq_topic, dlq_budget
 
-    async def handle_batch(self, messages: Sequence[Upstream], producer: Any, stages: StageClock = NO_CLOCK) -> None:
+    async def handle_batch(
+        self,
+        messages: Sequence[Upstream],
+        producer: Any,
+        stages: StageClock = NO_CLOCK,
+        batcher: RecordBatcher | None = None,
+    ) -> None:
         """Detect on every record of the batch, then publish everything and wait for the broker's
         acknowledgement (the consumer acks the records, and so may commit, only after). An error
         that is not about one record fails the batch and puts its table writes back."""
-        bids, delivery = TableBatch(self.bid_table, producer), TableBatch(self.delivery_table, producer)
+        bids = TableBatch(self.bid_table, producer, batcher)
+        delivery = TableBatch(self.delivery_table, producer, batcher)
         sources = self.sources
         try:
             outcomes = self.detector.process_batch(
@@ -241,15 +161,15 @@ class BatchProcessor:
             stages.lap("records")
             pending: list[Sent] = []
             for handled, encoded in zip(batch, values, strict=True):
-                await self.send(handled, encoded, pending, producer)
+                if encoded or handled.rejected is not None:  # most messages send nothing
+                    await self.send(handled, encoded, pending, producer)
             changelog = await bids.flush() + await delivery.flush()
             results = await asyncio.gather(*(s.future for s in pending), *changelog, return_exceptions=True)
             for sent, result in zip(pending, results, strict=False):
-                await self.settle(sent, result, producer)
-            for (topic, key, value, partition), result in zip(
-                bids.sent + delivery.sent, results[len(pending) :], strict=True
-            ):
-                await settle_changelog(producer, topic, key, value, partition, result)
+                if sent.truncated or isinstance(result, BaseException):  # else nothing to settle
+                    await self.settle(sent, result, producer)
+            for record, result in zip(bids.sent + delivery.sent, results[len(pending) :], strict=True):
+                await settle_changelog(producer, record, result)
             stages.lap("produce")
         except BaseException:
             bids.rollback()
@@ -371,22 +291,6 @@ class BatchProcessor:
             return
 
 
-async def settle_changelog(producer: Any, topic: str, key: bytes, value: bytes, partition: int, result: Any) -> None:
-    """The broker's answer to one changelog write; one refused for its request batch is sent alone,
-    and one refused alone is the entity's alone (its baseline lives on in memory)."""
-    if not isinstance(result, BaseException):
-        return
-    if not record_error(result):
-        raise result
-    try:
-        await (await producer.send(topic, key, value, partition, None, None))
-    except Exception as err:
-        if not record_error(err):
-            raise
-        log.error("changelog write of %.80r refused for itself: %r", key, err)
-        metrics.DETECTOR_FAILURES.labels(topic, "changelog_error").inc()
-
-
 def create_app(settings: Settings, config: DetectionConfig | None = None) -> BatchingApp:
     config = config or load_detection_config(settings.detection_config)
     # Following the verdicts: a reader of exception-outcomes hands the Detector its current rates.
@@ -444,7 +348,7 @@ def create_app(settings: Settings, config: DetectionConfig | None = None) -> Bat
     batch_records = metrics.DETECTOR_BATCH_RECORDS
 
     async def handle_batch(messages: list[ConsumerRecord[bytes, bytes]]) -> None:
-        await processor.handle_batch(messages, app.producer, stages)
+        await processor.handle_batch(messages, app.producer, stages, aiokafka_producer(app))
         batch_records.observe(len(messages))
         last = {TP(m.topic, m.partition): m.offset for m in messages}  # a batch is in offset order
         for tp, offset in last.items():

@@ -246,6 +246,11 @@ class BatchingConsumer(aiokafka_driver.Consumer):
                 await asyncio.sleep(min(10.0, 0.5 * 2**attempt))
 
 
+def aiokafka_producer(app: faust.App) -> Any:
+    """The aiokafka producer under faust's (for `create_batch`/`send_batch`, which faust's lacks)."""
+    return app.producer._ensure_producer()  # type: ignore[attr-defined]
+
+
 def bounded(
     batch: list[ConsumerRecord[bytes, bytes]], max_records: int, max_bytes: int
 ) -> list[list[ConsumerRecord[bytes, bytes]]]:

@@ -1,0 +1,148 @@
+"""The baseline tables' writes: one batch's view of a table, and its changed keys on the changelog.
+
+The changelog records are produced directly (JSON key and value, as the table's own codec writes
+them, so recovery reads them back), not through faust's one-at-a-time table buffer, and in request
+batches of many records (aiokafka's `create_batch`/`send_batch`) rather than one `send` each: most
+events change their entity's baseline, and a send per record cost more than the rest of the
+baselines stage (docs/performance.md). A batch the broker refuses for a record in it is settled
+record by record: each is sent again alone, and only one refused alone is the entity's alone (its
+baseline lives on in memory, counted as `changelog_error`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Protocol
+
+import orjson
+from faust.types import TableT
+
+from loopgate.common import metrics
+from loopgate.detector.processing import Stored, encode_baseline
+from loopgate.detector.refusals import record_error
+
+log = logging.getLogger(__name__)
+
+ChangelogRecord = tuple[str, bytes, bytes, int]  # (topic, key, value, partition)
+
+
+class RecordBatcher(Protocol):
+    """What aiokafka's producer offers for sending records as ready-made request batches."""
+
+    def create_batch(self) -> Any: ...
+
+    async def send_batch(self, batch: Any, topic: str, *, partition: int) -> asyncio.Future[Any]: ...
+
+
+_ABSENT = object()
+
+
+class TableBatch:
+    """One batch's view of a baseline table: reads and writes the in-memory store and remembers
+    which keys changed, so each changed key goes to the changelog once per batch.
+
+    A batch that fails (the broker down) is rolled back in memory: it is handled again from the
+    same baselines, so no changelog write of it is lost to the retry's redelivery check."""
+
+    def __init__(self, table: TableT[str, Any], producer: Any, batcher: RecordBatcher | None = None) -> None:
+        self.store = table.data
+        self.topic = table.changelog_topic.get_topic_name()
+        self.producer = producer  # faust's: send(topic, key, value, partition, timestamp, headers)
+        self.batcher = batcher  # None: one send per record
+        self.dirty: dict[str, None] = {}  # ordered: the changelog gets the keys in the order they changed
+        self.sent: list[ChangelogRecord] = []  # per future of flush
+        self.before: dict[str, Any] = {}  # each key's value before this batch (_ABSENT: none)
+
+    def get(self, key: str) -> Any:  # whatever the changelog held: processing.read_stored checks it
+        return self.store.get(key)
+
+    def __setitem__(self, key: str, value: Stored) -> None:
+        if key not in self.before:
+            self.before[key] = self.store.get(key, _ABSENT)
+        self.store[key] = value
+        self.dirty[key] = None
+
+    async def flush(self) -> list[Any]:
+        """Send every changed key to the changelog on its source partition (the partition of the
+        event that wrote it, as the table's own writes); a delivery future per record, in order."""
+        topic, store = self.topic, self.store
+        records: list[ChangelogRecord] = []
+        for key in self.dirty:
+            value = store[key]
+            records.append((topic, orjson.dumps(key), encode_baseline(value), value.partition))
+        self.dirty.clear()
+        if self.batcher is not None:
+            futures = await send_in_batches(self.batcher, records)
+            self.sent.extend(records)
+            return futures
+        futures = []
+        for record in records:
+            try:
+                futures.append(await self.producer.send(*record, None, None))
+                self.sent.append(record)
+            except Exception as err:
+                if not record_error(err):
+                    raise
+                refused_alone(record, err)
+        return futures
+
+    def rollback(self) -> None:
+        """Put every key this batch changed back as it was before the batch."""
+        for key, value in self.before.items():
+            if value is _ABSENT:
+                self.store.pop(key, None)
+            else:
+                self.store[key] = value
+        self.before.clear()
+        self.dirty.clear()
+        self.sent.clear()
+
+
+async def send_in_batches(batcher: RecordBatcher, records: list[ChangelogRecord]) -> list[Any]:
+    """Send `records` as request batches, one partition's records after another (each in its
+    order); the future of its request batch for each record, in the order of `records`."""
+    builders: dict[tuple[str, int], Any] = {}
+    futures: list[Any] = [None] * len(records)
+    waiting: dict[tuple[str, int], list[int]] = {}  # the records in each partition's open builder
+    for i, (topic, key, value, partition) in enumerate(records):
+        where = (topic, partition)
+        builder = builders.get(where)
+        if builder is None:
+            builder = builders[where] = batcher.create_batch()
+            waiting[where] = []
+        if builder.append(key=key, value=value, timestamp=None) is None:  # full: send it, start another
+            future = await batcher.send_batch(builder, topic, partition=partition)
+            for j in waiting[where]:
+                futures[j] = future
+            builder = builders[where] = batcher.create_batch()
+            waiting[where] = []
+            builder.append(key=key, value=value, timestamp=None)  # an empty builder takes any one record
+        waiting[where].append(i)
+    for (topic, partition), builder in builders.items():
+        future = await batcher.send_batch(builder, topic, partition=partition)
+        for j in waiting[(topic, partition)]:
+            futures[j] = future
+    return futures
+
+
+async def settle_changelog(producer: Any, record: ChangelogRecord, result: Any) -> None:
+    """The broker's answer to one changelog write; one refused for its request batch is sent alone,
+    and one refused alone is the entity's alone (its baseline lives on in memory)."""
+    if not isinstance(result, BaseException):
+        return
+    if not record_error(result):
+        raise result
+    topic, key, value, partition = record
+    try:
+        await (await producer.send(topic, key, value, partition, None, None))
+    except Exception as err:
+        if not record_error(err):
+            raise
+        refused_alone(record, err)
+
+
+def refused_alone(record: ChangelogRecord, err: BaseException) -> None:
+    """An entity id near the size limit: its baseline lives on in memory, not in the changelog."""
+    log.error("changelog write of %.80r refused for itself: %r", record[1], err)
+    metrics.DETECTOR_FAILURES.labels(record[0], "changelog_error").inc()
