@@ -39,6 +39,7 @@ from loopgate_tools.simulator.generator import (
     generate,
 )
 from loopgate_tools.simulator.malformed import malformed
+from tests.fixtures.tables import ChangelogTable
 
 CONFIG = load_detection_config()
 MAX_EVENT_BYTES: int = Settings.model_fields["max_event_bytes"].default  # the worker's default limit
@@ -248,14 +249,6 @@ def build_stream(count: int, *, seed: int) -> Stream:
 # --- comparing the two paths -------------------------------------------------------------------
 
 
-class RecoveredTable(dict[str, Any]):
-    """The reference's table: each value kept as recovery reads it back (its changelog JSON, parsed),
-    so the reference never sees an object the batch path keeps in memory."""
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        super().__setitem__(key, orjson.loads(encode_baseline(value)))
-
-
 def recover(table: dict[str, Any], restored: dict[str, Any]) -> dict[str, Any]:
     """What a new worker reads from the changelog: every value written, as JSON; garbage never
     overwritten is still what the old changelog held."""
@@ -341,7 +334,7 @@ def run_both(stream: Stream, *, seed: int, fast_now: datetime = NOW, fast_items:
     (`fast_items`, when given, in place of the stream's messages), compared batch by batch."""
     fast_items = stream.items if fast_items is None else fast_items
     reference = Detector(CONFIG, max_event_bytes=MAX_EVENT_BYTES)
-    ref_bids, ref_delivery = RecoveredTable(stream.bid_tables), RecoveredTable(stream.delivery_tables)
+    ref_bids, ref_delivery = ChangelogTable(stream.bid_tables), ChangelogTable(stream.delivery_tables)
     fast_bids, fast_delivery = copy.deepcopy(stream.bid_tables), copy.deepcopy(stream.delivery_tables)
     restored = dict(fast_bids), dict(fast_delivery)
     fast = Detector(CONFIG, max_event_bytes=MAX_EVENT_BYTES)
