@@ -32,6 +32,7 @@ from loopgate_tools.simulator.publisher import PublishStats, publish
 from tests.chaos import report
 from tests.fixtures.kafka import KAFKA_SCRIPT
 from tests.fixtures.services import ServiceProcess, Stack, wait_until
+from tests.fixtures.tables import ChangelogTable
 from tests.fixtures.truth import expected_exception_ids
 
 CHAOS_EVENTS = int(os.environ.get("LOOPGATE_CHAOS_EVENTS", "1200"))
@@ -62,8 +63,7 @@ def ground_truth(count: int = CHAOS_EVENTS, seed: int = SEED) -> GroundTruth:
     # A single in-process detector on the same stream gives the fingerprints and the baselines; its
     # records must be exactly the ground truth, or the comparison below would prove nothing.
     detector = Detector(config)
-    bids: dict[str, list[float]] = {}
-    delivery: dict[str, list[float]] = {}
+    bids, delivery = ChangelogTable(), ChangelogTable()  # baselines as their changelogs read back
     offsets: dict[str, int] = {}
     reference: dict[str, str] = {}
     for ev in events:
