@@ -20,10 +20,11 @@ from loopgate_tools.progress import Reporter
 DOCS = Path(__file__).resolve().parents[3] / "docs"
 
 SIZES = {
-    # detector events, entities for the memory run, memory-run events, latency seconds
-    "full": {"count": 300_000, "entities": 100_000, "memory_count": 1_000_000, "latency_seconds": 30.0},
-    "quick": {"count": 30_000, "entities": 10_000, "memory_count": 40_000, "latency_seconds": 5.0},
-    "smoke": {"count": 20_000, "entities": 2_000, "memory_count": 8_000, "latency_seconds": 2.0},
+    # detector events, entities for the memory run, memory-run events, seconds of each latency run;
+    # enough detector events for its run to span several of the benchmark's 0.25 s polls
+    "full": {"count": 300_000, "entities": 100_000, "memory_count": 1_000_000, "latency_seconds": 60.0},
+    "quick": {"count": 150_000, "entities": 10_000, "memory_count": 40_000, "latency_seconds": 5.0},
+    "smoke": {"count": 50_000, "entities": 2_000, "memory_count": 8_000, "latency_seconds": 2.0},
 }
 
 
@@ -64,17 +65,28 @@ def markdown(results: list[dict[str, Any]], info: dict[str, Any], size: str, sec
     ]
     for r in results:
         met = {True: "yes", False: "**no**", None: ""}[r["met"]]
-        value = f"{r['value']:,.1f}" if isinstance(r["value"], float) else str(r["value"])
-        lines.append(f"| {r['group']} | {r['name']} | {value} | {r['unit']} | {r['target']} | {met} |")
+        lines.append(f"| {r['group']} | {r['name']} | {shown(r)} | {r['unit']} | {r['target']} | {met} |")
     return "\n".join(lines) + "\n"
 
 
+def shown(figure: dict[str, Any]) -> str:
+    """A figure's value as the table shows it: `10,512.3`, `0.46`, `812`, `not measured` (a figure
+    without a value shows its note), or `12.5 (includes commit: not measured)`."""
+    value = figure["value"]
+    note = figure.get("note", "")
+    if value is None:
+        return str(note or "not measured")
+    # two decimals below 10, so a ratio of 0.46 does not show as 0.5 beside a target of 0.5
+    text = (f"{value:,.2f}" if abs(value) < 10 else f"{value:,.1f}") if isinstance(value, float) else str(value)
+    return f"{text} ({note})" if note else text
+
+
 def describe(figure: dict[str, Any]) -> str:
-    """One measured figure as a line: `detector  Loopgate detector, one worker: 10,512.3 events/s (>= 50000: no)`."""
-    value = f"{figure['value']:,.1f}" if isinstance(figure["value"], float) else str(figure["value"])
+    """One measured figure as a line: `detector  detector / ceiling: 0.11 x (target >= 0.5: not met)`."""
+    unit = f" {figure['unit']}" if figure["value"] is not None else ""
     verdict = {True: "met", False: "not met", None: ""}[figure["met"]]
-    target = f" (target {figure['target']}: {verdict})" if figure["target"] else ""
-    return f"{figure['group']}  {figure['name']}: {value} {figure['unit']}{target}"
+    target = f" (target {figure['target']}" + (f": {verdict})" if verdict else ")") if figure["target"] else ""
+    return f"{figure['group']}  {figure['name']}: {shown(figure)}{unit}{target}"
 
 
 def bench(
