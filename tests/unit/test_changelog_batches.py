@@ -11,7 +11,8 @@ import pytest
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 
 from loopgate.common import metrics
-from loopgate.detector.changelog import ChangelogRecord, send_in_batches, settle_changelog
+from loopgate.detector.changelog import settle_changelog
+from loopgate.detector.request_batches import ChangelogRecord, send_in_batches
 
 
 class Builder:

@@ -34,7 +34,7 @@ from loopgate.common.kafka import COMPACTED, ConsumerLag, ensure_topics, kafka_c
 from loopgate.common.settings import Settings
 from loopgate.detector.batching import BatchingApp, aiokafka_producer
 from loopgate.detector.budget import RECORD_BUDGET, fit_dead_letter
-from loopgate.detector.changelog import RecordBatcher, TableBatch, settle_changelog
+from loopgate.detector.changelog import TableBatch, settle_changelog
 from loopgate.detector.config import DetectionConfig, load_detection_config
 from loopgate.detector.processing import (
     FAILURE_STAGES,
@@ -45,6 +45,7 @@ from loopgate.detector.processing import (
     record_json,
 )
 from loopgate.detector.refusals import record_error
+from loopgate.detector.request_batches import ChangelogRecord, RecordBatcher, keyed_partitioner, send_in_batches
 from loopgate.detector.stages import NO_CLOCK, StageClock
 from loopgate.detector.verdicts import AuditRateReader
 from loopgate_schemas import topics
@@ -160,9 +161,15 @@ class BatchProcessor:
             values = [self.encode(handled) for handled in batch]
             stages.lap("records")
             pending: list[Sent] = []
-            for handled, encoded in zip(batch, values, strict=True):
-                if encoded or handled.rejected is not None:  # most messages send nothing
-                    await self.send(handled, encoded, pending, producer)
+            if batcher is not None:  # the records in request batches; dead letters (rare) one by one
+                pending += await self.send_in_batches(batch, values, batcher)
+                for handled in batch:
+                    if handled.rejected is not None:
+                        await self.send(handled, [], pending, producer)
+            else:
+                for handled, encoded in zip(batch, values, strict=True):
+                    if encoded or handled.rejected is not None:  # most messages send nothing
+                        await self.send(handled, encoded, pending, producer)
             changelog = await bids.flush() + await delivery.flush()
             results = await asyncio.gather(*(s.future for s in pending), *changelog, return_exceptions=True)
             for sent, result in zip(pending, results, strict=False):
@@ -190,6 +197,25 @@ class BatchProcessor:
             log.exception("cannot serialize the records of %s[%s]@%s", msg.topic, msg.partition, msg.offset)
             handled.rejected = outcome.rejected = failure("serialize_error", err)
             return []
+
+    async def send_in_batches(
+        self, batch: list[Handled], values: list[list[tuple[bytes, bytes]]], batcher: RecordBatcher
+    ) -> list[Sent]:
+        """Every message's records in request batches, each on the partition the producer's `send`
+        would choose for its key (so a record sent again alone lands beside its first copy)."""
+        topic = self.exceptions_topic
+        partition_of = await keyed_partitioner(batcher, topic)
+        owners: list[Handled] = []
+        records: list[ChangelogRecord] = []
+        for handled, encoded in zip(batch, values, strict=True):
+            for key, value in encoded:
+                owners.append(handled)
+                records.append((topic, key, value, partition_of(key)))
+        futures = await send_in_batches(batcher, records)
+        return [
+            Sent(handled, topic, key, value, None, future)
+            for handled, (_, key, value, _), future in zip(owners, records, futures, strict=True)
+        ]
 
     async def send(
         self, handled: Handled, values: list[tuple[bytes, bytes]], pending: list[Sent], producer: Any

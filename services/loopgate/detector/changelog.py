@@ -2,18 +2,15 @@
 
 The changelog records are produced directly (JSON key and value, as the table's own codec writes
 them, so recovery reads them back), not through faust's one-at-a-time table buffer, and in request
-batches of many records (aiokafka's `create_batch`/`send_batch`) rather than one `send` each: most
-events change their entity's baseline, and a send per record cost more than the rest of the
-baselines stage (docs/performance.md). A batch the broker refuses for a record in it is settled
-record by record: each is sent again alone, and only one refused alone is the entity's alone (its
-baseline lives on in memory, counted as `changelog_error`).
+batches (request_batches.py): most events change their entity's baseline. A batch the broker
+refuses for a record in it is settled record by record: each is sent again alone, and only one
+refused alone is the entity's alone (its baseline lives on in memory, counted as `changelog_error`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 from faust.types import TableT
@@ -21,18 +18,9 @@ from faust.types import TableT
 from loopgate.common import metrics
 from loopgate.detector.processing import Stored, encode_baseline
 from loopgate.detector.refusals import record_error
+from loopgate.detector.request_batches import ChangelogRecord, RecordBatcher, send_in_batches
 
 log = logging.getLogger(__name__)
-
-ChangelogRecord = tuple[str, bytes, bytes, int]  # (topic, key, value, partition)
-
-
-class RecordBatcher(Protocol):
-    """What aiokafka's producer offers for sending records as ready-made request batches."""
-
-    def create_batch(self) -> Any: ...
-
-    async def send_batch(self, batch: Any, topic: str, *, partition: int) -> asyncio.Future[Any]: ...
 
 
 _ABSENT = object()
@@ -97,33 +85,6 @@ class TableBatch:
         self.before.clear()
         self.dirty.clear()
         self.sent.clear()
-
-
-async def send_in_batches(batcher: RecordBatcher, records: list[ChangelogRecord]) -> list[Any]:
-    """Send `records` as request batches, one partition's records after another (each in its
-    order); the future of its request batch for each record, in the order of `records`."""
-    builders: dict[tuple[str, int], Any] = {}
-    futures: list[Any] = [None] * len(records)
-    waiting: dict[tuple[str, int], list[int]] = {}  # the records in each partition's open builder
-    for i, (topic, key, value, partition) in enumerate(records):
-        where = (topic, partition)
-        builder = builders.get(where)
-        if builder is None:
-            builder = builders[where] = batcher.create_batch()
-            waiting[where] = []
-        if builder.append(key=key, value=value, timestamp=None) is None:  # full: send it, start another
-            future = await batcher.send_batch(builder, topic, partition=partition)
-            for j in waiting[where]:
-                futures[j] = future
-            builder = builders[where] = batcher.create_batch()
-            waiting[where] = []
-            builder.append(key=key, value=value, timestamp=None)  # an empty builder takes any one record
-        waiting[where].append(i)
-    for (topic, partition), builder in builders.items():
-        future = await batcher.send_batch(builder, topic, partition=partition)
-        for j in waiting[(topic, partition)]:
-            futures[j] = future
-    return futures
 
 
 async def settle_changelog(producer: Any, record: ChangelogRecord, result: Any) -> None:
