@@ -335,17 +335,18 @@ async def _latency(
     settings: Settings, workdir: Path, progress: Reporter, *, rate: float, seconds: float, label: str
 ) -> LatencyRun:
     """Publish at a steady rate with a running detector; time from each event's publish to its
-    exception's arrival on `exceptions`."""
+    exception record's timestamp on `exceptions` (CreateTime: set when the detector's producer
+    sends it). Not the time this process reads it: its event loop also publishes, at up to tens of
+    thousands of events a second, and a reader it starves (in a consumer group, it even lost its
+    membership for a while) would time itself, not the detector."""
     detector = ServiceProcess.for_service("detector", settings, workdir).start()
     sent_at: dict[str, float] = {}
     timed: list[tuple[float, float]] = []
-    consumer = kafka_consumer(
-        settings,
-        settings.exceptions_topic,
-        auto_offset_reset="latest",
-        group_id=f"{settings.topic_prefix}latency",
-    )
+    consumer = kafka_consumer(settings, auto_offset_reset="latest")  # assigned, no group: nothing to lose
     await consumer.start()
+    tps = await topic_partitions(settings, [settings.exceptions_topic])
+    consumer.assign(tps)
+    await consumer.seek_to_end(*tps)
     try:
         await asyncio.to_thread(
             wait_until,
@@ -367,11 +368,11 @@ async def _latency(
 
         async def receive() -> None:
             async for message in consumer:
-                arrived = time.time()
-                event = orjson.loads(message.value).get("event") or {}
+                created = message.timestamp / 1000  # ms, by the detector's producer
+                event = orjson.loads(message.value or b"{}").get("event") or {}
                 published = sent_at.get(event.get("id", ""))
                 if published is not None:
-                    timed.append((published, (arrived - published) * 1000))
+                    timed.append((published, (created - published) * 1000))
 
         receiver = asyncio.create_task(receive())
         events = list(generate(int(rate * seconds), seed=1002))
