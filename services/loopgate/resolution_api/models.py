@@ -76,8 +76,14 @@ class ExceptionRow(Base):
             sqlite_where=sa.text("silenced_by IS NULL"),
             postgresql_where=sa.text("silenced_by IS NULL"),
         ),
-        # A silence that ends releases the exceptions it holds (silencing.py).
-        sa.Index("ix_exceptions_silenced_by", "silenced_by"),
+        # A silence that ends releases the exceptions it holds (silencing.py). Those rows only: as a
+        # plain index it was taken for the default list's `silenced_by IS NULL` (migration 0009).
+        sa.Index(
+            "ix_exceptions_silenced_by",
+            "silenced_by",
+            sqlite_where=sa.text("silenced_by IS NOT NULL"),
+            postgresql_where=sa.text("silenced_by IS NOT NULL"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
