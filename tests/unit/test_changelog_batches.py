@@ -12,7 +12,7 @@ from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 
 from loopgate.common import metrics
 from loopgate.detector.changelog import settle_changelog
-from loopgate.detector.request_batches import ChangelogRecord, send_in_batches
+from loopgate.detector.request_batches import PartitionedRecord, send_in_batches
 
 
 class Builder:
@@ -43,7 +43,7 @@ class Batcher:
         return future
 
 
-def records(n: int, partitions: int = 3) -> list[ChangelogRecord]:
+def records(n: int, partitions: int = 3) -> list[PartitionedRecord]:
     return [("bids-changelog", f"k{i}".encode(), f"[{i}]".encode(), i % partitions) for i in range(n)]
 
 

@@ -45,7 +45,7 @@ from loopgate.detector.processing import (
     record_json,
 )
 from loopgate.detector.refusals import record_error
-from loopgate.detector.request_batches import ChangelogRecord, RecordBatcher, keyed_partitioner, send_in_batches
+from loopgate.detector.request_batches import PartitionedRecord, RecordBatcher, keyed_partitioner, send_in_batches
 from loopgate.detector.stages import NO_CLOCK, StageClock
 from loopgate.detector.verdicts import AuditRateReader
 from loopgate_schemas import topics
@@ -148,15 +148,13 @@ class BatchProcessor:
         delivery = TableBatch(self.delivery_table, producer, batcher)
         sources = self.sources
         try:
+            sourced = [(sources[msg.topic], msg) for msg in messages]
             outcomes = self.detector.process_batch(
-                [(sources[msg.topic], msg) for msg in messages],
-                bid_baselines=bids,
-                delivery_baselines=delivery,
-                stages=stages,
+                sourced, bid_baselines=bids, delivery_baselines=delivery, stages=stages
             )
             batch = [
-                Handled(msg, sources[msg.topic], outcome, outcome.rejected)
-                for msg, outcome in zip(messages, outcomes, strict=True)
+                Handled(msg, source, outcome, outcome.rejected)
+                for (source, msg), outcome in zip(sourced, outcomes, strict=True)
             ]
             values = [self.encode(handled) for handled in batch]
             stages.lap("records")
@@ -206,7 +204,7 @@ class BatchProcessor:
         topic = self.exceptions_topic
         partition_of = await keyed_partitioner(batcher, topic)
         owners: list[Handled] = []
-        records: list[ChangelogRecord] = []
+        records: list[PartitionedRecord] = []
         for handled, encoded in zip(batch, values, strict=True):
             for key, value in encoded:
                 owners.append(handled)

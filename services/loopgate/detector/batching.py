@@ -175,25 +175,26 @@ class BatchingConsumer(aiokafka_driver.Consumer):
         commit (the highest run of consecutive acked offsets) moves past them. Offsets between
         records (transaction markers, compacted records) are acked with them, as faust's own
         fetch loop does with its gaps, or the commit would stop at the first of them."""
-        first: dict[TP, int] = {}
-        last: dict[TP, int] = {}
-        for record in chunk:
-            tp = TP(record.topic, record.partition)
-            if tp not in first:
-                first[tp] = record.offset
-            last[tp] = record.offset
+        first: dict[tuple[str, int], int] = {}
+        last: dict[tuple[str, int], int] = {}
+        for record in chunk:  # plain tuples per record; a TP per partition below
+            where = (record.topic, record.partition)
+            if where not in first:
+                first[where] = record.offset
+            last[where] = record.offset
         with ack_lock:
             token.acked = True
             self._unacked_messages.discard(token)
-            for tp, end in last.items():
+            for where, end in last.items():
+                tp = TP(*where)
                 committed = self._committed_offset[tp]  # the next offset to read, as committed
                 before = handled.get(tp)
                 if before is not None:  # from the last record handled: what lies between is no record
                     start = before + 1
-                elif committed is not None and committed < first[tp]:  # the first batch since assignment
+                elif committed is not None and committed < first[where]:  # the first batch since assignment
                     start = committed
                 else:
-                    start = first[tp]
+                    start = first[where]
                 if committed is not None:
                     start = max(start, committed)  # faust's ack ignores offsets below the committed one
                 acked_index = self._acked_index[tp]

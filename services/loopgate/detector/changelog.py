@@ -18,7 +18,7 @@ from faust.types import TableT
 from loopgate.common import metrics
 from loopgate.detector.processing import Stored, encode_baseline
 from loopgate.detector.refusals import record_error
-from loopgate.detector.request_batches import ChangelogRecord, RecordBatcher, send_in_batches
+from loopgate.detector.request_batches import PartitionedRecord, RecordBatcher, send_in_batches
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class TableBatch:
         self.producer = producer  # faust's: send(topic, key, value, partition, timestamp, headers)
         self.batcher = batcher  # None: one send per record
         self.dirty: dict[str, None] = {}  # ordered: the changelog gets the keys in the order they changed
-        self.sent: list[ChangelogRecord] = []  # per future of flush
+        self.sent: list[PartitionedRecord] = []  # per future of flush
         self.before: dict[str, Any] = {}  # each key's value before this batch (_ABSENT: none)
 
     def get(self, key: str) -> Any:  # whatever the changelog held: processing.read_stored checks it
@@ -55,7 +55,7 @@ class TableBatch:
         """Send every changed key to the changelog on its source partition (the partition of the
         event that wrote it, as the table's own writes); a delivery future per record, in order."""
         topic, store = self.topic, self.store
-        records: list[ChangelogRecord] = []
+        records: list[PartitionedRecord] = []
         for key in self.dirty:
             value = store[key]
             records.append((topic, orjson.dumps(key), encode_baseline(value), value.partition))
@@ -87,7 +87,7 @@ class TableBatch:
         self.sent.clear()
 
 
-async def settle_changelog(producer: Any, record: ChangelogRecord, result: Any) -> None:
+async def settle_changelog(producer: Any, record: PartitionedRecord, result: Any) -> None:
     """The broker's answer to one changelog write; one refused for its request batch is sent alone,
     and one refused alone is the entity's alone (its baseline lives on in memory)."""
     if not isinstance(result, BaseException):
@@ -103,7 +103,7 @@ async def settle_changelog(producer: Any, record: ChangelogRecord, result: Any) 
         refused_alone(record, err)
 
 
-def refused_alone(record: ChangelogRecord, err: BaseException) -> None:
+def refused_alone(record: PartitionedRecord, err: BaseException) -> None:
     """An entity id near the size limit: its baseline lives on in memory, not in the changelog."""
     log.error("changelog write of %.80r refused for itself: %r", record[1], err)
     metrics.DETECTOR_FAILURES.labels(record[0], "changelog_error").inc()

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from aiokafka.partitioner import DefaultPartitioner
 
-ChangelogRecord = tuple[str, bytes, bytes, int]  # (topic, key, value, partition)
+PartitionedRecord = tuple[str, bytes, bytes, int]  # (topic, key, value, partition)
 
 _partitioner = DefaultPartitioner()  # the producer's own default: murmur2 of the key, as Kafka's Java client
 
@@ -37,7 +37,7 @@ async def keyed_partitioner(batcher: RecordBatcher, topic: str) -> Any:
     return partition_of
 
 
-async def send_in_batches(batcher: RecordBatcher, records: list[ChangelogRecord]) -> list[Any]:
+async def send_in_batches(batcher: RecordBatcher, records: list[PartitionedRecord]) -> list[Any]:
     """Send `records` as request batches, one partition's records after another (each in its
     order); the future of its request batch for each record, in the order of `records`."""
     builders: dict[tuple[str, int], Any] = {}
