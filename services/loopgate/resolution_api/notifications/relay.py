@@ -22,8 +22,9 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -257,13 +258,16 @@ class NotificationRelay(BackgroundLoop):
             async with self._db.read() as session, session.begin():
                 rows = await store.pending_for(session=session, receiver=name, limit=self._batch_size)
             for row in rows:
-                failure = await self._send(http, row)
-                async with self._db.write() as session, session.begin():
-                    if not await self._settle(session, row, failure):
-                        return False
+                if not await _finished_even_if_stopped(self._send_and_settle(http, row)):
+                    return False
             if len(rows) < self._batch_size:
                 return True
         return True
+
+    async def _send_and_settle(self, http: aiohttp.ClientSession, row: NotificationRow) -> bool:
+        failure = await self._send(http, row)
+        async with self._db.write() as session, session.begin():
+            return await self._settle(session, row, failure)
 
     async def _send(self, http: aiohttp.ClientSession, row: NotificationRow) -> tuple[str, bool] | None:
         """POST one notification; None when the receiver took it, else (reason, permanent)."""
@@ -328,3 +332,23 @@ class NotificationRelay(BackgroundLoop):
         metrics.NOTIFICATIONS_PENDING.set(pending)
         age = (dt.datetime.now(dt.UTC) - oldest).total_seconds() if oldest else 0.0
         metrics.NOTIFICATION_BACKLOG_AGE.set(max(0.0, age))
+
+
+async def _finished_even_if_stopped(step: Coroutine[Any, Any, bool]) -> bool:
+    """Run a send and the record of it as one step: a stop (the API restarting) that arrived
+    between the receiver's answer and the commit would have the notification sent again after the
+    restart. A cancellation waits for the step (bounded by the receiver's timeout; the relay's
+    stop gives up after its own bound) and is raised once the step is done."""
+    task = asyncio.ensure_future(step)
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done():
+                raise
+            cancelled = True
+            continue
+        if cancelled:
+            raise asyncio.CancelledError
+        return result
