@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -80,8 +81,13 @@ def text_of(driver: WebDriver, css: str) -> str:
 
 
 def see(driver: WebDriver, css: str, text: str) -> None:
-    """Wait until the element shows `text` (the page may still be the one before a click)."""
-    wait(driver).until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, css), text))
+    """Wait until the element shows `text` (the page may still be the one before a click). While
+    htmx swaps the page, Chromium may answer for a node it just dropped with a plain
+    WebDriverException ("Node with given id does not belong to the document"), not a stale
+    element: that is polled again too; a page that never shows the text still times out."""
+    WebDriverWait(driver, WAIT_SECONDS, ignored_exceptions=(WebDriverException,)).until(
+        ec.text_to_be_present_in_element((By.CSS_SELECTOR, css), text)
+    )
 
 
 def sign_in(driver: WebDriver, stack: Stack, token: str) -> None:
