@@ -1,5 +1,6 @@
 """`loopgate-tools demo-report`: what the running stack did, then one resolution through the HTTP API
-and its outcome read back from `exception-outcomes` (used by `make demo`)."""
+and its outcome read back from `exception-outcomes` (used by `make demo`). Exits 1 when the loop did not
+close: nothing to resolve, the resolution refused, or no outcome on the topic."""
 
 from __future__ import annotations
 
@@ -122,8 +123,8 @@ def demo_report(
             ("severity", "rule", "open"),
         )
         if not open_items:
-            typer.echo("\nnothing open to resolve")
-            return
+            typer.echo("\ndemo: nothing open to resolve: the loop did not run", err=True)
+            raise typer.Exit(1)
         target = min(open_items, key=lambda e: SEVERITY_ORDER.index(e["severity"]))
         typer.echo(f"\nResolving {target['id']} ({target['severity']}, {target['rule_id']}): {target['summary']}")
         body: dict[str, Any] = {"decision": "confirmed", "reason": "demo: checked with the account team"}
@@ -137,6 +138,9 @@ def demo_report(
             }
         answer = http.post(f"/v1/exceptions/{target['id']}/resolve", json=body)
         typer.echo(f"  POST /v1/exceptions/{target['id']}/resolve -> {answer.status_code}")
+        if answer.status_code != 200:
+            typer.echo(f"demo: the resolution was refused: {answer.text}", err=True)
+            raise typer.Exit(1)
 
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -150,4 +154,5 @@ def demo_report(
             typer.echo(orjson.dumps(orjson.loads(mine[-1].value or b"null"), option=orjson.OPT_INDENT_2).decode())
             return
         time.sleep(0.5)
-    typer.echo("no outcome on the topic after 30 s")
+    typer.echo(f"demo: no outcome on {settings.outcomes_topic} after 30 s", err=True)
+    raise typer.Exit(1)
