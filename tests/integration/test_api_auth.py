@@ -96,4 +96,6 @@ async def test_an_unknown_role_is_422(api: Api) -> None:
     response = await api.http.post("/v1/tokens", json={"name": "x", "role": "root"}, headers=api.auth("admin"))
 
     assert response.status_code == 422
-    assert response.json()["message"] == "body.role: Input should be 'service', 'operator' or 'admin'"
+    assert response.json()["message"] == (
+        "body.role: Input should be 'service', 'operator', 'admin', 'reviewer' or 'analyst'"
+    )

@@ -8,7 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from loopgate.common.settings import get_settings
-from loopgate.resolution_api.cli import app
+from loopgate.resolution_api.cli import app, token_created_message
+from loopgate.resolution_api.permissions import Role
 
 runner = CliRunner()
 
@@ -37,6 +38,27 @@ def test_tokens_create_prints_the_secret_once_and_list_never_shows_it() -> None:
     assert secret.startswith("lg_")
     assert "dispatcher" in listed.stdout and "service" in listed.stdout
     assert secret not in listed.stdout
+
+
+def test_tokens_create_names_the_id_as_an_id_and_points_at_the_secret() -> None:
+    created = runner.invoke(app, ["tokens", "create", "--role", "operator", "--name", "demo-operator"])
+    token_id = runner.invoke(app, ["tokens", "list"]).stdout.splitlines()[1].split("\t")[0]
+
+    secret = created.stdout.strip()
+    assert created.stderr == (
+        f"created operator token for 'demo-operator' (token id {token_id}, for `loopgate api tokens revoke`; "
+        "it is not the token). The token is on stdout, starting lg_: copy it now, it is shown only once.\n"
+    )
+    assert secret not in created.stderr and token_id not in created.stdout
+
+
+def test_on_a_terminal_the_message_points_at_the_line_below() -> None:
+    message = token_created_message(role=Role.ADMIN, name="ops", token_id="abc123", terminal=True)
+
+    assert message == (
+        "created admin token for 'ops' (token id abc123, for `loopgate api tokens revoke`; it is not the token). "
+        "The token is on the line below, starting lg_: copy it now, it is shown only once."
+    )
 
 
 def test_tokens_revoke_marks_the_token_revoked() -> None:

@@ -15,36 +15,41 @@ _TOMORROW = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).isoformat()  # with
 
 # (method, path, json body, roles allowed). "X" is an exception id that does not exist: an
 # authorized call then answers 404 (or 422), which proves it got past authorization.
+READ = {"operator", "admin", "reviewer", "analyst"}  # analysts read; reviewers read within their scope
+WORK = {"operator", "admin", "reviewer"}
 ENDPOINTS: list[tuple[str, str, Any, set[str]]] = [
     ("POST", "/v1/exceptions", None, {"service", "admin"}),
-    ("GET", "/v1/exceptions", None, {"operator", "admin"}),
+    ("GET", "/v1/exceptions", None, READ),
     ("POST", "/v1/exceptions/batch", {"records": []}, {"service", "admin"}),
-    ("POST", "/v1/exceptions/bulk-resolve", {"ids": ["X"], "decision": "confirmed"}, {"operator", "admin"}),
+    ("POST", "/v1/exceptions/bulk-resolve", {"ids": ["X"], "decision": "confirmed"}, WORK),
     (
         "POST",
         "/v1/exceptions/bulk",
         {"action": "resolve", "filter": {"rule_id": "X"}, "dry_run": True, "decision": "confirmed"},
-        {"operator", "admin"},
+        WORK,
     ),
-    ("GET", "/v1/stats/verdicts", None, {"operator", "admin"}),
-    ("GET", "/v1/export/training-data", None, {"operator", "admin"}),
-    ("GET", "/v1/exceptions/X", None, {"operator", "admin"}),
-    ("GET", "/v1/exceptions/X/history", None, {"operator", "admin"}),
-    ("POST", "/v1/exceptions/X/claim", {}, {"operator", "admin"}),
-    ("POST", "/v1/exceptions/X/resolve", {"decision": "confirmed"}, {"operator", "admin"}),
-    ("POST", "/v1/exceptions/X/escalate", {"reason": "r"}, {"operator", "admin"}),
-    ("POST", "/v1/exceptions/X/snooze", {"until": _TOMORROW}, {"operator", "admin"}),
+    ("GET", "/v1/stats/verdicts", None, READ),
+    ("GET", "/v1/export/training-data", None, READ),
+    ("GET", "/v1/exceptions/X", None, READ),
+    ("GET", "/v1/exceptions/X/history", None, READ),
+    ("POST", "/v1/exceptions/X/claim", {}, WORK),
+    ("POST", "/v1/exceptions/X/resolve", {"decision": "confirmed"}, WORK),
+    ("POST", "/v1/exceptions/X/escalate", {"reason": "r"}, WORK),
+    ("POST", "/v1/exceptions/X/snooze", {"until": _TOMORROW}, WORK),
     ("POST", "/v1/exceptions/X/reopen", {"reason": "r"}, {"admin"}),
     ("POST", "/v1/tokens", {"name": "n", "role": "operator"}, {"admin"}),
     ("GET", "/v1/tokens", None, {"admin"}),
     ("DELETE", "/v1/tokens/X", None, {"admin"}),
+    ("POST", "/v1/tokens/X/rotate", {}, {"admin"}),
+    ("GET", "/v1/audit", None, {"admin"}),
+    ("GET", "/v1/whoami", None, {"service", "operator", "admin", "reviewer", "analyst"}),
     ("POST", "/v1/silences", {"client_id": "c", "ends_at": _TOMORROW, "comment": "c"}, {"operator", "admin"}),
     ("GET", "/v1/silences", None, {"operator", "admin"}),
     ("GET", "/v1/silences/X", None, {"operator", "admin"}),
     ("GET", "/v1/silences/X/history", None, {"operator", "admin"}),
     ("POST", "/v1/silences/X/expire", None, {"operator", "admin"}),
 ]
-ROLES = ["service", "operator", "admin"]
+ROLES = ["service", "operator", "admin", "reviewer", "analyst"]
 CASES = [(m, p, b, allowed, role) for m, p, b, allowed in ENDPOINTS for role in [None, "bad", *ROLES]]
 
 

@@ -194,6 +194,16 @@ class TokenRow(Base):
     """A bearer token: only its SHA-256 hash is stored."""
 
     __tablename__ = "tokens"
+    __table_args__ = (
+        # Two active tokens never share a name: the name is the actor in history and outcomes.
+        sa.Index(
+            "uq_tokens_active_name",
+            "name",
+            unique=True,
+            sqlite_where=sa.text("revoked_at IS NULL"),
+            postgresql_where=sa.text("revoked_at IS NULL"),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
     name: Mapped[str] = mapped_column(sa.String(255))
@@ -201,6 +211,26 @@ class TokenRow(Base):
     token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # The clients it may see (None: agency-wide); a reviewer's is never None.
+    clients: Mapped[list[str] | None] = mapped_column(sa.JSON)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # After a rotation, the previous secret's hash stays valid until previous_valid_until.
+    previous_hash: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    previous_valid_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class AuditRow(Base):
+    """Who changed who may do what: token creation, rotation, revocation. Never deleted."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(sa.String(255))
+    action: Mapped[str] = mapped_column(sa.String(64))
+    target: Mapped[str] = mapped_column(sa.String(255))
+    detail: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
 
 
 class SilenceRow(Base):

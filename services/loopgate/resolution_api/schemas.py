@@ -487,8 +487,22 @@ class History(BaseModel):
 
 
 class TokenCreate(RequestBody):
-    name: str = Field(min_length=1, max_length=255)
+    name: str = Field(
+        min_length=1, max_length=64, description="Who uses it: unique among active tokens; `system:` is reserved"
+    )
     role: Role
+    clients: list[str] | None = Field(
+        default=None,
+        max_length=100,
+        description="The clients it may see (none: agency-wide); a reviewer token must name its clients",
+    )
+    expires_at: AwareDatetime | None = Field(default=None, description="When it stops working (none: never)")
+
+
+class TokenRotate(RequestBody):
+    grace_seconds: int = Field(
+        default=3600, ge=0, le=30 * 86400, description="How long the old secret keeps working (0: not at all)"
+    )
 
 
 class TokenRead(BaseModel):
@@ -497,8 +511,12 @@ class TokenRead(BaseModel):
     id: str
     name: str
     role: Role
+    clients: list[str] | None = Field(description="The clients it may see; null: agency-wide")
     created_at: AwareDatetime
+    expires_at: AwareDatetime | None
+    last_used_at: AwareDatetime | None
     revoked_at: AwareDatetime | None
+    previous_valid_until: AwareDatetime | None = Field(description="Until when the secret before a rotation works")
 
     @classmethod
     def from_row(cls, row: TokenRow) -> TokenRead:
@@ -511,6 +529,31 @@ class TokenCreated(TokenRead):
 
 class TokenList(BaseModel):
     items: list[TokenRead]
+
+
+class AuditEntry(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    at: AwareDatetime
+    actor: str
+    action: str = Field(description="token.created, token.rotated or token.revoked")
+    target: str = Field(description="The token's id")
+    detail: dict[str, Any]
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEntry]
+    next_before: int | None = Field(description="Pass as `before` for the next (older) page; null: no more")
+
+
+class Whoami(BaseModel):
+    name: str
+    role: Role
+    scope: str = Field(description="What it may see, in words")
+    clients: list[str] | None
+    queues: list[str] | None
+    expires_at: AwareDatetime | None
 
 
 # --- silences --------------------------------------------------------------------------------

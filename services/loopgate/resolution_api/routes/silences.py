@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, status
 
 from loopgate.resolution_api import silencing
-from loopgate.resolution_api.auth import CanRead, CanSilence
+from loopgate.resolution_api.auth import CanSilence
 from loopgate.resolution_api.deps import ServicesDep, reject_unstorable_params
 from loopgate.resolution_api.errors import invalid, responses
 from loopgate.resolution_api.models import SilenceRow
@@ -73,7 +73,7 @@ async def create_silence(body: SilenceCreate, principal: CanSilence, services: S
 
 @router.get("", summary="List silences: those ending soonest first", responses=responses(401, 403))
 async def list_silences(
-    principal: CanRead,
+    principal: CanSilence,
     services: ServicesDep,
     state: Annotated[
         list[SilenceState] | None,
@@ -89,7 +89,7 @@ async def list_silences(
 
 
 @router.get("/{silence_id}", summary="Get one silence", responses=responses(401, 403, 404))
-async def get_silence(silence_id: str, principal: CanRead, services: ServicesDep) -> SilenceRead:
+async def get_silence(silence_id: str, principal: CanSilence, services: ServicesDep) -> SilenceRead:
     silence, held = await silencing.get(db=services.db, silence_id=silence_id)
     return _read(silence, held, services.clock(), services.settings.silence_expiring_soon_seconds)
 
@@ -111,7 +111,7 @@ async def expire_silence(silence_id: str, principal: CanSilence, services: Servi
     summary="The audit trail of a silence: who did what, when",
     responses=responses(401, 403, 404),
 )
-async def silence_history(silence_id: str, principal: CanRead, services: ServicesDep) -> SilenceHistory:
+async def silence_history(silence_id: str, principal: CanSilence, services: ServicesDep) -> SilenceHistory:
     events = await silencing.history(db=services.db, silence_id=silence_id)
     return SilenceHistory(
         silence_id=silence_id,
