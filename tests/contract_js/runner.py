@@ -99,7 +99,8 @@ class Verdict:
 
     def problems(self) -> list[str]:
         """Every failure, one line each: the AsyncAPI errors, then each message's problems."""
-        found = [f"asyncapi: {e['message']} at {e['path']}" for e in (self.report.get("asyncapi") or {}).get("errors", [])]
+        errors = (self.report.get("asyncapi") or {}).get("errors", [])
+        found = [f"asyncapi: {e['message']} at {e['path']}" for e in errors]
         for part in ("kafka", "http"):
             for checked in self.report.get(part, []):
                 found += [f"{part} {checked['name']}: {p}" for p in checked.get("problems", [])]
