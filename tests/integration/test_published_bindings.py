@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +23,19 @@ from loopgate.common.settings import Settings
 from loopgate.resolution_api import store
 from loopgate.resolution_api.db import Database
 from loopgate_schemas import topics
+from loopgate_schemas.examples import CONTRACT_EXAMPLES
 from loopgate_schemas.outcomes import outcome_id_for
+from loopgate_tools.processes import wait_until
 from tests.contract_js.runner import ContractTools, ContractToolsMissing, install
-from tests.fixtures.api import ApiFactory
+from tests.fixtures.api import ApiFactory, record
 from tests.fixtures.clock import FakeClock
+from tests.fixtures.kafka import produce
 from tests.fixtures.receivers import Receivers
+from tests.fixtures.services import Stack
 
 ASYNCAPI = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.yaml"
+# A CloudEvent whose data is wrong, and bytes that are not JSON: both dead-lettered by the detector.
+INVALID_UPSTREAM = ("invalid-wrong-type.json", "invalid-not-json.txt")
 
 
 @pytest.fixture(scope="session")
@@ -39,14 +46,18 @@ def contract_tools() -> ContractTools:
         pytest.fail(str(missing))  # never a skip: the contract is checked wherever the suite runs
 
 
-def kafka_message(record: ConsumerRecord[bytes, bytes], channel: str) -> dict[str, Any]:
-    """A consumed record as check.mjs takes it (the shape kafkajs hands the SDK, values as text)."""
+def kafka_message(record: ConsumerRecord[bytes, bytes], channel: str, prefix: str = "") -> dict[str, Any]:
+    """A consumed record as check.mjs takes it (the shape kafkajs hands the SDK, values as text); a
+    `source-topic` header names the topic as production does, without the test run's topic prefix."""
+    headers = {name: value.decode() for name, value in record.headers}
+    if "source-topic" in headers and prefix:
+        headers["source-topic"] = headers["source-topic"].removeprefix(prefix)
     return {
         "name": f"{record.topic}[{record.partition}]@{record.offset}",
         "channel": channel,
         "key": record.key.decode() if record.key is not None else None,
-        "headers": {name: value.decode() for name, value in record.headers},
-        "value": record.value.decode() if record.value is not None else None,
+        "headers": headers,
+        "value": record.value.decode(errors="replace") if record.value is not None else None,
     }
 
 
@@ -145,3 +156,49 @@ async def test_every_webhook_notification_is_a_cloudevent_the_javascript_sdk_rea
             (escalated, "loopgate.exception.escalated"),
         ]
     )
+
+
+@pytest.mark.kafka
+@pytest.mark.e2e
+def test_dead_letters_carry_their_documented_headers_and_are_never_taken_for_cloudevents(
+    stack_factory: Callable[..., Stack], contract_tools: ContractTools
+) -> None:
+    """events.dlq (the detector) and exceptions.dlq (the dispatcher) hold copies, not events: their
+    headers match the AsyncAPI document's, and the CloudEvents SDK finds no CloudEvent in them (a
+    CloudEvents consumer of a dead-letter topic must not act on a rejected event as if it were live)."""
+    stack = stack_factory()
+    s = stack.settings
+    for service in ("api", "detector", "dispatcher"):
+        stack.start(service)
+    upstream = [(b"cmp-1", (CONTRACT_EXAMPLES / name).read_bytes()) for name in INVALID_UPSTREAM]
+    asyncio.run(produce(s.kafka_bootstrap, s.bids_topic, upstream))
+    refused = record(severity="catastrophic")  # the API answers 422: for exceptions.dlq
+    asyncio.run(
+        produce(s.kafka_bootstrap, s.exceptions_topic, [(refused["exception_id"].encode(), orjson.dumps(refused))])
+    )
+
+    def dead_letters() -> tuple[list[ConsumerRecord[bytes, bytes]], list[ConsumerRecord[bytes, bytes]]]:
+        events = asyncio.run(read_topic(s.kafka_bootstrap, s.events_dlq_topic))
+        records = asyncio.run(read_topic(s.kafka_bootstrap, s.exceptions_dlq_topic))
+        return events, records
+
+    wait_until(
+        lambda: tuple(map(len, dead_letters())) == (len(upstream), 1),
+        timeout=120,
+        what="every dead letter",
+        interval=0.5,
+    )
+    events, records = dead_letters()
+    verdict = contract_tools.check(
+        {
+            "asyncapi": str(ASYNCAPI),
+            "kafka": [kafka_message(r, topics.EVENTS_DLQ, s.topic_prefix) for r in events]
+            + [kafka_message(r, Settings(topic_prefix="").exceptions_dlq_topic, s.topic_prefix) for r in records],
+        }
+    )
+
+    assert verdict.problems() == []
+    assert [(c["contentType"], c["sdk"]) for c in verdict.report["kafka"]] == [
+        ("application/octet-stream", "No CloudEvent detected")
+    ] * (len(upstream) + 1)
+    assert sorted(r.value for r in events) == sorted(value for _, value in upstream)  # unchanged copies
