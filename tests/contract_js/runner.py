@@ -22,6 +22,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 PINNED = ("package.json", "package-lock.json")
+MIN_NODE_MAJOR = 20  # cloudevents 10 wants Node.js 20 to 24
 INSTALL_TIMEOUT_SECONDS = 600
 CHECK_TIMEOUT_SECONDS = 120
 
@@ -46,9 +47,19 @@ def _tool(name: str) -> str:
     found = shutil.which(name)
     if found is None:
         raise ContractToolsMissing(
-            f"{name} is not on PATH: the contract tests need Node.js 18+ and npm (Debian: apt-get install nodejs npm)"
+            f"{name} is not on PATH: the contract tests need Node.js {MIN_NODE_MAJOR}+ and npm "
+            "(Debian: apt-get install nodejs npm)"
         )
     return found
+
+
+def _node() -> str:
+    node = _tool("node")
+    version = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
+    major = version.lstrip("v").split(".")[0]
+    if not major.isdigit() or int(major) < MIN_NODE_MAJOR:
+        raise ContractToolsMissing(f"node {version or '?'} is too old: the contract tests need {MIN_NODE_MAJOR}+")
+    return node
 
 
 def install(root: Path | None = None) -> Path:
@@ -59,7 +70,7 @@ def install(root: Path | None = None) -> Path:
     if stamp.exists():
         return target
     npm = _tool("npm")
-    _tool("node")
+    _node()
     root.mkdir(parents=True, exist_ok=True)
     with (root / ".lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another run may be installing the same lock
@@ -113,7 +124,7 @@ class ContractTools:
 
     def check(self, checks: dict[str, Any]) -> Verdict:
         """check.mjs's verdict on `checks` (see its header for the shape)."""
-        node = _tool("node")
+        node = _node()
         script = self.directory / "check.mjs"
         # Copied each run (atomically: parallel runs share the directory), so an edit needs no reinstall;
         # it must sit beside node_modules for Node to resolve its imports.
