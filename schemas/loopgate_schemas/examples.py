@@ -1,8 +1,9 @@
 """Where the contract's example events live in this repository.
 
-schemas/examples/ is a verbatim copy of ../shared/contracts/examples/ (the contract), so the
-tests and upstream teams have them in a fresh clone; tests/unit/test_events.py checks that the
-copy still equals the contract's wherever the contract is checked out beside the repository.
+schemas/examples/ holds the examples of docs/contract.md, which says what each one reads as
+(tests/unit/test_contract_doc.py holds them to it). They are a verbatim copy of the examples the
+contract was handed over with; tests/unit/test_events.py checks that the copy still equals those
+wherever they are checked out beside the repository.
 """
 
 import json

@@ -1,4 +1,4 @@
-"""Topic names fixed by the contract (../shared/contracts/README.md)."""
+"""Topic names fixed by the contract (docs/contract.md)."""
 
 from typing import Final
 

@@ -10,12 +10,14 @@ from typing import Any, get_args
 import pytest
 import yaml
 
+from loopgate.common.settings import Settings
 from loopgate_schemas import topics
 from loopgate_schemas.events import EVENT_MODELS, BidEvent, ContentEvent, TraffickingEvent
 
 DOC_PATH = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.yaml"
-TOPIC_NAMES = {value for name, value in vars(topics).items() if name.isupper() and isinstance(value, str)}
 UPSTREAM_EVENTS = {topics.BIDS: BidEvent, topics.TRAFFICKING: TraffickingEvent, topics.CONTENT: ContentEvent}
+# Every topic Loopgate reads or writes, as its settings name them (production: no prefix).
+SETTINGS_TOPICS = set(Settings(topic_prefix="").topic_partitions())
 DLQ_HEADERS = {
     topics.DLQ_HEADER_ERROR,
     "error-kind",
@@ -74,11 +76,12 @@ def test_it_is_an_asyncapi_3_document(doc: dict[str, Any]) -> None:
     assert doc["channels"] and doc["operations"]
 
 
-def test_every_channel_is_a_contract_topic(doc: dict[str, Any]) -> None:
+def test_every_channel_is_a_topic_of_the_settings_and_every_contract_topic_a_channel(doc: dict[str, Any]) -> None:
     addresses = [channel["address"] for channel in doc["channels"].values()]
-    assert set(addresses) <= TOPIC_NAMES
     assert len(addresses) == len(set(addresses))
-    assert set(addresses) == set(topics.UPSTREAM) | {topics.EXCEPTIONS, topics.OUTCOMES, topics.EVENTS_DLQ}
+    assert set(addresses) == SETTINGS_TOPICS
+    # the contract's topics, and exceptions.dlq (Loopgate's own)
+    assert {*topics.UPSTREAM, topics.EXCEPTIONS, topics.OUTCOMES, topics.EVENTS_DLQ} < set(addresses)
     for channel in doc["channels"].values():
         assert channel["bindings"]["kafka"]["topic"] == channel["address"]
 
@@ -120,3 +123,11 @@ def test_the_dead_letter_headers_are_the_contracts(doc: dict[str, Any]) -> None:
     headers = dead_letter["headers"]
     assert set(headers["properties"]) == DLQ_HEADERS
     assert set(headers["required"]) == DLQ_HEADERS - {"truncated"}
+
+
+def test_an_outcome_declares_the_cloudevents_structured_mode_header(doc: dict[str, Any]) -> None:
+    (channel,) = (c for c in doc["channels"].values() if c["address"] == topics.OUTCOMES)
+    (outcome,) = (message(doc, m) for m in channel["messages"].values())
+    assert outcome["contentType"] == "application/cloudevents+json"
+    assert outcome["headers"]["required"] == ["content-type"]
+    assert outcome["headers"]["properties"]["content-type"]["const"] == "application/cloudevents+json"

@@ -44,6 +44,8 @@ from loopgate.resolution_api.models import OutboxRow
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_SECONDS = 30.0
+# The CloudEvents Kafka binding, structured mode: this header says the value is a whole CloudEvent in JSON.
+OUTCOME_HEADERS = [("content-type", b"application/cloudevents+json")]
 # Errors that judge the outcome itself: sending it again can never succeed.
 PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
     MessageSizeTooLargeError,
@@ -176,7 +178,7 @@ class OutboxRelay(BackgroundLoop):
             value = payload.encode()
             producer = await self._ready_producer()
             async with asyncio.timeout(self._send_timeout):
-                await producer.send_and_wait(self._topic, value=value, key=key.encode())
+                await producer.send_and_wait(self._topic, value=value, key=key.encode(), headers=OUTCOME_HEADERS)
         except PERMANENT_ERRORS as err:
             metrics.OUTBOX_PUBLISH_FAILURES.inc()
             return PublishFailed(f"{type(err).__name__}: {err}"[:2000], kind=type(err).__name__, permanent=True)
