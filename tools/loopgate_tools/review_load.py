@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 import orjson
 
 from loopgate.detector.config import DetectionConfig
-from loopgate.detector.processing import Detector
+from loopgate.detector.processing import Detector, Stored
 from loopgate.resolution_api.routing import RoutingTable, route_of
 from loopgate_schemas import topics
 from loopgate_tools.simulator.editorial import (
@@ -92,7 +92,9 @@ class Options:
         if self.weeks <= 0:
             raise ValueError(f"--weeks: the editor case needs at least one week (got {self.weeks})")
         if self.posts_per_week <= 0:
-            raise ValueError(f"--posts-per-week: a client publishes at least one post a week (got {self.posts_per_week})")
+            raise ValueError(
+                f"--posts-per-week: a client publishes at least one post a week (got {self.posts_per_week})"
+            )
         if not (math.isfinite(self.minutes_per_post) and self.minutes_per_post > 0):
             raise ValueError(f"--minutes-per-post: a positive number of minutes (got {self.minutes_per_post})")
         clients = known_clients()
@@ -171,6 +173,7 @@ class EditorCase:
     minutes_per_post: float
     comparison: Comparison
     minutes_by_queue: dict[str, float]  # under the gates, over every week
+    items_by_queue: dict[str, int]  # review items (posts) each queue got, over every week
     missed_by_rule: dict[str, int]  # real problems of each kind whose own rule did not fire
     misses: list[Miss]  # real problems no person saw
 
@@ -189,6 +192,10 @@ class EditorCase:
     def client_minutes(self) -> float:
         return self.minutes_by_queue.get(self.client_queue, 0.0)
 
+    def seen_anyway(self, problem: str) -> int:
+        """Real problems of this kind its own rule missed that a person saw through another item."""
+        return self.missed_by_rule.get(problem, 0) - sum(1 for m in self.misses if m.problem == problem)
+
 
 @dataclass(frozen=True)
 class ReviewLoad:
@@ -196,7 +203,12 @@ class ReviewLoad:
     sources: list[Comparison]
     agency: Comparison  # every source together
     editor: EditorCase
-    minutes: dict[str, float] = field(default_factory=dict)
+    minutes: dict[str, float] = field(default_factory=dict)  # per review item, by event type
+    stream_hours: float = 0.0  # simulated time the agency's stream covers
+
+    @property
+    def stream_weeks(self) -> float:
+        return self.stream_hours / (7 * 24)
 
 
 # --- measuring -------------------------------------------------------------------------------
@@ -206,8 +218,8 @@ def gate_reviews(world: Iterable[LabelledEvent], *, config: DetectionConfig, rou
     """Each event through the detector's decision (one partition, offsets in order, baselines
     carried from event to event as the worker carries them) and each record through routing."""
     detector = Detector(config)
-    bid_baselines: dict[str, object] = {}
-    delivery_baselines: dict[str, object] = {}
+    bid_baselines: dict[str, Stored] = {}
+    delivery_baselines: dict[str, Stored] = {}
     reviews = []
     for offset, item in enumerate(world):
         ev = item.event
@@ -218,8 +230,8 @@ def gate_reviews(world: Iterable[LabelledEvent], *, config: DetectionConfig, rou
             partition=0,
             offset=offset,
             key=ev.key,
-            bid_baselines=bid_baselines,  # type: ignore[arg-type]
-            delivery_baselines=delivery_baselines,  # type: ignore[arg-type]
+            bid_baselines=bid_baselines,
+            delivery_baselines=delivery_baselines,
             now=NOW,
         )
         if outcome.rejected is not None:
@@ -263,15 +275,15 @@ def compare(label: str, reviews: Sequence[Review], minutes: Mapping[str, float],
     # audit_sample's kind is any real problem (sampling is not meant for one kind).
     counts: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0, 0.0])
     for r in reviews:
-        problems = r.item.problems
-        for name in problems:
+        kinds = r.item.problems
+        for name in kinds:
             counts[name][1] += 1
-        if problems:
+        if kinds:
             counts[AUDIT][1] += 1
         for name in r.rules:
             c = counts[name]
             c[0] += 1
-            c[2] += 1 if (bool(problems) if name == AUDIT else name in problems) else 0
+            c[2] += 1 if (bool(kinds) if name == AUDIT else name in kinds) else 0
             c[3] += minutes[r.item.event.event_type]
     names = sorted(set(counts) - {AUDIT}) + ([AUDIT] if counts[AUDIT][0] else [])
     rules = [Row(name, len(reviews), int(c[0]), int(c[1]), int(c[2]), c[3]) for name in names for c in [counts[name]]]
@@ -314,9 +326,11 @@ def measure_editor_case(
     minutes = options.minutes()
     reviews = gate_reviews(posts, config=config, routes=routes)
     by_queue: dict[str, float] = defaultdict(float)
+    items: dict[str, int] = defaultdict(int)
     for r in reviews:
         for queue in r.queues:
             by_queue[queue] += minutes[r.item.event.event_type]
+            items[queue] += 1
     missed_by_rule: dict[str, int] = defaultdict(int)
     misses = []
     for r in reviews:
@@ -333,6 +347,7 @@ def measure_editor_case(
         options.minutes_per_post,
         compare(f"editor-{options.client}", reviews, minutes, seed=options.seed),
         dict(sorted(by_queue.items())),
+        dict(sorted(items.items())),
         dict(sorted(missed_by_rule.items())),
         misses,
     )
@@ -351,5 +366,9 @@ def measure(options: Options, config: DetectionConfig, routes: RoutingTable) -> 
         by_source[r.item.event.topic].append(r)
     sources = [compare(source, by_source[source], minutes, seed=options.seed) for source in SOURCES]
     agency = compare("all sources", reviews, minutes, seed=options.seed)
-    return ReviewLoad(options, sources, agency, editor_case(options, config, routes), minutes)
+    hours = (_time(reviews[-1]) - _time(reviews[0])).total_seconds() / 3600 if reviews else 0.0
+    return ReviewLoad(options, sources, agency, editor_case(options, config, routes), minutes, hours)
 
+
+def _time(review: Review) -> datetime:
+    return datetime.fromisoformat(orjson.loads(review.item.event.value)["time"].replace("Z", "+00:00"))

@@ -97,7 +97,9 @@ def editorial_posts(
     if client_id not in clients:
         raise ValueError(f"unknown client {client_id!r}: one of {', '.join(clients)}")
     spec = clients[client_id]
-    client = Client(spec, tuple(rules.allowed_domains.get(client_id) or spec.domains), client_id in rules.allowed_domains)
+    client = Client(
+        spec, tuple(rules.allowed_domains.get(client_id) or spec.domains), client_id in rules.allowed_domains
+    )
     rng = random.Random(f"loopgate-editorial-{seed}-{client_id}")
     step = WEEK / posts_per_week
     posts = []
