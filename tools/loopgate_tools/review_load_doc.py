@@ -227,7 +227,7 @@ def markdown(result: ReviewLoad, plot_name: str = PLOT_NAME) -> str:
         "them. Two baselines: a person reviews every event, or a random sample (seeded) of as many events as the "
         "gates showed.",
         "",
-        headline(result),
+        headline(result, link=None),
         "",
         f"![Minutes a week of the editor case, and person-hours per source]({plot_name})",
         "",
@@ -275,11 +275,12 @@ def _platforms(client: str) -> tuple[str, ...]:
     return editorial.known_clients()[client].social_platforms
 
 
-def headline(result: ReviewLoad) -> str:
-    """The README's opening figure: one sentence with the measured numbers and the link."""
+def headline(result: ReviewLoad, *, link: str | None = DOC_LINK) -> str:
+    """The README's opening figure: one sentence with the measured numbers (and the link to the doc)."""
     case, agency = result.editor, result.agency
     w = case.per_week
     c = case.comparison
+    rest = " (the others: posts the pipeline's classifiers scored wrong)" if case.misses else ""
     faults = "every injected fault" if agency.gate.recall == 1.0 else f"{_pct(agency.gate.recall)} of injected faults"
     return (
         f"On the simulated world, Loopgate's gates take a content client's weekly review of {case.posts_per_week} "
@@ -287,9 +288,9 @@ def headline(result: ReviewLoad) -> str:
         f"minutes each) to {w(case.editor_minutes):.0f} minutes for the agency's editor and "
         f"{w(case.client_minutes):.0f} for the client's reviewers ({w(c.gate.minutes) / 60:.1f} hours together, "
         f"where the case's redesigned workflow reached {CASE_REDESIGNED_MINUTES / 60:.1f}), and a person still sees "
-        f"{_pct(c.gate.recall)} of the real problems, against {_pct(c.random_sample.recall)} for a random sample of "
-        f"as many posts; across the agency's bid, trafficking and content streams a person sees "
-        f"{_pct(agency.gate.share)} of events, {faults} among them ([{DOC_LINK}]({DOC_LINK}))."
+        f"{_pct(c.gate.recall)} of the real problems{rest}, against {_pct(c.random_sample.recall)} for a random "
+        f"sample of as many posts; across the agency's bid, trafficking and content streams a person sees "
+        f"{_pct(agency.gate.share)} of events, {faults} among them" + (f" ([{link}]({link}))." if link else ".")
     )
 
 
