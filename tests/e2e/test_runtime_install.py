@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
 ROOT = Path(__file__).resolve().parents[2]
 # What the Dockerfile's build stage copies into the image's source folder.
 DOCKER_CONTEXT = ("pyproject.toml", "schemas", "services")
-DEV_ONLY = ("pytest", "hypothesis", "psutil", "schemathesis", "mypy", "ruff", "pyinstrument")
+DEV_ONLY = ("pytest", "hypothesis", "psutil", "schemathesis", "mypy", "ruff", "pyinstrument", "matplotlib")
 
 
 def _copy_build_context(dest: Path) -> None:

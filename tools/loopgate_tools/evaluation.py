@@ -6,6 +6,10 @@ detector put on `exceptions`, and scores per rule (true and false positives, fal
 precision, recall), plus the audit-sampled share of each source against the sampling formula.
 Labelled anomaly scenarios (clustered outliers, level shifts, slow drift: simulator/scenarios.py)
 ride along on line items of their own and are scored apart, per scenario.
+
+`--review-load` measures something else: the human time the gates take and the real problems they
+catch (review_load.py). It runs the detector's decision in process, needs no broker, and writes
+docs/review-load.md with its plot.
 """
 
 from __future__ import annotations
@@ -29,7 +33,10 @@ from loopgate.detector.config import DetectionConfig, load_detection_config
 from loopgate.detector.sampling import sampling_rate
 from loopgate_tools.processes import ServiceProcess, free_port, wait_until
 from loopgate_tools.progress import Reporter
-from loopgate_tools.simulator.generator import SimEvent, generate
+from loopgate_tools.review_load import DEFAULT_WEEKS, MINUTES_PER_ITEM
+from loopgate_tools.review_load import Options as ReviewLoadOptions
+from loopgate_tools.simulator.editorial import EDITORIAL_CLIENT, POSTS_PER_WEEK
+from loopgate_tools.simulator.generator import CONTENT_GENERATED, SimEvent, generate
 from loopgate_tools.simulator.publisher import publish
 from loopgate_tools.simulator.scenarios import (
     SCENARIOS,
@@ -226,9 +233,39 @@ def evaluate(
         list(SCENARIOS), help=f"labelled anomaly scenario added to the traffic, repeatable: {', '.join(SCENARIOS)}"
     ),
     scenario_line_items: int = typer.Option(10, help="line items per scenario (0: no scenarios)"),
+    review_load: bool = typer.Option(
+        False,
+        "--review-load",
+        help="measure review load instead (no broker): share of events a person sees, recall of real problems, "
+        "precision and person-minutes per source, per rule and for the editor case, against review-everything and "
+        "a same-size random sample; prints the table and writes --docs/review-load.md and its plot",
+    ),
+    weeks: int = typer.Option(DEFAULT_WEEKS, help="--review-load: weeks of the editor case"),
+    posts_per_week: int = typer.Option(POSTS_PER_WEEK, help="--review-load: the editor case's posts a week"),
+    minutes_per_post: float = typer.Option(
+        MINUTES_PER_ITEM[CONTENT_GENERATED], help="--review-load: minutes a person spends reviewing one post"
+    ),
+    client: str = typer.Option(EDITORIAL_CLIENT, help="--review-load: the editor case's client"),
+    docs: Path = typer.Option(Path("docs"), help="--review-load: where review-load.md and its plot are written"),
 ) -> None:
     """Measure per-rule precision and recall, audit-sampled shares and, per labelled anomaly scenario,
-    bid_anomaly recall, precision and how soon a level shift stops firing, on the real broker."""
+    bid_anomaly recall, precision and how soon a level shift stops firing, on the real broker.
+    With --review-load: the human time the gates take, and what they catch (no broker)."""
+    if review_load:
+        try:
+            options = ReviewLoadOptions(
+                count=count,
+                anomaly_share=anomaly_share,
+                seed=seed,
+                weeks=weeks,
+                posts_per_week=posts_per_week,
+                minutes_per_post=minutes_per_post,
+                client=client,
+            )
+        except ValueError as err:
+            raise typer.BadParameter(str(err)) from None
+        run_review_load(options, docs)
+        return
     for name in scenario:
         if name not in SCENARIOS:
             raise typer.BadParameter(f"{name!r}: one of {', '.join(SCENARIOS)}", param_hint="--scenario")
@@ -246,3 +283,17 @@ def evaluate(
         )
     typer.echo(f"{result.events} events, {result.records} exception records, {time.monotonic() - started:.0f} s\n")
     typer.echo(result.table())
+
+
+def run_review_load(options: ReviewLoadOptions, docs: Path) -> None:
+    """Measure, print the table, write the doc and its plot (the settings' detection and routes files)."""
+    from loopgate.resolution_api.routing import load_routes
+    from loopgate_tools.review_load import measure
+    from loopgate_tools.review_load_doc import render_table, write_report
+
+    settings = get_settings()
+    started = time.monotonic()
+    result = measure(options, load_detection_config(settings.detection_config), load_routes(settings.routes_file))
+    doc, plot = write_report(result, docs)
+    typer.echo(render_table(result))
+    typer.echo(f"\nwrote {doc} and {plot} in {time.monotonic() - started:.0f} s")
