@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from loopgate.resolution_api.notifications.payloads import ALERT_NAME
+
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = ROOT / "deploy" / "prometheus"
 RULES = sorted((PROMETHEUS / "rules").glob("*.yml"))
@@ -55,3 +57,26 @@ def test_prometheus_config_loads_the_rules_and_is_valid() -> None:
 
 def test_alertmanager_config_is_valid() -> None:
     run(tool("amtool"), "check-config", str(ALERTMANAGER_CONFIG))
+
+
+@pytest.mark.parametrize(
+    ("labels", "receiver"),
+    [
+        (["alertname=LoopgateException", "severity=critical"], "loopgate-page"),
+        (["alertname=LoopgateException", "severity=high"], "loopgate-ticket"),
+        (["alertname=LoopgateException", "severity=info"], "loopgate-ticket"),
+        (["alertname=LoopgateTargetDown", "severity=page"], "loopgate-page"),
+        (["alertname=LoopgateSlaBreached", "severity=ticket"], "loopgate-ticket"),
+    ],
+)
+def test_a_critical_exception_pages_and_the_rest_become_tickets(labels: list[str], receiver: str) -> None:
+    assert ALERT_NAME == "LoopgateException"  # the alertname Loopgate's notifications carry
+    result = subprocess.run(
+        [tool("amtool"), "config", "routes", "test", f"--config.file={ALERTMANAGER_CONFIG}", *labels],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert (result.returncode, result.stdout.strip()) == (0, receiver), result.stderr
