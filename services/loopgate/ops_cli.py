@@ -1,5 +1,6 @@
 """`loopgate ops`: the on-call operator's command line over the resolution API (HTTP, with the
-operator's own token): list, show, claim, resolve, escalate, snooze, silence.
+operator's own token): list, show, claim, resolve, escalate, snooze, silence, silences list|expire,
+reopen (admins), whoami.
 
 Where it finds the API and the token, first found wins: --url/--token; LOOPGATE_OPS_URL and
 LOOPGATE_OPS_TOKEN; the config file (LOOPGATE_OPS_CONFIG, default ~/.config/loopgate/ops.toml,
@@ -374,3 +375,73 @@ def silence_command(
         f"silence {silence['id']}: {matched} until {_when(silence['ends_at'])} UTC, holding {silence['silenced']}",
         highlight=False,
     )
+
+
+silences_app = typer.Typer(help="The silences in force: list them, end one early.", no_args_is_help=True)
+app.add_typer(silences_app, name="silences")
+
+
+@silences_app.command("list")
+def silences_list_command(
+    expired: Annotated[bool, typer.Option("--expired", help="Those that ended instead, most recent first")] = False,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=500)] = 100,
+    as_json: JsonOption = False,
+    url: UrlOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Active and pending silences, those ending soonest first (--expired: the ended ones)."""
+    params: dict[str, Any] = {"limit": limit, "state": ["expired"] if expired else ["active", "pending"]}
+    with client(target(url, token)) as http:
+        page = checked(http.get("/v1/silences", params=params))
+    if as_json:
+        _print_json(page)
+        return
+    table = Table("id", "matches", "state", "ends (UTC)", "holds", "by", "comment", box=None)
+    for s in page["items"]:
+        matches = "everything" if s["match_all"] else _matchers(s)
+        state = f"{s['state']} (ending soon)" if s["expiring_soon"] else s["state"]
+        table.add_row(s["id"], matches, state, _when(s["ends_at"]), str(s["silenced"]), s["created_by"], s["comment"])
+    out.print(table)
+
+
+def _matchers(silence: dict[str, Any]) -> str:
+    keys = ("rule_id", "client_id", "subject", "source", "severity")
+    return ", ".join(f"{k}={silence[k]}" for k in keys if silence.get(k))
+
+
+@silences_app.command("expire")
+def silences_expire_command(
+    silence_id: str, as_json: JsonOption = False, url: UrlOption = None, token: TokenOption = None
+) -> None:
+    """End a silence now: what it held is back in the queue if unresolved."""
+    with client(target(url, token)) as http:
+        silence = checked(http.post(f"/v1/silences/{_path(silence_id)}/expire"))
+    if as_json:
+        _print_json(silence)
+        return
+    out.print(f"silence {silence['id']}: expired by {silence['expired_by']}", highlight=False)
+
+
+@app.command("reopen")
+def reopen_command(
+    exception_id: str,
+    reason: Annotated[str, typer.Option("--reason", help="Why it is opened again (an admin's command)")],
+    if_version: IfVersion = None,
+    as_json: JsonOption = False,
+    url: UrlOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Reopen a resolved exception (admins only); its outcome stays on exception-outcomes."""
+    _act(exception_id, "reopen", {"reason": reason}, if_version, target(url, token), as_json)
+
+
+@app.command("whoami")
+def whoami_command(as_json: JsonOption = False, url: UrlOption = None, token: TokenOption = None) -> None:
+    """Who your token is, its role and what it may see."""
+    with client(target(url, token)) as http:
+        me = checked(http.get("/v1/whoami"))
+    if as_json:
+        _print_json(me)
+        return
+    expires = f", expires {_when(me['expires_at'])} UTC" if me.get("expires_at") else ""
+    out.print(f"{me['name']}: {me['role']}, sees {me['scope']}{expires}", highlight=False)

@@ -125,3 +125,40 @@ def test_without_a_token_or_a_reachable_api_the_exit_code_says_so(tmp_path: Path
         None, "list", env={**nowhere, "LOOPGATE_OPS_URL": "http://127.0.0.1:9", "LOOPGATE_OPS_TOKEN": "x"}
     )
     assert code == EXIT_CODES["unavailable"] and "cannot reach" in output
+
+
+def test_silences_are_listed_and_expired_from_the_command_line(stack: Stack) -> None:
+    noisy = create(stack, record(rule_id="bid_over_cap", client_id="contoso"))
+    code, output = ops(stack, "silence", "--like", noisy["id"], "--comment", "cap being raised", "--json")
+    assert code == 0, output
+    silence_id = json.loads(output)["id"]
+
+    code, listed = ops(stack, "silences", "list")
+    assert code == 0, listed
+    assert silence_id in listed and "rule_id=bid_over_cap, client_id=contoso" in listed and "alice" in listed
+
+    code, output = ops(stack, "silences", "expire", silence_id)
+    assert (code, output.strip()) == (0, f"silence {silence_id}: expired by alice")
+    code, output = ops(stack, "silences", "list", "--json")
+    assert code == 0 and [s["id"] for s in json.loads(output)["items"]] == []
+    code, output = ops(stack, "silences", "list", "--expired", "--json")
+    assert code == 0 and [s["id"] for s in json.loads(output)["items"]] == [silence_id]
+    assert ops(stack, "silences", "expire", "no-such-silence")[0] == EXIT_CODES["not_found"]
+
+
+def test_an_admin_reopens_from_the_command_line_and_an_operator_may_not(stack: Stack) -> None:
+    exc = create(stack, record())
+    assert ops(stack, "resolve", exc["id"], "--decision", "confirmed", "--reason", "checked")[0] == 0
+
+    refused = ops(stack, "reopen", exc["id"], "--reason", "wrong call")
+    code, output = ops(stack, "reopen", exc["id"], "--reason", "wrong call", token=stack.admin_token)
+
+    assert refused[0] == EXIT_CODES["unauthorized"]
+    assert code == 0, output
+    assert output.strip().startswith(f"{exc['id']}: open")
+
+
+def test_whoami_says_who_the_token_is_and_what_it_sees(stack: Stack) -> None:
+    code, output = ops(stack, "whoami")
+
+    assert (code, output.strip()) == (0, "alice: operator, sees every client")
