@@ -182,6 +182,18 @@ class Settings(BaseSettings):
         description="The console's sign-in cookie is sent over HTTPS only; false only to use the console over plain "
         "http on one's own machine (`make demo`).",
     )
+    console_session_idle_seconds: float = Field(
+        default=2 * 3600,
+        ge=60,
+        le=7 * 86400,
+        description="A console session unused this long ends (sign in again).",
+    )
+    console_session_max_seconds: float = Field(
+        default=12 * 3600,
+        ge=60,
+        le=30 * 86400,
+        description="A console session ends this long after sign-in, used or not (one on-call shift).",
+    )
     outbox_interval_seconds: float = Field(
         default=1.0,
         gt=0,

@@ -220,6 +220,19 @@ class TokenRow(Base):
     previous_valid_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
+class ConsoleSessionRow(Base):
+    """A signed-in console browser: only the hash of its cookie's random id is stored."""
+
+    __tablename__ = "console_sessions"
+
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)  # SHA-256 of the cookie's value
+    token_id: Mapped[str] = mapped_column(sa.String(32), sa.ForeignKey("tokens.id"), index=True)
+    csrf: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
 class AuditRow(Base):
     """Who changed who may do what: token creation, rotation, revocation. Never deleted."""
 

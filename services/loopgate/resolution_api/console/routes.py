@@ -79,20 +79,21 @@ def _text(form: FormData, name: str, limit: int = 4000) -> str:
 
 
 async def _session(request: Request, *, need: Permission) -> tuple[Services, Principal, str] | Response:
+    """The signed-in principal and the CSRF value of its session's forms, or where to go instead."""
     services = await get_services(request)
     found = await session.signed_in(request, services)
     if found is None:
         return _to_sign_in()
-    principal, token = found
+    principal = found.principal
     if not allows(principal.role, need):
         return _refused(request, f"Your token's role ({principal.role.value}) may not {need.value}.")
-    return services, principal, token
+    return services, principal, found.csrf
 
 
-def _context(principal: Principal, token: str, **more: Any) -> dict[str, Any]:
+def _context(principal: Principal, csrf: str, **more: Any) -> dict[str, Any]:
     return {
         "user": principal,
-        "csrf": session.csrf_for(token),
+        "csrf": csrf,
         "can_work": allows(principal.role, Permission.WORK),
         **more,
     }
@@ -105,11 +106,11 @@ async def _checked_post(request: Request, need: Permission) -> tuple[Services, P
         if found.status_code == 303:
             return _refused(request, "Your session has ended: sign in again.")
         return found
-    services, principal, token = found
+    services, principal, csrf = found
     form = await _form(request)
-    if not session.same(session.csrf_for(token), _text(form, "csrf", 200)):
+    if not session.same(csrf, _text(form, "csrf", 200)):
         return _refused(request, "This form has no valid CSRF token: reload the page and try again.")
-    return services, principal, token, form
+    return services, principal, csrf, form
 
 
 # --- sign-in -----------------------------------------------------------------------------------
@@ -157,7 +158,7 @@ async def sign_in(request: Request) -> Response:
         csrf = session.sign_in_csrf(request, carrier, secure=secure)
         return _page_with(request, "sign_in.html", {"user": None, "error": error, "csrf": csrf}, carrier, 401)
     response = RedirectResponse("/console/queue", status_code=303)
-    session.start_session(response, token, secure=secure)
+    await session.start_session(services, response, token, secure=secure)
     return response
 
 
@@ -167,8 +168,10 @@ async def sign_out(request: Request) -> Response:
     if isinstance(checked, Response):
         return checked
     services = checked[0]
+    found = await session.signed_in(request, services)
     response = RedirectResponse("/console/sign-in", status_code=303)
-    session.end_session(response, secure=services.settings.console_secure_cookie)
+    if found is not None:
+        await session.end_session(services, response, found, secure=services.settings.console_secure_cookie)
     return response
 
 

@@ -1,55 +1,108 @@
-"""The console's sign-in: the operator's API token in an HTTP-only, same-site cookie (Secure unless
-LOOPGATE_CONSOLE_SECURE_COOKIE is false), and CSRF tokens for every form.
-
-Stateless, so any API replica serves any page: a signed-in form carries an HMAC of the session's
-token (only a page rendered for that cookie can know it); the sign-in form, before there is a
-session, carries a random value that must equal a cookie of its own (double submit)."""
+"""The console's sessions, kept on the server: the cookie holds a random session id (HTTP-only,
+same-site, Secure unless LOOPGATE_CONSOLE_SECURE_COOKIE is false); the database keeps only its
+SHA-256 hash, with the token it was opened with, when it was opened and last seen, and its own CSRF
+value. So any API replica serves any page, and a session ends everywhere at once: on sign-out,
+when idle or too old (LOOPGATE_CONSOLE_SESSION_IDLE_SECONDS, ..._MAX_SECONDS), and when its token
+is revoked or expires. The sign-in form, before there is a session, carries a random value that
+must equal a cookie of its own (double submit)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import secrets
+from dataclasses import dataclass
 
+import sqlalchemy as sa
 from fastapi import Request, Response
 
 from loopgate.resolution_api.deps import Services
-from loopgate.resolution_api.tokens import Principal
+from loopgate.resolution_api.models import ConsoleSessionRow, TokenRow
+from loopgate.resolution_api.tokens import Principal, hash_token, principal_of
 
 SESSION_COOKIE = "loopgate_console"
 SIGN_IN_CSRF_COOKIE = "loopgate_console_csrf"
-SESSION_SECONDS = 12 * 3600  # one on-call shift
 COOKIE_PATH = "/console"
+SESSION_ID_MAX = 100  # characters of a cookie value worth looking up
+LAST_SEEN_EVERY = dt.timedelta(seconds=30)  # last_seen_at is written at most this often per session
 
 
-def csrf_for(token: str) -> str:
-    """The CSRF value of a signed-in session's forms."""
-    return hmac.new(token.encode("utf-8"), b"loopgate-console-csrf", hashlib.sha256).hexdigest()
+@dataclass(frozen=True, slots=True)
+class ConsoleSession:
+    """A signed-in browser: who, and the CSRF value its forms must carry."""
+
+    principal: Principal
+    csrf: str
+    session_hash: str
 
 
 def same(expected: str | None, given: str | None) -> bool:
     return bool(expected) and bool(given) and hmac.compare_digest(str(expected), str(given))
 
 
-def session_token(request: Request) -> str | None:
-    return request.cookies.get(SESSION_COOKIE) or None
+def _hash(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode("utf-8")).hexdigest()
 
 
-async def signed_in(request: Request, services: Services) -> tuple[Principal, str] | None:
-    """The principal of the session's token and the token itself; None when there is no session
-    or its token is unknown or revoked."""
-    token = session_token(request)
-    if token is None or len(token) > 200:
+async def signed_in(request: Request, services: Services) -> ConsoleSession | None:
+    """The session of this request's cookie; None when there is none, or it ended, idled out, grew
+    too old, or its token was revoked or expired."""
+    session_id = request.cookies.get(SESSION_COOKIE)
+    if not session_id or len(session_id) > SESSION_ID_MAX:
         return None
-    principal = await services.tokens.verify(token)
-    return None if principal is None else (principal, token)
+    settings, now = services.settings, services.clock()
+    session_hash = _hash(session_id)
+    stmt = (
+        sa.select(ConsoleSessionRow, TokenRow)
+        .join(TokenRow, TokenRow.id == ConsoleSessionRow.token_id)
+        .where(
+            ConsoleSessionRow.id == session_hash,
+            ConsoleSessionRow.ended_at.is_(None),
+            ConsoleSessionRow.created_at > now - dt.timedelta(seconds=settings.console_session_max_seconds),
+            ConsoleSessionRow.last_seen_at > now - dt.timedelta(seconds=settings.console_session_idle_seconds),
+            TokenRow.revoked_at.is_(None),
+            sa.or_(TokenRow.expires_at.is_(None), TokenRow.expires_at > now),
+        )
+    )
+    async with services.db.read() as db, db.begin():
+        found = (await db.execute(stmt)).first()
+    if found is None:
+        return None
+    row, token = found
+    if row.last_seen_at < now - LAST_SEEN_EVERY:
+        async with services.db.write() as db, db.begin():
+            await db.execute(
+                sa.update(ConsoleSessionRow).where(ConsoleSessionRow.id == session_hash).values(last_seen_at=now)
+            )
+    return ConsoleSession(principal=principal_of(token), csrf=row.csrf, session_hash=session_hash)
 
 
-def start_session(response: Response, token: str, *, secure: bool) -> None:
+async def start_session(services: Services, response: Response, token: str, *, secure: bool) -> None:
+    """Open a session for a verified token and set its cookie (the token itself never is one)."""
+    session_id = secrets.token_urlsafe(32)
+    now = services.clock()
+    async with services.db.write() as db, db.begin():
+        token_id = (
+            await db.execute(
+                sa.select(TokenRow.id).where(
+                    sa.or_(TokenRow.token_hash == hash_token(token), TokenRow.previous_hash == hash_token(token))
+                )
+            )
+        ).scalar_one()
+        db.add(
+            ConsoleSessionRow(
+                id=_hash(session_id),
+                token_id=token_id,
+                csrf=secrets.token_urlsafe(32),
+                created_at=now,
+                last_seen_at=now,
+            )
+        )
     response.set_cookie(
         SESSION_COOKIE,
-        token,
-        max_age=SESSION_SECONDS,
+        session_id,
+        max_age=int(services.settings.console_session_max_seconds),
         path=COOKIE_PATH,
         secure=secure,
         httponly=True,
@@ -58,7 +111,13 @@ def start_session(response: Response, token: str, *, secure: bool) -> None:
     response.delete_cookie(SIGN_IN_CSRF_COOKIE, path=COOKIE_PATH)
 
 
-def end_session(response: Response, *, secure: bool) -> None:
+async def end_session(services: Services, response: Response, session: ConsoleSession, *, secure: bool) -> None:
+    async with services.db.write() as db, db.begin():
+        await db.execute(
+            sa.update(ConsoleSessionRow)
+            .where(ConsoleSessionRow.id == session.session_hash, ConsoleSessionRow.ended_at.is_(None))
+            .values(ended_at=services.clock())
+        )
     response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH, secure=secure, httponly=True, samesite="lax")
 
 

@@ -47,6 +47,16 @@ def upgrade() -> None:
         "uq_tokens_active_name", "tokens", ["name"], unique=True, sqlite_where=ACTIVE, postgresql_where=ACTIVE
     )
     op.create_table(
+        "console_sessions",
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("token_id", sa.String(32), sa.ForeignKey("tokens.id"), nullable=False),
+        sa.Column("csrf", sa.String(64), nullable=False),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.Column("last_seen_at", UTCDateTime(), nullable=False),
+        sa.Column("ended_at", UTCDateTime(), nullable=True),
+    )
+    op.create_index("ix_console_sessions_token_id", "console_sessions", ["token_id"])
+    op.create_table(
         "audit_log",
         sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
         sa.Column("at", UTCDateTime(), nullable=False),
@@ -59,6 +69,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("audit_log")
+    op.drop_table("console_sessions")
     op.drop_index("uq_tokens_active_name", table_name="tokens")
     op.drop_index("ix_tokens_previous_hash", table_name="tokens")
     with op.batch_alter_table("tokens") as batch:
