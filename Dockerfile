@@ -12,12 +12,17 @@ ENV PIP_NO_CACHE_DIR=1 \
 
 RUN python -m venv /opt/venv
 WORKDIR /src
+# The runtime lock first (its own layer, rebuilt only when the lock changes): every package pinned
+# with its hashes, pip and setuptools included, nothing resolved or downloaded unverified.
+COPY requirements.lock ./
+RUN /opt/venv/bin/pip install --require-hashes -r requirements.lock
 # Only what pyproject.toml packages: tests, deploy files and local state stay out (.dockerignore too).
 COPY pyproject.toml ./
 COPY schemas ./schemas
 COPY services ./services
-# A regular (not editable) install, so the runtime stage needs the venv alone, not /src.
-RUN /opt/venv/bin/pip install .
+# A regular (not editable) install, so the runtime stage needs the venv alone, not /src; its
+# dependencies are the lock's (--no-deps), and it is built with the lock's setuptools.
+RUN /opt/venv/bin/pip install --no-deps --no-build-isolation . && /opt/venv/bin/pip check
 
 # --- runtime: the venv, a non-root user, nothing else ---
 FROM python:3.11-slim

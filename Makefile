@@ -11,15 +11,35 @@ PYTEST_ARGS ?=
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml tools/pyproject.toml
+# The locks (README "Dependencies"): every package pinned with its hashes, made by uv from the
+# pyproject files. requirements.lock is what the image installs, requirements-dev.lock what
+# `make install` does (the runtime's pins, the dev extras and tools/). pip and the build backend
+# are locked too: the project is installed from the venv's setuptools (--no-build-isolation).
+RUNTIME_LOCK := requirements.lock
+DEV_LOCK := requirements-dev.lock
+INSTALLERS := 'pip>=25.3' 'setuptools>=78.1.1'
+UV_COMPILE = $(BIN)/uv pip compile - --universal --python-version 3.11 --generate-hashes --quiet \
+	--custom-compile-command 'make lock' $(if $(UPGRADE),--upgrade)
+
+$(STAMP): pyproject.toml tools/pyproject.toml $(DEV_LOCK)
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]' -e tools
+	$(BIN)/pip install -q --require-hashes -r $(DEV_LOCK)
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e . -e tools
+	@$(BIN)/pip check >/dev/null || { $(BIN)/pip check; echo "the venv does not satisfy pyproject.toml: make lock" >&2; exit 1; }
 	touch $(STAMP)
 
 install: $(STAMP) ## virtual environment with every Python dependency, and the Kafka jars
 	scripts/kafka.sh fetch
+
+lock: ## regenerate requirements.lock (the image's) and requirements-dev.lock from pyproject.toml, with hashes; UPGRADE=1 takes the newest allowed
+	@test -x $(BIN)/uv || { echo "make lock needs uv from the dev lock: make install first" >&2; exit 1; }
+	printf '%s\n' . $(INSTALLERS) | $(UV_COMPILE) --no-emit-package loopgate -o $(RUNTIME_LOCK)
+	printf '%s\n' '-e .[dev]' '-e ./tools' $(INSTALLERS) | $(UV_COMPILE) --constraint $(RUNTIME_LOCK) \
+		--no-emit-package loopgate --no-emit-package loopgate-tools -o $(DEV_LOCK)
+
+audit: $(STAMP) ## pip-audit over both locks (PyPI's vulnerability service); a finding fails unless deploy/audit-ignore.toml lists it
+	$(BIN)/python -m loopgate_tools.audit $(AUDIT_ARGS)
 
 kafka-up: install ## start the local Kafka broker (127.0.0.1:9092)
 	scripts/kafka.sh start
@@ -57,4 +77,4 @@ check: lint ## lint, types and the unit tests (under a minute)
 schemas: install ## regenerate schemas/jsonschema from the models
 	$(BIN)/loopgate schemas generate
 
-.PHONY: help install kafka-up kafka-down test chaos bench demo down lint check schemas
+.PHONY: help install lock audit kafka-up kafka-down test chaos bench demo down lint check schemas

@@ -1,13 +1,15 @@
-"""The runtime install (what the Dockerfile does: `pip install .`, no extras, into a clean
-virtual environment) starts every service.
+"""The runtime install (what the Dockerfile does: the runtime lock with its hashes, then `pip
+install --no-deps .`, no extras, into a clean virtual environment) starts every service.
 
-It is built once per session from a copy of exactly what the Dockerfile copies (pyproject.toml,
-schemas/, services/), so a module that imports a dev-only dependency at load time, or a file the
+It is built once per session from a copy of exactly what the Dockerfile's build stage copies
+(requirements.lock, pyproject.toml, schemas/, services/), running its pip commands, so a module
+that imports a dev-only dependency at load time, a dependency missing from the lock, or a file the
 package forgets to ship, fails here rather than in the image.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -23,14 +25,52 @@ from loopgate_tools.processes import ServiceProcess, free_port, settings_env, wa
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
 
 ROOT = Path(__file__).resolve().parents[2]
-# What the Dockerfile's build stage copies into the image's source folder.
-DOCKER_CONTEXT = ("pyproject.toml", "schemas", "services")
-DEV_ONLY = ("pytest", "hypothesis", "psutil", "schemathesis", "mypy", "ruff", "pyinstrument", "matplotlib")
+DOCKERFILE = ROOT / "Dockerfile"
+DEV_ONLY = (
+    *(
+        "pytest",
+        "hypothesis",
+        "psutil",
+        "schemathesis",
+        "mypy",
+        "ruff",
+        "pyinstrument",
+        "matplotlib",
+        "pip-audit",
+        "uv",
+    ),
+)
+
+
+def _build_stage() -> list[tuple[str, str]]:
+    """The Dockerfile's build stage as (instruction, argument) pairs, continuation lines joined."""
+    text = DOCKERFILE.read_text().replace("\\\n", " ")
+    instructions = [line.split(maxsplit=1) for line in text.splitlines() if line[:1].isupper()]
+    froms = [n for n, (keyword, _) in enumerate(instructions) if keyword == "FROM"]
+    return [(keyword, argument) for keyword, argument in instructions[froms[0] + 1 : froms[1]]]
+
+
+def _copied() -> list[str]:
+    """What the build stage copies from the build context into its source folder."""
+    return [argument.split()[0] for keyword, argument in _build_stage() if keyword == "COPY"]
+
+
+def _pip_commands(venv: Path) -> list[str]:
+    """The build stage's pip commands, on this venv instead of /opt/venv."""
+    runs = [argument for keyword, argument in _build_stage() if keyword == "RUN" and "/opt/venv/bin/pip" in argument]
+    return [run.replace("/opt/venv", str(venv)) for run in runs]
+
+
+def test_the_image_installs_the_runtime_lock_with_hashes_then_the_package_alone() -> None:
+    assert _copied()[0] == "requirements.lock"
+    first, package = (run.replace("/opt/venv/bin/", "") for run in _pip_commands(Path("/opt/venv")))
+    assert first == "pip install --require-hashes -r requirements.lock"
+    assert package.startswith("pip install --no-deps --no-build-isolation . ")
 
 
 def _copy_build_context(dest: Path) -> None:
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "build")
-    for name in DOCKER_CONTEXT:
+    for name in _copied():
         src = ROOT / name
         if src.is_dir():
             shutil.copytree(src, dest / name, ignore=ignore)
@@ -40,19 +80,24 @@ def _copy_build_context(dest: Path) -> None:
 
 @pytest.fixture(scope="module")
 def runtime_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A clean venv with `pip install .` of the build context: the image's /opt/venv."""
+    """A clean venv with the Dockerfile's pip commands run in a copy of its build context: the
+    image's /opt/venv."""
     work = tmp_path_factory.mktemp("runtime-install")
     context, venv = work / "src", work / "venv"
     context.mkdir()
     _copy_build_context(context)
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    out = subprocess.run(
-        [str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", str(context)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert out.returncode == 0, f"pip install . failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    for command in _pip_commands(venv):
+        out = subprocess.run(
+            command,
+            shell=True,
+            cwd=context,
+            env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_QUIET": "1"},
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert out.returncode == 0, f"{command} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
     return venv
 
 

@@ -119,6 +119,11 @@ PRUNED_ROWS = Counter(
     "Rows the retention job deleted, by table (exceptions, exception_events, occurrences, outbox)",
     ["table"],
 )
+RETENTION_SET_ASIDE = Counter(
+    "loopgate_api_retention_set_aside_total",
+    "Exceptions the retention job could not delete, by error class (kept and logged; tried again next pass)",
+    ["reason"],
+)
 OUTBOX_PENDING = Gauge("loopgate_outbox_pending", "Outcomes committed but not yet published")
 OUTBOX_OLDEST_PENDING = Gauge(
     "loopgate_outbox_oldest_pending_timestamp_seconds",

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from loopgate.resolution_api.cursor import SEVERITY_RANK, Position, Sort
+from loopgate.resolution_api.domain_errors import Conflict
 from loopgate.resolution_api.lifecycle import Status
 from loopgate.resolution_api.models import (
     ExceptionEventRow,
@@ -22,6 +23,7 @@ from loopgate.resolution_api.models import (
     OccurrenceRow,
     OutboxRow,
 )
+from loopgate.resolution_api.notifications import store as notifications
 from loopgate_schemas.exceptions import ExceptionRecord
 from loopgate_schemas.outcomes import DEFAULT_QUEUE
 
@@ -539,38 +541,95 @@ async def outbox_for(*, session: AsyncSession, exception_id: str) -> list[Outbox
 # --- retention -------------------------------------------------------------------------------
 
 
-async def prunable_exceptions(*, session: AsyncSession, resolved_before: dt.datetime, limit: int) -> list[str]:
-    """Resolved exceptions resolved before the cutoff whose outcomes have all left the outbox's
-    pending rows (sent or set aside), oldest first (notifications still unsent then are dropped
-    with them: months late, they would tell nobody anything)."""
-    pending = sa.select(OutboxRow.id).where(OutboxRow.exception_id == ExceptionRow.id, _PENDING).exists()
+_UNPUBLISHED = OutboxRow.sent_at.is_(None)
+
+
+def _prunable(resolved_before: dt.datetime) -> sa.ColumnElement[bool]:
+    """Resolved before the cutoff, with nothing left that was never sent: no outcome unpublished
+    (pending, or set aside: downstream never had it), no notification event not yet fanned out and
+    no notification waiting for its receiver (one set aside for good, e.g. rate limited, is not)."""
+    unpublished = sa.select(OutboxRow.id).where(OutboxRow.exception_id == ExceptionRow.id, _UNPUBLISHED).exists()
+    untold = (
+        sa.select(NotificationEventRow.id)
+        .where(NotificationEventRow.exception_id == ExceptionRow.id, notifications.UNTOLD_EVENT)
+        .exists()
+    )
+    unsent = (
+        sa.select(NotificationRow.id)
+        .where(NotificationRow.exception_id == ExceptionRow.id, notifications.UNSENT)
+        .exists()
+    )
+    return sa.and_(
+        ExceptionRow.status == Status.RESOLVED,
+        ExceptionRow.resolved_at < resolved_before,
+        ~unpublished,
+        ~untold,
+        ~unsent,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Prunable:
+    id: str
+    resolved_at: dt.datetime
+
+
+async def prunable_exceptions(
+    *,
+    session: AsyncSession,
+    resolved_before: dt.datetime,
+    limit: int,
+    after: Prunable | None = None,
+    lock: bool = False,
+) -> list[Prunable]:
+    """Exceptions retention may delete (`_prunable`), oldest first, from past `after` on. `lock`
+    (PostgreSQL): locked until the transaction ends, skipping those another transaction holds
+    (FOR UPDATE SKIP LOCKED: a reopen, a resolve or a row being added to them), so nobody changes
+    them or adds to them before they are deleted."""
     stmt = (
-        sa.select(ExceptionRow.id)
-        .where(
-            ExceptionRow.status == Status.RESOLVED,
-            ExceptionRow.resolved_at < resolved_before,
-            ~pending,
-        )
-        .order_by(ExceptionRow.resolved_at)
+        sa.select(ExceptionRow.id, ExceptionRow.resolved_at)
+        .where(_prunable(resolved_before))
+        .order_by(ExceptionRow.resolved_at, ExceptionRow.id)
         .limit(limit)
     )
-    return list((await session.execute(stmt)).scalars())
+    if after is not None:
+        stmt = stmt.where(sa.tuple_(ExceptionRow.resolved_at, ExceptionRow.id) > (after.resolved_at, after.id))
+    if lock:
+        stmt = stmt.with_for_update(skip_locked=True)
+    rows = (await session.execute(stmt)).all()
+    return [Prunable(id=id_, resolved_at=at) for id_, at in rows if at is not None]  # None never: resolved
 
 
-async def delete_exceptions(*, session: AsyncSession, ids: Collection[str]) -> dict[str, int]:
-    """Delete exceptions with their history, occurrences, outbox rows and notifications: rows
-    deleted per table."""
-    deleted = {}
+async def delete_exceptions(
+    *, session: AsyncSession, ids: Collection[str], resolved_before: dt.datetime
+) -> dict[str, int]:
+    """Delete those of these exceptions still prunable, checked again in this transaction (a
+    reopen or a resolve committed since they were chosen keeps its exception), with their history,
+    occurrences, outbox rows and notifications: rows deleted per table. Raises Conflict, for the
+    caller to roll back, if an exception changed between that check and its DELETE (whose WHERE
+    checks its status once more)."""
+    still = sa.select(ExceptionRow.id).where(ExceptionRow.id.in_(ids), _prunable(resolved_before))
+    confirmed = list((await session.execute(still)).scalars())
+    deleted: dict[str, int] = {}
+    if not confirmed:
+        return deleted
     for table, column in (
         (ExceptionEventRow, ExceptionEventRow.exception_id),
         (OccurrenceRow, OccurrenceRow.exception_id),
         (OutboxRow, OutboxRow.exception_id),
         (NotificationEventRow, NotificationEventRow.exception_id),
         (NotificationRow, NotificationRow.exception_id),
-        (ExceptionRow, ExceptionRow.id),
     ):
-        result = cast("sa.CursorResult[Any]", await session.execute(sa.delete(table).where(column.in_(ids))))
+        result = cast("sa.CursorResult[Any]", await session.execute(sa.delete(table).where(column.in_(confirmed))))
         deleted[table.__tablename__] = result.rowcount
+    stmt = sa.delete(ExceptionRow).where(
+        ExceptionRow.id.in_(confirmed),
+        ExceptionRow.status == Status.RESOLVED,
+        ExceptionRow.resolved_at < resolved_before,
+    )
+    deleted[ExceptionRow.__tablename__] = cast("sa.CursorResult[Any]", await session.execute(stmt)).rowcount
+    if deleted[ExceptionRow.__tablename__] != len(confirmed):
+        raise Conflict(f"{len(confirmed) - deleted[ExceptionRow.__tablename__]} exceptions changed while deleted")
     return deleted
 
 

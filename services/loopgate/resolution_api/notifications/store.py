@@ -41,6 +41,7 @@ async def record_event(*, session: AsyncSession, exception_id: str, event: str, 
 
 
 _EVENT_PENDING = NotificationEventRow.expanded_at.is_(None)
+UNTOLD_EVENT = _EVENT_PENDING  # retention keeps an exception with one (store.prunable_exceptions)
 
 
 async def pending_events(*, session: AsyncSession, limit: int, claim: bool = False) -> list[NotificationEventRow]:
@@ -103,6 +104,7 @@ async def alert_receivers(*, session: AsyncSession, exception_id: str) -> list[s
 
 
 _PENDING = sa.and_(NotificationRow.sent_at.is_(None), NotificationRow.set_aside_at.is_(None))
+UNSENT = _PENDING  # retention keeps an exception with one; one set aside for good is not waited for
 
 
 async def pending_for(
