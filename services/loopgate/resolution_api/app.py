@@ -35,6 +35,7 @@ from loopgate.resolution_api.retention import Retention
 from loopgate.resolution_api.routes import exceptions, export, health, silences, stats, tokens
 from loopgate.resolution_api.routing import load_routes
 from loopgate.resolution_api.schemas import ExceptionBatch
+from loopgate.resolution_api.scoping import ScopeMiddleware
 from loopgate.resolution_api.sweeper import Sweeper
 from loopgate.resolution_api.tokens import TokenCache, Tokens
 
@@ -156,6 +157,7 @@ def create_app(
     _document_batch_body(app)
     install_error_handlers(app)
     app.add_middleware(RequestLimits, max_body_bytes=lambda: (settings or get_settings()).api_max_body_bytes)
+    app.add_middleware(ScopeMiddleware)  # each request sees nothing until it is authenticated (scoping.py)
     # Outermost, so requests refused at the door are counted too; /metrics itself is not.
     Instrumentator(excluded_handlers=["^/metrics$"]).add(_count_request).instrument(app)
     app.include_router(health.router)

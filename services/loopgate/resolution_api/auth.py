@@ -12,7 +12,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from loopgate.resolution_api.deps import ServicesDep
 from loopgate.resolution_api.errors import Forbidden, Unauthorized
-from loopgate.resolution_api.permissions import Permission, allows
+from loopgate.resolution_api.permissions import AGENCY_WIDE_ONLY, Permission, allows
+from loopgate.resolution_api.scoping import act_as
 from loopgate.resolution_api.tokens import Principal
 
 bearer = HTTPBearer(auto_error=False, description="A token made with `loopgate api tokens create`")
@@ -25,7 +26,8 @@ async def authenticate(
         raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
     principal = await services.tokens.verify(credentials.credentials)
     if principal is None:
-        raise Unauthorized("invalid or revoked bearer token", invalid=True)
+        raise Unauthorized("invalid, expired or revoked bearer token", invalid=True)
+    act_as(principal.scope)  # every query of this request sees only what the token may (scoping.py)
     return principal
 
 
@@ -33,6 +35,8 @@ def require(permission: Permission) -> Any:
     async def check(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
         if not allows(principal.role, permission):
             raise Forbidden(f"role '{principal.role.value}' may not {permission.value}")
+        if permission in AGENCY_WIDE_ONLY and not principal.scope.agency_wide:
+            raise Forbidden(f"a token scoped to {principal.scope.describe()} may not {permission.value}")
         return principal
 
     return Depends(check)

@@ -33,6 +33,10 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ANALYST: frozenset({Permission.READ}),
 }
 
+# What only an agency-wide token may do, whatever its role: a token scoped to some clients cannot
+# mint tokens for others.
+AGENCY_WIDE_ONLY = frozenset({Permission.MANAGE_TOKENS})
+
 # Roles whose tokens must name the clients they serve (a reviewer is always one client's or a few).
 SCOPED_ROLES = frozenset({Role.REVIEWER})
 

@@ -29,6 +29,7 @@ from loopgate.resolution_api.domain_errors import Conflict, DomainError, NotFoun
 from loopgate.resolution_api.lifecycle import Action, Status
 from loopgate.resolution_api.permissions import Permission, allows
 from loopgate.resolution_api.schemas import ExceptionRead, ResolveRequest, SilenceCreate, snooze_too_long
+from loopgate.resolution_api.scoping import act_as
 from loopgate.resolution_api.silencing import NewSilence, SilenceState
 from loopgate.resolution_api.tokens import Principal
 from loopgate_schemas.outcomes import Decision
@@ -85,6 +86,7 @@ async def _session(request: Request, *, need: Permission) -> tuple[Services, Pri
     if found is None:
         return _to_sign_in()
     principal = found.principal
+    act_as(principal.scope)  # every query of this page sees only what the session's token may (scoping.py)
     if not allows(principal.role, need):
         return _refused(request, f"Your token's role ({principal.role.value}) may not {need.value}.")
     return services, principal, found.csrf
@@ -152,7 +154,7 @@ async def sign_in(request: Request) -> Response:
     if principal is None:
         error = "That token is unknown or revoked."
     elif not allows(principal.role, Permission.READ):
-        error = f"A {principal.role.value} token cannot sign in to the console: use an operator's or admin's token."
+        error = f"A {principal.role.value} token cannot sign in to the console: use a person's token."
     if error:
         carrier = Response()
         csrf = session.sign_in_csrf(request, carrier, secure=secure)
