@@ -21,7 +21,6 @@ from loopgate.resolution_api.permissions import Role, scope_for
 from loopgate.resolution_api.scoping import acting_as, caller_scope
 from tests.fixtures.api import Api, ApiFactory
 
-
 IN_AN_HOUR = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).isoformat()
 
 
