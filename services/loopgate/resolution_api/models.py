@@ -226,7 +226,12 @@ class ConsoleSessionRow(Base):
     __tablename__ = "console_sessions"
 
     id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)  # SHA-256 of the cookie's value
-    token_id: Mapped[str] = mapped_column(sa.String(32), sa.ForeignKey("tokens.id"), index=True)
+    # Opened with a token (ends when it is revoked or expires), or by single sign-on (None).
+    token_id: Mapped[str | None] = mapped_column(sa.String(32), sa.ForeignKey("tokens.id"), index=True)
+    # Who it is, when opened by single sign-on: name, role, clients (None: agency-wide).
+    name: Mapped[str | None] = mapped_column(sa.String(255))
+    role: Mapped[str | None] = mapped_column(sa.String(16))
+    clients: Mapped[list[str] | None] = mapped_column(sa.JSON)
     csrf: Mapped[str] = mapped_column(sa.String(64))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     last_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)

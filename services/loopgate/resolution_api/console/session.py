@@ -1,10 +1,11 @@
 """The console's sessions, kept on the server: the cookie holds a random session id (HTTP-only,
 same-site, Secure unless LOOPGATE_CONSOLE_SECURE_COOKIE is false); the database keeps only its
-SHA-256 hash, with the token it was opened with, when it was opened and last seen, and its own CSRF
-value. So any API replica serves any page, and a session ends everywhere at once: on sign-out,
-when idle or too old (LOOPGATE_CONSOLE_SESSION_IDLE_SECONDS, ..._MAX_SECONDS), and when its token
-is revoked or expires. The sign-in form, before there is a session, carries a random value that
-must equal a cookie of its own (double submit)."""
+SHA-256 hash, with the token it was opened with (or, after single sign-on, the person's name, role
+and clients), when it was opened and last seen, and its own CSRF value. So any API replica serves
+any page, and a session ends everywhere at once: on sign-out, when idle or too old
+(LOOPGATE_CONSOLE_SESSION_IDLE_SECONDS, ..._MAX_SECONDS), and, for a token's session, when its
+token is revoked or expires. The sign-in form, before there is a session, carries a random value
+that must equal a cookie of its own (double submit)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from fastapi import Request, Response
 
 from loopgate.resolution_api.deps import Services
 from loopgate.resolution_api.models import ConsoleSessionRow, TokenRow
+from loopgate.resolution_api.permissions import Role, scope_for
 from loopgate.resolution_api.tokens import Principal, hash_token, principal_of
 
 SESSION_COOKIE = "loopgate_console"
@@ -55,14 +57,18 @@ async def signed_in(request: Request, services: Services) -> ConsoleSession | No
     session_hash = _hash(session_id)
     stmt = (
         sa.select(ConsoleSessionRow, TokenRow)
-        .join(TokenRow, TokenRow.id == ConsoleSessionRow.token_id)
+        .outerjoin(TokenRow, TokenRow.id == ConsoleSessionRow.token_id)
         .where(
             ConsoleSessionRow.id == session_hash,
             ConsoleSessionRow.ended_at.is_(None),
             ConsoleSessionRow.created_at > now - dt.timedelta(seconds=settings.console_session_max_seconds),
             ConsoleSessionRow.last_seen_at > now - dt.timedelta(seconds=settings.console_session_idle_seconds),
-            TokenRow.revoked_at.is_(None),
-            sa.or_(TokenRow.expires_at.is_(None), TokenRow.expires_at > now),
+            sa.or_(
+                ConsoleSessionRow.token_id.is_(None),  # single sign-on: the provider vouched at sign-in
+                sa.and_(
+                    TokenRow.revoked_at.is_(None), sa.or_(TokenRow.expires_at.is_(None), TokenRow.expires_at > now)
+                ),
+            ),
         )
     )
     async with services.db.read() as db, db.begin():
@@ -75,28 +81,28 @@ async def signed_in(request: Request, services: Services) -> ConsoleSession | No
             await db.execute(
                 sa.update(ConsoleSessionRow).where(ConsoleSessionRow.id == session_hash).values(last_seen_at=now)
             )
-    return ConsoleSession(principal=principal_of(token), csrf=row.csrf, session_hash=session_hash)
+    principal = principal_of(token) if row.token_id is not None else sso_principal(row)
+    if principal is None:
+        return None
+    return ConsoleSession(principal=principal, csrf=row.csrf, session_hash=session_hash)
 
 
-async def start_session(services: Services, response: Response, token: str, *, secure: bool) -> None:
-    """Open a session for a verified token and set its cookie (the token itself never is one)."""
+def sso_principal(row: ConsoleSessionRow) -> Principal | None:
+    """Who a session opened by single sign-on stands for; None if the row is incomplete."""
+    if row.name is None or row.role is None:
+        return None
+    role = Role(row.role)
+    return Principal(token_id=f"sso:{row.id[:12]}", name=row.name, role=role, scope=scope_for(role, row.clients))
+
+
+async def _open(services: Services, response: Response, values: dict[str, object], *, secure: bool) -> None:
+    """Store a new session with `values` (who it is) and set its cookie."""
     session_id = secrets.token_urlsafe(32)
     now = services.clock()
     async with services.db.write() as db, db.begin():
-        token_id = (
-            await db.execute(
-                sa.select(TokenRow.id).where(
-                    sa.or_(TokenRow.token_hash == hash_token(token), TokenRow.previous_hash == hash_token(token))
-                )
-            )
-        ).scalar_one()
         db.add(
             ConsoleSessionRow(
-                id=_hash(session_id),
-                token_id=token_id,
-                csrf=secrets.token_urlsafe(32),
-                created_at=now,
-                last_seen_at=now,
+                id=_hash(session_id), csrf=secrets.token_urlsafe(32), created_at=now, last_seen_at=now, **values
             )
         )
     response.set_cookie(
@@ -109,6 +115,26 @@ async def start_session(services: Services, response: Response, token: str, *, s
         samesite="lax",
     )
     response.delete_cookie(SIGN_IN_CSRF_COOKIE, path=COOKIE_PATH)
+
+
+async def start_sso_session(
+    services: Services, response: Response, *, name: str, role: Role, clients: list[str] | None, secure: bool
+) -> None:
+    """Open a session for a person the identity provider vouched for (no token behind it)."""
+    await _open(services, response, {"name": name, "role": role.value, "clients": clients}, secure=secure)
+
+
+async def start_session(services: Services, response: Response, token: str, *, secure: bool) -> None:
+    """Open a session for a verified token and set its cookie (the token itself never is one)."""
+    async with services.db.read() as db, db.begin():
+        token_id = (
+            await db.execute(
+                sa.select(TokenRow.id).where(
+                    sa.or_(TokenRow.token_hash == hash_token(token), TokenRow.previous_hash == hash_token(token))
+                )
+            )
+        ).scalar_one()
+    await _open(services, response, {"token_id": token_id}, secure=secure)
 
 
 async def end_session(services: Services, response: Response, session: ConsoleSession, *, secure: bool) -> None:

@@ -49,7 +49,10 @@ def upgrade() -> None:
     op.create_table(
         "console_sessions",
         sa.Column("id", sa.String(64), primary_key=True),
-        sa.Column("token_id", sa.String(32), sa.ForeignKey("tokens.id"), nullable=False),
+        sa.Column("token_id", sa.String(32), sa.ForeignKey("tokens.id"), nullable=True),
+        sa.Column("name", sa.String(255), nullable=True),
+        sa.Column("role", sa.String(16), nullable=True),
+        sa.Column("clients", sa.JSON(), nullable=True),
         sa.Column("csrf", sa.String(64), nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("last_seen_at", UTCDateTime(), nullable=False),
