@@ -179,7 +179,18 @@ async def test_every_change_to_a_token_is_in_the_audit_log_newest_first_and_page
     assert rest["next_before"] is None
 
 
-@pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 501}, {"before": 0}, {"before": "x"}, {"limit": -1}])
+async def test_an_audit_cursor_past_every_id_reads_from_the_newest(api: Api) -> None:
+    await create(api, name="newest", role="operator")
+
+    page = await api.http.get("/v1/audit", params={"before": "9" * 18}, headers=api.auth(Role.ADMIN))
+
+    assert page.status_code == 200, page.text
+    assert page.json()["items"][0]["detail"]["name"] == "newest"
+
+
+@pytest.mark.parametrize(
+    "params", [{"limit": 0}, {"limit": 501}, {"before": 0}, {"before": "x"}, {"limit": -1}, {"before": "9" * 20}]
+)
 async def test_odd_audit_paging_is_a_422(api: Api, params: dict[str, object]) -> None:
     response = await api.http.get("/v1/audit", params=params, headers=api.auth(Role.ADMIN))
 

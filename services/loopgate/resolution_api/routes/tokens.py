@@ -78,9 +78,10 @@ async def audit(
     principal: CanManageTokens,
     services: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    before: Annotated[int | None, Query(ge=1, le=2**62, description="`next_before` of the previous page")] = None,
+    before: Annotated[int | None, Query(ge=1, le=2**63 - 1, description="`next_before` of the previous page")] = None,
 ) -> AuditPage:
-    rows = await services.tokens.audit(limit=limit + 1, before=before)
+    # The ids are 32-bit on PostgreSQL: a cursor past every id reads from the newest.
+    rows = await services.tokens.audit(limit=limit + 1, before=None if before is None else min(before, 2**31 - 1))
     items = [AuditEntry.model_validate(r) for r in rows[:limit]]
     return AuditPage(items=items, next_before=items[-1].id if len(rows) > limit else None)
 
