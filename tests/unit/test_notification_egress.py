@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 from standardwebhooks import Webhook
@@ -94,3 +97,21 @@ def test_what_a_receiver_said_is_one_bounded_line() -> None:
         answer_text(b"bad\r\nX-Forged: 1\x00\xff" + b"y" * 500, limit=30)
         == "bad  X-Forged: 1 \ufffd" + "y" * 11 + "\u2026"
     )
+
+
+def test_the_readmes_verification_examples_accept_our_signature_and_refuse_a_forged_one() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("**Signed webhooks.**") :]
+    code = section[
+        section.index("```python\n") + len("```python\n") : section.index("\n```", section.index("```python"))
+    ]
+    secret = "whsec_" + base64.b64encode(KEY).decode()
+    example: dict[str, Any] = {"LOOPGATE_WEBHOOK_SECRET": secret}
+    exec(compile(code, "README.md", "exec"), example)  # our own README's example, run as written
+    body = b'{"id":"n-2","type":"loopgate.exception.opened"}'
+    headers = signature_headers(key=KEY, message_id="n-2", timestamp=int(time.time()), body=body)
+    assert example["loopgate_notification"](body, headers)["id"] == "n-2"
+    assert example["verified"](body, headers, secret) is True
+    assert example["verified"](body.replace(b"n-2", b"n-3"), headers, secret) is False
+    stale = signature_headers(key=KEY, message_id="n-2", timestamp=int(time.time()) - 3600, body=body)
+    assert example["verified"](body, stale, secret) is False
