@@ -180,7 +180,7 @@ async def backlog(*, session: AsyncSession) -> tuple[int, dt.datetime | None]:
 
 
 # Set aside because it could not be rendered, sent or expanded (a rate limited one was a decision):
-# what an admin looks at. Partial indexes on exactly these conditions (migration 0010).
+# what an admin looks at. Partial indexes on exactly these conditions (migration 0011).
 NOTIFICATION_FAILED = sa.and_(
     NotificationRow.set_aside_at.is_not(None),
     NotificationRow.set_aside_reason != sa.literal(RATE_LIMITED, literal_execute=True),

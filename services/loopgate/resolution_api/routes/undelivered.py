@@ -1,6 +1,7 @@
 """/v1/admin (admin): what could not leave Loopgate as it is, set aside so that the rest went on:
 notifications that could not be rendered or sent, notification events that could not be
-expanded, outcomes that can never be published. Newest first, in pages (`cursor`)."""
+expanded, outcomes that can never be published. Newest first, in pages (`cursor`). The lists span
+every client: an admin token scoped to some clients may not read them."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from pydantic import BaseModel, Field
 from loopgate.resolution_api import store as api_store
 from loopgate.resolution_api.auth import CanSeeUndelivered
 from loopgate.resolution_api.deps import ServicesDep, reject_unstorable_params
-from loopgate.resolution_api.errors import responses
+from loopgate.resolution_api.errors import Forbidden, responses
 from loopgate.resolution_api.notifications import store
+from loopgate.resolution_api.tokens import Principal
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(reject_unstorable_params)])
 
@@ -76,6 +78,11 @@ def _next(ids: list[int], limit: int) -> str | None:
     return str(ids[-1]) if len(ids) == limit else None
 
 
+def _agency_wide(principal: Principal) -> None:
+    if not principal.scope.agency_wide:
+        raise Forbidden("these lists span every client: use an admin token that is not scoped to clients")
+
+
 @router.get(
     "/notifications/set-aside",
     summary="Notifications set aside: they could not be rendered or sent (rate limited ones are not listed)",
@@ -88,6 +95,7 @@ async def set_aside_notifications(
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> NotificationPage:
+    _agency_wide(principal)
     async with services.db.read() as session, session.begin():
         rows = await store.set_aside_notifications(
             session=session, limit=limit, before_id=int(cursor) if cursor else None, receiver=receiver
@@ -119,6 +127,7 @@ async def set_aside_notifications(
 async def set_aside_events(
     principal: CanSeeUndelivered, services: ServicesDep, limit: Limit = 100, cursor: Cursor = None
 ) -> EventPage:
+    _agency_wide(principal)
     async with services.db.read() as session, session.begin():
         rows = await store.set_aside_events(session=session, limit=limit, before_id=int(cursor) if cursor else None)
     items = [
@@ -145,6 +154,7 @@ async def set_aside_events(
 async def set_aside_outcomes(
     principal: CanSeeUndelivered, services: ServicesDep, limit: Limit = 100, cursor: Cursor = None
 ) -> OutcomePage:
+    _agency_wide(principal)
     async with services.db.read() as session, session.begin():
         rows = await api_store.set_aside_outbox(session=session, limit=limit, before_id=int(cursor) if cursor else None)
     items = [

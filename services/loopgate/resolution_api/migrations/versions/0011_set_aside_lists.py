@@ -3,8 +3,8 @@ aside with its reason instead of rolling back its whole batch forever (issue 23)
 find what was set aside (notification events, notifications that could not be rendered or sent,
 outcomes), newest first, for the admin's lists.
 
-Revision ID: 0010_set_aside_lists
-Revises: 0009_silenced_by_partial_index
+Revision ID: 0011_set_aside_lists
+Revises: 0010_scoped_tokens
 Create Date: 2026-11-29
 """
 
@@ -15,8 +15,8 @@ from alembic import op
 
 from loopgate.resolution_api.models import UTCDateTime
 
-revision = "0010_set_aside_lists"
-down_revision = "0009_silenced_by_partial_index"
+revision = "0011_set_aside_lists"
+down_revision = "0010_scoped_tokens"
 branch_labels = None
 depends_on = None
 
