@@ -74,6 +74,13 @@ class OutcomePage(BaseModel):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page")
 
 
+MAX_ROW_ID = 2**31 - 1  # the ids are 32-bit on PostgreSQL: a bigger cursor means "from the newest"
+
+
+def _before(cursor: str | None) -> int | None:
+    return min(int(cursor), MAX_ROW_ID) if cursor else None
+
+
 def _next(ids: list[int], limit: int) -> str | None:
     return str(ids[-1]) if len(ids) == limit else None
 
@@ -98,7 +105,7 @@ async def set_aside_notifications(
     _agency_wide(principal)
     async with services.db.read() as session, session.begin():
         rows = await store.set_aside_notifications(
-            session=session, limit=limit, before_id=int(cursor) if cursor else None, receiver=receiver
+            session=session, limit=limit, before_id=_before(cursor), receiver=receiver
         )
     items = [
         SetAsideNotification(
@@ -129,7 +136,7 @@ async def set_aside_events(
 ) -> EventPage:
     _agency_wide(principal)
     async with services.db.read() as session, session.begin():
-        rows = await store.set_aside_events(session=session, limit=limit, before_id=int(cursor) if cursor else None)
+        rows = await store.set_aside_events(session=session, limit=limit, before_id=_before(cursor))
     items = [
         SetAsideEvent(
             id=r.id,
@@ -156,7 +163,7 @@ async def set_aside_outcomes(
 ) -> OutcomePage:
     _agency_wide(principal)
     async with services.db.read() as session, session.begin():
-        rows = await api_store.set_aside_outbox(session=session, limit=limit, before_id=int(cursor) if cursor else None)
+        rows = await api_store.set_aside_outbox(session=session, limit=limit, before_id=_before(cursor))
     items = [
         SetAsideOutcome(
             id=r.id,
