@@ -26,7 +26,7 @@ async def test_healthz_answers_ok(api: Api) -> None:
 async def test_readyz_answers_ready_when_the_database_answers(api: Api) -> None:
     response = await api.http.get("/readyz")
 
-    assert (response.status_code, response.json()) == (200, {"status": "ready"})
+    assert (response.status_code, response.json()) == (200, {"status": "ready", "degraded": []})
 
 
 async def test_readyz_is_503_when_the_database_does_not_answer(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -89,10 +89,19 @@ async def test_with_kafka_unreachable_resolve_still_succeeds_and_the_outcome_sta
         assert row.sent_at is None
         assert row.attempts >= 1
         assert row.last_error is not None and "KafkaConnectionError" in row.last_error
+        # said loudly, never taken for a bad outcome: the API stays ready and lists what cannot leave
+        assert REGISTRY.get_sample_value("loopgate_outbox_broker_up") == 0
+        ready = await api.http.get("/readyz")
+        assert ready.status_code == 200
+        [problem] = ready.json()["degraded"]
+        assert problem.startswith(f"outcomes cannot be published to {reachable.outcomes_topic}")
+        assert "KafkaConnectionError" in problem and row.set_aside_at is None
 
     # The broker is reachable again (same database, right bootstrap): the pending outcome goes out.
     async with api_factory(reachable) as api:
         await _wait_until_sent(api, exc["id"])
+        assert REGISTRY.get_sample_value("loopgate_outbox_broker_up") == 1
+        assert (await api.http.get("/readyz")).json()["degraded"] == []
 
     records = await read_topic(kafka_settings.kafka_bootstrap, kafka_settings.outcomes_topic)
     assert [r.key for r in records] == [exc["id"].encode()]
@@ -125,6 +134,12 @@ async def test_an_outcome_that_can_never_be_published_does_not_hold_back_the_nex
         for exception_id in ids:
             await _wait_until_sent(api, exception_id, within=60.0)
         (row,) = await _outbox(api.services.db, oversized["id"])
+        listed = await api.http.get("/v1/admin/outcomes/set-aside", headers=api.auth("admin"))
+        assert listed.status_code == 200, listed.text
+        [item] = listed.json()["items"]
+        assert (item["exception_id"], item["outcome_id"]) == (oversized["id"], row.outcome_id)
+        assert item["reason"].startswith("MessageSizeTooLargeError") and listed.json()["next_cursor"] is None
+        assert (await api.http.get("/v1/admin/outcomes/set-aside", headers=api.auth("operator"))).status_code == 403
 
     assert row.sent_at is None and row.set_aside_at is not None
     assert row.set_aside_reason is not None and row.set_aside_reason.startswith("MessageSizeTooLargeError")

@@ -48,6 +48,9 @@ ENDPOINTS: list[tuple[str, str, Any, set[str]]] = [
     ("GET", "/v1/silences/X", None, {"operator", "admin"}),
     ("GET", "/v1/silences/X/history", None, {"operator", "admin"}),
     ("POST", "/v1/silences/X/expire", None, {"operator", "admin"}),
+    ("GET", "/v1/admin/notifications/set-aside", None, {"admin"}),
+    ("GET", "/v1/admin/notifications/set-aside-events", None, {"admin"}),
+    ("GET", "/v1/admin/outcomes/set-aside", None, {"admin"}),
 ]
 ROLES = ["service", "operator", "admin", "reviewer", "analyst"]
 CASES = [(m, p, b, allowed, role) for m, p, b, allowed in ENDPOINTS for role in [None, "bad", *ROLES]]

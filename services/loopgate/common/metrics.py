@@ -165,6 +165,29 @@ NOTIFICATION_BACKLOG_AGE = Gauge(
     "loopgate_notification_backlog_age_seconds",
     "Age of the oldest notification (or notification event) not yet sent; 0 when none waits",
 )
+NOTIFICATIONS_SET_ASIDE = Counter(
+    "loopgate_notifications_set_aside_total",
+    "Notifications set aside, never sent, by receiver (its configured name) and reason (unrenderable: "
+    "its payload cannot be built from the row; unsendable: the request cannot be made; refused: the "
+    "receiver answered 400, 413 or 422; receiver_gone: no longer configured)",
+    ["receiver", "reason"],
+)
+NOTIFICATION_EVENTS_SET_ASIDE = Counter(
+    "loopgate_notification_events_set_aside_total",
+    "Notification events that could not be turned into notifications (a malformed row): set aside, "
+    "the events behind them go on",
+)
+NOTIFICATION_RECEIVER_UP = Gauge(
+    "loopgate_notification_receiver_up",
+    "1 while a receiver takes notifications, 0 while it fails (down, slow, redirecting, refusing every "
+    "notification: its URL, token or certificate); by receiver (its configured name)",
+    ["receiver"],
+)
+OUTBOX_BROKER_UP = Gauge(
+    "loopgate_outbox_broker_up",
+    "1 while outcomes are published to Kafka, 0 while publishing fails (the broker is down, slow or "
+    "refuses us: its address, credentials or ACLs)",
+)
 API_REQUESTS_REFUSED = Counter(
     "loopgate_api_requests_refused_total",
     "Requests refused at the door before parsing, by reason (body_too_large, too_deep)",

@@ -317,6 +317,28 @@ class Settings(BaseSettings):
     notify_flap_max: int = Field(
         default=3, ge=1, description="Openings of one fingerprint sent to one receiver per flap window."
     )
+    # Careful egress (issue 23): what a receiver's answer may do to the relay.
+    notify_max_response_bytes: int = Field(
+        default=65536,
+        ge=0,
+        le=16 * 1024 * 1024,
+        description="At most this much of a receiver's answer is read; the rest is never read (the "
+        "connection is closed).",
+    )
+    notify_retry_after_max_seconds: float = Field(
+        default=900.0,
+        gt=0,
+        le=86400,
+        description="A receiver's `Retry-After` (seconds or an HTTP date) is honoured up to this long; "
+        "a longer one waits this long, garbage or a negative one is ignored (the usual backoff).",
+    )
+    notify_refusals_before_outage: int = Field(
+        default=3,
+        ge=1,
+        description="A notification a receiver refuses (400, 413, 422) is set aside; this many refusals "
+        "in a row, with none accepted between, mean the receiver (its URL, kind or token) is wrong, "
+        "not the notifications: the next one stays pending and is retried with backoff.",
+    )
 
     @field_validator("slas")
     @classmethod

@@ -32,7 +32,7 @@ from loopgate.resolution_api.notifications.config import load_notifications
 from loopgate.resolution_api.notifications.relay import NotificationRelay
 from loopgate.resolution_api.outbox import OutboxRelay
 from loopgate.resolution_api.retention import Retention
-from loopgate.resolution_api.routes import exceptions, export, health, silences, stats, tokens
+from loopgate.resolution_api.routes import exceptions, export, health, silences, stats, tokens, undelivered
 from loopgate.resolution_api.routing import load_routes
 from loopgate.resolution_api.schemas import ExceptionBatch
 from loopgate.resolution_api.scoping import ScopeMiddleware
@@ -116,10 +116,10 @@ def create_app(
     async def _serving(app: FastAPI, db: Database, active: Settings) -> AsyncIterator[None]:
         try:
             routing = load_routes(active.routes_file)  # a bad routes file refuses to start, naming the key
-            receivers, urls = load_notifications(active.notifications_file)  # so does a bad notifications file
+            receivers, endpoints = load_notifications(active.notifications_file)  # so does a bad notifications file
             await migrate_when_reachable(db)
             relay = OutboxRelay(db=db, settings=active)
-            notifier = NotificationRelay(db=db, settings=active, config=receivers, urls=urls, clock=clock)
+            notifier = NotificationRelay(db=db, settings=active, config=receivers, endpoints=endpoints, clock=clock)
             sweeper = Sweeper(db=db, settings=active, clock=clock, notifications=receivers)
             intake = Intake(db=db, clock=clock, routing=routing)
             retention = Retention(db=db, settings=active, clock=clock)
@@ -166,5 +166,6 @@ def create_app(
     app.include_router(stats.router)
     app.include_router(export.router)
     app.include_router(silences.router)
+    app.include_router(undelivered.router)
     install_console(app)  # the operators' web console under /console
     return app

@@ -174,7 +174,15 @@ class OutboxRow(Base):
     """An outcome CloudEvent committed with its resolution, waiting for the relay to publish it."""
 
     __tablename__ = "outbox"
-    __table_args__ = (sa.Index("ix_outbox_pending", "sent_at", "set_aside_at", "id"),)
+    __table_args__ = (
+        sa.Index("ix_outbox_pending", "sent_at", "set_aside_at", "id"),
+        sa.Index(
+            "ix_outbox_set_aside",
+            "id",
+            sqlite_where=sa.text("set_aside_at IS NOT NULL"),
+            postgresql_where=sa.text("set_aside_at IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
     outcome_id: Mapped[str] = mapped_column(sa.String(64), unique=True)
@@ -299,7 +307,13 @@ class NotificationEventRow(Base):
     __tablename__ = "notification_events"
     __table_args__ = (
         sa.UniqueConstraint("exception_id", "key", name="uq_notification_events_exception_key"),
-        sa.Index("ix_notification_events_pending", "expanded_at", "id"),
+        sa.Index("ix_notification_events_pending", "expanded_at", "set_aside_at", "id"),
+        sa.Index(
+            "ix_notification_events_set_aside",
+            "id",
+            sqlite_where=sa.text("set_aside_at IS NOT NULL"),
+            postgresql_where=sa.text("set_aside_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
@@ -311,6 +325,14 @@ class NotificationEventRow(Base):
     receivers: Mapped[list[str] | None] = mapped_column(sa.JSON)  # an escalation level's own receivers
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     expanded_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Set when it cannot be turned into notifications at all (a malformed row): the relay expands
+    # the events behind it; the reason says why.
+    set_aside_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    set_aside_reason: Mapped[str | None] = mapped_column(sa.Text)
+
+
+# Notifications set aside because they could not be rendered or sent (what an admin lists).
+NOTIFICATION_FAILED_SQL = "set_aside_at IS NOT NULL AND set_aside_reason <> 'rate_limited'"
 
 
 class NotificationRow(Base):
@@ -320,6 +342,12 @@ class NotificationRow(Base):
     __table_args__ = (
         sa.Index("ix_notifications_pending", "receiver", "sent_at", "set_aside_at", "id"),
         sa.Index("ix_notifications_flapping", "fingerprint", "receiver", "created_at"),
+        sa.Index(
+            "ix_notifications_failed",
+            "id",
+            sqlite_where=sa.text(NOTIFICATION_FAILED_SQL),
+            postgresql_where=sa.text(NOTIFICATION_FAILED_SQL),
+        ),
     )
 
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
@@ -335,6 +363,7 @@ class NotificationRow(Base):
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     attempts: Mapped[int] = mapped_column(sa.Integer)
     last_error: Mapped[str | None] = mapped_column(sa.Text)
-    # Never sent: rate limited (a flapping fingerprint), or a receiver that refused it for good.
+    # Never sent: rate limited (a flapping fingerprint), a notification that could not be rendered
+    # or sent as it is, or a receiver that refused it for good.
     set_aside_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     set_aside_reason: Mapped[str | None] = mapped_column(sa.Text)

@@ -12,7 +12,11 @@ stops the pass, and the same oldest outcome is retried first on the next one, so
 An outcome that can never be published as it is (too large for Kafka, a payload that cannot be
 encoded, a record the broker calls invalid) is set aside: marked with its reason
 (`set_aside_at`, `set_aside_reason`), counted (`loopgate_outbox_set_aside_total`), logged, and
-the outcomes behind it go out.
+the outcomes behind it go out. An admin lists them at /v1/admin/outcomes/set-aside.
+
+While the broker fails, the relay says so: a warning when it starts and when it ends,
+loopgate_outbox_broker_up at 0, and a line in /readyz; passes back off (doubling from
+`outbox_interval_seconds` to 30 s; resolutions do not cut the wait short) and resume by themselves.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import time
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import (
@@ -37,6 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from loopgate.common import metrics
 from loopgate.common.kafka import kafka_connection, reliable_producer
 from loopgate.common.settings import Settings
+from loopgate.common.text import one_line
 from loopgate.resolution_api import store
 from loopgate.resolution_api.background import DEFAULT_STOP_SECONDS, BackgroundLoop
 from loopgate.resolution_api.db import Database
@@ -82,11 +88,20 @@ class OutboxRelay(BackgroundLoop):
         self._wakeup = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
         self._failures = 0  # consecutive failed passes: the wait between passes backs off
+        self._failing: tuple[float, str] | None = None  # since when (monotonic) and why publishing fails
         self._published = 0  # in the current pass
+        metrics.OUTBOX_BROKER_UP.set(1)
 
     def wake(self) -> None:
         """Publish soon: called after a resolution commits."""
         self._wakeup.set()
+
+    def problems(self) -> list[str]:
+        """Why outcomes cannot be published now, for /readyz (empty while they can)."""
+        if self._failing is None:
+            return []
+        since, reason = self._failing
+        return [f"outcomes cannot be published to {self._topic} for {time.monotonic() - since:.0f} s: {reason}"]
 
     async def stop(self, within: float = DEFAULT_STOP_SECONDS) -> bool:
         loop = asyncio.get_running_loop()
@@ -98,10 +113,13 @@ class OutboxRelay(BackgroundLoop):
     async def _run(self) -> None:
         while not self.stopping:
             wait = min(self._interval * 2**self._failures, max(self._interval, MAX_BACKOFF_SECONDS))
-            with contextlib.suppress(TimeoutError):
-                # asyncio.timeout, not wait_for: on 3.11 wait_for may swallow our cancellation
-                async with asyncio.timeout(wait):
-                    await self._wakeup.wait()
+            if self._failures:
+                await asyncio.sleep(wait)  # backing off: resolutions do not shorten the wait
+            else:
+                with contextlib.suppress(TimeoutError):
+                    # asyncio.timeout, not wait_for: on 3.11 wait_for may swallow our cancellation
+                    async with asyncio.timeout(wait):
+                        await self._wakeup.wait()
             self._wakeup.clear()
             try:
                 await self.publish_pending()
@@ -181,17 +199,28 @@ class OutboxRelay(BackgroundLoop):
                 await producer.send_and_wait(self._topic, value=value, key=key.encode(), headers=OUTCOME_HEADERS)
         except PERMANENT_ERRORS as err:
             metrics.OUTBOX_PUBLISH_FAILURES.inc()
-            return PublishFailed(f"{type(err).__name__}: {err}"[:2000], kind=type(err).__name__, permanent=True)
+            return PublishFailed(one_line(f"{type(err).__name__}: {err}"), kind=type(err).__name__, permanent=True)
         except Exception as err:  # the broker, not the outcome: the row stays pending, in order
             metrics.OUTBOX_PUBLISH_FAILURES.inc()
-            if not self._failures:
-                log.warning("cannot publish outcomes to %s (%s); will retry", self._topic, err)
+            reason = one_line(f"{type(err).__name__}: {err}")
+            if self._failing is None:
+                log.warning(
+                    "cannot publish outcomes to %s (%s); retrying with backoff until it works", self._topic, reason
+                )
+            self._failing = (self._failing[0] if self._failing else time.monotonic(), reason)
+            metrics.OUTBOX_BROKER_UP.set(0)
             self._failures = min(self._failures + 1, 10)
             await self._close_producer(self._send_timeout)
-            return PublishFailed(f"{type(err).__name__}: {err}"[:2000], kind=type(err).__name__, permanent=False)
-        if self._failures:
-            log.info("publishing outcomes to %s again", self._topic)
-            self._failures = 0
+            return PublishFailed(reason, kind=type(err).__name__, permanent=False)
+        if self._failing is not None:
+            log.warning(
+                "publishing outcomes to %s again after %.0f s of failures",
+                self._topic,
+                time.monotonic() - self._failing[0],
+            )
+            self._failing = None
+        self._failures = 0
+        metrics.OUTBOX_BROKER_UP.set(1)
         return None
 
     async def _ready_producer(self) -> AIOKafkaProducer:

@@ -23,6 +23,7 @@ class Permission(StrEnum):
     REOPEN = "reopen exceptions"
     MANAGE_TOKENS = "manage tokens"
     SILENCE = "manage silences"  # create and expire silences
+    SEE_UNDELIVERED = "see what could not be delivered"  # notifications and outcomes set aside
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {

@@ -533,6 +533,14 @@ async def set_aside(*, session: AsyncSession, outbox_id: int, reason: str, now: 
     )
 
 
+async def set_aside_outbox(*, session: AsyncSession, limit: int, before_id: int | None = None) -> list[OutboxRow]:
+    """Outcomes set aside, newest first, from below `before_id` (a page for an admin)."""
+    stmt = sa.select(OutboxRow).where(OutboxRow.set_aside_at.is_not(None))
+    if before_id is not None:
+        stmt = stmt.where(OutboxRow.id < before_id)
+    return list((await session.execute(stmt.order_by(OutboxRow.id.desc()).limit(limit))).scalars())
+
+
 async def outbox_for(*, session: AsyncSession, exception_id: str) -> list[OutboxRow]:
     stmt = sa.select(OutboxRow).where(OutboxRow.exception_id == exception_id).order_by(OutboxRow.id)
     return list((await session.execute(stmt)).scalars())

@@ -6,6 +6,9 @@ key, a bad URL or a negative time refuses to start, naming the key.
     kind = "webhook"                # webhook (CloudEvents), slack (incoming webhook) or alertmanager
     url_env = "ONCALL_WEBHOOK_URL"  # the URL itself, from an environment variable (url_env), a
                                     # file such as a mounted secret (url_file), or written here (url)
+    secret_file = "/run/secrets/oncall-webhook"  # signs each request (Standard Webhooks): a
+                                    # whsec_<base64> secret from a file or an environment variable
+                                    # (secret_env), never written here
     timeout_seconds = 10
 
     [queues.default]                # a queue (team) without its own table uses [queues.default]
@@ -22,16 +25,20 @@ from __future__ import annotations
 
 import os
 import tomllib
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from loopgate.resolution_api.notifications.signing import parse_secret
 from loopgate_schemas.exceptions import Severity
 
 DEFAULT_QUEUE = "default"
 ReceiverName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+EnvName = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+MAX_FIRING_HOLD_SECONDS = 366 * 24 * 3600.0
 
 
 class NotificationsConfigError(Exception):
@@ -50,21 +57,41 @@ def checked_url(url: str) -> str:
     return url.strip()
 
 
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where a receiver is reached, and the key its requests are signed with (if any)."""
+
+    url: str
+    secret: bytes | None = field(default=None, repr=False)
+
+
 class Receiver(Strict):
     kind: Literal["webhook", "slack", "alertmanager"]
     url: str | None = None
-    url_env: str | None = None
+    url_env: EnvName | None = None
     url_file: Path | None = None
+    secret_env: EnvName | None = None
+    secret_file: Path | None = None
     timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     # Alertmanager forgets a firing alert that is not sent again before its endsAt: a firing alert
-    # carries endsAt this long after its start, and the resolved alert ends it sooner.
-    firing_hold_seconds: float = Field(default=7 * 24 * 3600.0, gt=0)
+    # carries endsAt this long after its start, and the resolved alert ends it sooner. Bounded: a
+    # hold that overflowed every alert's date would set them all aside.
+    firing_hold_seconds: float = Field(default=7 * 24 * 3600.0, gt=0, le=MAX_FIRING_HOLD_SECONDS)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_secret(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "secret" in data:
+            raise ValueError("secret: never written in this file: name a file (secret_file) or a variable (secret_env)")
+        return data
 
     @model_validator(mode="after")
     def _one_url(self) -> Self:
         given = [k for k in ("url", "url_env", "url_file") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(f"give exactly one of url, url_env, url_file (given: {', '.join(given) or 'none'})")
+        if self.secret_env is not None and self.secret_file is not None:
+            raise ValueError("give at most one of secret_env, secret_file")
         if self.url is not None:
             try:
                 checked_url(self.url)
@@ -89,6 +116,28 @@ class Receiver(Strict):
             return checked_url(self.url_file.read_text())
         except (OSError, UnicodeDecodeError, ValueError) as err:
             raise ValueError(f"url_file: {err}") from None
+
+    def resolved_secret(self) -> bytes | None:
+        """The signing key, read from its environment variable or file; None when unsigned. The
+        error names where it was looked for, never the secret."""
+        if self.secret_env is not None:
+            value = os.environ.get(self.secret_env)
+            if value is None:
+                raise ValueError(f"secret_env: the environment variable {self.secret_env} is not set")
+            try:
+                return parse_secret(value)
+            except ValueError as err:
+                raise ValueError(f"secret_env: {self.secret_env}: {err}") from None
+        if self.secret_file is not None:
+            try:
+                return parse_secret(self.secret_file.read_text())
+            except FileNotFoundError:
+                raise ValueError(f"secret_file: {self.secret_file} does not exist") from None
+            except (OSError, UnicodeDecodeError) as err:
+                raise ValueError(f"secret_file: {self.secret_file}: cannot be read ({type(err).__name__})") from None
+            except ValueError as err:
+                raise ValueError(f"secret_file: {self.secret_file}: {err}") from None
+        return None
 
 
 class EscalationLevel(Strict):
@@ -137,9 +186,9 @@ class NotificationsConfig(Strict):
         return max((len(q.escalation) for q in self.queues.values()), default=0)
 
 
-def load_notifications(path: Path | None) -> tuple[NotificationsConfig, dict[str, str]]:
-    """The configuration and each receiver's URL (secrets resolved now, so a missing one fails the
-    start); no file: nobody is told."""
+def load_notifications(path: Path | None) -> tuple[NotificationsConfig, dict[str, Endpoint]]:
+    """The configuration and each receiver's URL and signing key (secrets resolved now, so a
+    missing one fails the start); no file: nobody is told."""
     if path is None:
         return NotificationsConfig(), {}
     try:
@@ -153,10 +202,10 @@ def load_notifications(path: Path | None) -> tuple[NotificationsConfig, dict[str
             f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in err.errors(include_url=False)
         )
         raise NotificationsConfigError(f"{path}: {problems}") from None
-    urls = {}
+    endpoints = {}
     for name, receiver in config.receivers.items():
         try:
-            urls[name] = receiver.resolved_url()
+            endpoints[name] = Endpoint(url=receiver.resolved_url(), secret=receiver.resolved_secret())
         except ValueError as err:
             raise NotificationsConfigError(f"{path}: receivers.{name}.{err}") from None
-    return config, urls
+    return config, endpoints

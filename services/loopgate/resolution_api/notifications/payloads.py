@@ -1,6 +1,13 @@
 """What each kind of receiver is sent, as pure functions of the exception and the event: a
 CloudEvent (webhook), a readable message with a link (Slack-compatible incoming webhook) or an
-alert (Alertmanager's /api/v2/alerts, the same labels from firing to resolved)."""
+alert (Alertmanager's /api/v2/alerts, the same labels from firing to resolved).
+
+Every text taken from the record is data, never markup: in Slack's mrkdwn it is put on one line
+and `&`, `<`, `>` are escaped (Slack's own rules), so a summary cannot mention `<!channel>` or
+forge a link; JSON bodies escape by construction; alert labels and annotations are on one line.
+Links carry the exception id percent-encoded. A row that cannot be rendered at all raises: the
+relay sets that notification aside and renders the rest.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +15,16 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
+from loopgate.common.text import one_line
 from loopgate.resolution_api.models import ExceptionRow
 from loopgate_schemas.notifications import NOTIFICATION_TYPES, Notification, NotificationData
 from loopgate_schemas.outcomes import DEFAULT_QUEUE
 
 ALERT_NAME = "LoopgateException"
+SLACK_SUMMARY_CHARACTERS = 3000  # Slack cuts a message's text at 40,000; one line stays readable
+SLACK_FIELD_CHARACTERS = 255
 
 
 def queue_of(row: ExceptionRow) -> str:
@@ -22,8 +33,18 @@ def queue_of(row: ExceptionRow) -> str:
 
 
 def exception_url(public_url: str, exception_id: str) -> str:
-    """Where an operator opens the exception (LOOPGATE_PUBLIC_URL)."""
-    return f"{public_url.rstrip('/')}/v1/exceptions/{exception_id}"
+    """Where an operator opens the exception (LOOPGATE_PUBLIC_URL), the id percent-encoded."""
+    return f"{public_url.rstrip('/')}/v1/exceptions/{quote(exception_id, safe='')}"
+
+
+def slack_text(value: object, limit: int = SLACK_FIELD_CHARACTERS) -> str:
+    """Data shown in Slack mrkdwn as itself: one line, cut, then `&`, `<`, `>` escaped."""
+    return one_line(str(value), limit).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def slack_link(url: str, label: str) -> str:
+    """A Slack link whose URL and label cannot end it early (`|` and `>` never pass unescaped)."""
+    return f"<{slack_text(url, 2000).replace('|', '%7C')}|{slack_text(label)}>"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,11 +100,14 @@ def _headline(row: ExceptionRow, told: Told) -> str:
 
 def slack_body(row: ExceptionRow, told: Told, *, public_url: str) -> dict[str, Any]:
     url = exception_url(public_url, row.id)
-    client = row.client_id or "no client"
+    client = slack_text(row.client_id or "no client")
+    headline = slack_text(_headline(row, told))
     text = (
-        f"[{row.severity.upper()}] {row.rule_id} {_headline(row, told)} ({client}, queue {queue_of(row)})\n"
-        f"{row.summary}\n<{url}|Open exception {row.id}> ({row.occurrences} occurrence"
-        f"{'' if row.occurrences == 1 else 's'}, first seen {row.first_seen:%Y-%m-%d %H:%M} UTC)"
+        f"[{slack_text(row.severity.upper())}] {slack_text(row.rule_id)} {headline} "
+        f"({client}, queue {slack_text(queue_of(row))})\n"
+        f"{slack_text(row.summary, SLACK_SUMMARY_CHARACTERS)}\n{slack_link(url, f'Open exception {row.id}')} "
+        f"({row.occurrences} occurrence{'' if row.occurrences == 1 else 's'}, "
+        f"first seen {row.first_seen:%Y-%m-%d %H:%M} UTC)"
     )
     return {"text": text}
 
@@ -102,14 +126,14 @@ def alertmanager_body(
         {
             "labels": {
                 "alertname": ALERT_NAME,
-                "exception_id": row.id,
-                "rule": row.rule_id,
-                "severity": row.severity,
-                "client": row.client_id or "",
-                "queue": queue_of(row),
+                "exception_id": one_line(row.id),
+                "rule": one_line(row.rule_id),
+                "severity": one_line(row.severity),
+                "client": one_line(row.client_id or ""),
+                "queue": one_line(queue_of(row)),
             },
             "annotations": {
-                "summary": row.summary,
+                "summary": one_line(row.summary, 20000),
                 "url": url,
                 "event": told.event if told.level is None else f"escalation level {told.level}",
                 "notification_id": told.notification_id,

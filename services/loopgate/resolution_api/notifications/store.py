@@ -40,8 +40,9 @@ async def record_event(*, session: AsyncSession, exception_id: str, event: str, 
     )
 
 
-_EVENT_PENDING = NotificationEventRow.expanded_at.is_(None)
-UNTOLD_EVENT = _EVENT_PENDING  # retention keeps an exception with one (store.prunable_exceptions)
+_EVENT_PENDING = sa.and_(NotificationEventRow.expanded_at.is_(None), NotificationEventRow.set_aside_at.is_(None))
+# retention keeps an exception with one (store.prunable_exceptions); one set aside for good is not waited for
+UNTOLD_EVENT = _EVENT_PENDING
 
 
 async def pending_events(*, session: AsyncSession, limit: int, claim: bool = False) -> list[NotificationEventRow]:
@@ -56,6 +57,15 @@ async def pending_events(*, session: AsyncSession, limit: int, claim: bool = Fal
 async def mark_expanded(*, session: AsyncSession, ids: Collection[int], now: dt.datetime) -> None:
     await session.execute(
         sa.update(NotificationEventRow).where(NotificationEventRow.id.in_(ids)).values(expanded_at=now)
+    )
+
+
+async def set_aside_event(*, session: AsyncSession, event_id: int, reason: str, now: dt.datetime) -> None:
+    """An event that cannot be turned into notifications: kept, with why, out of the relay's way."""
+    await session.execute(
+        sa.update(NotificationEventRow)
+        .where(NotificationEventRow.id == event_id)
+        .values(set_aside_at=now, set_aside_reason=reason[:2000])
     )
 
 
@@ -167,6 +177,37 @@ async def backlog(*, session: AsyncSession) -> tuple[int, dt.datetime | None]:
     times = [t for t in (oldest, oldest_event) if t is not None]
     # min() of a UTCDateTime column comes back naive on SQLite
     return int(pending), min(t if t.tzinfo else t.replace(tzinfo=dt.UTC) for t in times) if times else None
+
+
+# Set aside because it could not be rendered, sent or expanded (a rate limited one was a decision):
+# what an admin looks at. Partial indexes on exactly these conditions (migration 0011).
+NOTIFICATION_FAILED = sa.and_(
+    NotificationRow.set_aside_at.is_not(None),
+    NotificationRow.set_aside_reason != sa.literal(RATE_LIMITED, literal_execute=True),
+)
+EVENT_SET_ASIDE = NotificationEventRow.set_aside_at.is_not(None)
+
+
+async def set_aside_notifications(
+    *, session: AsyncSession, limit: int, before_id: int | None = None, receiver: str | None = None
+) -> list[NotificationRow]:
+    """Notifications set aside as failed, newest first, from below `before_id` (a page)."""
+    stmt = sa.select(NotificationRow).where(NOTIFICATION_FAILED)
+    if before_id is not None:
+        stmt = stmt.where(NotificationRow.id < before_id)
+    if receiver is not None:
+        stmt = stmt.where(NotificationRow.receiver == receiver)
+    return list((await session.execute(stmt.order_by(NotificationRow.id.desc()).limit(limit))).scalars())
+
+
+async def set_aside_events(
+    *, session: AsyncSession, limit: int, before_id: int | None = None
+) -> list[NotificationEventRow]:
+    """Notification events set aside, newest first, from below `before_id` (a page)."""
+    stmt = sa.select(NotificationEventRow).where(EVENT_SET_ASIDE)
+    if before_id is not None:
+        stmt = stmt.where(NotificationEventRow.id < before_id)
+    return list((await session.execute(stmt.order_by(NotificationEventRow.id.desc()).limit(limit))).scalars())
 
 
 async def for_exception(*, session: AsyncSession, exception_id: str) -> list[NotificationRow]:
