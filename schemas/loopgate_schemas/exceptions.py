@@ -2,14 +2,87 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 # Namespace for deterministic ids: the same (event, rule) always gives the same exception_id.
 EXCEPTION_ID_NAMESPACE = uuid.UUID("6f0c1d8e-7a52-4b8e-9d43-1c2a0e5b9f10")
+
+
+# The detector's rules (services/loopgate/detector/rules/, with audit samples and schema violations):
+# detection.toml's [severity] lists each, and tests/unit/test_record_identifiers.py keeps the two equal.
+# Bounded metric labels take these values only (common/metrics.py: any other rule is `other`).
+RULE_IDS = frozenset(
+    {
+        "bid_over_cap",
+        "bid_jump",
+        "bid_anomaly",
+        "overspend",
+        "pacing_off",
+        "constraint",
+        "bad_flight",
+        "click_url",
+        "domain_not_allowed",
+        "size_mismatch",
+        "delivery_stalled",
+        "delivery_anomaly",
+        "caption_too_long",
+        "brand_safety",
+        "brand_voice",
+        "claim_verification",
+        "schema_violation",
+        "audit_sample",
+    }
+)
+
+# --- identifiers (README "Identifiers") ------------------------------------------------------
+# Keys (exception_id, rule_id) are ASCII, safe as they are in a URL path segment (never "." nor
+# ".."), a log line, a metric label and Slack markup: a letter or digit, then letters, digits and
+# . _ : -
+KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
+# Text identifiers (subject, client_id, fingerprint) come from upstream events: any character but
+# those that break a line or hide text from the person reading it: C0 and C1 controls (CR, LF, TAB,
+# ESC, NEL...), DEL, the line and paragraph separators, the bidirectional controls and the
+# invisible formatting characters (zero-width spaces and joiners, soft hyphen, BOM). The same
+# pattern is in the JSON Schema.
+NOT_IN_TEXT_ID = r"\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb"
+TEXT_ID_PATTERN = f"^[^{NOT_IN_TEXT_ID}]+$"
+_KEY = re.compile(KEY_PATTERN)
+_NOT_IN_TEXT_ID = re.compile(f"[{NOT_IN_TEXT_ID}]")
+
+
+def clean_text_id(value: str) -> str:
+    """`value` with every character a text identifier may not hold replaced by U+FFFD (the
+    detector's records from upstream events with odd subjects or client ids still pass)."""
+    if value.isascii() and value.isprintable():  # the common case, in C
+        return value
+    return _NOT_IN_TEXT_ID.sub("\ufffd", value)
+
+
+def _key(value: str) -> str:
+    if not _KEY.fullmatch(value):
+        raise PydanticCustomError(
+            "identifier_charset", "must start with a letter or digit, then only letters, digits and . _ : -"
+        )
+    return value
+
+
+def _text_id(value: str) -> str:
+    if _NOT_IN_TEXT_ID.search(value):
+        raise PydanticCustomError(
+            "identifier_charset",
+            "must not hold control characters (CR, LF, TAB...), line separators or invisible formatting characters",
+        )
+    return value
+
+
+Key = Annotated[str, AfterValidator(_key), Field(json_schema_extra={"pattern": KEY_PATTERN})]
+TextId = Annotated[str, AfterValidator(_text_id), Field(json_schema_extra={"pattern": TEXT_ID_PATTERN})]
 
 
 class Kind(StrEnum):
@@ -109,27 +182,30 @@ class ExceptionRecord(BaseModel):
         },
     )
 
-    exception_id: str = Field(
+    exception_id: Key = Field(
         min_length=1,
         max_length=64,
         description="Deterministic from the triggering event id and rule_id (a UUID v5), so a redelivered event yields "
         "the same id; for a message that is not a valid event, from its topic, partition and offset. The message key "
-        "on `exceptions`.",
+        "on `exceptions`. 1 to 64 characters: a letter or digit, then letters, digits and . _ : - (safe as it is in "
+        "a URL path and a log line).",
     )
-    fingerprint: str = Field(
+    fingerprint: TextId = Field(
         min_length=1,
         max_length=512,
         description="The grouping key, rule + subject (`rule_id:subject`): records with the same fingerprint that "
         "arrive while an exception with it is open become occurrences of it (a count and last_seen), not new "
         "exceptions. An audit sample's includes the event id (never grouped); a schema violation's is the topic and "
-        "error kind.",
+        "error kind. 1 to 512 characters, none of them a control character, a line separator or an invisible "
+        "formatting character.",
     )
     kind: Kind = Field(description="threshold_breach, anomaly, audit_sample, data_quality or policy.")
-    rule_id: str = Field(
+    rule_id: Key = Field(
         min_length=1,
         max_length=64,
         description="The rule that fired (e.g. bid_over_cap); audit_sample for an audit sample, schema_violation for a "
-        "message that is not a valid event of its topic.",
+        "message that is not a valid event of its topic. 1 to 64 characters: a letter or digit, then letters, digits "
+        "and . _ : -",
     )
     severity: Severity = Field(description="info, low, medium, high or critical (configured per rule).")
     source: str = Field(
@@ -140,17 +216,20 @@ class ExceptionRecord(BaseModel):
         max_length=255,
         description="The triggering event's `type` (e.g. bid.adjusted); null for a message that is not a valid event.",
     )
-    subject: str = Field(
+    subject: TextId = Field(
         min_length=1,
         max_length=255,
         description="The entity the exception is about: the line item for bid rules, the campaign for budget and "
         "constraint rules, the placement, the content; the event's `subject` for an audit sample; the topic for a "
-        "schema violation.",
+        "schema violation. 1 to 255 characters, none of them a control character, a line separator or an invisible "
+        "formatting character (the detector replaces such characters of an upstream id with U+FFFD).",
     )
-    client_id: str | None = Field(
+    client_id: TextId | None = Field(
         default=None,
+        min_length=1,
         max_length=255,
-        description="The client the triggering event is for; null for a message that is not a valid event.",
+        description="The client the triggering event is for; null for a message that is not a valid event. 1 to 255 "
+        "characters, none of them a control character, a line separator or an invisible formatting character.",
     )
     summary: str = Field(min_length=1, max_length=1000, description="One line a person can act on.")
     observed: dict[str, Any] = Field(

@@ -50,10 +50,14 @@ def brand_safety_record(**overrides: Any) -> dict[str, Any]:
 
 
 def create(stack: Stack, body: dict[str, Any]) -> dict[str, Any]:
+    """Create as the dispatcher would; the exception as an operator reads it."""
     with stack.client(stack.service_token) as http:
         response = http.post("/v1/exceptions", json=body)
     assert response.status_code == 201, response.text
-    created: dict[str, Any] = response.json()
+    with stack.client(stack.operator_token) as http:
+        read = http.get(response.headers["Location"])
+    assert read.status_code == 200, read.text
+    created: dict[str, Any] = read.json()
     return created
 
 

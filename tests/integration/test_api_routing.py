@@ -42,6 +42,13 @@ async def routed(api_factory: ApiFactory, api_settings: Settings, routes_file: P
         yield running
 
 
+async def queue_of(api: Api, exception_id: str) -> str:
+    response = await api.http.get(f"/v1/exceptions/{exception_id}", headers=api.auth("operator"))
+    assert response.status_code == 200, response.text
+    queue: str = response.json()["queue"]
+    return queue
+
+
 def claim(client_id: str) -> dict[str, object]:
     return {
         "rule_id": "claim_verification",
@@ -71,13 +78,15 @@ async def test_a_grouped_occurrence_stays_in_the_queue_of_the_exception(routed: 
     first = await routed.create(severity="critical")
     again = record(fingerprint=first["fingerprint"], severity="medium")
     response = await routed.http.post("/v1/exceptions", json=again, headers=routed.auth("service"))
-    assert (response.headers["Loopgate-Result"], response.json()["queue"]) == ("grouped", "media-buying")
+    assert response.headers["Loopgate-Result"] == "grouped"
+    assert await queue_of(routed, response.json()["id"]) == "media-buying"
 
 
 async def test_a_batch_routes_each_record_as_a_single_create_would(routed: Api) -> None:
     body = {"records": [record(**claim("acme")), record(severity="high"), record(severity="low")]}
     response = await routed.http.post("/v1/exceptions/batch", json=body, headers=routed.auth("service"))
-    assert [r["body"]["queue"] for r in response.json()["results"]] == ["reviewers-acme", "media-buying", "triage"]
+    queues = [await queue_of(routed, r["body"]["id"]) for r in response.json()["results"]]
+    assert queues == ["reviewers-acme", "media-buying", "triage"]
 
 
 async def test_the_list_filters_by_queue_and_the_filter_repeats(routed: Api) -> None:
@@ -135,3 +144,30 @@ async def test_a_bad_routes_file_refuses_to_start_naming_the_key(
     with pytest.raises(RoutesError, match=r"routes\.0\.severity\.0"):
         async with api_factory(api_settings.model_copy(update={"routes_file": path})):
             pass
+
+
+async def test_a_claim_whose_client_makes_no_queue_name_goes_to_the_default_queue_visibly(
+    routed: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    from prometheus_client import REGISTRY
+
+    def fallbacks() -> float:
+        return REGISTRY.get_sample_value("loopgate_api_routing_fallbacks_total", {"reason": "invalid_queue"}) or 0
+
+    before = fallbacks()
+    exc = await routed.create(**claim("Acme Corp"))
+
+    assert exc["queue"] == "triage"
+    history = await routed.http.get(f"/v1/exceptions/{exc['id']}/history", headers=routed.auth("operator"))
+    [created] = [e for e in history.json()["items"] if e["action"] == "created"]
+    assert "reviewers-Acme Corp" in created["fields"]["routing"]
+    assert "not a valid queue name" in created["fields"]["routing"]
+    assert fallbacks() == before + 1
+    assert any("reviewers-Acme Corp" in r.getMessage() and exc["id"] in r.getMessage() for r in caplog.records)
+
+
+async def test_a_claim_routed_as_configured_carries_no_routing_note(routed: Api) -> None:
+    exc = await routed.create(**claim("acme"))
+    history = await routed.http.get(f"/v1/exceptions/{exc['id']}/history", headers=routed.auth("operator"))
+    [created] = [e for e in history.json()["items"] if e["action"] == "created"]
+    assert "routing" not in created["fields"]

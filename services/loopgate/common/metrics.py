@@ -8,6 +8,18 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
+from loopgate_schemas.exceptions import RULE_IDS
+
+# A `rule` label takes the detector's rule ids only: a record may carry any rule_id (the API takes
+# records from anyone with a service token), and each new value would be a new series for good.
+OTHER_RULE = "other"
+
+
+def rule_label(rule_id: str) -> str:
+    """The `rule` label value of `rule_id`: itself for a rule the detector has, else `other`."""
+    return rule_id if rule_id in RULE_IDS else OTHER_RULE
+
+
 # --- detector ---
 EVENTS_CONSUMED = Counter(
     "loopgate_events_consumed_total", "Upstream messages read, by topic and event type", ["topic", "type"]
@@ -100,7 +112,11 @@ EXCEPTIONS_CREATED = Counter(
     "Exception records received, by result (created, grouped, duplicate)",
     ["result"],
 )
-RESOLUTIONS = Counter("loopgate_resolutions_total", "Final resolutions, by decision and rule", ["decision", "rule"])
+RESOLUTIONS = Counter(
+    "loopgate_resolutions_total",
+    "Final resolutions, by decision and rule (a rule the detector does not have: other)",
+    ["decision", "rule"],
+)
 TIME_TO_RESOLVE = Histogram(
     "loopgate_time_to_resolve_seconds",
     "From an exception's first detection to its final resolution",
@@ -109,9 +125,17 @@ TIME_TO_RESOLVE = Histogram(
 )
 RULE_TIME_TO_RESOLVE = Histogram(
     "loopgate_rule_time_to_resolve_seconds",
-    "From an exception's first detection to its final resolution, by rule (verdict statistics)",
+    "From an exception's first detection to its final resolution, by rule (verdict statistics; a rule the "
+    "detector does not have: other)",
     ["rule"],
     buckets=(60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 259200, 604800),
+)
+ROUTING_FALLBACKS = Counter(
+    "loopgate_api_routing_fallbacks_total",
+    "New exceptions a matching templated route could not take, by reason (missing_field: the record lacks the "
+    "field the queue template names; invalid_queue: its value makes no valid queue name); each went to the next "
+    "matching route or the default queue, with a note in its history",
+    ["reason"],
 )
 OUTCOMES_PUBLISHED = Counter("loopgate_outcomes_published_total", "Outcome CloudEvents published to Kafka")
 PRUNED_ROWS = Counter(

@@ -288,6 +288,26 @@ class Settings(BaseSettings):
         "short read, so its memory stays flat over any number of rows.",
     )
 
+    # --- exception records in (issue 23): untrusted input, whoever sends them ---
+    record_max_age_seconds: float = Field(
+        default=30 * 24 * _HOUR,
+        gt=0,
+        le=10 * 365 * 24 * _HOUR,
+        allow_inf_nan=False,
+        description="A record whose `detected_at` is longer ago than this (by the API's clock) is refused with 422 "
+        "naming it, and the dispatcher dead-letters it to `exceptions.dlq`: 30 days outlasts Kafka's default 7-day "
+        "retention, so a replay of `exceptions` after an outage is still taken.",
+    )
+    record_max_ahead_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        le=24 * _HOUR,
+        allow_inf_nan=False,
+        description="A record whose `detected_at` is further ahead of the API's clock than this is refused with 422 "
+        "naming it: room for the detector's clock running a little ahead. No exception is ever first or last seen "
+        "after the API's now.",
+    )
+
     # --- notifications (issue 16) ---
     notifications_file: Path | None = Field(
         default=None,

@@ -19,6 +19,8 @@ from typing import Any
 
 import orjson
 
+from loopgate_schemas.exceptions import clean_text_id
+
 RECORD_BUDGET = 512 * 1024  # contract: a record stays under 512 KiB
 EVENT_BUDGET = 448 * 1024  # the event's share; the other fields are bounded by the limits below
 MAX_EVENT_DEPTH = 20  # the event sits at depth 1 of the record; the API refuses bodies deeper than 32
@@ -33,6 +35,8 @@ CUT = "…"
 # The record's text fields and the lengths the API accepts (ExceptionRecord's max_length).
 FIELD_LIMITS = {"summary": 1000, "subject": 255, "client_id": 255, "event_type": 255, "source": 255}
 FINGERPRINT_LIMIT = 512
+# Identifiers taken from upstream events: the API refuses control and invisible characters in them.
+TEXT_ID_FIELDS = ("subject", "client_id", "fingerprint")
 # Producer's request limit (faust and aiokafka: 1048576 bytes) less room for the batch's framing.
 DEAD_LETTER_BUDGET = 1_000_000
 MIN_INT, MAX_INT = -(2**63), 2**64 - 1  # what orjson can write
@@ -173,6 +177,9 @@ def fit_fields(fields: dict[str, Any]) -> dict[str, Any]:
             out[name] = cut_text(out[name], limit) or "?"
     if isinstance(out.get("fingerprint"), str):
         out["fingerprint"] = cut_key(out["fingerprint"], FINGERPRINT_LIMIT)  # still one group per subject
+    for name in TEXT_ID_FIELDS:
+        if isinstance(out.get(name), str):
+            out[name] = clean_text_id(out[name])
     for name in ("observed", "threshold", "expected"):
         if name in out:
             out[name] = fit_detail(out[name])

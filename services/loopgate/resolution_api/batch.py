@@ -1,11 +1,13 @@
 """Reading a batched create (`POST /v1/exceptions/batch`): `{"records": [record, ...]}`, each
-record validated on its own, exactly as the single create validates its body, so one bad record
-fails alone and gets the 422 it would get by itself. Only a body that is not such a list at all
-(unreadable JSON, no `records` list, more than `batch_max_records`) fails the whole request."""
+record validated on its own, exactly as the single create validates its body (and checks its
+detected_at against the API's clock), so one bad record fails alone and gets the 422 it would get
+by itself. Only a body that is not such a list at all (unreadable JSON, no `records` list, more
+than `batch_max_records`) fails the whole request."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +28,8 @@ class InvalidRecord:
 
 
 BatchItem = ExceptionCreate | InvalidRecord
+# A check of a valid record against what the route knows (the clock, the settings): its 422 error, or None.
+RecordCheck = Callable[[ExceptionCreate], dict[str, Any] | None]
 
 
 def _whole(loc: tuple[str | int, ...], message: str, kind: str) -> RequestValidationError:
@@ -51,20 +55,24 @@ def _depth(value: Any) -> int:
     return 0
 
 
-def read_record(value: Any) -> BatchItem:
-    """One record, validated as the single create validates its body (errors located in `body`)."""
+def read_record(value: Any, check: RecordCheck | None = None) -> BatchItem:
+    """One record, validated as the single create validates its body (errors located in `body`),
+    then checked by `check` as the single create checks it."""
     if isinstance(value, dict | list) and _depth(value) > MAX_JSON_DEPTH:
         body = too_deep_body(_depth(value))  # what the door answers a single create this deep
         return InvalidRecord(body["detail"], body)
     try:
-        return ExceptionCreate.model_validate(value, from_attributes=True)
+        record = ExceptionCreate.model_validate(value, from_attributes=True)
     except ValidationError as err:
         return InvalidRecord([{**e, "loc": ["body", *e["loc"]]} for e in err.errors()])
+    problem = check(record) if check is not None else None
+    return record if problem is None else InvalidRecord([problem])
 
 
-def read_batch(body: bytes, *, max_records: int) -> list[BatchItem]:
-    """The records of a batch body, each valid or invalid on its own; RequestValidationError (a
-    422 for the whole request) when the body is not a batch of at most `max_records` records."""
+def read_batch(body: bytes, *, max_records: int, check: RecordCheck | None = None) -> list[BatchItem]:
+    """The records of a batch body, each valid or invalid on its own (`check`: as in read_record);
+    RequestValidationError (a 422 for the whole request) when the body is not a batch of at most
+    `max_records` records."""
     parsed = _parse(body)
     if not isinstance(parsed, dict) or set(parsed) != {"records"} or not isinstance(parsed["records"], list):
         raise _whole(("body",), 'the body must be {"records": [record, ...]}', "batch_shape")
@@ -75,4 +83,4 @@ def read_batch(body: bytes, *, max_records: int) -> list[BatchItem]:
             f"{len(records)} records; at most {max_records} in one request (LOOPGATE_BATCH_MAX_RECORDS)",
             "too_many_records",
         )
-    return [read_record(value) for value in records]
+    return [read_record(value, check) for value in records]

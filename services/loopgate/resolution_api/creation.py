@@ -1,14 +1,19 @@
 """Exception records in: stored in one transaction per batch, each answered as created, grouped
-(an occurrence of the unresolved exception with its fingerprint) or a duplicate (received before)."""
+(an occurrence of the unresolved exception with its fingerprint) or a duplicate (received before).
+
+The times grouping derives stay within the API's clock: an exception is first seen when its first
+record was detected (never after now), and a grouped record never moves first_seen (earlier) nor
+last_seen past now (store.count_occurrence). The route has checked each record's detected_at
+against its window (schemas.RecordWindow)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,12 +24,13 @@ from loopgate.resolution_api.db import Database
 from loopgate.resolution_api.domain_errors import Unavailable
 from loopgate.resolution_api.models import ExceptionRow, SilenceRow
 from loopgate.resolution_api.notifications import store as notifications
-from loopgate.resolution_api.routing import RoutingTable, route_of
+from loopgate.resolution_api.routing import Routed, RoutingTable, route
 from loopgate_schemas.exceptions import ExceptionRecord
+
+log = logging.getLogger(__name__)
 
 _CREATE_ATTEMPTS = 5
 NO_ROUTES = RoutingTable()  # every exception in the default queue
-_COLUMNS = [attr.key for attr in sa.inspect(ExceptionRow).column_attrs]
 
 
 class CreateResult(StrEnum):
@@ -44,24 +50,34 @@ class Received:
 async def create_or_group(
     *, db: Database, received: list[Received], clock: Clock = utcnow, routing: RoutingTable = NO_ROUTES
 ) -> list[tuple[ExceptionRow, CreateResult]]:
-    """Store exception records in one transaction, answering each in order: idempotent on the
-    record's exception_id, grouped on its fingerprint (also with records earlier in the list).
-    A new exception is routed to its queue (`routing`) and held by the first active silence that
-    matches it. A unique-index collision with a concurrent writer (another API process) retries them all."""
+    """Store exception records in one transaction, answering each in order with its exception:
+    idempotent on the record's exception_id, grouped on its fingerprint (also with records earlier
+    in the list). A new exception is routed to its queue (`routing`; a route that passed it on is
+    logged, counted and noted in its history) and held by the first active silence that matches
+    it. A unique-index collision with a concurrent writer (another API process) retries them all."""
     for _ in range(_CREATE_ATTEMPTS):
+        routed: list[tuple[str, Routed]] = []
         try:
             async with db.write() as session, session.begin():
-                stored = await _create_or_group_once(session, received, clock(), routing)
+                stored = await _create_or_group_once(session, received, clock(), routing, routed)
         except IntegrityError:
             continue
         for _, result in stored:
             metrics.EXCEPTIONS_CREATED.labels(result.value).inc()
+        for exception_id, passed in routed:
+            assert passed.fallback is not None
+            metrics.ROUTING_FALLBACKS.labels(passed.fallback.value).inc()
+            log.warning("exception %s: %s", exception_id, passed.note)
         return stored
     raise Unavailable("the record kept colliding with concurrent writes; retry", retry_after=1)
 
 
 async def _create_or_group_once(
-    session: AsyncSession, received: list[Received], now: dt.datetime, routing: RoutingTable
+    session: AsyncSession,
+    received: list[Received],
+    now: dt.datetime,
+    routing: RoutingTable,
+    passed_on: list[tuple[str, Routed]],
 ) -> list[tuple[ExceptionRow, CreateResult]]:
     # A handful of statements for the whole list, whatever its length: read what is known about
     # these records, decide each in order in memory, then write every row in bulk.
@@ -76,28 +92,30 @@ async def _create_or_group_once(
     answers: list[tuple[ExceptionRow, CreateResult]] = []
     occurrences: list[dict[str, Any]] = []
     history: list[dict[str, Any]] = []
-    counted: list[tuple[int, dt.datetime, dt.datetime]] = []  # each answer's row as it was then
     for item in received:
         record = item.record
         if record.exception_id in seen:
-            known = rows[seen[record.exception_id]]
-            answers.append((known, CreateResult.DUPLICATE))
-            counted.append((known.occurrences, known.first_seen, known.last_seen))
+            answers.append((rows[seen[record.exception_id]], CreateResult.DUPLICATE))
             continue
+        fields: dict[str, Any] = {"record_id": record.exception_id, "occurrences": record.occurrences}
         row = unresolved.get(record.fingerprint)
         if row is not None:
-            store.count_occurrence(row, record)
+            store.count_occurrence(row, record, now)
             action, from_status, result = "grouped", row.status, CreateResult.GROUPED
         else:
             if silences is None:
                 silences = await silencing.active_silences(session=session, now=now)
+            routed = route(routing, record)
             row = unresolved[record.fingerprint] = store.new_exception(
                 session=session,
                 record=record,
                 now=now,
-                queue=route_of(routing, record),
+                queue=routed.queue,
                 silenced_by=silencing.first_match(silences, record),
             )
+            if routed.note is not None:
+                fields["routing"] = routed.note
+                passed_on.append((row.id, routed))
             action, from_status, result = "created", None, CreateResult.CREATED
         seen[record.exception_id] = row.id
         rows[row.id] = row
@@ -110,11 +128,10 @@ async def _create_or_group_once(
                 "action": action,
                 "from_status": from_status,
                 "to_status": row.status,
-                "fields": {"record_id": record.exception_id, "occurrences": record.occurrences},
+                "fields": fields,
             }
         )
         answers.append((row, result))
-        counted.append((row.occurrences, row.first_seen, row.last_seen))
     await session.flush()  # new exceptions first: occurrences and history refer to them
     await store.insert_occurrences(session=session, rows=occurrences)
     await store.add_events(session=session, rows=history)
@@ -124,15 +141,4 @@ async def _create_or_group_once(
         session=session,
         rows=[{"exception_id": i, "event": "opened", "key": "opened", "created_at": now} for i in opened],
     )
-    # A record is answered with its exception as it was once that record counted, as storing the
-    # records one by one would: a later record of the same exception in the list does not show.
-    return [
-        (row if (row.occurrences, row.first_seen, row.last_seen) == then else _as_it_was(row, *then), result)
-        for (row, result), then in zip(answers, counted, strict=True)
-    ]
-
-
-def _as_it_was(row: ExceptionRow, occurrences: int, first_seen: dt.datetime, last_seen: dt.datetime) -> ExceptionRow:
-    """A detached copy of the row with the counts it had earlier in the transaction."""
-    values = {key: getattr(row, key) for key in _COLUMNS}
-    return ExceptionRow(**{**values, "occurrences": occurrences, "first_seen": first_seen, "last_seen": last_seen})
+    return answers  # each answered with its id and version (ExceptionCreated): neither moves here

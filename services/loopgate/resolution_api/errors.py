@@ -1,10 +1,14 @@
 """Every error the API answers with: a status code and one message naming the problem.
 The one place HTTP meets the service layer's domain errors (domain_errors.py): STATUS_CODES maps
 each to its status; handlers turn them (and request validation errors) into JSON; nothing a
-client sends is a 500. Only authentication (401, 403) is raised as HTTP, by auth.py."""
+client sends is a 500. Only authentication (401, 403) is raised as HTTP, by auth.py.
+
+The database's own error text never reaches a client (it names tables, columns, constraints and
+other rows' values): the answer says what kind of problem it is, the API's log has the text."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +27,8 @@ from loopgate.resolution_api.domain_errors import (
     Unavailable,
 )
 from loopgate.resolution_api.schemas import ErrorBody
+
+log = logging.getLogger(__name__)
 
 STATUS_CODES: dict[type[DomainError], int] = {
     InvalidRequest: 400,
@@ -124,11 +130,22 @@ def validation_body(errors: Sequence[Any]) -> dict[str, Any]:
     return {"detail": detail, "message": describe_validation_errors(list(errors))}
 
 
+UNSTORABLE_MESSAGE = "a value in the request cannot be stored or compared by the database"
+UNAVAILABLE_MESSAGE = "database unavailable, retry later"
+
+
+def database_text(exc: Exception) -> str:
+    """The database's own message of `exc`, for the log only: one line, at most 500 characters."""
+    return repr(str(getattr(exc, "orig", exc)))[:500]  # repr: no CR/LF from data in a log line
+
+
 def unstorable_body(exc: Exception) -> dict[str, Any]:
-    """The body of the 422 for a value the database refused."""
-    reason = str(getattr(exc, "orig", exc)).splitlines()[0][:200]
-    message = f"a value in the request cannot be stored or compared by the database: {reason}"
-    return {"detail": [{"loc": ["request"], "msg": message, "type": "unstorable_value"}], "message": message}
+    """The body of the 422 for a value the database refused (its text goes to the log)."""
+    log.warning("the database refused a value (%s): %s", type(exc).__name__, database_text(exc))
+    return {
+        "detail": [{"loc": ["request"], "msg": UNSTORABLE_MESSAGE, "type": "unstorable_value"}],
+        "message": UNSTORABLE_MESSAGE,
+    }
 
 
 def record_error(exc: Exception) -> tuple[int, dict[str, Any]] | None:
@@ -161,12 +178,8 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
-    reason = str(getattr(exc, "orig", exc)).splitlines()[0][:200]
-    return JSONResponse(
-        {"detail": f"database unavailable, retry later: {reason}"},
-        status_code=503,
-        headers={"Retry-After": "1"},
-    )
+    log.warning("database unavailable (%s): %s", type(exc).__name__, database_text(exc))
+    return JSONResponse({"detail": UNAVAILABLE_MESSAGE}, status_code=503, headers={"Retry-After": "1"})
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -5,7 +5,12 @@ an ordered list of routes, each with matchers on rule, severity (exact, or a min
 source and kind, and a queue; the first route whose matchers all hold wins, else the default
 queue. A queue may be templated from the client (`queue = "reviewers-{client_id}"`): one queue
 per client, as claim verification needs. Loaded strictly when the API starts: an unknown key or
-a hostile value refuses to start, naming the key. `route_of` is the pure function creation.py calls.
+a hostile value refuses to start, naming the key. `route` is the pure function creation.py calls.
+
+A matching templated route that cannot take a record (it lacks the field the template names, or
+the value makes no valid queue name: a client_id with a space, say) is passed over for the next
+matching route or the default queue, never silently: `route` says so in its note, which the
+exception's history keeps, the log shows and `loopgate_api_routing_fallbacks_total` counts.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from __future__ import annotations
 import re
 import string
 import tomllib
+from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Self
 
@@ -98,16 +105,48 @@ class Route(Strict):
             and (self.kind is None or record.kind in self.kind)
         )
 
-    def queue_for(self, record: ExceptionRecord) -> str | None:
-        """The queue this route sends the record to; None when its template names a field the record
-        lacks, or the filled-in name is not a valid queue name (the next route is tried)."""
+    def queue_for(self, record: ExceptionRecord) -> str | Passed:
+        """The queue this route sends the record to, or why it cannot (the next route is tried): its
+        template names a field the record lacks, or the filled-in name is not a valid queue name."""
         if "{" not in self.queue:
             return self.queue
         values = {"client_id": record.client_id, "rule_id": record.rule_id, "source": record.source}
-        if any(not values[name] for name in _template_fields(self.queue)):
-            return None
+        for name in _template_fields(self.queue):
+            if not values[name]:
+                return Passed(Fallback.MISSING_FIELD, f"the record has no {name} for queue {self.queue!r}")
         queue = self.queue.format(**values)
-        return queue if _QUEUE.fullmatch(queue) and len(queue) <= MAX_QUEUE_LENGTH else None
+        if _QUEUE.fullmatch(queue) and len(queue) <= MAX_QUEUE_LENGTH:
+            return queue
+        fields = ", ".join(_template_fields(self.queue))
+        return Passed(
+            Fallback.INVALID_QUEUE,
+            f"{queue[:300]!r} (from {fields}) is not a valid queue name: a letter or digit, then letters, digits or "
+            f". _ : / - (at most {MAX_QUEUE_LENGTH} characters)",
+        )
+
+
+class Fallback(StrEnum):
+    """Why a matching templated route passed a record on (the bounded label of the fallback metric)."""
+
+    MISSING_FIELD = "missing_field"
+    INVALID_QUEUE = "invalid_queue"
+
+
+@dataclass(frozen=True, slots=True)
+class Passed:
+    """A matching route that could not take the record, and why."""
+
+    reason: Fallback
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class Routed:
+    """Where a new exception goes; `note` says which matching route passed it on and why (None: none did)."""
+
+    queue: str
+    note: str | None = None
+    fallback: Fallback | None = None
 
 
 class RoutingTable(Strict):
@@ -124,14 +163,31 @@ class RoutingTable(Strict):
         return self
 
 
+def route(table: RoutingTable, record: ExceptionRecord) -> Routed:
+    """Where an exception opened by `record` goes: the first matching route that can take it, else
+    the default queue; with a note naming the first matching route that could not, and why."""
+    passed: tuple[int, Route, Passed] | None = None
+    for position, candidate in enumerate(table.routes, start=1):
+        if not candidate.matches(record):
+            continue
+        queue = candidate.queue_for(record)
+        if isinstance(queue, str):
+            return _routed(queue, passed)
+        passed = passed or (position, candidate, queue)
+    return _routed(table.default_queue, passed)
+
+
+def _routed(queue: str, passed: tuple[int, Route, Passed] | None) -> Routed:
+    if passed is None:
+        return Routed(queue)
+    position, by, why = passed
+    name = f"route {position} ({by.name!r})" if by.name else f"route {position}"
+    return Routed(queue, f"{name} passed it on: {why.why}; routed to {queue!r} instead", why.reason)
+
+
 def route_of(table: RoutingTable, record: ExceptionRecord) -> str:
-    """The queue of an exception opened by `record`: the first matching route's, else the default."""
-    for route in table.routes:
-        if route.matches(record):
-            queue = route.queue_for(record)
-            if queue is not None:
-                return queue
-    return table.default_queue
+    """The queue of an exception opened by `record` (see `route`)."""
+    return route(table, record).queue
 
 
 class RoutesError(Exception):

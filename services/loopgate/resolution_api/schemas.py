@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
 
@@ -21,6 +22,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from loopgate.common.settings import Settings
 from loopgate.resolution_api.lifecycle import Status, resolution_problem
 from loopgate.resolution_api.models import ExceptionEventRow, ExceptionRow, TokenRow
 from loopgate.resolution_api.permissions import Role
@@ -29,7 +31,9 @@ from loopgate_schemas.outcomes import Decision, FieldChange
 
 Reason = Field(default="", max_length=4000)
 
-_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
 
 
 def _rfc3339(value: Any) -> Any:
@@ -65,6 +69,18 @@ def _plausible_time(value: dt.datetime) -> dt.datetime:
 
 
 Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_rfc3339), AfterValidator(_plausible_time)]
+
+
+def _rfc3339_only(value: Any) -> Any:
+    """A record's times are RFC 3339 text (the contract): never a number read as a Unix time."""
+    if isinstance(value, dt.datetime):  # a record built in Python (from_attributes)
+        return value
+    if not isinstance(value, str):
+        raise PydanticCustomError("rfc3339", "must be an RFC 3339 date-time with an offset, e.g. 2026-11-24T09:16:41Z")
+    return _rfc3339(value)
+
+
+RecordTime = Annotated[AwareDatetime, BeforeValidator(_rfc3339_only), AfterValidator(_plausible_time)]
 PlausibleTime = Annotated[AwareDatetime, AfterValidator(_plausible_time)]
 
 
@@ -118,7 +134,14 @@ class RequestBody(BaseModel):
 
 class ExceptionCreate(ExceptionRecord):
     """The contract's exception record, plus what the database needs: storable text, a count that
-    fits, and a detected_at that converts to UTC."""
+    fits, and a detected_at that is RFC 3339 text between 1970 and 2200 (in UTC once read). Where
+    detected_at may lie around the API's clock is the route's check (`RecordWindow`)."""
+
+    detected_at: RecordTime = Field(
+        description="When the detector produced the record, RFC 3339 with a UTC offset; at most "
+        "LOOPGATE_RECORD_MAX_AGE_SECONDS (30 days) before the API's clock and LOOPGATE_RECORD_MAX_AHEAD_SECONDS "
+        "(5 minutes) after it."
+    )
 
     @model_validator(mode="after")
     def _storable(self) -> Self:
@@ -127,11 +150,48 @@ class ExceptionCreate(ExceptionRecord):
             raise PydanticCustomError(
                 "occurrences_too_large", f"occurrences: at most {MAX_RECORD_OCCURRENCES} per record"
             )
-        try:
-            self.detected_at.astimezone(dt.UTC)
-        except OverflowError:
-            raise PydanticCustomError("detected_at_range", "detected_at: out of range once converted to UTC") from None
         return self
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g} {unit}"
+    return f"{seconds:g} seconds"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordWindow:
+    """Where a record's detected_at may lie around the API's clock: anything else is a broken
+    clock or a hostile sender, and its times would overflow date arithmetic or breach every SLA."""
+
+    max_age_seconds: float
+    max_ahead_seconds: float
+
+    @classmethod
+    def of(cls, settings: Settings) -> RecordWindow:
+        return cls(settings.record_max_age_seconds, settings.record_max_ahead_seconds)
+
+    def problem(self, record: ExceptionRecord, now: dt.datetime) -> dict[str, Any] | None:
+        """The 422 error (loc, msg, type) naming detected_at when it is outside the window at `now`; None inside."""
+        detected = record.detected_at.astimezone(dt.UTC)  # ExceptionCreate has checked that it converts
+        earliest = now - dt.timedelta(seconds=self.max_age_seconds)
+        latest = now + dt.timedelta(seconds=self.max_ahead_seconds)
+        if detected < earliest:
+            message = (
+                f"must be at most {_duration(self.max_age_seconds)} before the API's clock "
+                f"(LOOPGATE_RECORD_MAX_AGE_SECONDS), i.e. at or after {earliest.isoformat()}; "
+                f"got {detected.isoformat()}"
+            )
+        elif detected > latest:
+            message = (
+                f"must be at most {_duration(self.max_ahead_seconds)} after the API's clock "
+                f"(LOOPGATE_RECORD_MAX_AHEAD_SECONDS), i.e. at or before {latest.isoformat()}; "
+                f"got {detected.isoformat()}"
+            )
+        else:
+            return None
+        return {"loc": ("body", "detected_at"), "msg": message, "type": "detected_at_window"}
 
 
 class ErrorBody(BaseModel):
@@ -214,45 +274,6 @@ class ExceptionRead(BaseModel):
             )
         values = {name: getattr(row, name) for name in cls.model_fields if name != "resolution"}
         return cls(**values, resolution=resolution)
-
-    @classmethod
-    def from_stored(cls, row: ExceptionRow) -> ExceptionRead:
-        """The same answer as `from_row`, built without validating again what the database holds
-        (it was validated on its way in): the create route's answer, on the API's hottest path.
-        Enums and nested models are built as such, so it serializes exactly like `from_row`."""
-        resolution = None
-        if row.status == Status.RESOLVED and row.decision and row.resolved_at:
-            resolution = Resolution.model_construct(
-                decision=Decision(row.decision),
-                reason=row.reason or "",
-                correction={
-                    k: FieldChange.model_construct(before=v.get("before"), after=v.get("after"))
-                    for k, v in (row.correction or {}).items()
-                },
-                resolver=row.resolver or "",
-                resolved_at=row.resolved_at,
-                time_to_resolve_seconds=row.time_to_resolve_seconds or 0.0,
-            )
-        ref = row.event_ref
-        values = {name: getattr(row, name) for name in _STORED_AS_IS}
-        return cls.model_construct(
-            **values,
-            kind=Kind(row.kind),
-            severity=Severity(row.severity),
-            status=Status(row.status),
-            event_ref=None
-            if ref is None
-            else EventRef.model_construct(topic=ref["topic"], partition=ref["partition"], offset=ref["offset"]),
-            impact=None if row.impact is None else Impact.model_construct(**row.impact),
-            resolution=resolution,
-        )
-
-
-_STORED_AS_IS = tuple(
-    name
-    for name in ExceptionRead.model_fields
-    if name not in {"kind", "severity", "status", "event_ref", "impact", "resolution"}
-)
 
 
 class SilencedFilter(StrEnum):
@@ -369,6 +390,16 @@ class ExceptionBatch(BaseModel):
     )
 
 
+class ExceptionCreated(BaseModel):
+    """What a create answers, whoever sends the record (the service role may not read exceptions):
+    which exception the record counts for, how, and its version; nothing an operator wrote. The
+    exception itself is at the answer's Location, for a role that may read it."""
+
+    id: str = Field(description="The exception this record opened, counts for (grouped), or was received for before")
+    result: Literal["created", "grouped", "duplicate"] = Field(description="The same as the Loopgate-Result header")
+    version: int = Field(description="The exception's version (its ETag)")
+
+
 class BatchItemResult(BaseModel):
     status: int = Field(
         description="What a single create of this record would answer: 201 created, 200 duplicate or "
@@ -377,8 +408,9 @@ class BatchItemResult(BaseModel):
     result: Literal["created", "grouped", "duplicate"] | None = Field(
         description="The Loopgate-Result a single create would give; null for an error"
     )
-    body: ExceptionRead | dict[str, Any] = Field(
-        description="The body a single create would answer: the exception, or the error ({detail, message})"
+    body: ExceptionCreated | dict[str, Any] = Field(
+        description="The body a single create would answer: its id, result and version, or the error "
+        "({detail, message})"
     )
 
 

@@ -92,15 +92,17 @@ def new_exception_values(
     record: ExceptionRecord, *, now: dt.datetime, queue: str = DEFAULT_QUEUE, silenced_by: str | None = None
 ) -> dict[str, Any]:
     """The column values of a new open exception from its first record, routed to `queue` and held
-    by the silence `silenced_by` (the one row shape: the benchmark loads rows built here too)."""
+    by the silence `silenced_by` (the one row shape: the benchmark loads rows built here too);
+    first and last seen when the record was detected, never after `now`."""
+    seen = min(record.detected_at.astimezone(dt.UTC), now)
     return {
         "id": record.exception_id,
         **_record_columns(record),
         "queue": queue,
         "silenced_by": silenced_by,
         "occurrences": record.occurrences,
-        "first_seen": record.detected_at.astimezone(dt.UTC),
-        "last_seen": record.detected_at.astimezone(dt.UTC),
+        "first_seen": seen,
+        "last_seen": seen,
         "status": Status.OPEN.value,
         "resolution_count": 0,
         "escalation_level": 0,
@@ -124,13 +126,13 @@ def new_exception(
     return row
 
 
-def count_occurrence(row: ExceptionRow, record: ExceptionRecord) -> None:
-    """Add a record's occurrences to its unresolved (locked) exception, widening first/last seen.
-    The version is left alone: a new firing is not a state change an operator raced against."""
-    detected_at = record.detected_at.astimezone(dt.UTC)
+def count_occurrence(row: ExceptionRow, record: ExceptionRecord, now: dt.datetime) -> None:
+    """Add a record's occurrences to its unresolved (locked) exception. first_seen stays (SLAs and
+    time to resolve run from it: a late record never breaches them after the fact); last_seen moves
+    forward, never past `now`. The version is left alone: a new firing is not a state change an
+    operator raced against."""
     row.occurrences += record.occurrences
-    row.first_seen = min(row.first_seen, detected_at)
-    row.last_seen = max(row.last_seen, detected_at)
+    row.last_seen = max(row.last_seen, min(record.detected_at.astimezone(dt.UTC), now))
 
 
 def occurrence(*, exception_id: str, record: ExceptionRecord, now: dt.datetime) -> dict[str, Any]:

@@ -147,5 +147,6 @@ async def verdict_stats(
 def count_resolution(*, rule_id: str, decision: str, time_to_resolve_seconds: float) -> None:
     """Prometheus, at each final resolution: verdicts per rule and decision, time to resolve per rule
     (bounded labels; the window, client, platform and model questions go to the API)."""
-    metrics.RESOLUTIONS.labels(decision, rule_id).inc()
-    metrics.RULE_TIME_TO_RESOLVE.labels(rule_id).observe(time_to_resolve_seconds)
+    rule = metrics.rule_label(rule_id)  # records may carry any rule_id: unknown ones fold into `other`
+    metrics.RESOLUTIONS.labels(decision, rule).inc()
+    metrics.RULE_TIME_TO_RESOLVE.labels(rule).observe(time_to_resolve_seconds)

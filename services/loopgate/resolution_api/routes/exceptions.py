@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 import orjson
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
 from pydantic import StringConstraints
 
 from loopgate.resolution_api import bulk_work as bulk_work_service
@@ -34,10 +35,12 @@ from loopgate.resolution_api.schemas import (
     ClaimRequest,
     EscalateRequest,
     ExceptionCreate,
+    ExceptionCreated,
     ExceptionPage,
     ExceptionRead,
     History,
     HistoryEvent,
+    RecordWindow,
     ReopenRequest,
     ResolveRequest,
     Rfc3339,
@@ -65,15 +68,20 @@ def _answer(response: Response, row: ExceptionRow) -> ExceptionRead:
     return ExceptionRead.from_row(row)
 
 
+def _created(row: ExceptionRow, result: CreateResult) -> bytes:
+    """A create's answer (ExceptionCreated): the id, the result and the version, nothing more."""
+    return orjson.dumps({"id": row.id, "result": result.value, "version": row.version})
+
+
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Receive an exception record",
-    response_model=ExceptionRead,
+    response_model=ExceptionCreated,
     response_description="A new exception was opened",
     responses={
         200: {
-            "model": ExceptionRead,
+            "model": ExceptionCreated,
             "description": "Already received (same exception_id), or grouped as an occurrence of the "
             "unresolved exception with the same fingerprint",
         },
@@ -81,11 +89,14 @@ def _answer(response: Response, row: ExceptionRow) -> ExceptionRead:
     },
 )
 async def create_exception(record: ExceptionCreate, principal: CanCreate, services: ServicesDep) -> Response:
+    problem = RecordWindow.of(services.settings).problem(record, services.clock())
+    if problem is not None:
+        raise RequestValidationError([problem])
     row, result = await services.intake.submit(record, principal.name)
     # Returned as a Response, FastAPI neither validates nor serializes it again (the declared
-    # ExceptionRead documents it): the stored row is trusted, and the body is the same bytes.
+    # ExceptionCreated documents it).
     return Response(
-        content=ExceptionRead.from_stored(row).model_dump_json(),
+        content=_created(row, result),
         media_type="application/json",
         status_code=201 if result is CreateResult.CREATED else 200,
         headers={
@@ -117,7 +128,12 @@ async def create_exception(record: ExceptionCreate, principal: CanCreate, servic
 )
 async def create_exceptions_batch(request: Request, principal: CanCreate, services: ServicesDep) -> Response:
     # The body is read here, not by a model: one bad record must fail alone (batch.py).
-    items = read_batch(await request.body(), max_records=services.settings.batch_max_records)
+    window, now = RecordWindow.of(services.settings), services.clock()
+    items = read_batch(
+        await request.body(),
+        max_records=services.settings.batch_max_records,
+        check=lambda record: window.problem(record, now),
+    )
     valid = [item for item in items if isinstance(item, ExceptionCreate)]
     stored = iter(await services.intake.submit_many(list(valid), principal.name))
     parts: list[bytes] = []
@@ -136,8 +152,7 @@ async def create_exceptions_batch(request: Request, principal: CanCreate, servic
             continue
         row, result = answer
         code = 201 if result is CreateResult.CREATED else 200
-        read = ExceptionRead.from_stored(row).model_dump_json().encode()
-        parts.append(b'{"status":%d,"result":"%b","body":%b}' % (code, result.value.encode(), read))
+        parts.append(b'{"status":%d,"result":"%b","body":%b}' % (code, result.value.encode(), _created(row, result)))
     return Response(content=b'{"results":[' + b",".join(parts) + b"]}", media_type="application/json")
 
 
