@@ -191,7 +191,7 @@ async def test_grouped_occurrences_and_low_severities_are_not_notified(
                 json=record(severity="high", fingerprint="bid_over_cap:li-grouped"),
                 headers=api.auth("service"),
             )
-            assert again.json()["occurrences"] > 1
+            assert again.headers["Loopgate-Result"] == "grouped"
         await settled(api, high["id"], 3)
         await asyncio.sleep(0.3)
         assert await rows_of(api, medium) == []

@@ -155,9 +155,10 @@ async def test_an_overlapping_silence_keeps_holding_when_the_first_is_expired(ap
 async def test_silenced_exceptions_still_group_and_count(api: Api, clock: FakeClock) -> None:
     await silence(api, client_id="acme", ends_at=at(clock, HOUR), comment="noisy")
     first = await api.create(client_id="acme")
-    again = record(fingerprint=first["fingerprint"], client_id="acme")
+    again = record(fingerprint=first["fingerprint"], client_id="acme", detected_at=clock().isoformat())
     response = await api.http.post("/v1/exceptions", json=again, headers=api.auth("service"))
-    assert (response.headers["Loopgate-Result"], response.json()["occurrences"]) == ("grouped", 2)
+    stored = await api.http.get(response.headers["Location"], headers=api.auth("operator"))
+    assert (response.headers["Loopgate-Result"], stored.json()["occurrences"]) == ("grouped", 2)
 
 
 async def test_the_list_shows_expiring_soon(api: Api, clock: FakeClock) -> None:

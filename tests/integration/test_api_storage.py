@@ -34,7 +34,7 @@ async def _post_raw(api: Api, body: bytes) -> Any:
 
 async def test_any_text_the_detector_leaves_is_stored_and_answered_exactly(api: Api) -> None:
     sent = record(
-        subject="li-\u202e\U0001f600",
+        subject="li-\ufffd\U0001f600",  # the detector replaces controls and bidi marks in identifiers
         summary=HOSTILE_TEXT[:1000],
         client_id="\u05e9\u05dc\u05d5\u05dd",
         observed={HOSTILE_TEXT[:40]: HOSTILE_TEXT, "n": 1},
