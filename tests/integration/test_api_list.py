@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from tests.fixtures.api import Api
+from loopgate.common.settings import Settings
+from tests.fixtures.api import Api, ApiFactory
+from tests.fixtures.clock import FakeClock
 
 
 async def _list(api: Api, **params: Any) -> dict[str, Any]:
@@ -117,17 +119,27 @@ async def test_limit_is_bounded(api: Api) -> None:
     assert response.json()["message"] == "query.limit: Input should be less than or equal to 200"
 
 
-async def test_detected_after_and_before_select_on_first_seen_and_pages_walk_them_once(api: Api) -> None:
+def after_them() -> FakeClock:
+    """The records' times are fixed, so is the API's clock: they stay in its record window whatever the date."""
+    return FakeClock(dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC))
+
+
+async def test_detected_after_and_before_select_on_first_seen_and_pages_walk_them_once(
+    api_factory: ApiFactory, api_settings: Settings
+) -> None:
     base = dt.datetime(2026, 11, 24, 9, 0, tzinfo=dt.UTC)
     created_hours = (5, 0, 3, 1, 4, 2, 6)  # first_seen order differs from creation order
-    by_hour = {
-        h: (await api.create(detected_at=(base + dt.timedelta(hours=h)).isoformat()))["id"] for h in created_hours
-    }
+    clock = after_them()
+    async with api_factory(api_settings, clock) as api:
+        by_hour = {}
+        for h in created_hours:
+            by_hour[h] = (await api.create(detected_at=(base + dt.timedelta(hours=h)).isoformat()))["id"]
+            clock.advance(1)  # created one after the other
 
-    params = {"detected_after": "2026-11-24T10:00:00Z", "detected_before": "2026-11-24T15:00:00+00:00"}
-    first = await _list(api, **params, limit=2)
-    second = await _list(api, **params, limit=2, cursor=first["next_cursor"])
-    third = await _list(api, **params, limit=2, cursor=second["next_cursor"])
+        params = {"detected_after": "2026-11-24T10:00:00Z", "detected_before": "2026-11-24T15:00:00+00:00"}
+        first = await _list(api, **params, limit=2)
+        second = await _list(api, **params, limit=2, cursor=first["next_cursor"])
+        third = await _list(api, **params, limit=2, cursor=second["next_cursor"])
 
     seen = [e["id"] for page in (first, second, third) for e in page["items"]]
     # hours 1 to 5 (after is inclusive, before exclusive), newest created first
@@ -135,13 +147,14 @@ async def test_detected_after_and_before_select_on_first_seen_and_pages_walk_the
     assert third["next_cursor"] is None
 
 
-async def test_a_time_range_combines_with_other_filters(api: Api) -> None:
+async def test_a_time_range_combines_with_other_filters(api_factory: ApiFactory, api_settings: Settings) -> None:
     detected = "2026-11-24T09:30:00Z"
-    match = await api.create(severity="critical", detected_at=detected)
-    await api.create(severity="low", detected_at=detected)
-    await api.create(severity="critical", detected_at="2026-11-25T09:30:00Z")
+    async with api_factory(api_settings, after_them()) as api:
+        match = await api.create(severity="critical", detected_at=detected)
+        await api.create(severity="low", detected_at=detected)
+        await api.create(severity="critical", detected_at="2026-11-25T09:30:00Z")
 
-    body = await _list(api, severity="critical", detected_before="2026-11-25T00:00:00Z")
+        body = await _list(api, severity="critical", detected_before="2026-11-25T00:00:00Z")
 
     assert [e["id"] for e in body["items"]] == [match["id"]]
 

@@ -5,6 +5,7 @@ and the outcome waits in the outbox until a relay can publish it."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 
 import orjson
@@ -18,6 +19,7 @@ from loopgate.resolution_api.db import Database
 from loopgate.resolution_api.models import OutboxRow
 from loopgate_schemas.outcomes import Decision, FieldChange, Outcome, OutcomeData, outcome_id_for
 from tests.fixtures.api import UNREACHABLE_BOOTSTRAP, Api, ApiFactory
+from tests.fixtures.clock import FakeClock
 
 pytestmark = pytest.mark.kafka
 
@@ -167,7 +169,8 @@ async def test_the_published_outcome_is_a_complete_training_example(
         "data": {"content_id": "post-7", "client_id": "northwind", "platform": "x", "model": "copywriter-v3",
                  "model_confidence": 0.42, "brand_safety_score": 0.4, "caption": "Buy now"},
     }  # fmt: skip
-    async with api_factory(settings) as api:
+    # The record's detected_at is fixed, so is the API's clock: the record stays in its window whatever the date
+    async with api_factory(settings, FakeClock(dt.datetime(2026, 11, 24, 9, 20, tzinfo=dt.UTC))) as api:
         exc = await api.create(
             exception_id="exc-content-7",
             fingerprint="brand_safety:post-7",
