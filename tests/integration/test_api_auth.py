@@ -18,7 +18,7 @@ async def test_an_unknown_token_is_401_invalid_token(api: Api) -> None:
 
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
-    assert response.json() == {"detail": "invalid or revoked bearer token"}
+    assert response.json() == {"detail": "invalid, expired or revoked bearer token"}
 
 
 async def test_basic_auth_is_not_a_bearer_token(api: Api) -> None:

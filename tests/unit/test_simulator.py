@@ -279,9 +279,6 @@ def test_ground_truth_has_one_line_per_event(tmp_path: Path) -> None:
     assert [tuple(line["expected_rules"]) for line in lines] == [e.expected_rules for e in events]  # type: ignore[arg-type]
 
 
-def test_generating_is_fast() -> None:
-    import time
-
-    started = time.perf_counter()
+def test_generating_a_hundred_thousand_events_gives_exactly_that_many() -> None:
+    # How fast is `make bench`'s to say (never a timed assertion in a test).
     assert sum(1 for _ in generate(100_000)) == 100_000
-    assert time.perf_counter() - started < 5.0  # 1,000,000 in well under a minute
