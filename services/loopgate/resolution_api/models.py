@@ -38,6 +38,12 @@ class Base(DeclarativeBase):
 
 RESOLVED = "resolved"
 
+# The rows each of the sweeper's deadlines can still fall on (migration 0010; sweeping.py reads them
+# with these very words, so both databases see that its query implies the index's condition).
+ACK_DUE = "status = 'open' AND sla_breach IS NULL"
+RESOLVE_DUE = "status IN ('open', 'claimed', 'snoozed') AND (sla_breach IS NULL OR sla_breach = 'ack')"
+SNOOZE_DUE = "status = 'snoozed'"
+
 
 class ExceptionRow(Base):
     """One exception: the first record that opened it, plus every grouped occurrence's count."""
@@ -83,6 +89,15 @@ class ExceptionRow(Base):
             "silenced_by",
             sqlite_where=sa.text("silenced_by IS NOT NULL"),
             postgresql_where=sa.text("silenced_by IS NOT NULL"),
+        ),
+        # The sweeper's deadlines: only the rows a deadline can still fall on, in its order (0010).
+        *(
+            sa.Index(name, *columns, sqlite_where=sa.text(where), postgresql_where=sa.text(where))
+            for name, columns, where in (
+                ("ix_exceptions_ack_due", ("status", "severity", "first_seen"), ACK_DUE),
+                ("ix_exceptions_resolve_due", ("status", "severity", "first_seen"), RESOLVE_DUE),
+                ("ix_exceptions_snooze_due", ("status", "snoozed_until"), SNOOZE_DUE),
+            )
         ),
     )
 
