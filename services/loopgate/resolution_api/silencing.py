@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -39,6 +40,7 @@ MATCHERS = ("rule_id", "client_id", "subject", "source", "severity")
 # (PostgreSQL), is caught by the sweeper's next pass: it applies active silences again to exceptions
 # created this recently.
 RECHECK_SECONDS = 300.0
+_CREATE_LOCK = zlib.crc32(b"loopgate.silences.create")
 
 
 class SilenceState(StrEnum):
@@ -223,8 +225,17 @@ class NewSilence:
     comment: str
 
 
-async def create(*, db: Database, new: NewSilence, actor: str, clock: Clock = utcnow) -> tuple[SilenceRow, int]:
-    """Make a silence; held at once if it is already active. (the silence, exceptions it holds)."""
+class TooManySilences(Conflict):
+    """The deployment's cap on pending and active silences is reached."""
+
+
+async def create(
+    *, db: Database, new: NewSilence, actor: str, max_silences: int, clock: Clock = utcnow
+) -> tuple[SilenceRow, int]:
+    """Make a silence; held at once if it is already active. (the silence, exceptions it holds).
+    At most `max_silences` may be pending or active at once (TooManySilences): every create and
+    every sweep matches exceptions against them. On PostgreSQL, creates take turns on a transaction
+    lock, so replicas cannot pass the cap together."""
     now = clock()
     silence = SilenceRow(
         id=uuid.uuid4().hex,
@@ -238,6 +249,14 @@ async def create(*, db: Database, new: NewSilence, actor: str, clock: Clock = ut
         applied=SilenceState.PENDING.value,
     )
     async with db.write() as session, session.begin():
+        if db.backend == "postgresql":
+            await session.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CREATE_LOCK})
+        live = await session.scalar(sa.select(sa.func.count()).where(SilenceRow.ends_at > now))
+        if (live or 0) >= max_silences:
+            raise TooManySilences(
+                f"{live} silences are pending or active, the most this deployment allows "
+                f"(LOOPGATE_MAX_SILENCES={max_silences}): expire one first"
+            )
         session.add(silence)
         await session.flush()
         held = 0

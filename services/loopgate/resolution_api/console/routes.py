@@ -551,7 +551,18 @@ async def create_silence(request: Request) -> Response:
         ends_at=body.ends_at,
         comment=body.comment,
     )
-    _, held = await silencing.create(db=services.db, new=new, actor=principal.name, clock=services.clock)
+    try:
+        _, held = await silencing.create(
+            db=services.db,
+            new=new,
+            actor=principal.name,
+            max_silences=services.settings.max_silences,
+            clock=services.clock,
+        )
+    except DomainError as err:
+        if back:
+            return await _exception_page(request, services, principal, token, back, error=err.message, status_code=409)
+        return _page(request, "message.html", _context(principal, token, title="Silence", message=err.message), 409)
     what = ", ".join(f"{name} {value}" for name, value in matchers.items() if value)
     return RedirectResponse(
         _with_notice("/console/silences", f"Silenced {what} for {hours} h: {held} exception(s) held"), status_code=303
