@@ -259,7 +259,9 @@ async def test_a_hostile_silence_is_422_naming_the_field(
 
 
 async def test_match_all_silences_everything_on_purpose(api: Api, clock: FakeClock) -> None:
-    s = await silence(api, role="admin", match_all=True, ends_at=at(clock, HOUR), comment="incident: everything is noise")
+    s = await silence(
+        api, role="admin", match_all=True, ends_at=at(clock, HOUR), comment="incident: everything is noise"
+    )
     held = await api.create()
     assert held["silenced_by"] == s["id"]
     assert await queue_ids(api) == []
