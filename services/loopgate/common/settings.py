@@ -356,13 +356,6 @@ class Settings(BaseSettings):
         "console's bulk actions) may change; a filter matching more is refused (422) with the count, so it can be "
         "narrowed.",
     )
-    history_page_max: int = Field(
-        default=500,
-        ge=1,
-        le=10_000,
-        description="The largest `limit` of a history page (`GET /v1/exceptions/{id}/history`); the default page "
-        "is 100 events.",
-    )
 
     @field_validator("slas")
     @classmethod

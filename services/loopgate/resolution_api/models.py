@@ -174,9 +174,11 @@ class ExceptionEventRow(Base):
     """History: one row per change of an exception (who, when, from which state to which)."""
 
     __tablename__ = "exception_events"
+    # One exception's history in id order, a page at a time (migration 0010).
+    __table_args__ = (sa.Index("ix_exception_events_exception_id_id", "exception_id", "id"),)
 
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
-    exception_id: Mapped[str] = mapped_column(sa.ForeignKey("exceptions.id"), index=True)
+    exception_id: Mapped[str] = mapped_column(sa.ForeignKey("exceptions.id"))
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     actor: Mapped[str] = mapped_column(sa.String(255))
     action: Mapped[str] = mapped_column(sa.String(32))

@@ -480,7 +480,10 @@ class HistoryEvent(BaseModel):
 
 class History(BaseModel):
     exception_id: str
-    items: list[HistoryEvent]
+    items: list[HistoryEvent] = Field(description="A page of the history, oldest first")
+    next_cursor: str | None = Field(
+        default=None, description="Pass as `cursor` for the events after this page; null: no more events now"
+    )
 
 
 # --- tokens ----------------------------------------------------------------------------------

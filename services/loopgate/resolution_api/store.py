@@ -511,7 +511,13 @@ async def add_event(
     from_status: str | None,
     to_status: str | None,
     fields: dict[str, Any] | None = None,
+    locked: bool = False,
 ) -> None:
+    """One history row. Unless the caller already holds the exception's row lock (`locked`: it
+    updated the row in this transaction), it is taken first on PostgreSQL, so history rows of one
+    exception commit in id order (history paging relies on it; SQLite has one writer anyway)."""
+    if not locked and session.get_bind().dialect.name == "postgresql":
+        await session.execute(sa.select(ExceptionRow.id).where(ExceptionRow.id == exception_id).with_for_update())
     session.add(
         ExceptionEventRow(
             exception_id=exception_id,
@@ -527,17 +533,25 @@ async def add_event(
 
 
 async def add_events(*, session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    """History rows in one statement: dicts with add_event's fields (`fields` required)."""
+    """History rows in one statement: dicts with add_event's fields (`fields` required), of
+    exceptions whose row locks the caller holds (it created, grouped or changed them)."""
     if rows:
         await session.execute(sa.insert(ExceptionEventRow), rows)
 
 
-async def history(*, session: AsyncSession, exception_id: str) -> list[ExceptionEventRow]:
-    stmt = (
-        sa.select(ExceptionEventRow)
-        .where(ExceptionEventRow.exception_id == exception_id)
-        .order_by(ExceptionEventRow.id)
-    )
+async def history(
+    *, session: AsyncSession, exception_id: str, after_id: int | None = None, limit: int | None = None
+) -> list[ExceptionEventRow]:
+    """The exception's history in id order: after the event `after_id`, at most `limit` events.
+    Paging on the id is exact while events are added: every history row is written under its
+    exception's row lock, held until it commits (add_event), so a row committed later always has
+    a larger id than the rows a page already showed."""
+    t = ExceptionEventRow
+    stmt = sa.select(t).where(t.exception_id == exception_id).order_by(t.id)
+    if after_id is not None:
+        stmt = stmt.where(t.id > after_id)
+    if limit is not None:
+        stmt = stmt.limit(limit)
     return list((await session.execute(stmt)).scalars())
 
 

@@ -76,6 +76,7 @@ async def transition(
                 from_status=current.value,
                 to_status=target.value,
                 fields=change.fields,
+                locked=True,  # the conditional UPDATE above holds it
             )
             await session.refresh(row)
             if after is not None:

@@ -39,6 +39,7 @@ templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.globals.update(severities=SEVERITIES, statuses=STATUSES, decisions=[d.value for d in Decision])
 router = APIRouter(prefix="/console", include_in_schema=False)
 SNOOZE_HOURS = (1, 4, 24)
+HISTORY_PAGE = 50  # events on the exception's page; the rest a page at a time behind "More history"
 MAX_FORM_FIELDS = 600
 
 
@@ -235,7 +236,9 @@ async def _exception_page(
 ) -> Response:
     try:
         row = await reading.get(db=services.db, exception_id=exception_id)
-        history = await reading.history(db=services.db, exception_id=exception_id)
+        history, history_next = await reading.history_page(
+            db=services.db, exception_id=exception_id, cursor=None, limit=HISTORY_PAGE
+        )
     except NotFound as err:
         return _page(request, "message.html", _context(principal, token, title="Not found", message=err.message), 404)
     exc = ExceptionRead.from_row(row)
@@ -260,7 +263,9 @@ async def _exception_page(
         principal,
         token,
         exc=exc,
+        exc_id=exc.id,
         history=history,
+        history_next=history_next,
         caption=caption,
         fields={name: views.shown(value) for name, value in fields.items()},
         long_fields={name for name, value in fields.items() if isinstance(value, list) or len(views.shown(value)) > 60},
@@ -292,6 +297,25 @@ async def exception_page(request: Request, exception_id: str) -> Response:
     services, principal, token = found
     notice = _text(request.query_params, "notice", 300)  # type: ignore[arg-type]
     return await _exception_page(request, services, principal, token, exception_id, notice=notice)
+
+
+@router.get("/exceptions/{exception_id}/history")
+async def history_page(request: Request, exception_id: str) -> Response:
+    found = await _session(request, need=Permission.READ)
+    if isinstance(found, Response):
+        return found
+    services, principal, token = found
+    cursor = _text(request.query_params, "cursor", 300) or None  # type: ignore[arg-type]
+    try:
+        history, history_next = await reading.history_page(
+            db=services.db, exception_id=exception_id, cursor=cursor, limit=HISTORY_PAGE
+        )
+    except NotFound as err:
+        return _page(request, "message.html", _context(principal, token, title="Not found", message=err.message), 404)
+    except DomainError as err:
+        return _page(request, "message.html", _context(principal, token, title="Bad page", message=err.message), 400)
+    context = _context(principal, token, exc_id=exception_id, history=history, history_next=history_next)
+    return _page(request, "history.html", context)
 
 
 def _version(form: FormData) -> frozenset[int]:

@@ -301,10 +301,22 @@ async def get_exception(
     return _answer(response, await reading.get(db=services.db, exception_id=exception_id))
 
 
-@router.get("/{exception_id}/history", summary="Every change of one exception", responses=responses(401, 403, 404))
-async def get_history(exception_id: str, principal: CanRead, services: ServicesDep) -> History:
-    events = await reading.history(db=services.db, exception_id=exception_id)
-    return History(exception_id=exception_id, items=[HistoryEvent.from_row(e) for e in events])
+@router.get(
+    "/{exception_id}/history",
+    summary="The changes of one exception, oldest first, a page at a time",
+    responses=responses(400, 401, 403, 404),
+)
+async def get_history(
+    exception_id: str,
+    principal: CanRead,
+    services: ServicesDep,
+    cursor: Annotated[str | None, Query(max_length=200, description="next_cursor of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=reading.HISTORY_PAGE_MAX)] = reading.HISTORY_PAGE,
+) -> History:
+    events, next_cursor = await reading.history_page(
+        db=services.db, exception_id=exception_id, cursor=cursor, limit=limit
+    )
+    return History(exception_id=exception_id, items=[HistoryEvent.from_row(e) for e in events], next_cursor=next_cursor)
 
 
 @router.post("/{exception_id}/claim", summary="Claim (assign) an exception", responses=WORK_ERRORS)
