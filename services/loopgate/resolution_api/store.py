@@ -376,6 +376,23 @@ async def lock_matching(
     return list((await session.scalars(stmt)).all())
 
 
+async def matching_versions(
+    *, session: AsyncSession, filters: ExceptionFilters, statuses: Collection[str], limit: int
+) -> list[tuple[str, int]]:
+    """(id, version) of up to `limit` matching exceptions in id order: the two columns alone."""
+    t = ExceptionRow
+    stmt = sa.select(t.id, t.version).where(*_matching(filters, statuses)).order_by(t.id).limit(limit)
+    return [(i, v) for i, v in (await session.execute(stmt)).all()]
+
+
+async def lock_exceptions(*, session: AsyncSession, ids: Collection[str]) -> list[ExceptionRow]:
+    """These exceptions (those that exist), locked until the transaction ends, in id order."""
+    if not ids:
+        return []
+    stmt = sa.select(ExceptionRow).where(ExceptionRow.id.in_(ids)).order_by(ExceptionRow.id).with_for_update()
+    return list((await session.scalars(stmt)).all())
+
+
 async def unresolved_ids(*, session: AsyncSession, fingerprint: str) -> list[str]:
     stmt = sa.select(ExceptionRow.id).where(
         ExceptionRow.fingerprint == fingerprint, ExceptionRow.status != Status.RESOLVED

@@ -324,8 +324,10 @@ async def bulk_resolve(
     actor: str,
     resolution: ResolutionInput,
     clock: Clock = utcnow,
+    versions: dict[str, int] | None = None,
 ) -> tuple[list[ExceptionRow], list[NotResolved]]:
-    """Resolve each selected exception in its own transaction; report the ones that could not be."""
+    """Resolve each selected exception in its own transaction; report the ones that could not be.
+    `versions`: the version each must still have (as its If-Match), per exception."""
     if fingerprint is not None:
         async with db.read() as session, session.begin():
             ids = await store.unresolved_ids(session=session, fingerprint=fingerprint)
@@ -335,7 +337,12 @@ async def bulk_resolve(
         try:
             resolved.append(
                 await resolve(
-                    db=db, exception_id=exception_id, actor=actor, resolution=resolution, if_match=None, clock=clock
+                    db=db,
+                    exception_id=exception_id,
+                    actor=actor,
+                    resolution=resolution,
+                    if_match=frozenset({versions[exception_id]}) if versions and exception_id in versions else None,
+                    clock=clock,
                 )
             )
         except DomainError as err:

@@ -20,8 +20,8 @@ from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 from starlette.datastructures import FormData
 
-from loopgate.resolution_api import bulk_work, reading, silencing, transitions
-from loopgate.resolution_api.console import session, views
+from loopgate.resolution_api import bulk_work, reading, silencing, store, transitions
+from loopgate.resolution_api.console import confirmation, session, views
 from loopgate.resolution_api.console.queue import PAGE_SIZE, SEVERITIES, STATUSES, BadQuery, QueueQuery, counts
 from loopgate.resolution_api.cursor import Sort
 from loopgate.resolution_api.deps import Services, get_services
@@ -421,17 +421,27 @@ BULK_ACTIONS = {"resolve": Action.RESOLVE, "claim": Action.CLAIM}
 
 @router.post("/bulk")
 async def bulk(request: Request) -> Response:
-    """Step one (no `confirm`): how many exceptions the action would change, asking to confirm.
-    Step two (`confirm`): do it."""
+    """Step one (no `confirm`): the exact set the action would change (the selected rows at the
+    versions the page showed, or every row the filter matches now, at most LOOPGATE_BULK_MAX_ROWS),
+    shown with its count and sealed into the confirmation (confirmation.py). Step two (`confirm`):
+    do it to that set alone, each row only if its version is still the one counted."""
     checked = await _checked_post(request, Permission.WORK)
     if isinstance(checked, Response):
         return checked
     services, principal, token, form = checked
+
+    def refused(message: str, status_code: int = 400) -> HTMLResponse:
+        return _page(
+            request, "message.html", _context(principal, token, title="Bulk action", message=message), status_code
+        )
+
     try:
         query = QueueQuery.from_params({k: v for k, v in form.multi_items() if isinstance(v, str)})
     except BadQuery as err:
         return _page(request, "message.html", _context(principal, token, title="Bad filter", message=str(err)), 400)
-    ids = [v for v in form.getlist("ids") if isinstance(v, str) and v][:500]
+    if _text(form, "confirm", 5):
+        return await _bulk_confirmed(request, services, principal, token, form, query)
+    ids = list(dict.fromkeys(v for v in form.getlist("ids") if isinstance(v, str) and v))[:500]
     scope = _text(form, "scope", 20)
     action = BULK_ACTIONS.get(_text(form, "action", 20))
     decision, reason = _text(form, "decision", 40), _text(form, "reason")
@@ -440,75 +450,112 @@ async def bulk(request: Request) -> Response:
         problem = "Choose an action."
     elif scope == "selected" and not ids:
         problem = "Select at least one exception, or act on every one the filter matches."
-    elif scope == "filter" and not query.narrowed:
-        problem = "Work by filter needs a filter beyond status (severity, rule, client or source)."
+    elif scope == "filter" and not bulk_work.narrows(query.filters()):
+        problem = "Work by filter needs a filter beyond status (severity, rule, client, source or queue)."
     elif scope not in ("selected", "filter"):
         problem = "Choose the selected exceptions or every one the filter matches."
-    resolution = None
     if problem is None and action is Action.RESOLVE:
-        try:
-            checked_body = ResolveRequest.model_validate({"decision": decision, "reason": reason, "correction": {}})
-            resolution = transitions.ResolutionInput(checked_body.decision, checked_body.reason, {})
-        except ValidationError as err:
-            problem = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in err.errors())
+        problem = _resolution_problem(decision, reason)
     if problem is not None or action is None:
-        return _page(request, "message.html", _context(principal, token, title="Bulk action", message=problem), 400)
+        return refused(problem or "Choose an action.")
     if scope == "filter":
-        matched = await bulk_work.count(db=services.db, filters=query.filters(), action=action)
+        try:
+            counted = dict(
+                await bulk_work.snapshot(
+                    db=services.db, filters=query.filters(), action=action, max_rows=services.settings.bulk_max_rows
+                )
+            )
+        except DomainError as err:
+            return refused(err.message)
     else:
-        matched = len(ids)
-    if not _text(form, "confirm", 5):
-        context = _context(
-            principal,
-            token,
-            query=query,
-            ids=ids,
-            scope=scope,
+        counted = await _seen_versions(services, form, ids)
+    sealed = confirmation.seal(
+        confirmation.Confirmation(
             action=action.value,
             decision=decision,
             reason=reason,
-            matched=matched,
+            versions=counted,
+            issued_at=services.clock().timestamp(),
+        ),
+        token=token,
+    )
+    context = _context(
+        principal,
+        token,
+        query=query,
+        scope=scope,
+        action=action.value,
+        decision=decision,
+        reason=reason,
+        matched=len(counted),
+        sealed=sealed,
+    )
+    return _page(request, "bulk_confirm.html", context)
+
+
+def _resolution_problem(decision: str, reason: str) -> str | None:
+    try:
+        ResolveRequest.model_validate({"decision": decision, "reason": reason, "correction": {}})
+    except ValidationError as err:
+        return "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in err.errors())
+    return None
+
+
+async def _seen_versions(services: Services, form: FormData, ids: list[str]) -> dict[str, int]:
+    """The version of each selected exception as the queue page showed it (`v.<id>`), else as it is
+    now; unknown ids are left out (nothing to do to them)."""
+    shown: dict[str, int] = {}
+    for exception_id in ids:
+        text = _text(form, f"v.{exception_id}", 20)
+        if text.isascii() and text.isdigit() and len(text) < 10:
+            shown[exception_id] = int(text)
+    missing = [i for i in ids if i not in shown]
+    if missing:
+        async with services.db.read() as session, session.begin():
+            found = await store.get_exceptions(session=session, ids=missing)
+        shown.update({i: row.version for i, row in found.items()})
+    return {i: shown[i] for i in ids if i in shown}
+
+
+async def _bulk_confirmed(
+    request: Request, services: Services, principal: Principal, token: str, form: FormData, query: QueueQuery
+) -> Response:
+    try:
+        confirmed = confirmation.unseal(
+            _text(form, "sealed", 8 * 1024 * 1024), token=token, now=services.clock().timestamp()
         )
-        return _page(request, "bulk_confirm.html", context)
-    if scope == "filter":
-        change_for = (
-            transitions.resolve_change(principal.name, resolution)
-            if resolution is not None
-            else bulk_work.claim_change(principal.name)
+    except confirmation.BadConfirmation as err:
+        message = f"Nothing was changed: {err}."
+        return _page(request, "message.html", _context(principal, token, title="Bulk action", message=message), 400)
+    action = BULK_ACTIONS.get(confirmed.action)
+    if action is None:
+        return _page(request, "message.html", _context(principal, token, title="Bulk action", message="?"), 400)
+    if action is Action.RESOLVE:
+        checked_body = ResolveRequest.model_validate(
+            {"decision": confirmed.decision, "reason": confirmed.reason, "correction": {}}
         )
-        done = await bulk_work.work(
-            db=services.db,
-            filters=query.filters(),
-            action=action,
-            actor=principal.name,
-            change_for=change_for,
-            clock=services.clock,
-        )
-        changed, failed = done.changed, 0
-    elif resolution is not None:
-        resolved, not_resolved = await transitions.bulk_resolve(
-            db=services.db, ids=ids, fingerprint=None, actor=principal.name, resolution=resolution, clock=services.clock
-        )
-        changed, failed = len(resolved), len(not_resolved)
+        resolution = transitions.ResolutionInput(checked_body.decision, checked_body.reason, {})
+        change_for = transitions.resolve_change(principal.name, resolution)
     else:
-        changed = failed = 0
-        for exception_id in ids:
-            try:
-                await transitions.claim(
-                    db=services.db,
-                    exception_id=exception_id,
-                    actor=principal.name,
-                    assignee=principal.name,
-                    if_match=None,
-                    clock=services.clock,
-                )
-                changed += 1
-            except DomainError:
-                failed += 1
+        change_for = bulk_work.claim_change(principal.name)
+    done = await bulk_work.work_set(
+        db=services.db,
+        versions=dict(confirmed.versions),
+        action=action,
+        actor=principal.name,
+        change_for=change_for,
+        clock=services.clock,
+    )
+    changed, failed = len(done.changed), len(done.not_changed)
     if action is Action.RESOLVE and changed:
         services.relay.wake()
     verb = "Resolved" if action is Action.RESOLVE else "Claimed"
-    notice = f"{verb} {changed} exception(s)" + (f"; {failed} could not be changed" if failed else "")
+    notice = f"{verb} {changed} exception(s)"
+    if failed:
+        conflicts = sum(isinstance(n.error, PreconditionFailed) for n in done.not_changed)
+        notice += f"; {failed} could not be changed"
+        if conflicts:
+            notice += f" ({conflicts} changed by someone else since you counted)"
     return RedirectResponse(_with_notice(query.url(), notice), status_code=303)
 
 

@@ -21,9 +21,10 @@ from loopgate.resolution_api.creation import CreateResult
 from loopgate.resolution_api.cursor import Sort
 from loopgate.resolution_api.deps import ServicesDep, reject_unstorable_params
 from loopgate.resolution_api.domain_errors import InvalidRequest
-from loopgate.resolution_api.errors import invalid, record_error, responses, status_of, validation_body
+from loopgate.resolution_api.errors import Forbidden, invalid, record_error, responses, status_of, validation_body
 from loopgate.resolution_api.lifecycle import Action, Status
 from loopgate.resolution_api.models import ExceptionRow
+from loopgate.resolution_api.permissions import Role
 from loopgate.resolution_api.schemas import (
     BatchResult,
     BulkFailure,
@@ -230,6 +231,7 @@ async def bulk_resolve(body: BulkResolveRequest, principal: CanWork, services: S
         actor=principal.name,
         resolution=transitions.ResolutionInput(body.decision, body.reason, body.correction),
         clock=services.clock,
+        versions=body.versions,
     )
     if resolved:
         services.relay.wake()
@@ -257,9 +259,24 @@ async def bulk_work(body: BulkWorkRequest, principal: CanWork, services: Service
         detected_after=f.detected_after,
         detected_before=f.detected_before,
     )
+    if not bulk_work_service.narrows(filters):
+        if not body.all:
+            raise invalid(
+                ("body", "filter"),
+                "names nothing beyond status and time, so it matches every exception: name a severity, source, "
+                "rule_id, client_id or assignee, or send all: true (admin only)",
+                "filter_too_broad",
+            )
+        if principal.role is not Role.ADMIN:
+            raise Forbidden("all: true works on every exception: only an admin may")
+    max_rows = services.settings.bulk_max_rows
+    matched = await bulk_work_service.count(db=services.db, filters=filters, action=action)
     if body.dry_run:
-        matched = await bulk_work_service.count(db=services.db, filters=filters, action=action)
-        return BulkWorkResult(action=action.value, dry_run=True, matched=matched, changed=0, skipped=0)
+        return BulkWorkResult(
+            action=action.value, dry_run=True, matched=matched, changed=0, skipped=0, max_rows=max_rows
+        )
+    if matched > max_rows:
+        raise invalid(("body", "filter"), str(bulk_work_service.TooMany(matched, max_rows)), "bulk_too_many")
     if action is Action.RESOLVE:
         assert body.decision is not None  # the request's validator requires it
         resolution = transitions.ResolutionInput(body.decision, body.reason, body.correction)
@@ -282,11 +299,17 @@ async def bulk_work(body: BulkWorkRequest, principal: CanWork, services: Service
         actor=principal.name,
         change_for=change_for,
         clock=services.clock,
+        max_rows=max_rows,
     )
     if action is Action.RESOLVE and done.changed:
         services.relay.wake()
     return BulkWorkResult(
-        action=action.value, dry_run=False, matched=done.matched, changed=done.changed, skipped=done.skipped
+        action=action.value,
+        dry_run=False,
+        matched=done.matched,
+        changed=done.changed,
+        skipped=done.skipped,
+        max_rows=max_rows,
     )
 
 
