@@ -61,14 +61,16 @@ def unseal(value: str, *, token: str, now: float) -> Confirmation:
     if not dot or not hmac.compare_digest(_signature(token, payload.encode("ascii", "replace")), signature):
         raise BadConfirmation("this confirmation was not made for your session, or was changed: review again")
     try:
-        packed = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
         inflater = zlib.decompressobj()
-        raw = inflater.decompress(packed, _MAX_SEALED_BYTES)
-        if inflater.unconsumed_tail:
-            raise BadConfirmation("this confirmation is too large: review again")
+        raw = inflater.decompress(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)), _MAX_SEALED_BYTES)
+    except (binascii.Error, zlib.error, ValueError):
+        raise BadConfirmation("this confirmation cannot be read: review again") from None
+    if inflater.unconsumed_tail:
+        raise BadConfirmation("this confirmation is too large: review again")
+    try:
         action, decision, reason, issued_at, pairs = orjson.loads(raw)
         versions = {str(i): int(v) for i, v in pairs if isinstance(i, str) and type(v) is int}
-    except (binascii.Error, zlib.error, orjson.JSONDecodeError, TypeError, ValueError):
+    except (orjson.JSONDecodeError, TypeError, ValueError):
         raise BadConfirmation("this confirmation cannot be read: review again") from None
     if not all(isinstance(x, str) for x in (action, decision, reason)) or type(issued_at) not in (int, float):
         raise BadConfirmation("this confirmation cannot be read: review again")
