@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -17,9 +19,11 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 from pydantic import ValidationError
 from starlette.datastructures import FormData
 
+from loopgate.common import metrics
 from loopgate.resolution_api import bulk_work, reading, silencing, store, transitions
 from loopgate.resolution_api.console import confirmation, session, views
 from loopgate.resolution_api.console.queue import PAGE_SIZE, SEVERITIES, STATUSES, BadQuery, QueueQuery, counts
@@ -27,6 +31,7 @@ from loopgate.resolution_api.cursor import Sort
 from loopgate.resolution_api.deps import Services, get_services
 from loopgate.resolution_api.domain_errors import Conflict, DomainError, NotFound, PreconditionFailed
 from loopgate.resolution_api.lifecycle import Action, Status
+from loopgate.resolution_api.models import ExceptionEventRow, ExceptionRow
 from loopgate.resolution_api.permissions import Permission, allows
 from loopgate.resolution_api.schemas import ExceptionRead, ResolveRequest, SilenceCreate, snooze_too_long
 from loopgate.resolution_api.scoping import act_as
@@ -34,6 +39,7 @@ from loopgate.resolution_api.silencing import NewSilence, SilenceState
 from loopgate.resolution_api.tokens import Principal
 from loopgate_schemas.outcomes import Decision
 
+log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.globals.update(severities=SEVERITIES, statuses=STATUSES, decisions=[d.value for d in Decision])
@@ -196,28 +202,51 @@ async def queue_page(request: Request) -> Response:
         message = err.message if isinstance(err, DomainError) else str(err)
         return _page(request, "message.html", _context(principal, token, title="Bad filter", message=message), 400)
     now = services.clock()
-    items = [
-        (
-            ExceptionRead.from_row(row),
-            views.sla_countdown(
-                status=Status(row.status),
-                first_seen=row.first_seen,
-                policy=services.settings.slas[row.severity],  # type: ignore[index]
-                now=now,
-            ),
-        )
-        for row in rows
-    ]
+    can_work = allows(principal.role, Permission.WORK)
+    items = [_queue_row(services, row, index, now, can_work) for index, row in enumerate(rows, start=1)]
     context = _context(
         principal,
         token,
         query=query,
-        items=items,
+        rows=items,
         next_cursor=next_cursor,
         counts=await counts(db=services.db, query=query),
         notice=_text(request.query_params, "notice", 300),  # type: ignore[arg-type]
     )
     return _page(request, "queue.html", context)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRow:
+    """A row of the queue: its HTML, or why it cannot be shown (the rest of the page still is)."""
+
+    exception_id: str
+    html: Markup | None = None
+    reason: str = ""
+
+
+def _queue_row(services: Services, row: ExceptionRow, index: int, now: dt.datetime, can_work: bool) -> QueueRow:
+    """One row rendered on its own, so a row that cannot be (a date that overflows, a value no longer
+    of its type) is shown as such with its id and reason, and counted, instead of failing the page."""
+    try:
+        sla = views.sla_countdown(
+            status=Status(row.status),
+            first_seen=row.first_seen,
+            policy=services.settings.slas[row.severity],  # type: ignore[index]
+            now=now,
+        )
+        exc = ExceptionRead.from_row(row)
+        html = templates.env.get_template("_queue_row.html").render(exc=exc, sla=sla, index=index, can_work=can_work)
+    except Exception as err:  # one bad row: shown as such, never the whole queue failing
+        return _set_aside("console_queue", row.id, err)
+    return QueueRow(exception_id=row.id, html=Markup(html))
+
+
+def _set_aside(where: str, exception_id: str, err: Exception) -> QueueRow:
+    reason = f"{type(err).__name__}: {err}"[:300]
+    metrics.ROWS_SET_ASIDE.labels(where).inc()
+    log.warning("%s: exception %r cannot be shown: %s", where, exception_id, reason.replace("\n", " "))
+    return QueueRow(exception_id=exception_id, reason=reason)
 
 
 # --- one exception -----------------------------------------------------------------------------
@@ -241,6 +270,25 @@ async def _exception_page(
         )
     except NotFound as err:
         return _page(request, "message.html", _context(principal, token, title="Not found", message=err.message), 404)
+    try:
+        context = _exception_context(services, principal, token, row, history, history_next, notice, error)
+        return _page(request, "exception.html", context, status_code)  # rendered here: a failure is this row's
+    except Exception as err:  # one bad row: its page says why, never a 500
+        unshown = _set_aside("console_exception", row.id, err)
+        message = f"Exception {row.id} cannot be shown: {unshown.reason}. The API still serves it as JSON."
+        return _page(request, "message.html", _context(principal, token, title="Cannot show", message=message))
+
+
+def _exception_context(
+    services: Services,
+    principal: Principal,
+    token: str,
+    row: ExceptionRow,
+    history: list[ExceptionEventRow],
+    history_next: str | None,
+    notice: str,
+    error: str,
+) -> dict[str, Any]:
     exc = ExceptionRead.from_row(row)
     event_data = (exc.event or {}).get("data") if isinstance((exc.event or {}).get("data"), dict) else {}
     caption = None
@@ -282,7 +330,7 @@ async def _exception_page(
         error=error,
         event_json=_pretty(exc.event),
     )
-    return _page(request, "exception.html", context, status_code)
+    return context
 
 
 def _pretty(value: Any) -> str:
