@@ -217,7 +217,7 @@ async def test_an_old_confirmation_is_counted_again(console: Api, clock: FakeClo
 
 def test_a_seal_expanding_past_its_bound_is_refused_before_it_is_read() -> None:
     bomb = base64.urlsafe_b64encode(zlib.compress(b"[" + b" " * (64 * 1024 * 1024) + b"]")).rstrip(b"=")
-    signature = confirmation._signature("token", bomb)
+    signature = confirmation._signature("key", bomb)
 
     with pytest.raises(confirmation.BadConfirmation, match="too large"):
-        confirmation.unseal(f"{bomb.decode()}.{signature}", token="token", now=0)
+        confirmation.unseal(f"{bomb.decode()}.{signature}", key="key", now=0)

@@ -1,11 +1,13 @@
 """The console's bulk confirmation, bound to the exact set it counted (issue 23 item 5): step one
 seals what it showed (the action, its decision and reason, and every exception's id with the
-version it was counted at) into one form value signed with an HMAC of the session's token; step
-two does exactly that, never the filter run again. A tampered set, a forged signature, another
+version it was counted at) into one form value signed with an HMAC keyed by the session's own
+secret (the hash of its HTTP-only cookie, which the page and its scripts never see); step two does
+exactly that, never the filter run again. A tampered set, a forged signature, another
 session's seal or an old one is refused whole; each row whose version changed since it was
 counted is reported for that row (bulk_work.work_set), the rest go on.
 
-Stateless like the CSRF values (session.py), so any API replica confirms what another counted."""
+Nothing is stored, so any API replica confirms what another counted. The seal binds what was
+confirmed; it is not what allows it: step two still runs with the session's role and scope."""
 
 from __future__ import annotations
 
@@ -36,12 +38,12 @@ class Confirmation:
     issued_at: float  # seconds since the epoch
 
 
-def _signature(token: str, payload: bytes) -> str:
-    return hmac.new(token.encode("utf-8"), _CONTEXT + payload, hashlib.sha256).hexdigest()
+def _signature(key: str, payload: bytes) -> str:
+    return hmac.new(key.encode("utf-8"), _CONTEXT + payload, hashlib.sha256).hexdigest()
 
 
-def seal(confirmation: Confirmation, *, token: str) -> str:
-    """The form value carrying `confirmation`, signed for the session of `token`."""
+def seal(confirmation: Confirmation, *, key: str) -> str:
+    """The form value carrying `confirmation`, signed with the session's `key`."""
     body = [
         confirmation.action,
         confirmation.decision,
@@ -50,15 +52,15 @@ def seal(confirmation: Confirmation, *, token: str) -> str:
         sorted(confirmation.versions.items()),
     ]
     payload = base64.urlsafe_b64encode(zlib.compress(orjson.dumps(body))).rstrip(b"=")
-    return f"{payload.decode()}.{_signature(token, payload)}"
+    return f"{payload.decode()}.{_signature(key, payload)}"
 
 
-def unseal(value: str, *, token: str, now: float) -> Confirmation:
+def unseal(value: str, *, key: str, now: float) -> Confirmation:
     """The confirmation a sealed value carries; BadConfirmation when this session did not seal it
     (the signature is checked before anything is decoded), when it is malformed, or when it is
     older than CONFIRM_SECONDS."""
     payload, dot, signature = value.rpartition(".")
-    if not dot or not hmac.compare_digest(_signature(token, payload.encode("ascii", "replace")), signature):
+    if not dot or not hmac.compare_digest(_signature(key, payload.encode("ascii", "replace")), signature):
         raise BadConfirmation("this confirmation was not made for your session, or was changed: review again")
     try:
         inflater = zlib.decompressobj()

@@ -93,6 +93,7 @@ async def _session(request: Request, *, need: Permission) -> tuple[Services, Pri
     if found is None:
         return _to_sign_in()
     principal = found.principal
+    request.state.console_session_hash = found.session_hash  # the bulk confirmation's key (confirmation.py)
     act_as(principal.scope)  # every query of this page sees only what the session's token may (scoping.py)
     if not allows(principal.role, need):
         return _refused(request, f"Your token's role ({principal.role.value}) may not {need.value}.")
@@ -525,7 +526,7 @@ async def bulk(request: Request) -> Response:
             versions=counted,
             issued_at=services.clock().timestamp(),
         ),
-        token=token,
+        key=request.state.console_session_hash,
     )
     context = _context(
         principal,
@@ -570,8 +571,12 @@ async def _bulk_confirmed(
 ) -> Response:
     try:
         confirmed = confirmation.unseal(
-            _text(form, "sealed", 8 * 1024 * 1024), token=token, now=services.clock().timestamp()
+            _text(form, "sealed", 8 * 1024 * 1024),
+            key=request.state.console_session_hash,
+            now=services.clock().timestamp(),
         )
+        if len(confirmed.versions) > services.settings.bulk_max_rows:
+            raise confirmation.BadConfirmation(f"more than LOOPGATE_BULK_MAX_ROWS={services.settings.bulk_max_rows}")
     except confirmation.BadConfirmation as err:
         message = f"Nothing was changed: {err}."
         return _page(request, "message.html", _context(principal, token, title="Bulk action", message=message), 400)
