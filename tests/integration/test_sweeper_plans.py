@@ -1,4 +1,4 @@
-"""The sweeper's deadline reads come from their partial indexes (migration 0011) on both databases,
+"""The sweeper's deadline reads come from their partial indexes (migration 0012) on both databases,
 so a pass reads the due rows only, never a scan of what is stored. SQLite plans from the schema
 alone, so a small database shows the plan a large one gets; PostgreSQL plans from statistics, so
 the test turns sequential scans off to check that the index can serve the query (its condition is

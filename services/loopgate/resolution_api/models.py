@@ -38,7 +38,7 @@ class Base(DeclarativeBase):
 
 RESOLVED = "resolved"
 
-# The rows each of the sweeper's deadlines can still fall on (migration 0011; sweeping.py reads them
+# The rows each of the sweeper's deadlines can still fall on (migration 0012; sweeping.py reads them
 # with these very words, so both databases see that its query implies the index's condition).
 ACK_DUE = "status = 'open' AND sla_breach IS NULL"
 RESOLVE_DUE = "status IN ('open', 'claimed', 'snoozed') AND (sla_breach IS NULL OR sla_breach = 'ack')"
@@ -90,7 +90,7 @@ class ExceptionRow(Base):
             sqlite_where=sa.text("silenced_by IS NOT NULL"),
             postgresql_where=sa.text("silenced_by IS NOT NULL"),
         ),
-        # The sweeper's deadlines: only the rows a deadline can still fall on, in its order (0011).
+        # The sweeper's deadlines: only the rows a deadline can still fall on, in its order (0012).
         *(
             sa.Index(name, *columns, sqlite_where=sa.text(where), postgresql_where=sa.text(where))
             for name, columns, where in (
@@ -174,7 +174,7 @@ class ExceptionEventRow(Base):
     """History: one row per change of an exception (who, when, from which state to which)."""
 
     __tablename__ = "exception_events"
-    # One exception's history in id order, a page at a time (migration 0011).
+    # One exception's history in id order, a page at a time (migration 0012).
     __table_args__ = (sa.Index("ix_exception_events_exception_id_id", "exception_id", "id"),)
 
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)

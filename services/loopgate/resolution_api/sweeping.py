@@ -3,7 +3,7 @@ escalated (once per SLA).
 
 It costs what changed, not what exists (issue 23 item 6): each step reads only the rows whose
 deadline has passed, from a partial index holding the rows that deadline can still fall on
-(migration 0011), and only the columns it needs (never the event). A step with nothing due is one
+(migration 0012), and only the columns it needs (never the event). A step with nothing due is one
 read; a step with work takes the due rows again locked, in a write transaction of up to
 `SWEEP_CHUNK` rows, and writes them with three statements whatever their number: their update, their
 history rows and (an SLA breach) their notification events. Each row changes as its single

@@ -17,8 +17,8 @@ And an exception's history is read a page at a time in id order (`GET .../histor
 `ix_exception_events_exception_id_id` replaces the index on exception_id alone, so a page of a
 history of a million events reads that page, not the whole history to sort it.
 
-Revision ID: 0011_deadline_history_indexes
-Revises: 0010_scoped_tokens
+Revision ID: 0012_deadline_history_indexes
+Revises: 0011_set_aside_lists
 Create Date: 2026-11-27
 """
 
@@ -27,8 +27,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011_deadline_history_indexes"
-down_revision = "0010_scoped_tokens"
+revision = "0012_deadline_history_indexes"
+down_revision = "0011_set_aside_lists"
 branch_labels = None
 depends_on = None
 
