@@ -7,11 +7,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
+from loopgate.common.settings import Settings
 from loopgate.resolution_api.models import ExceptionEventRow, ExceptionRow, OutboxRow
-from tests.fixtures.api import Api, record
+from tests.fixtures.api import Api, ApiFactory, record
 
 BULK = "/v1/exceptions/bulk"
 STORM = 10_000
@@ -115,3 +117,118 @@ async def test_bulk_work_names_a_filter_and_what_its_action_needs(api: Api) -> N
         BULK, json={"action": "claim", "filter": {"rule_id": "x"}}, headers=api.auth("service")
     )
     assert service.status_code == 403
+
+
+# --- bounded (issue 23 item 5) -----------------------------------------------------------------
+
+
+BROAD_FILTERS = [
+    {"status": ["open"]},
+    {"status": ["open", "claimed", "escalated", "snoozed"]},
+    {"detected_after": "1970-01-01T00:00:00Z"},
+    {"status": ["open"], "detected_after": "1970-01-01T00:00:00Z", "detected_before": "2100-01-01T00:00:00Z"},
+]
+
+
+@pytest.mark.parametrize("broad", BROAD_FILTERS, ids=["status", "every unresolved", "since 1970", "status and time"])
+async def test_a_filter_naming_only_status_and_time_needs_all_true(api: Api, broad: dict[str, Any]) -> None:
+    exc = await api.create()
+    body = {"action": "claim", "filter": broad}
+
+    refused = await api.http.post(BULK, json=body, headers=api.auth("admin"))
+    dry = await api.http.post(BULK, json={**body, "dry_run": True}, headers=api.auth("operator"))
+
+    assert (refused.status_code, dry.status_code) == (422, 422), refused.text
+    assert refused.json()["detail"][0]["type"] == "filter_too_broad"
+    assert (await api.http.get(f"/v1/exceptions/{exc['id']}", headers=api.auth("operator"))).json()["status"] == "open"
+
+
+async def test_all_true_is_the_admins_alone(api: Api) -> None:
+    exc = await api.create()
+    body = {"action": "claim", "filter": {"status": ["open"]}, "all": True, "assignee": "dana"}
+
+    operator = await api.http.post(BULK, json=body, headers=api.auth("operator"))
+    admin = await api.http.post(BULK, json=body, headers=api.auth("admin"))
+
+    assert operator.status_code == 403, operator.text
+    assert admin.status_code == 200, admin.text
+    assert admin.json()["changed"] == 1
+    got = (await api.http.get(f"/v1/exceptions/{exc['id']}", headers=api.auth("operator"))).json()
+    assert (got["status"], got["assignee"]) == ("claimed", "dana")
+
+
+async def test_a_filter_matching_more_than_the_cap_is_refused_with_its_count(
+    api_factory: ApiFactory, api_settings: Settings
+) -> None:
+    async with api_factory(api_settings.model_copy(update={"bulk_max_rows": 3})) as api:
+        for _ in range(5):
+            await api.create(client_id="acme")
+        for _ in range(3):
+            await api.create(client_id="globex")
+
+        dry = await bulk(api, action="claim", filter={"client_id": "acme"}, dry_run=True)
+        over = await api.http.post(
+            BULK, json={"action": "claim", "filter": {"client_id": "acme"}}, headers=api.auth("operator")
+        )
+        at_cap = await bulk(api, action="claim", filter={"client_id": "globex"})
+        claimed = await api.http.get("/v1/exceptions", params={"status": "claimed"}, headers=api.auth("operator"))
+
+    assert (dry["matched"], dry["max_rows"]) == (5, 3)
+    assert over.status_code == 422, over.text
+    assert "matches 5 exceptions" in over.json()["message"] and "LOOPGATE_BULK_MAX_ROWS=3" in over.json()["message"]
+    assert (at_cap["matched"], at_cap["changed"]) == (3, 3)
+    assert {e["client_id"] for e in claimed.json()["items"]} == {"globex"}
+
+
+async def test_bulk_work_never_changes_more_than_the_cap_even_if_more_match_meanwhile(api: Api) -> None:
+    from loopgate.resolution_api import bulk_work
+    from loopgate.resolution_api.lifecycle import Action
+    from loopgate.resolution_api.store import ExceptionFilters
+
+    for _ in range(7):
+        await api.create(client_id="acme")
+
+    done = await bulk_work.work(
+        db=api.services.db,
+        filters=ExceptionFilters(client_id="acme"),
+        action=Action.CLAIM,
+        actor="dana",
+        change_for=bulk_work.claim_change("dana"),
+        chunk=2,
+        max_rows=5,
+    )
+
+    assert (done.matched, done.changed) == (5, 5)
+
+
+async def test_bulk_resolve_by_ids_checks_each_version_and_goes_on(api: Api) -> None:
+    fresh, stale, unversioned = [await api.create() for _ in range(3)]
+    await api.act(stale["id"], "claim", {"assignee": "bob"})  # a colleague, after the caller read version 1
+
+    response = await api.http.post(
+        "/v1/exceptions/bulk-resolve",
+        json={
+            "ids": [fresh["id"], stale["id"], unversioned["id"]],
+            "versions": {fresh["id"]: 1, stale["id"]: 1},
+            "decision": "confirmed",
+        },
+        headers=api.auth("operator"),
+    )
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert sorted(r["id"] for r in body["resolved"]) == sorted([fresh["id"], unversioned["id"]])
+    assert [(f["id"], f["status_code"]) for f in body["failed"]] == [(stale["id"], 412)]
+
+
+@pytest.mark.parametrize(
+    "versions", [{"other": 1}, {"x": "one"}, {"x": -1.5}], ids=["an id not listed", "not a number", "a float"]
+)
+async def test_bulk_resolve_versions_must_be_of_listed_ids(api: Api, versions: dict[str, Any]) -> None:
+    response = await api.http.post(
+        "/v1/exceptions/bulk-resolve",
+        json={"ids": ["x"], "versions": versions, "decision": "confirmed"},
+        headers=api.auth("operator"),
+    )
+
+    assert response.status_code == 422, response.text

@@ -260,7 +260,9 @@ async def test_a_hostile_silence_is_422_naming_the_field(
 
 
 async def test_match_all_silences_everything_on_purpose(api: Api, clock: FakeClock) -> None:
-    s = await silence(api, match_all=True, ends_at=at(clock, HOUR), comment="incident: everything is noise")
+    s = await silence(
+        api, role="admin", match_all=True, ends_at=at(clock, HOUR), comment="incident: everything is noise"
+    )
     held = await api.create()
     assert held["silenced_by"] == s["id"]
     assert await queue_ids(api) == []
@@ -269,3 +271,36 @@ async def test_match_all_silences_everything_on_purpose(api: Api, clock: FakeClo
 async def test_a_bad_silenced_filter_is_422(api: Api) -> None:
     response = await api.http.get("/v1/exceptions", params={"silenced": "maybe"}, headers=api.auth("operator"))
     assert response.status_code == 422
+
+
+async def test_a_match_all_silence_is_the_admins_alone(api: Api, clock: FakeClock) -> None:
+    body = {"match_all": True, "ends_at": at(clock, 90 * 24 * HOUR), "comment": "mute everything"}
+
+    refused = await api.http.post("/v1/silences", json=body, headers=api.auth("operator"))
+    allowed = await api.http.post("/v1/silences", json=body, headers=api.auth("admin"))
+
+    assert refused.status_code == 403, refused.text
+    assert "admin" in refused.json()["detail"]
+    assert allowed.status_code == 201, allowed.text
+
+
+@pytest.mark.parametrize("max_silences", [1, 3])
+async def test_silences_beyond_the_deployments_cap_are_refused_until_one_ends(
+    api_factory: ApiFactory, api_settings: Settings, clock: FakeClock, max_silences: int
+) -> None:
+    settings = api_settings.model_copy(update={"max_silences": max_silences})
+    async with api_factory(settings, clock) as api:
+        made = [
+            await silence(api, rule_id=f"rule-{i}", ends_at=at(clock, HOUR), comment="quiet")
+            for i in range(max_silences)
+        ]
+        one_more = {"rule_id": "rule-x", "ends_at": at(clock, HOUR), "comment": "quiet"}
+
+        refused = await api.http.post("/v1/silences", json=one_more, headers=api.auth("operator"))
+        expired = await api.http.post(f"/v1/silences/{made[0]['id']}/expire", headers=api.auth("operator"))
+        after_one_ended = await api.http.post("/v1/silences", json=one_more, headers=api.auth("operator"))
+
+    assert refused.status_code == 409, refused.text
+    assert "LOOPGATE_MAX_SILENCES" in refused.json()["detail"]
+    assert expired.status_code == 200
+    assert after_one_ended.status_code == 201, after_one_ended.text

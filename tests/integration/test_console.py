@@ -289,11 +289,15 @@ async def test_bulk_resolve_by_filter_asks_to_confirm_the_count_first(console: A
     confirm = await console.http.post("/console/bulk", data={**form, "client_id": "acme"})
     assert confirm.status_code == 200
     assert re.search(r"<strong>3</strong> exceptions match the filter", confirm.text)
-    done = await console.http.post("/console/bulk", data={**form, "client_id": "acme", "confirm": "yes"})
+    sealed = re.search(r'name="sealed" value="([^"]+)"', confirm.text)
+    assert sealed
+    done = await console.http.post("/console/bulk", data={"csrf": csrf, "confirm": "yes", "sealed": sealed.group(1)})
     assert done.status_code == 303
     assert "Resolved%203" in done.headers["location"]
-    unfiltered = await console.http.post("/console/bulk", data={**form, "confirm": "yes"})
+    unfiltered = await console.http.post("/console/bulk", data=form)
     assert unfiltered.status_code == 400
+    unsealed = await console.http.post("/console/bulk", data={**form, "client_id": "acme", "confirm": "yes"})
+    assert unsealed.status_code == 400
 
 
 async def test_an_http_client_without_a_session_cannot_post(console: Api) -> None:

@@ -236,3 +236,12 @@ API_REQUEST_SECONDS = Histogram(
 def serve_metrics(port: int) -> None:
     """Expose /metrics on its own port (the detector and dispatcher have no web app of their own)."""
     start_http_server(port, addr="0.0.0.0")
+
+
+# One bad row affects that row alone (issue 23): what the console's pages and the exports set aside.
+ROWS_SET_ASIDE = Counter(
+    "loopgate_rows_set_aside_total",
+    "Stored rows a console page or an export could not render and set aside, the rest going on, by where "
+    "(console_queue, console_exception, training_export)",
+    ["where"],
+)

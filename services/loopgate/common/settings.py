@@ -360,6 +360,23 @@ class Settings(BaseSettings):
         "not the notifications: the next one stays pending and is retried with backoff.",
     )
 
+    # --- bounds: every list paged, every bulk action capped (issue 23 item 5) ---
+    max_silences: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="Silences that may be pending or active at once in the deployment; one more is refused (409) "
+        "until one ends or is expired.",
+    )
+    bulk_max_rows: int = Field(
+        default=10_000,
+        ge=1,
+        le=1_000_000,
+        description="Exceptions one bulk request (`POST /v1/exceptions/bulk`, `bulk-resolve` by fingerprint, the "
+        "console's bulk actions) may change; a filter matching more is refused (422) with the count, so it can be "
+        "narrowed.",
+    )
+
     @field_validator("slas")
     @classmethod
     def _fill_default_slas(cls, value: dict[Severity, Sla]) -> dict[Severity, Sla]:

@@ -119,3 +119,29 @@ def _plausible(when: dt.datetime, exception_id: str) -> bool:
     except (OverflowError, UnicodeEncodeError):
         return False
     return len(exception_id) <= 64 and "\x00" not in exception_id
+
+
+# --- history ---------------------------------------------------------------------------------
+
+_HISTORY = "history"
+_MAX_EVENT_ID = 2**31 - 1  # exception_events.id is an INTEGER on PostgreSQL
+
+
+def encode_history_cursor(last_event_id: int) -> str:
+    """The cursor of the history page after the event `last_event_id` (events are read in id order)."""
+    return base64.urlsafe_b64encode(orjson.dumps([_HISTORY, last_event_id])).decode().rstrip("=")
+
+
+def decode_history_cursor(cursor: str) -> int:
+    """The last event id a history cursor names; BadCursor when it is not one we made."""
+    invalid = BadCursor(f"invalid cursor {cursor[:80]!r}: pass next_cursor from a previous history page")
+    try:
+        keys = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError, TypeError, orjson.JSONDecodeError):
+        raise invalid from None
+    if not isinstance(keys, list) or len(keys) != 2 or keys[0] != _HISTORY:
+        raise invalid
+    last = keys[1]
+    if type(last) is not int or not 0 <= last <= _MAX_EVENT_ID:
+        raise invalid
+    return last

@@ -38,6 +38,12 @@ class Base(DeclarativeBase):
 
 RESOLVED = "resolved"
 
+# The rows each of the sweeper's deadlines can still fall on (migration 0012; sweeping.py reads them
+# with these very words, so both databases see that its query implies the index's condition).
+ACK_DUE = "status = 'open' AND sla_breach IS NULL"
+RESOLVE_DUE = "status IN ('open', 'claimed', 'snoozed') AND (sla_breach IS NULL OR sla_breach = 'ack')"
+SNOOZE_DUE = "status = 'snoozed'"
+
 
 class ExceptionRow(Base):
     """One exception: the first record that opened it, plus every grouped occurrence's count."""
@@ -83,6 +89,15 @@ class ExceptionRow(Base):
             "silenced_by",
             sqlite_where=sa.text("silenced_by IS NOT NULL"),
             postgresql_where=sa.text("silenced_by IS NOT NULL"),
+        ),
+        # The sweeper's deadlines: only the rows a deadline can still fall on, in its order (0012).
+        *(
+            sa.Index(name, *columns, sqlite_where=sa.text(where), postgresql_where=sa.text(where))
+            for name, columns, where in (
+                ("ix_exceptions_ack_due", ("status", "severity", "first_seen"), ACK_DUE),
+                ("ix_exceptions_resolve_due", ("status", "severity", "first_seen"), RESOLVE_DUE),
+                ("ix_exceptions_snooze_due", ("status", "snoozed_until"), SNOOZE_DUE),
+            )
         ),
     )
 
@@ -159,9 +174,11 @@ class ExceptionEventRow(Base):
     """History: one row per change of an exception (who, when, from which state to which)."""
 
     __tablename__ = "exception_events"
+    # One exception's history in id order, a page at a time (migration 0012).
+    __table_args__ = (sa.Index("ix_exception_events_exception_id_id", "exception_id", "id"),)
 
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
-    exception_id: Mapped[str] = mapped_column(sa.ForeignKey("exceptions.id"), index=True)
+    exception_id: Mapped[str] = mapped_column(sa.ForeignKey("exceptions.id"))
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     actor: Mapped[str] = mapped_column(sa.String(255))
     action: Mapped[str] = mapped_column(sa.String(32))

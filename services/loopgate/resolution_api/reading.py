@@ -5,7 +5,15 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from loopgate.resolution_api import store
-from loopgate.resolution_api.cursor import BadCursor, Position, Sort, decode_cursor, encode_cursor
+from loopgate.resolution_api.cursor import (
+    BadCursor,
+    Position,
+    Sort,
+    decode_cursor,
+    decode_history_cursor,
+    encode_cursor,
+    encode_history_cursor,
+)
 from loopgate.resolution_api.db import Database
 from loopgate.resolution_api.domain_errors import InvalidRequest, NotFound
 from loopgate.resolution_api.models import ExceptionEventRow, ExceptionRow
@@ -47,7 +55,23 @@ def _position(row: ExceptionRow, sort: Sort) -> Position:
     )
 
 
-async def history(*, db: Database, exception_id: str) -> list[ExceptionEventRow]:
+HISTORY_PAGE = 100  # events per history page unless asked
+HISTORY_PAGE_MAX = 500
+
+
+async def history_page(
+    *, db: Database, exception_id: str, cursor: str | None, limit: int = HISTORY_PAGE
+) -> tuple[list[ExceptionEventRow], str | None]:
+    """A page of the exception's history, oldest first, and the cursor of the next page (None: no
+    more events now). Bounded, however many occurrences the exception has had."""
+    if not 1 <= limit <= HISTORY_PAGE_MAX:
+        raise InvalidRequest(f"limit: between 1 and {HISTORY_PAGE_MAX} (got {limit})")
+    try:
+        after = decode_history_cursor(cursor) if cursor else None
+    except BadCursor as err:
+        raise InvalidRequest(str(err)) from None
     async with db.read() as session, session.begin():
         await get_or_raise(session=session, exception_id=exception_id)
-        return await store.history(session=session, exception_id=exception_id)
+        events = await store.history(session=session, exception_id=exception_id, after_id=after, limit=limit + 1)
+    next_cursor = encode_history_cursor(events[limit - 1].id) if len(events) > limit else None
+    return events[:limit], next_cursor

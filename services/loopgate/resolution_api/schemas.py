@@ -421,6 +421,12 @@ class BatchResult(BaseModel):
 class BulkResolveRequest(RequestBody):
     fingerprint: str | None = Field(default=None, min_length=1, max_length=512)
     ids: list[str] | None = Field(default=None, min_length=1, max_length=500)
+    versions: dict[str, int] | None = Field(
+        default=None,
+        max_length=500,
+        description="With ids: the version (ETag) each exception must still have, checked per exception as "
+        "If-Match is (another version: that one fails with 412, the rest go on)",
+    )
     decision: Decision
     reason: str = Reason
     correction: dict[str, FieldChange] = Field(default_factory=dict)
@@ -429,6 +435,8 @@ class BulkResolveRequest(RequestBody):
     def _one_selector(self) -> Self:
         if (self.fingerprint is None) == (self.ids is None):
             raise PydanticCustomError("selector", "give exactly one of fingerprint or ids")
+        if self.versions is not None and (self.ids is None or not set(self.versions) <= set(self.ids)):
+            raise PydanticCustomError("versions", "versions: only for ids, and only ids the request lists")
         _check_resolution(self.decision, self.reason, self.correction)
         return self
 
@@ -446,9 +454,8 @@ class ExceptionFilter(RequestBody):
     detected_before: PlausibleTime | None = None
 
     @model_validator(mode="after")
-    def _something(self) -> Self:
-        if not any(self.model_dump(exclude_defaults=True).values()):
-            raise PydanticCustomError("filter_empty", "name at least one filter: bulk work never matches everything")
+    def _time_range(self) -> Self:
+        # Whether it narrows enough is the route's question (bulk_work.narrows, `all`, the role).
         if self.detected_after and self.detected_before and self.detected_after >= self.detected_before:
             raise PydanticCustomError("time_range", "detected_after must be before detected_before")
         return self
@@ -457,6 +464,11 @@ class ExceptionFilter(RequestBody):
 class BulkWorkRequest(RequestBody):
     action: Literal["resolve", "snooze", "claim"]
     filter: ExceptionFilter
+    all: bool = Field(
+        default=False,
+        description="Required (and admin only) when the filter names nothing beyond status and time: it then "
+        "matches every exception",
+    )
     dry_run: bool = Field(default=False, description="Only count the exceptions the action would apply to")
     decision: Decision | None = Field(default=None, description="resolve: the decision")
     reason: str = Reason
@@ -481,6 +493,10 @@ class BulkWorkResult(BaseModel):
     matched: int = Field(description="Exceptions matching the filter whose status allows the action")
     changed: int = Field(description="Exceptions changed (0 in a dry run)")
     skipped: int = Field(description="Matched but left as they were (a claim of what the assignee already holds)")
+    max_rows: int | None = Field(
+        default=None,
+        description="The most one request may change (LOOPGATE_BULK_MAX_ROWS); a filter matching more is refused",
+    )
 
 
 class BulkFailure(BaseModel):
@@ -512,7 +528,10 @@ class HistoryEvent(BaseModel):
 
 class History(BaseModel):
     exception_id: str
-    items: list[HistoryEvent]
+    items: list[HistoryEvent] = Field(description="A page of the history, oldest first")
+    next_cursor: str | None = Field(
+        default=None, description="Pass as `cursor` for the events after this page; null: no more events now"
+    )
 
 
 # --- tokens ----------------------------------------------------------------------------------

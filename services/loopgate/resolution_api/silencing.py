@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -39,6 +40,7 @@ MATCHERS = ("rule_id", "client_id", "subject", "source", "severity")
 # (PostgreSQL), is caught by the sweeper's next pass: it applies active silences again to exceptions
 # created this recently.
 RECHECK_SECONDS = 300.0
+_CREATE_LOCK = zlib.crc32(b"loopgate.silences.create")
 
 
 class SilenceState(StrEnum):
@@ -130,33 +132,68 @@ def released_key(silence_id: str) -> str:
 
 
 async def _release(*, session: AsyncSession, silence: SilenceRow, now: dt.datetime) -> int:
-    """Release what the silence held, then let the other active silences hold what they match; how
-    many it released. Each released exception still unresolved and held by no other silence gets
-    an "opened" notification event: its opening was never told while it was silenced (the relay
-    sends it under the opened notification's id, so a receiver already told is not told again)."""
+    """Release what the silence held, then let the other active silences hold what they match of
+    those rows (set-wise: the released rows are matched here, not every exception once per active
+    silence); how many it released. Each released exception still unresolved and held by no other
+    silence gets an "opened" notification event: its opening was never told while it was silenced
+    (the relay sends it under the opened notification's id, so a receiver already told is not told
+    again)."""
     t = ExceptionRow
-    held = list(
-        (await session.scalars(sa.select(t.id).where(t.silenced_by == silence.id, t.status != Status.RESOLVED))).all()
-    )
-    result = await session.execute(
+    held = (await session.execute(sa.select(*_MATCHED).where(t.silenced_by == silence.id))).all()
+    if not held:
+        return 0
+    await session.execute(
         sa.update(t)
         .where(t.silenced_by == silence.id)
         .values(silenced_by=None)
         .execution_options(synchronize_session=False)
     )
-    for other in await active_silences(session=session, now=now):
-        if other.id != silence.id:
-            await _hold(session=session, silence=other)
-    if held:
-        free = (await session.scalars(sa.select(t.id).where(t.id.in_(held), t.silenced_by.is_(None)))).all()
-        await notifications_store.record_events(
-            session=session,
-            rows=[
-                {"exception_id": i, "event": "opened", "key": released_key(silence.id), "created_at": now}
-                for i in sorted(free)
-            ],
-        )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    unresolved = [row for row in held if row.status != Status.RESOLVED]
+    others = [other for other in await active_silences(session=session, now=now) if other.id != silence.id]
+    rehomed = await _hold_rows(session=session, silences=others, rows=unresolved)
+    await notifications_store.record_events(
+        session=session,
+        rows=[
+            {"exception_id": row.id, "event": "opened", "key": released_key(silence.id), "created_at": now}
+            for row in sorted(unresolved, key=lambda r: r.id)
+            if row.id not in rehomed
+        ],
+    )
+    return len(held)
+
+
+# The columns a silence matches on, and the status: what matching in Python reads of a row.
+_MATCHED = (
+    ExceptionRow.id,
+    ExceptionRow.rule_id,
+    ExceptionRow.client_id,
+    ExceptionRow.subject,
+    ExceptionRow.source,
+    ExceptionRow.severity,
+    ExceptionRow.status,
+)
+_IN_CHUNK = 500
+
+
+async def _hold_rows(*, session: AsyncSession, silences: Sequence[SilenceRow], rows: Sequence[Any]) -> set[str]:
+    """Hold each of `rows` (with the _MATCHED columns) by the first of `silences` that matches it,
+    unless something holds it meanwhile: one UPDATE per silence that holds any (a chunk of ids
+    each); the ids held."""
+    by_silence: dict[str, list[str]] = {}
+    for row in rows:
+        silence_id = first_match(silences, row) if silences else None
+        if silence_id is not None:
+            by_silence.setdefault(silence_id, []).append(row.id)
+    t = ExceptionRow
+    for silence_id, ids in by_silence.items():
+        for start in range(0, len(ids), _IN_CHUNK):
+            await session.execute(
+                sa.update(t)
+                .where(t.id.in_(ids[start : start + _IN_CHUNK]), t.silenced_by.is_(None))
+                .values(silenced_by=silence_id)
+                .execution_options(synchronize_session=False)
+            )
+    return {i for ids in by_silence.values() for i in ids}
 
 
 async def count_held(*, session: AsyncSession, silence_ids: Sequence[str]) -> dict[str, int]:
@@ -188,8 +225,17 @@ class NewSilence:
     comment: str
 
 
-async def create(*, db: Database, new: NewSilence, actor: str, clock: Clock = utcnow) -> tuple[SilenceRow, int]:
-    """Make a silence; held at once if it is already active. (the silence, exceptions it holds)."""
+class TooManySilences(Conflict):
+    """The deployment's cap on pending and active silences is reached."""
+
+
+async def create(
+    *, db: Database, new: NewSilence, actor: str, max_silences: int, clock: Clock = utcnow
+) -> tuple[SilenceRow, int]:
+    """Make a silence; held at once if it is already active. (the silence, exceptions it holds).
+    At most `max_silences` may be pending or active at once (TooManySilences): every create and
+    every sweep matches exceptions against them. On PostgreSQL, creates take turns on a transaction
+    lock, so replicas cannot pass the cap together."""
     now = clock()
     silence = SilenceRow(
         id=uuid.uuid4().hex,
@@ -203,6 +249,14 @@ async def create(*, db: Database, new: NewSilence, actor: str, clock: Clock = ut
         applied=SilenceState.PENDING.value,
     )
     async with db.write() as session, session.begin():
+        if db.backend == "postgresql":
+            await session.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CREATE_LOCK})
+        live = await session.scalar(sa.select(sa.func.count()).where(SilenceRow.ends_at > now))
+        if (live or 0) >= max_silences:
+            raise TooManySilences(
+                f"{live} silences are pending or active, the most this deployment allows "
+                f"(LOOPGATE_MAX_SILENCES={max_silences}): expire one first"
+            )
         session.add(silence)
         await session.flush()
         held = 0
@@ -288,22 +342,32 @@ async def history(*, db: Database, silence_id: str) -> list[SilenceEventRow]:
 
 async def apply_due(*, db: Database, clock: Clock = utcnow) -> tuple[int, int]:
     """The sweeper's pass: silences whose start has come hold what they match, those whose end has
-    come release what they held (each once, in the audit trail as the system's); every active one
-    then holds what was created in the last RECHECK_SECONDS and it missed. (started, ended)."""
+    come release what they held (each once, in the audit trail as the system's); and the exceptions
+    created in the last RECHECK_SECONDS that a silence made meanwhile missed are held. It costs what
+    changed: with nothing due and no silence made recently, two reads of the silences (a silence
+    made before RECHECK_SECONDS ago was committed before any exception created since began, so
+    those saw it). (started, ended)"""
     now = clock()
     s = SilenceRow
+    recent = now - dt.timedelta(seconds=RECHECK_SECONDS)
+    due_now = sa.and_(
+        s.applied != SilenceState.EXPIRED.value,
+        sa.or_(s.ends_at <= now, sa.and_(s.applied == SilenceState.PENDING.value, s.starts_at <= now)),
+    )
+    async with db.read() as session, session.begin():
+        due = (await session.scalars(sa.select(s.id).where(due_now).limit(1))).first()
+        made_recently = (
+            await session.scalars(
+                sa.select(s.id).where(s.created_at >= recent, s.starts_at <= now, s.ends_at > now).limit(1)
+            )
+        ).first()
+    if due is None and made_recently is None:
+        return 0, 0
     started = ended = 0
     async with db.write() as session, session.begin():
-        due = (
-            await session.scalars(
-                sa.select(s)
-                .where(s.applied != SilenceState.EXPIRED.value)
-                .where(sa.or_(s.ends_at <= now, sa.and_(s.applied == SilenceState.PENDING.value, s.starts_at <= now)))
-                .order_by(s.ends_at, s.id)
-                .with_for_update()
-            )
-        ).all()
-        for silence in due:
+        for silence in (
+            await session.scalars(sa.select(s).where(due_now).order_by(s.ends_at, s.id).with_for_update())
+        ).all():
             if state_of(silence, now) is SilenceState.EXPIRED:
                 released = 0
                 if silence.applied == SilenceState.ACTIVE.value:
@@ -316,7 +380,14 @@ async def apply_due(*, db: Database, clock: Clock = utcnow) -> tuple[int, int]:
                 silence.applied = SilenceState.ACTIVE.value
                 session.add(_event(silence.id, now, SYSTEM, "started", {"held": held}))
                 started += 1
-        recent = now - dt.timedelta(seconds=RECHECK_SECONDS)
-        for silence in await active_silences(session=session, now=now):
-            await _hold(session=session, silence=silence, created_since=recent)
+        if made_recently is not None:
+            t = ExceptionRow
+            missed = (
+                await session.execute(
+                    sa.select(*_MATCHED).where(
+                        t.silenced_by.is_(None), t.status != Status.RESOLVED, t.created_at >= recent
+                    )
+                )
+            ).all()
+            await _hold_rows(session=session, silences=await active_silences(session=session, now=now), rows=missed)
     return started, ended

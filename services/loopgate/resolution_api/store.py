@@ -16,6 +16,9 @@ from loopgate.resolution_api.cursor import SEVERITY_RANK, Position, Sort
 from loopgate.resolution_api.domain_errors import Conflict
 from loopgate.resolution_api.lifecycle import Status
 from loopgate.resolution_api.models import (
+    ACK_DUE,
+    RESOLVE_DUE,
+    SNOOZE_DUE,
     ExceptionEventRow,
     ExceptionRow,
     NotificationEventRow,
@@ -375,6 +378,23 @@ async def lock_matching(
     return list((await session.scalars(stmt)).all())
 
 
+async def matching_versions(
+    *, session: AsyncSession, filters: ExceptionFilters, statuses: Collection[str], limit: int
+) -> list[tuple[str, int]]:
+    """(id, version) of up to `limit` matching exceptions in id order: the two columns alone."""
+    t = ExceptionRow
+    stmt = sa.select(t.id, t.version).where(*_matching(filters, statuses)).order_by(t.id).limit(limit)
+    return [(i, v) for i, v in (await session.execute(stmt)).all()]
+
+
+async def lock_exceptions(*, session: AsyncSession, ids: Collection[str]) -> list[ExceptionRow]:
+    """These exceptions (those that exist), locked until the transaction ends, in id order."""
+    if not ids:
+        return []
+    stmt = sa.select(ExceptionRow).where(ExceptionRow.id.in_(ids)).order_by(ExceptionRow.id).with_for_update()
+    return list((await session.scalars(stmt)).all())
+
+
 async def unresolved_ids(*, session: AsyncSession, fingerprint: str) -> list[str]:
     stmt = sa.select(ExceptionRow.id).where(
         ExceptionRow.fingerprint == fingerprint, ExceptionRow.status != Status.RESOLVED
@@ -382,19 +402,109 @@ async def unresolved_ids(*, session: AsyncSession, fingerprint: str) -> list[str
     return list((await session.execute(stmt)).scalars())
 
 
-async def due_snoozes(*, session: AsyncSession, now: dt.datetime) -> list[str]:
-    stmt = sa.select(ExceptionRow.id).where(ExceptionRow.status == Status.SNOOZED, ExceptionRow.snoozed_until <= now)
-    return list((await session.execute(stmt)).scalars())
+# --- the sweeper's deadlines -------------------------------------------------------------------
 
 
-async def sla_candidates(*, session: AsyncSession, oldest_first_seen: dt.datetime) -> list[ExceptionRow]:
-    """Open, claimed or snoozed exceptions first seen before `oldest_first_seen` (the shortest SLA ago)."""
-    stmt = sa.select(ExceptionRow).where(
-        ExceptionRow.status.in_([Status.OPEN, Status.CLAIMED, Status.SNOOZED]),
-        ExceptionRow.first_seen < oldest_first_seen,
-        sa.or_(ExceptionRow.sla_breach.is_(None), ExceptionRow.sla_breach != "resolve"),
+@dataclass(frozen=True, slots=True)
+class Due:
+    """What the sweeper reads of an exception whose deadline has passed: never its event."""
+
+    id: str
+    status: str
+    severity: str
+    first_seen: dt.datetime
+    sla_breach: str | None
+    snoozed_until: dt.datetime | None
+    version: int
+    resolution_count: int
+
+
+def _due_columns() -> list[Any]:
+    t = ExceptionRow
+    return [t.id, t.status, t.severity, t.first_seen, t.sla_breach, t.snoozed_until, t.version, t.resolution_count]
+
+
+def _due_ids(deadlines: dict[str, tuple[float, float]], now: dt.datetime) -> sa.CompoundSelect[Any]:
+    """The ids of the exceptions past an SLA they have not breached yet, by severity's (ack, resolve)
+    seconds: a range of `ix_exceptions_resolve_due` and of `ix_exceptions_ack_due` per severity,
+    each holding due rows only (every row such a range reads is one the sweeper changes)."""
+    t = ExceptionRow
+    branches = [
+        sa.select(t.id).where(
+            sa.text(condition), t.severity == severity, t.first_seen < now - dt.timedelta(seconds=seconds[which])
+        )
+        for condition, which in ((RESOLVE_DUE, 1), (ACK_DUE, 0))
+        for severity, seconds in deadlines.items()
+    ]
+    return sa.union(*branches)
+
+
+def _snoozes_due(now: dt.datetime) -> sa.Select[Any]:
+    """The ids of the snoozed exceptions whose time has come (`ix_exceptions_snooze_due`)."""
+    return sa.select(ExceptionRow.id).where(sa.text(SNOOZE_DUE), ExceptionRow.snoozed_until <= now)
+
+
+async def _any(session: AsyncSession, ids: sa.Select[Any] | sa.CompoundSelect[Any]) -> bool:
+    return (await session.execute(ids.limit(1))).first() is not None
+
+
+async def _read_due(
+    session: AsyncSession, ids: sa.Select[Any] | sa.CompoundSelect[Any], limit: int, lock: bool
+) -> list[Due]:
+    """Up to `limit` of the rows `ids` names, in id order (the order every writer locks in); `lock`
+    (PostgreSQL): held until the transaction ends, as they are now (SQLite's writer holds the whole
+    database). The caller checks each again: a row may have changed before it was locked."""
+    stmt = (
+        sa.select(*_due_columns())
+        .where(ExceptionRow.id.in_(ids.scalar_subquery()))
+        .order_by(ExceptionRow.id)
+        .limit(limit)
     )
-    return list((await session.execute(stmt)).scalars())
+    if lock:
+        stmt = stmt.with_for_update()
+    return [Due(*row) for row in (await session.execute(stmt)).all()]
+
+
+async def any_snoozes_due(*, session: AsyncSession, now: dt.datetime) -> bool:
+    return await _any(session, _snoozes_due(now))
+
+
+async def due_snoozes(*, session: AsyncSession, now: dt.datetime, limit: int, lock: bool = False) -> list[Due]:
+    """Snoozed exceptions whose time has come."""
+    return await _read_due(session, _snoozes_due(now), limit, lock)
+
+
+async def any_sla_breaches_due(
+    *, session: AsyncSession, deadlines: dict[str, tuple[float, float]], now: dt.datetime
+) -> bool:
+    return await _any(session, _due_ids(deadlines, now))
+
+
+async def due_sla_breaches(
+    *,
+    session: AsyncSession,
+    deadlines: dict[str, tuple[float, float]],
+    now: dt.datetime,
+    limit: int,
+    lock: bool = False,
+) -> list[Due]:
+    """Exceptions past an SLA they have not breached yet (see _due_ids)."""
+    return await _read_due(session, _due_ids(deadlines, now), limit, lock)
+
+
+async def write_due(*, session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """The sweeper's changes in one statement (executemany): dicts of `id` and the new `status`,
+    `sla_breach`, `snoozed_until`, `version` and `updated_at` of rows it holds locked."""
+    if not rows:
+        return
+    table = cast("sa.Table", ExceptionRow.__table__)
+    columns = ("status", "sla_breach", "snoozed_until", "version", "updated_at")
+    stmt = (
+        table.update()
+        .where(table.c.id == sa.bindparam("due_id"))
+        .values({name: sa.bindparam(f"due_{name}", type_=table.c[name].type) for name in columns})
+    )
+    await session.execute(stmt, [{f"due_{k}": v for k, v in row.items()} for row in rows])
 
 
 async def count_unresolved(*, session: AsyncSession) -> dict[tuple[str, str], int]:
@@ -420,7 +530,13 @@ async def add_event(
     from_status: str | None,
     to_status: str | None,
     fields: dict[str, Any] | None = None,
+    locked: bool = False,
 ) -> None:
+    """One history row. Unless the caller already holds the exception's row lock (`locked`: it
+    updated the row in this transaction), it is taken first on PostgreSQL, so history rows of one
+    exception commit in id order (history paging relies on it; SQLite has one writer anyway)."""
+    if not locked and session.get_bind().dialect.name == "postgresql":
+        await session.execute(sa.select(ExceptionRow.id).where(ExceptionRow.id == exception_id).with_for_update())
     session.add(
         ExceptionEventRow(
             exception_id=exception_id,
@@ -436,17 +552,25 @@ async def add_event(
 
 
 async def add_events(*, session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    """History rows in one statement: dicts with add_event's fields (`fields` required)."""
+    """History rows in one statement: dicts with add_event's fields (`fields` required), of
+    exceptions whose row locks the caller holds (it created, grouped or changed them)."""
     if rows:
         await session.execute(sa.insert(ExceptionEventRow), rows)
 
 
-async def history(*, session: AsyncSession, exception_id: str) -> list[ExceptionEventRow]:
-    stmt = (
-        sa.select(ExceptionEventRow)
-        .where(ExceptionEventRow.exception_id == exception_id)
-        .order_by(ExceptionEventRow.id)
-    )
+async def history(
+    *, session: AsyncSession, exception_id: str, after_id: int | None = None, limit: int | None = None
+) -> list[ExceptionEventRow]:
+    """The exception's history in id order: after the event `after_id`, at most `limit` events.
+    Paging on the id is exact while events are added: every history row is written under its
+    exception's row lock, held until it commits (add_event), so a row committed later always has
+    a larger id than the rows a page already showed."""
+    t = ExceptionEventRow
+    stmt = sa.select(t).where(t.exception_id == exception_id).order_by(t.id)
+    if after_id is not None:
+        stmt = stmt.where(t.id > after_id)
+    if limit is not None:
+        stmt = stmt.limit(limit)
     return list((await session.execute(stmt)).scalars())
 
 

@@ -76,6 +76,7 @@ async def transition(
                 from_status=current.value,
                 to_status=target.value,
                 fields=change.fields,
+                locked=True,  # the conditional UPDATE above holds it
             )
             await session.refresh(row)
             if after is not None:
@@ -323,8 +324,10 @@ async def bulk_resolve(
     actor: str,
     resolution: ResolutionInput,
     clock: Clock = utcnow,
+    versions: dict[str, int] | None = None,
 ) -> tuple[list[ExceptionRow], list[NotResolved]]:
-    """Resolve each selected exception in its own transaction; report the ones that could not be."""
+    """Resolve each selected exception in its own transaction; report the ones that could not be.
+    `versions`: the version each must still have (as its If-Match), per exception."""
     if fingerprint is not None:
         async with db.read() as session, session.begin():
             ids = await store.unresolved_ids(session=session, fingerprint=fingerprint)
@@ -334,7 +337,12 @@ async def bulk_resolve(
         try:
             resolved.append(
                 await resolve(
-                    db=db, exception_id=exception_id, actor=actor, resolution=resolution, if_match=None, clock=clock
+                    db=db,
+                    exception_id=exception_id,
+                    actor=actor,
+                    resolution=resolution,
+                    if_match=frozenset({versions[exception_id]}) if versions and exception_id in versions else None,
+                    clock=clock,
                 )
             )
         except DomainError as err:

@@ -79,11 +79,6 @@ class QueueQuery:
             silenced={"": False, "true": True, "all": None}[self.silenced],
         )
 
-    @property
-    def narrowed(self) -> bool:
-        """Whether anything beyond status narrows it (work by filter needs one)."""
-        return bool(self.severity or self.rule_id or self.client_id or self.source or self.queue)
-
     def url(self, **changes: Any) -> str:
         """The queue's URL for this query with `changes`; any change but paging starts at page one."""
         if "cursor" not in changes:

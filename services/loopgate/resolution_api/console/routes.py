@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -17,16 +19,19 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 from pydantic import ValidationError
 from starlette.datastructures import FormData
 
-from loopgate.resolution_api import bulk_work, reading, silencing, transitions
-from loopgate.resolution_api.console import session, views
+from loopgate.common import metrics
+from loopgate.resolution_api import bulk_work, reading, silencing, store, transitions
+from loopgate.resolution_api.console import confirmation, session, views
 from loopgate.resolution_api.console.queue import PAGE_SIZE, SEVERITIES, STATUSES, BadQuery, QueueQuery, counts
 from loopgate.resolution_api.cursor import Sort
 from loopgate.resolution_api.deps import Services, get_services
 from loopgate.resolution_api.domain_errors import Conflict, DomainError, NotFound, PreconditionFailed
 from loopgate.resolution_api.lifecycle import Action, Status
+from loopgate.resolution_api.models import ExceptionEventRow, ExceptionRow
 from loopgate.resolution_api.permissions import Permission, allows
 from loopgate.resolution_api.schemas import ExceptionRead, ResolveRequest, SilenceCreate, snooze_too_long
 from loopgate.resolution_api.scoping import act_as
@@ -34,11 +39,13 @@ from loopgate.resolution_api.silencing import NewSilence, SilenceState
 from loopgate.resolution_api.tokens import Principal
 from loopgate_schemas.outcomes import Decision
 
+log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.globals.update(severities=SEVERITIES, statuses=STATUSES, decisions=[d.value for d in Decision])
 router = APIRouter(prefix="/console", include_in_schema=False)
 SNOOZE_HOURS = (1, 4, 24)
+HISTORY_PAGE = 50  # events on the exception's page; the rest a page at a time behind "More history"
 MAX_FORM_FIELDS = 600
 
 
@@ -86,6 +93,7 @@ async def _session(request: Request, *, need: Permission) -> tuple[Services, Pri
     if found is None:
         return _to_sign_in()
     principal = found.principal
+    request.state.console_session_hash = found.session_hash  # the bulk confirmation's key (confirmation.py)
     act_as(principal.scope)  # every query of this page sees only what the session's token may (scoping.py)
     if not allows(principal.role, need):
         return _refused(request, f"Your token's role ({principal.role.value}) may not {need.value}.")
@@ -195,28 +203,51 @@ async def queue_page(request: Request) -> Response:
         message = err.message if isinstance(err, DomainError) else str(err)
         return _page(request, "message.html", _context(principal, token, title="Bad filter", message=message), 400)
     now = services.clock()
-    items = [
-        (
-            ExceptionRead.from_row(row),
-            views.sla_countdown(
-                status=Status(row.status),
-                first_seen=row.first_seen,
-                policy=services.settings.slas[row.severity],  # type: ignore[index]
-                now=now,
-            ),
-        )
-        for row in rows
-    ]
+    can_work = allows(principal.role, Permission.WORK)
+    items = [_queue_row(services, row, index, now, can_work) for index, row in enumerate(rows, start=1)]
     context = _context(
         principal,
         token,
         query=query,
-        items=items,
+        rows=items,
         next_cursor=next_cursor,
         counts=await counts(db=services.db, query=query),
         notice=_text(request.query_params, "notice", 300),  # type: ignore[arg-type]
     )
     return _page(request, "queue.html", context)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRow:
+    """A row of the queue: its HTML, or why it cannot be shown (the rest of the page still is)."""
+
+    exception_id: str
+    html: Markup | None = None
+    reason: str = ""
+
+
+def _queue_row(services: Services, row: ExceptionRow, index: int, now: dt.datetime, can_work: bool) -> QueueRow:
+    """One row rendered on its own, so a row that cannot be (a date that overflows, a value no longer
+    of its type) is shown as such with its id and reason, and counted, instead of failing the page."""
+    try:
+        sla = views.sla_countdown(
+            status=Status(row.status),
+            first_seen=row.first_seen,
+            policy=services.settings.slas[row.severity],  # type: ignore[index]
+            now=now,
+        )
+        exc = ExceptionRead.from_row(row)
+        html = templates.env.get_template("_queue_row.html").render(exc=exc, sla=sla, index=index, can_work=can_work)
+    except Exception as err:  # one bad row: shown as such, never the whole queue failing
+        return _set_aside("console_queue", row.id, err)
+    return QueueRow(exception_id=row.id, html=Markup(html))
+
+
+def _set_aside(where: str, exception_id: str, err: Exception) -> QueueRow:
+    reason = f"{type(err).__name__}: {err}"[:300]
+    metrics.ROWS_SET_ASIDE.labels(where).inc()
+    log.warning("%s: exception %r cannot be shown: %s", where, exception_id, reason.replace("\n", " "))
+    return QueueRow(exception_id=exception_id, reason=reason)
 
 
 # --- one exception -----------------------------------------------------------------------------
@@ -235,9 +266,30 @@ async def _exception_page(
 ) -> Response:
     try:
         row = await reading.get(db=services.db, exception_id=exception_id)
-        history = await reading.history(db=services.db, exception_id=exception_id)
+        history, history_next = await reading.history_page(
+            db=services.db, exception_id=exception_id, cursor=None, limit=HISTORY_PAGE
+        )
     except NotFound as err:
         return _page(request, "message.html", _context(principal, token, title="Not found", message=err.message), 404)
+    try:
+        context = _exception_context(services, principal, token, row, history, history_next, notice, error)
+        return _page(request, "exception.html", context, status_code)  # rendered here: a failure is this row's
+    except Exception as err:  # one bad row: its page says why, never a 500
+        unshown = _set_aside("console_exception", row.id, err)
+        message = f"Exception {row.id} cannot be shown: {unshown.reason}. The API still serves it as JSON."
+        return _page(request, "message.html", _context(principal, token, title="Cannot show", message=message))
+
+
+def _exception_context(
+    services: Services,
+    principal: Principal,
+    token: str,
+    row: ExceptionRow,
+    history: list[ExceptionEventRow],
+    history_next: str | None,
+    notice: str,
+    error: str,
+) -> dict[str, Any]:
     exc = ExceptionRead.from_row(row)
     event_data = (exc.event or {}).get("data") if isinstance((exc.event or {}).get("data"), dict) else {}
     caption = None
@@ -260,7 +312,9 @@ async def _exception_page(
         principal,
         token,
         exc=exc,
+        exc_id=exc.id,
         history=history,
+        history_next=history_next,
         caption=caption,
         fields={name: views.shown(value) for name, value in fields.items()},
         long_fields={name for name, value in fields.items() if isinstance(value, list) or len(views.shown(value)) > 60},
@@ -277,7 +331,7 @@ async def _exception_page(
         error=error,
         event_json=_pretty(exc.event),
     )
-    return _page(request, "exception.html", context, status_code)
+    return context
 
 
 def _pretty(value: Any) -> str:
@@ -292,6 +346,25 @@ async def exception_page(request: Request, exception_id: str) -> Response:
     services, principal, token = found
     notice = _text(request.query_params, "notice", 300)  # type: ignore[arg-type]
     return await _exception_page(request, services, principal, token, exception_id, notice=notice)
+
+
+@router.get("/exceptions/{exception_id}/history")
+async def history_page(request: Request, exception_id: str) -> Response:
+    found = await _session(request, need=Permission.READ)
+    if isinstance(found, Response):
+        return found
+    services, principal, token = found
+    cursor = _text(request.query_params, "cursor", 300) or None  # type: ignore[arg-type]
+    try:
+        history, history_next = await reading.history_page(
+            db=services.db, exception_id=exception_id, cursor=cursor, limit=HISTORY_PAGE
+        )
+    except NotFound as err:
+        return _page(request, "message.html", _context(principal, token, title="Not found", message=err.message), 404)
+    except DomainError as err:
+        return _page(request, "message.html", _context(principal, token, title="Bad page", message=err.message), 400)
+    context = _context(principal, token, exc_id=exception_id, history=history, history_next=history_next)
+    return _page(request, "history.html", context)
 
 
 def _version(form: FormData) -> frozenset[int]:
@@ -397,17 +470,27 @@ BULK_ACTIONS = {"resolve": Action.RESOLVE, "claim": Action.CLAIM}
 
 @router.post("/bulk")
 async def bulk(request: Request) -> Response:
-    """Step one (no `confirm`): how many exceptions the action would change, asking to confirm.
-    Step two (`confirm`): do it."""
+    """Step one (no `confirm`): the exact set the action would change (the selected rows at the
+    versions the page showed, or every row the filter matches now, at most LOOPGATE_BULK_MAX_ROWS),
+    shown with its count and sealed into the confirmation (confirmation.py). Step two (`confirm`):
+    do it to that set alone, each row only if its version is still the one counted."""
     checked = await _checked_post(request, Permission.WORK)
     if isinstance(checked, Response):
         return checked
     services, principal, token, form = checked
+
+    def refused(message: str, status_code: int = 400) -> HTMLResponse:
+        return _page(
+            request, "message.html", _context(principal, token, title="Bulk action", message=message), status_code
+        )
+
     try:
         query = QueueQuery.from_params({k: v for k, v in form.multi_items() if isinstance(v, str)})
     except BadQuery as err:
         return _page(request, "message.html", _context(principal, token, title="Bad filter", message=str(err)), 400)
-    ids = [v for v in form.getlist("ids") if isinstance(v, str) and v][:500]
+    if _text(form, "confirm", 5):
+        return await _bulk_confirmed(request, services, principal, token, form, query)
+    ids = list(dict.fromkeys(v for v in form.getlist("ids") if isinstance(v, str) and v))[:500]
     scope = _text(form, "scope", 20)
     action = BULK_ACTIONS.get(_text(form, "action", 20))
     decision, reason = _text(form, "decision", 40), _text(form, "reason")
@@ -416,75 +499,116 @@ async def bulk(request: Request) -> Response:
         problem = "Choose an action."
     elif scope == "selected" and not ids:
         problem = "Select at least one exception, or act on every one the filter matches."
-    elif scope == "filter" and not query.narrowed:
-        problem = "Work by filter needs a filter beyond status (severity, rule, client or source)."
+    elif scope == "filter" and not bulk_work.narrows(query.filters()):
+        problem = "Work by filter needs a filter beyond status (severity, rule, client, source or queue)."
     elif scope not in ("selected", "filter"):
         problem = "Choose the selected exceptions or every one the filter matches."
-    resolution = None
     if problem is None and action is Action.RESOLVE:
-        try:
-            checked_body = ResolveRequest.model_validate({"decision": decision, "reason": reason, "correction": {}})
-            resolution = transitions.ResolutionInput(checked_body.decision, checked_body.reason, {})
-        except ValidationError as err:
-            problem = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in err.errors())
+        problem = _resolution_problem(decision, reason)
     if problem is not None or action is None:
-        return _page(request, "message.html", _context(principal, token, title="Bulk action", message=problem), 400)
+        return refused(problem or "Choose an action.")
     if scope == "filter":
-        matched = await bulk_work.count(db=services.db, filters=query.filters(), action=action)
+        try:
+            counted = dict(
+                await bulk_work.snapshot(
+                    db=services.db, filters=query.filters(), action=action, max_rows=services.settings.bulk_max_rows
+                )
+            )
+        except DomainError as err:
+            return refused(err.message)
     else:
-        matched = len(ids)
-    if not _text(form, "confirm", 5):
-        context = _context(
-            principal,
-            token,
-            query=query,
-            ids=ids,
-            scope=scope,
+        counted = await _seen_versions(services, form, ids)
+    sealed = confirmation.seal(
+        confirmation.Confirmation(
             action=action.value,
             decision=decision,
             reason=reason,
-            matched=matched,
+            versions=counted,
+            issued_at=services.clock().timestamp(),
+        ),
+        key=request.state.console_session_hash,
+    )
+    context = _context(
+        principal,
+        token,
+        query=query,
+        scope=scope,
+        action=action.value,
+        decision=decision,
+        reason=reason,
+        matched=len(counted),
+        sealed=sealed,
+    )
+    return _page(request, "bulk_confirm.html", context)
+
+
+def _resolution_problem(decision: str, reason: str) -> str | None:
+    try:
+        ResolveRequest.model_validate({"decision": decision, "reason": reason, "correction": {}})
+    except ValidationError as err:
+        return "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in err.errors())
+    return None
+
+
+async def _seen_versions(services: Services, form: FormData, ids: list[str]) -> dict[str, int]:
+    """The version of each selected exception as the queue page showed it (`v.<id>`), else as it is
+    now; unknown ids are left out (nothing to do to them)."""
+    shown: dict[str, int] = {}
+    for exception_id in ids:
+        text = _text(form, f"v.{exception_id}", 20)
+        if text.isascii() and text.isdigit() and len(text) < 10:
+            shown[exception_id] = int(text)
+    missing = [i for i in ids if i not in shown]
+    if missing:
+        async with services.db.read() as session, session.begin():
+            found = await store.get_exceptions(session=session, ids=missing)
+        shown.update({i: row.version for i, row in found.items()})
+    return {i: shown[i] for i in ids if i in shown}
+
+
+async def _bulk_confirmed(
+    request: Request, services: Services, principal: Principal, token: str, form: FormData, query: QueueQuery
+) -> Response:
+    try:
+        confirmed = confirmation.unseal(
+            _text(form, "sealed", 8 * 1024 * 1024),
+            key=request.state.console_session_hash,
+            now=services.clock().timestamp(),
         )
-        return _page(request, "bulk_confirm.html", context)
-    if scope == "filter":
-        change_for = (
-            transitions.resolve_change(principal.name, resolution)
-            if resolution is not None
-            else bulk_work.claim_change(principal.name)
+        if len(confirmed.versions) > services.settings.bulk_max_rows:
+            raise confirmation.BadConfirmation(f"more than LOOPGATE_BULK_MAX_ROWS={services.settings.bulk_max_rows}")
+    except confirmation.BadConfirmation as err:
+        message = f"Nothing was changed: {err}."
+        return _page(request, "message.html", _context(principal, token, title="Bulk action", message=message), 400)
+    action = BULK_ACTIONS.get(confirmed.action)
+    if action is None:
+        return _page(request, "message.html", _context(principal, token, title="Bulk action", message="?"), 400)
+    if action is Action.RESOLVE:
+        checked_body = ResolveRequest.model_validate(
+            {"decision": confirmed.decision, "reason": confirmed.reason, "correction": {}}
         )
-        done = await bulk_work.work(
-            db=services.db,
-            filters=query.filters(),
-            action=action,
-            actor=principal.name,
-            change_for=change_for,
-            clock=services.clock,
-        )
-        changed, failed = done.changed, 0
-    elif resolution is not None:
-        resolved, not_resolved = await transitions.bulk_resolve(
-            db=services.db, ids=ids, fingerprint=None, actor=principal.name, resolution=resolution, clock=services.clock
-        )
-        changed, failed = len(resolved), len(not_resolved)
+        resolution = transitions.ResolutionInput(checked_body.decision, checked_body.reason, {})
+        change_for = transitions.resolve_change(principal.name, resolution)
     else:
-        changed = failed = 0
-        for exception_id in ids:
-            try:
-                await transitions.claim(
-                    db=services.db,
-                    exception_id=exception_id,
-                    actor=principal.name,
-                    assignee=principal.name,
-                    if_match=None,
-                    clock=services.clock,
-                )
-                changed += 1
-            except DomainError:
-                failed += 1
+        change_for = bulk_work.claim_change(principal.name)
+    done = await bulk_work.work_set(
+        db=services.db,
+        versions=dict(confirmed.versions),
+        action=action,
+        actor=principal.name,
+        change_for=change_for,
+        clock=services.clock,
+    )
+    changed, failed = len(done.changed), len(done.not_changed)
     if action is Action.RESOLVE and changed:
         services.relay.wake()
     verb = "Resolved" if action is Action.RESOLVE else "Claimed"
-    notice = f"{verb} {changed} exception(s)" + (f"; {failed} could not be changed" if failed else "")
+    notice = f"{verb} {changed} exception(s)"
+    if failed:
+        conflicts = sum(isinstance(n.error, PreconditionFailed) for n in done.not_changed)
+        notice += f"; {failed} could not be changed"
+        if conflicts:
+            notice += f" ({conflicts} changed by someone else since you counted)"
     return RedirectResponse(_with_notice(query.url(), notice), status_code=303)
 
 
@@ -551,7 +675,18 @@ async def create_silence(request: Request) -> Response:
         ends_at=body.ends_at,
         comment=body.comment,
     )
-    _, held = await silencing.create(db=services.db, new=new, actor=principal.name, clock=services.clock)
+    try:
+        _, held = await silencing.create(
+            db=services.db,
+            new=new,
+            actor=principal.name,
+            max_silences=services.settings.max_silences,
+            clock=services.clock,
+        )
+    except DomainError as err:
+        if back:
+            return await _exception_page(request, services, principal, token, back, error=err.message, status_code=409)
+        return _page(request, "message.html", _context(principal, token, title="Silence", message=err.message), 409)
     what = ", ".join(f"{name} {value}" for name, value in matchers.items() if value)
     return RedirectResponse(
         _with_notice("/console/silences", f"Silenced {what} for {hours} h: {held} exception(s) held"), status_code=303

@@ -22,9 +22,10 @@ from loopgate.resolution_api.creation import CreateResult
 from loopgate.resolution_api.cursor import Sort
 from loopgate.resolution_api.deps import ServicesDep, reject_unstorable_params
 from loopgate.resolution_api.domain_errors import InvalidRequest
-from loopgate.resolution_api.errors import invalid, record_error, responses, status_of, validation_body
+from loopgate.resolution_api.errors import Forbidden, invalid, record_error, responses, status_of, validation_body
 from loopgate.resolution_api.lifecycle import Action, Status
 from loopgate.resolution_api.models import ExceptionRow
+from loopgate.resolution_api.permissions import Role
 from loopgate.resolution_api.schemas import (
     BatchResult,
     BulkFailure,
@@ -245,6 +246,7 @@ async def bulk_resolve(body: BulkResolveRequest, principal: CanWork, services: S
         actor=principal.name,
         resolution=transitions.ResolutionInput(body.decision, body.reason, body.correction),
         clock=services.clock,
+        versions=body.versions,
     )
     if resolved:
         services.relay.wake()
@@ -272,9 +274,24 @@ async def bulk_work(body: BulkWorkRequest, principal: CanWork, services: Service
         detected_after=f.detected_after,
         detected_before=f.detected_before,
     )
+    if not bulk_work_service.narrows(filters):
+        if not body.all:
+            raise invalid(
+                ("body", "filter"),
+                "names nothing beyond status and time, so it matches every exception: name a severity, source, "
+                "rule_id, client_id or assignee, or send all: true (admin only)",
+                "filter_too_broad",
+            )
+        if principal.role is not Role.ADMIN:
+            raise Forbidden("all: true works on every exception: only an admin may")
+    max_rows = services.settings.bulk_max_rows
+    matched = await bulk_work_service.count(db=services.db, filters=filters, action=action)
     if body.dry_run:
-        matched = await bulk_work_service.count(db=services.db, filters=filters, action=action)
-        return BulkWorkResult(action=action.value, dry_run=True, matched=matched, changed=0, skipped=0)
+        return BulkWorkResult(
+            action=action.value, dry_run=True, matched=matched, changed=0, skipped=0, max_rows=max_rows
+        )
+    if matched > max_rows:
+        raise invalid(("body", "filter"), str(bulk_work_service.TooMany(matched, max_rows)), "bulk_too_many")
     if action is Action.RESOLVE:
         assert body.decision is not None  # the request's validator requires it
         resolution = transitions.ResolutionInput(body.decision, body.reason, body.correction)
@@ -297,11 +314,17 @@ async def bulk_work(body: BulkWorkRequest, principal: CanWork, services: Service
         actor=principal.name,
         change_for=change_for,
         clock=services.clock,
+        max_rows=max_rows,
     )
     if action is Action.RESOLVE and done.changed:
         services.relay.wake()
     return BulkWorkResult(
-        action=action.value, dry_run=False, matched=done.matched, changed=done.changed, skipped=done.skipped
+        action=action.value,
+        dry_run=False,
+        matched=done.matched,
+        changed=done.changed,
+        skipped=done.skipped,
+        max_rows=max_rows,
     )
 
 
@@ -316,10 +339,22 @@ async def get_exception(
     return _answer(response, await reading.get(db=services.db, exception_id=exception_id))
 
 
-@router.get("/{exception_id}/history", summary="Every change of one exception", responses=responses(401, 403, 404))
-async def get_history(exception_id: str, principal: CanRead, services: ServicesDep) -> History:
-    events = await reading.history(db=services.db, exception_id=exception_id)
-    return History(exception_id=exception_id, items=[HistoryEvent.from_row(e) for e in events])
+@router.get(
+    "/{exception_id}/history",
+    summary="The changes of one exception, oldest first, a page at a time",
+    responses=responses(400, 401, 403, 404),
+)
+async def get_history(
+    exception_id: str,
+    principal: CanRead,
+    services: ServicesDep,
+    cursor: Annotated[str | None, Query(max_length=200, description="next_cursor of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=reading.HISTORY_PAGE_MAX)] = reading.HISTORY_PAGE,
+) -> History:
+    events, next_cursor = await reading.history_page(
+        db=services.db, exception_id=exception_id, cursor=cursor, limit=limit
+    )
+    return History(exception_id=exception_id, items=[HistoryEvent.from_row(e) for e in events], next_cursor=next_cursor)
 
 
 @router.post("/{exception_id}/claim", summary="Claim (assign) an exception", responses=WORK_ERRORS)

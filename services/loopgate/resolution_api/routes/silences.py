@@ -11,8 +11,9 @@ from fastapi import APIRouter, Depends, Query, status
 from loopgate.resolution_api import silencing
 from loopgate.resolution_api.auth import CanSilence
 from loopgate.resolution_api.deps import ServicesDep, reject_unstorable_params
-from loopgate.resolution_api.errors import invalid, responses
+from loopgate.resolution_api.errors import Forbidden, invalid, responses
 from loopgate.resolution_api.models import SilenceRow
+from loopgate.resolution_api.permissions import Role
 from loopgate.resolution_api.schemas import (
     SilenceCreate,
     SilenceEvent,
@@ -51,9 +52,11 @@ def _read(silence: SilenceRow, held: int, now: dt.datetime, soon_seconds: float)
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Silence exceptions matching all the matchers given, from starts_at (default now) until ends_at",
-    responses=responses(400, 401, 403, 413),
+    responses=responses(400, 401, 403, 409, 413),
 )
 async def create_silence(body: SilenceCreate, principal: CanSilence, services: ServicesDep) -> SilenceRead:
+    if body.match_all and principal.role is not Role.ADMIN:
+        raise Forbidden("a match_all silence mutes every exception: only an admin may make one")
     now = services.clock()
     starts_at = body.starts_at or now
     problem = silence_times_problem(starts_at, body.ends_at, now, services.settings.max_silence_seconds)
@@ -67,7 +70,13 @@ async def create_silence(body: SilenceCreate, principal: CanSilence, services: S
         ends_at=body.ends_at,
         comment=body.comment,
     )
-    silence, held = await silencing.create(db=services.db, new=new, actor=principal.name, clock=services.clock)
+    silence, held = await silencing.create(
+        db=services.db,
+        new=new,
+        actor=principal.name,
+        max_silences=services.settings.max_silences,
+        clock=services.clock,
+    )
     return _read(silence, held, now, services.settings.silence_expiring_soon_seconds)
 
 
