@@ -191,3 +191,34 @@ async def test_each_request_starts_seeing_nothing_and_leaves_no_scope_behind(wor
         async with world.api.services.db.read() as session, session.begin():
             seen = set((await session.execute(sa.select(ExceptionRow.id))).scalars())
     assert seen == {world.northwind_claim}
+
+
+async def test_a_token_scoped_to_a_client_silences_only_that_client_and_sees_only_its_silences(world: World) -> None:
+    api, auth = world.api, world.auth("contoso-operator")
+    ends = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).isoformat()
+    agency = await api.http.post(
+        "/v1/silences",
+        json={"rule_id": "bid_over_cap", "ends_at": ends, "comment": "agency"},
+        headers=api.auth("admin"),
+    )
+    other = await api.http.post(
+        "/v1/silences",
+        json={"client_id": "northwind", "ends_at": ends, "comment": "not mine"},
+        headers=api.auth("operator"),
+    )
+
+    refused = [
+        await api.http.post("/v1/silences", json={**body, "ends_at": ends, "comment": "c"}, headers=auth)
+        for body in ({"client_id": "northwind"}, {"rule_id": "bid_over_cap"}, {"match_all": True})
+    ]
+    own = await api.http.post(
+        "/v1/silences", json={"client_id": "contoso", "ends_at": ends, "comment": "c"}, headers=auth
+    )
+    listed = await api.http.get("/v1/silences", headers=auth)
+    foreign = await api.http.post(f"/v1/silences/{other.json()['id']}/expire", headers=auth)
+
+    assert [r.status_code for r in refused] == [403, 403, 403]
+    assert refused[0].json()["detail"].startswith("a token scoped to clients contoso may silence only those clients'")
+    assert own.status_code == 201 and own.json()["silenced"] == 1  # contoso's claim; its bid is the agency's
+    assert [s["id"] for s in listed.json()["items"]] == [own.json()["id"]]
+    assert agency.status_code == 201 and foreign.status_code == 404

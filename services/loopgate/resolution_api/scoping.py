@@ -1,5 +1,6 @@
 """The one place that applies the caller's scope: every ORM statement over exceptions (a list, a
-get, a count, a statistic, an export, a lock, a bulk UPDATE or DELETE) and over their history runs
+get, a count, a statistic, an export, a lock, a bulk UPDATE or DELETE), their history and the
+silences (a client's own only) runs
 with the caller's WHERE added, by SQLAlchemy's `do_orm_execute` hook and `with_loader_criteria`,
 so a new endpoint or query cannot forget it. An exception outside the scope is, to the caller,
 one that does not exist: the same 404.
@@ -21,7 +22,7 @@ from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 from starlette.types import ASGIApp, Receive, Send
 from starlette.types import Scope as AsgiScope
 
-from loopgate.resolution_api.models import ExceptionEventRow, ExceptionRow
+from loopgate.resolution_api.models import ExceptionEventRow, ExceptionRow, SilenceRow
 from loopgate.resolution_api.permissions import AGENCY_WIDE, NOTHING, Scope
 
 caller_scope: ContextVar[Scope] = ContextVar("loopgate_caller_scope", default=AGENCY_WIDE)
@@ -61,14 +62,17 @@ def _apply_scope(state: ORMExecuteState) -> None:
     if state.is_column_load or state.is_relationship_load:
         return  # the row was loaded through a statement that was scoped already
     allowed = visible(scope)
-    state.statement = state.statement.options(
+    options = [
         with_loader_criteria(ExceptionRow, allowed, include_aliases=True),
         with_loader_criteria(
             ExceptionEventRow,
             ExceptionEventRow.exception_id.in_(sa.select(ExceptionRow.id).where(allowed)),
             include_aliases=True,
         ),
-    )
+    ]
+    if scope.clients is not None:  # a client's silences only (an agency-wide one is not theirs to see)
+        options.append(with_loader_criteria(SilenceRow, SilenceRow.client_id.in_(sorted(scope.clients))))
+    state.statement = state.statement.options(*options)
 
 
 class ScopeMiddleware:

@@ -33,6 +33,8 @@ from loopgate.resolution_api.domain_errors import Conflict, NotFound
 from loopgate.resolution_api.lifecycle import Status
 from loopgate.resolution_api.models import ExceptionRow, SilenceEventRow, SilenceRow
 from loopgate.resolution_api.notifications import store as notifications_store
+from loopgate.resolution_api.permissions import AGENCY_WIDE
+from loopgate.resolution_api.scoping import acting_as
 
 SYSTEM = "system"
 MATCHERS = ("rule_id", "client_id", "subject", "source", "severity")
@@ -251,7 +253,8 @@ async def create(
     async with db.write() as session, session.begin():
         if db.backend == "postgresql":
             await session.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CREATE_LOCK})
-        live = await session.scalar(sa.select(sa.func.count()).where(SilenceRow.ends_at > now))
+        with acting_as(AGENCY_WIDE):  # the cap is the deployment's: every client's silences count
+            live = await session.scalar(sa.select(sa.func.count()).where(SilenceRow.ends_at > now))
         if (live or 0) >= max_silences:
             raise TooManySilences(
                 f"{live} silences are pending or active, the most this deployment allows "

@@ -57,6 +57,12 @@ def _read(silence: SilenceRow, held: int, now: dt.datetime, soon_seconds: float)
 async def create_silence(body: SilenceCreate, principal: CanSilence, services: ServicesDep) -> SilenceRead:
     if body.match_all and principal.role is not Role.ADMIN:
         raise Forbidden("a match_all silence mutes every exception: only an admin may make one")
+    scope = principal.scope
+    if scope.clients is not None and (body.match_all or body.client_id not in scope.clients):
+        raise Forbidden(
+            f"a token scoped to {scope.describe()} may silence only those clients' exceptions: "
+            "name one of them in client_id"
+        )
     now = services.clock()
     starts_at = body.starts_at or now
     problem = silence_times_problem(starts_at, body.ends_at, now, services.settings.max_silence_seconds)
