@@ -624,7 +624,7 @@ SILENCE_HOURS = (1, 4, 8, 24)
 
 @router.get("/silences")
 async def silences_page(request: Request) -> Response:
-    found = await _session(request, need=Permission.READ)
+    found = await _session(request, need=Permission.SILENCE)
     if isinstance(found, Response):
         return found
     services, principal, token = found
