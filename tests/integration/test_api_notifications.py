@@ -13,10 +13,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from loopgate.common.settings import Settings
 from loopgate.resolution_api.models import NotificationRow
+from loopgate.resolution_api.notifications.config import NotificationsConfigError, load_notifications
 from loopgate_schemas.notifications import notification_id_for
 from tests.fixtures.api import Api, ApiFactory, record
 from tests.fixtures.clock import FakeClock
@@ -306,3 +308,56 @@ async def test_an_sla_breach_and_an_escalation_are_notified(
             ]
         )
         assert next(r for r in got if r.body["type"].endswith("sla_breached")).body["data"]["sla"] == "ack"
+
+
+async def test_a_clients_own_receivers_hear_of_that_client_alone(
+    api_factory: ApiFactory, api_settings: Settings, receivers: Receivers, tmp_path: Path
+) -> None:
+    toml = f"""
+[receivers.agency]
+kind = "webhook"
+url = "{receivers.url("/agency")}"
+[receivers.northwind-chat]
+kind = "slack"
+clients = ["northwind"]
+url = "{receivers.url("/northwind")}"
+[receivers.contoso-hook]
+kind = "webhook"
+clients = ["contoso"]
+url = "{receivers.url("/contoso")}"
+[queues.default]
+receivers = ["agency"]
+[queues.reviewers-northwind]
+receivers = ["northwind-chat", "contoso-hook"]  # a careless copy: contoso's hook must still hear nothing
+[queues.reviewers-contoso]
+receivers = ["contoso-hook"]
+"""
+    claim = {"rule_id": "claim_verification", "kind": "policy", "severity": "medium", "threshold": None}
+    async with api_factory(notify_settings(api_settings, tmp_path, toml)) as api:
+        northwind = (await api.create(**claim, client_id="northwind", summary="northwind claim"))["id"]
+        bid = (await api.create(client_id="northwind", severity="high"))["id"]
+        await settled(api, northwind, 1)
+        await settled(api, bid, 1)
+        contoso = (await api.create(**claim, client_id="contoso", summary="contoso claim"))["id"]
+        await settled(api, contoso, 1)
+
+        told = {(r.receiver, r.exception_id) for i in (northwind, bid, contoso) for r in await rows_of(api, i)}
+
+    assert told == {("northwind-chat", northwind), ("agency", bid), ("contoso-hook", contoso)}
+    assert [northwind in m.body["text"] for m in receivers.accepted("/northwind")] == [True]
+    assert all(contoso in m.body["data"]["exception_id"] for m in receivers.accepted("/contoso"))
+
+
+@pytest.mark.parametrize(
+    ("clients", "problem"), [("[]", "clients"), ('["a b"]', "clients.0"), ('"northwind"', "clients")]
+)
+def test_a_receivers_odd_clients_are_refused_at_start_naming_the_key(
+    tmp_path: Path, clients: str, problem: str
+) -> None:
+    path = tmp_path / "n.toml"
+    path.write_text(f'[receivers.x]\nkind = "webhook"\nurl = "https://x.example/h"\nclients = {clients}\n')
+
+    with pytest.raises(NotificationsConfigError) as refused:
+        load_notifications(path)
+
+    assert f"receivers.x.{problem}" in str(refused.value)

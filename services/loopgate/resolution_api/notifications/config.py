@@ -6,6 +6,7 @@ key, a bad URL or a negative time refuses to start, naming the key.
     kind = "webhook"                # webhook (CloudEvents), slack (incoming webhook) or alertmanager
     url_env = "ONCALL_WEBHOOK_URL"  # the URL itself, from an environment variable (url_env), a
                                     # file such as a mounted secret (url_file), or written here (url)
+    clients = ["northwind"]         # optional: a client's own receiver, told of its exceptions only
     secret_file = "/run/secrets/oncall-webhook"  # signs each request (Standard Webhooks): a
                                     # whsec_<base64> secret from a file or an environment variable
                                     # (secret_env), never written here
@@ -37,6 +38,7 @@ from loopgate_schemas.exceptions import Severity
 
 DEFAULT_QUEUE = "default"
 ReceiverName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+ClientId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
 EnvName = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 MAX_FIRING_HOLD_SECONDS = 366 * 24 * 3600.0
 
@@ -67,6 +69,9 @@ class Endpoint:
 
 class Receiver(Strict):
     kind: Literal["webhook", "slack", "alertmanager"]
+    # A client's own receiver (their chat, their webhook): told of that client's exceptions only,
+    # whichever queue or escalation level names it. None: the agency's, told of every client.
+    clients: list[ClientId] | None = Field(default=None, min_length=1, max_length=100)
     url: str | None = None
     url_env: EnvName | None = None
     url_file: Path | None = None
@@ -176,6 +181,12 @@ class NotificationsConfig(Strict):
             if not name or len(name) > 64:
                 raise ValueError(f"queue name {name!r} must have 1 to 64 characters")
         return value
+
+    def may_tell(self, receiver: str, client_id: str | None) -> bool:
+        """Whether `receiver` may hear of an exception of `client_id`: a client's own receiver
+        hears of that client's alone."""
+        clients = self.receivers[receiver].clients if receiver in self.receivers else None
+        return clients is None or client_id in clients
 
     def queue(self, name: str) -> Queue:
         """The queue's table, or the default one's for a queue without its own (empty if neither)."""

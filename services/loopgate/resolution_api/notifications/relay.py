@@ -104,15 +104,18 @@ class Planned:
 
 def plan(config: NotificationsConfig, row: ExceptionRow, event: NotificationEventRow, *, silenced: bool) -> Planned:
     """Who hears of this event (pure): the level's receivers, or the queue's (opened: from its
-    minimum severity). Resolved alerts are planned by the relay (the receivers that fired)."""
+    minimum severity), less a client's own receivers for another client's exception. Resolved
+    alerts are planned by the relay (the receivers that fired)."""
     if silenced:
         return Planned([], suppressed="silenced")
     if event.level is not None:
-        return Planned(list(event.receivers or []))
-    queue = config.queue(queue_of(row))
-    if event.event == "opened" and SEVERITY_RANK[row.severity] < SEVERITY_RANK[queue.min_severity.value]:
-        return Planned([])
-    return Planned(list(queue.receivers))
+        named = list(event.receivers or [])
+    else:
+        queue = config.queue(queue_of(row))
+        if event.event == "opened" and SEVERITY_RANK[row.severity] < SEVERITY_RANK[queue.min_severity.value]:
+            return Planned([])
+        named = list(queue.receivers)
+    return Planned([r for r in named if config.may_tell(r, row.client_id)])
 
 
 class NotificationRelay(BackgroundLoop):
