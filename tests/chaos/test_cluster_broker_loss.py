@@ -54,9 +54,11 @@ def test_one_of_three_brokers_sigkilled_mid_stream_and_brought_back(
     for name in ("api", "detector", "dispatcher"):
         stack.start(name)
     chaos = ChaosRun(stack)
-    publisher = chaos.publish(seconds=PUBLISH_SECONDS + BROKER_DOWN_SECONDS)
-    publisher.wait_share(0.2)
+    # The coordinator is found before publishing starts (on a loaded machine the look-up takes
+    # seconds), and the stream runs long enough to outlast the outage by a margin.
     victim = kafka_cluster.coordinator(s.group(s.detector_app_id))
+    publisher = chaos.publish(seconds=PUBLISH_SECONDS + 2 * BROKER_DOWN_SECONDS)
+    publisher.wait_share(0.2)
     kafka_cluster.kill(victim)
     time.sleep(BROKER_DOWN_SECONDS)  # events keep flowing to the two brokers left
     assert publisher.pulled < len(chaos.truth.events)  # the broker comes back mid-stream
