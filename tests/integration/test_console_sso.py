@@ -166,8 +166,9 @@ async def running_console(settings: Settings, keycloak: Keycloak) -> AsyncIterat
 
 
 @pytest.fixture
-async def console(keycloak: Keycloak, tmp_path: Path) -> AsyncIterator[Console]:
-    async with running_console(sso_settings(keycloak, tmp_path), keycloak) as running:
+async def console(keycloak: Keycloak, tmp_path: Path, database_url: str) -> AsyncIterator[Console]:
+    """On both stores (a sign-in is taken with DELETE ... RETURNING): SQLite and PostgreSQL."""
+    async with running_console(sso_settings(keycloak, tmp_path, database_url=database_url), keycloak) as running:
         yield running
 
 

@@ -193,3 +193,12 @@ def test_a_bad_setting_refuses_to_start_naming_it(tmp_path: Path, overrides: dic
 def test_plain_http_is_allowed_on_the_loopback_only(tmp_path: Path) -> None:
     assert load_sso_config(sso(tmp_path, sso_issuer="http://127.0.0.1:8080/realms/test")) is not None
     assert load_sso_config(sso(tmp_path, sso_issuer="http://localhost:8080/realms/test")) is not None
+
+
+def test_the_readmes_example_loads(tmp_path: Path) -> None:
+    readme = (EXAMPLE.parents[1] / "README.md").read_text()
+    section = readme[readme.index("**The mapping file**") :]
+    example = section[section.index("```toml\n") + len("```toml\n") : section.index("```\n", section.index("```toml"))]
+    mapping = load(tmp_path, example)
+    assert grant_for(mapping, {"groups": ["northwind-reviewers"]}) == Grant(Role.REVIEWER, ["northwind"])
+    assert grant_for(mapping, {"groups": ["agency-oncall"]}) == Grant(Role.OPERATOR, None)
