@@ -358,6 +358,15 @@ async def test_a_provider_error_is_refused_with_its_code(console: Console) -> No
     refused(response, 401, "access_denied")
 
 
+async def test_a_provider_error_that_is_not_a_code_is_not_shown(console: Console) -> None:
+    state = parse_qs(urlsplit(await console.start()).query)["state"][0]
+    phishing = "Your account is locked: call +1 555 0100"
+    response = await console.http.get("/console/sso/callback", params={"state": state, "error": phishing})
+
+    refused(response, 401, "no reason given")
+    assert "555" not in response.text
+
+
 async def test_a_sign_in_under_way_is_kept_hashed_and_taken_by_its_callback(console: Console) -> None:
     state = parse_qs(urlsplit(await console.start()).query)["state"][0]
     async with console.services.db.read() as db, db.begin():

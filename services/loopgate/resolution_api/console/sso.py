@@ -18,6 +18,7 @@ import asyncio
 import datetime as dt
 import hashlib
 import logging
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -55,6 +56,7 @@ JWKS_REFRESH_MIN_SECONDS = 30.0  # an unknown key id reads the JWKS again at mos
 HTTP_TIMEOUT = httpx.Timeout(10.0)
 MAX_PARAM = 2048  # longest code or state worth reading
 PERSON_NAME_MAX = NAME_MAX
+ERROR_CODE = re.compile(r"[a-z_]{1,64}")  # an OAuth error code (access_denied, login_required, ...)
 DOWN = "The identity provider does not answer; try again later."
 AGAIN = "start again from the sign-in page."
 
@@ -210,6 +212,8 @@ class SingleSignOn:
         if self._discovery is not None and self._monotonic() - self._discovery[0] < DISCOVERY_SECONDS:
             return self._discovery[1]
         async with self._lock:
+            if self._discovery is not None and self._monotonic() - self._discovery[0] < DISCOVERY_SECONDS:
+                return self._discovery[1]  # read by the caller that held the lock before us
             document = await self._get_json(f"{self.config.issuer}/.well-known/openid-configuration", "discovery")
             needed = ("issuer", "authorization_endpoint", "token_endpoint", "jwks_uri")
             if any(not isinstance(document.get(name), str) for name in needed):
@@ -270,7 +274,8 @@ class SingleSignOn:
             raise SignInRefused(400, f"This sign-in was already used or has expired: {AGAIN}", "state_unknown")
         nonce, verifier = taken
         if error:
-            raise SignInRefused(401, f"The identity provider did not sign you in ({error[:100]}).", "provider_refused")
+            shown = error if ERROR_CODE.fullmatch(error) else "no reason given"  # never an attacker's sentence
+            raise SignInRefused(401, f"The identity provider did not sign you in ({shown}).", "provider_refused")
         if not code or len(code) > MAX_PARAM:
             raise SignInRefused(400, "The identity provider sent no sign-in code: start again.", "no_code")
         id_token = await self._exchange(code, verifier)
