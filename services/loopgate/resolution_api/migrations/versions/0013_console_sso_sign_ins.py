@@ -1,8 +1,8 @@
 """Single sign-on for the console (issue 25): sign-ins under way at the identity provider, each
 taken once by its callback (the state's hash, the nonce and the PKCE verifier).
 
-Revision ID: 0011_console_sso_sign_ins
-Revises: 0010_scoped_tokens
+Revision ID: 0013_console_sso_sign_ins
+Revises: 0012_deadline_history_indexes
 Create Date: 2026-12-07
 """
 
@@ -13,8 +13,8 @@ from alembic import op
 
 from loopgate.resolution_api.models import UTCDateTime
 
-revision = "0011_console_sso_sign_ins"
-down_revision = "0010_scoped_tokens"
+revision = "0013_console_sso_sign_ins"
+down_revision = "0012_deadline_history_indexes"
 branch_labels = None
 depends_on = None
 
