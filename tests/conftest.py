@@ -11,6 +11,7 @@ pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.api",
     "tests.fixtures.receivers",
+    "tests.fixtures.keycloak",
 ]
 
 # Seconds a test may take before pytest-timeout stops it, by its kind: a hung unit test is found in

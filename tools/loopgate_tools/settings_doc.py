@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
@@ -27,6 +28,8 @@ def _default(field: FieldInfo) -> str:
         return "(required)"
     else:
         value = field.default
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
     if value is None or value == "":
         return "(unset)"
     if isinstance(value, dict):

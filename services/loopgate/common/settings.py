@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from loopgate_schemas import topics
@@ -193,6 +193,46 @@ class Settings(BaseSettings):
         ge=60,
         le=30 * 86400,
         description="A console session ends this long after sign-in, used or not (one on-call shift).",
+    )
+    # --- console single sign-on (OpenID Connect; README "Single sign-on") ---
+    sso_issuer: str = Field(
+        default="",
+        description="The OpenID provider's issuer URL (its discovery document is `<this>/.well-known/"
+        "openid-configuration`); https, or http on 127.0.0.1/localhost only. Empty: no single sign-on, tokens only.",
+    )
+    sso_provider_name: str = Field(
+        default="",
+        max_length=64,
+        description='Shown on the sign-in button ("Sign in with ..."); empty: the issuer\'s host.',
+    )
+    sso_client_id: str = Field(default="", description="The console's client id at the provider.")
+    sso_client_secret: SecretStr = Field(
+        default=SecretStr(""), description="The console's client secret; prefer the `_FILE` variant."
+    )
+    sso_client_secret_file: Path | None = Field(
+        default=None,
+        description="A file holding the client secret (a mounted secret; one trailing newline is ignored).",
+    )
+    sso_redirect_base: str = Field(
+        default="",
+        description="The console's public URL as browsers reach it (the provider sends them back to "
+        "`<this>/console/sso/callback`, which must be registered with it); empty: `LOOPGATE_PUBLIC_URL`.",
+    )
+    sso_mapping_file: Path | None = Field(
+        default=None,
+        description="Which groups or claims become which role and clients (TOML, see "
+        "`deploy/sso-mapping.example.toml`); required with `LOOPGATE_SSO_ISSUER`. Read when the API starts: an "
+        "unknown key, role or client refuses to start, naming it.",
+    )
+    sso_scopes: str = Field(
+        default="openid profile email", description="The scopes the console asks for (must include `openid`)."
+    )
+    sso_sign_in_seconds: float = Field(
+        default=600.0,
+        ge=30,
+        le=3600,
+        description="How long a person has at the provider's login page; a sign-in that comes back later, or a "
+        "second time, is refused.",
     )
     outbox_interval_seconds: float = Field(
         default=1.0,

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 from fastapi import FastAPI
 from prometheus_fastapi_instrumentator import Instrumentator
 from prometheus_fastapi_instrumentator.metrics import Info
@@ -23,6 +24,8 @@ from loopgate.common.settings import Settings, get_settings
 from loopgate.resolution_api.background import BackgroundLoop
 from loopgate.resolution_api.clock import Clock, Monotonic, utcnow
 from loopgate.resolution_api.console.routes import install as install_console
+from loopgate.resolution_api.console.sso import SingleSignOn, load_sso_config
+from loopgate.resolution_api.console.sso_routes import install as install_sso
 from loopgate.resolution_api.db import Database, SecondWriter
 from loopgate.resolution_api.deps import Services
 from loopgate.resolution_api.errors import install_error_handlers
@@ -91,10 +94,15 @@ def _count_request(info: Info) -> None:
 
 
 def create_app(
-    settings: Settings | None = None, *, clock: Clock = utcnow, monotonic: Monotonic = time.monotonic
+    settings: Settings | None = None,
+    *,
+    clock: Clock = utcnow,
+    monotonic: Monotonic = time.monotonic,
+    sso_transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
     """The app: the composition root. `clock` is the time every operation, the intake and the
-    sweeper read; `monotonic` times the token cache (tests pass fakes to move time on)."""
+    sweeper read; `monotonic` times the token cache (tests pass fakes to move time on);
+    `sso_transport` carries the single sign-on's calls to the identity provider (default: the network)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -117,7 +125,11 @@ def create_app(
         try:
             routing = load_routes(active.routes_file)  # a bad routes file refuses to start, naming the key
             receivers, endpoints = load_notifications(active.notifications_file)  # so does a bad notifications file
+            sso_config = load_sso_config(active)  # and bad single sign-on settings or mapping file
             await migrate_when_reachable(db)
+            sso = None
+            if sso_config is not None:
+                sso = SingleSignOn(sso_config, db=db, clock=clock, transport=sso_transport, monotonic=monotonic)
             relay = OutboxRelay(db=db, settings=active)
             notifier = NotificationRelay(db=db, settings=active, config=receivers, endpoints=endpoints, clock=clock)
             sweeper = Sweeper(db=db, settings=active, clock=clock, notifications=receivers)
@@ -132,7 +144,10 @@ def create_app(
                 notifier=notifier,
                 tokens=Tokens(db=db, cache=TokenCache(active.token_cache_seconds, monotonic=monotonic), clock=clock),
                 clock=clock,
+                sso=sso,
             )
+            if sso is not None:
+                await sso.start()
             await intake.start()
             await relay.start()
             await notifier.start()
@@ -143,6 +158,8 @@ def create_app(
                 yield
             finally:
                 await stop_within(active.api_shutdown_seconds, retention, sweeper, notifier, relay, intake)
+                if sso is not None:
+                    await sso.stop()
         finally:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(DISPOSE_SECONDS):
@@ -168,4 +185,5 @@ def create_app(
     app.include_router(silences.router)
     app.include_router(undelivered.router)
     install_console(app)  # the operators' web console under /console
+    install_sso(app)  # and its single sign-on under /console/sso
     return app

@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 
 from loopgate.common.settings import Settings
 from loopgate.resolution_api.clock import Clock
+from loopgate.resolution_api.console.sso import SingleSignOn
 from loopgate.resolution_api.db import Database
 from loopgate.resolution_api.intake import Intake
 from loopgate.resolution_api.notifications.relay import NotificationRelay
@@ -32,6 +33,7 @@ class Services:
     notifier: NotificationRelay
     tokens: Tokens
     clock: Clock  # the time every operation reads (create_app's `clock`)
+    sso: SingleSignOn | None = None  # the console's single sign-on, when LOOPGATE_SSO_ISSUER is set
 
 
 async def get_services(request: Request) -> Services:

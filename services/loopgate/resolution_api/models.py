@@ -263,6 +263,18 @@ class ConsoleSessionRow(Base):
     ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
+class SsoSignInRow(Base):
+    """A single sign-on under way: sent to the provider, not yet back. Taken (deleted) by the one
+    callback that brings its state back, so a state works once; only the state's hash is stored."""
+
+    __tablename__ = "console_sso_sign_ins"
+
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)  # SHA-256 of the state
+    nonce: Mapped[str] = mapped_column(sa.String(64))
+    code_verifier: Mapped[str] = mapped_column(sa.String(128))  # PKCE: only this server and the provider see it
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+
+
 class AuditRow(Base):
     """Who changed who may do what: token creation, rotation, revocation. Never deleted."""
 

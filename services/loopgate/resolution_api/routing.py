@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import re
 import string
-import tomllib
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from loopgate.common.strict_toml import load_strict_toml
 from loopgate.resolution_api.cursor import SEVERITY_RANK
 from loopgate_schemas.exceptions import ExceptionRecord, Kind, Severity
 from loopgate_schemas.outcomes import DEFAULT_QUEUE
@@ -195,13 +195,4 @@ class RoutesError(Exception):
 
 
 def load_routes(path: Path | None = None) -> RoutingTable:
-    path = path or DEFAULT_ROUTES_PATH
-    try:
-        raw = tomllib.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
-        raise RoutesError(f"{path}: {err}") from None
-    try:
-        return RoutingTable.model_validate(raw)
-    except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors(include_url=False))
-        raise RoutesError(f"{path}: {problems}") from None
+    return load_strict_toml(path or DEFAULT_ROUTES_PATH, RoutingTable, RoutesError)

@@ -137,7 +137,13 @@ async def sign_in_page(request: Request) -> Response:
     services = await get_services(request)
     response = _page(request, "sign_in.html", {"user": None, "error": None})
     csrf = session.sign_in_csrf(request, response, secure=services.settings.console_secure_cookie)
-    return _page_with(request, "sign_in.html", {"user": None, "error": None, "csrf": csrf}, response)
+    context = {"user": None, "error": None, "csrf": csrf, "sso_name": _sso_name(services)}
+    return _page_with(request, "sign_in.html", context, response)
+
+
+def _sso_name(services: Services) -> str | None:
+    """The identity provider's name for the sign-in page's button; None without single sign-on."""
+    return services.sso.config.provider_name if services.sso is not None else None
 
 
 def _page_with(request: Request, name: str, context: dict[str, Any], carrier: Response, status: int = 200) -> Response:
@@ -166,7 +172,8 @@ async def sign_in(request: Request) -> Response:
     if error:
         carrier = Response()
         csrf = session.sign_in_csrf(request, carrier, secure=secure)
-        return _page_with(request, "sign_in.html", {"user": None, "error": error, "csrf": csrf}, carrier, 401)
+        context = {"user": None, "error": error, "csrf": csrf, "sso_name": _sso_name(services)}
+        return _page_with(request, "sign_in.html", context, carrier, 401)
     response = RedirectResponse("/console/queue", status_code=303)
     await session.start_session(services, response, token, secure=secure)
     return response

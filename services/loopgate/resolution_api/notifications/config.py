@@ -25,14 +25,14 @@ key, a bad URL or a negative time refuses to start, naming the key.
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from loopgate.common.strict_toml import load_strict_toml
 from loopgate.resolution_api.notifications.signing import parse_secret
 from loopgate_schemas.exceptions import Severity
 
@@ -202,17 +202,7 @@ def load_notifications(path: Path | None) -> tuple[NotificationsConfig, dict[str
     missing one fails the start); no file: nobody is told."""
     if path is None:
         return NotificationsConfig(), {}
-    try:
-        raw = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise NotificationsConfigError(f"{path}: {err}") from None
-    try:
-        config = NotificationsConfig.model_validate(raw)
-    except ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in err.errors(include_url=False)
-        )
-        raise NotificationsConfigError(f"{path}: {problems}") from None
+    config = load_strict_toml(path, NotificationsConfig, NotificationsConfigError)
     endpoints = {}
     for name, receiver in config.receivers.items():
         try:
