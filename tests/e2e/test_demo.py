@@ -160,7 +160,9 @@ def test_make_demo_on_a_fresh_clone_shows_the_loop_and_stops_on_ctrl_c(demo: Dem
     os.killpg(process.pid, signal.SIGINT)  # Ctrl-C, to the whole foreground job
     rest, _ = process.communicate(timeout=120)
     assert process.returncode == -signal.SIGINT, rest  # make ends by the interrupt, as a shell's 130
-    assert "demo: stopped api" in rest and "kafka: stopped" in rest, rest
+    # The services see the interrupt too (uvicorn and faust handle SIGINT themselves), so which of
+    # them the demo's own `down` still finds running is a race; that it ran and all is gone is not.
+    assert "kafka: stopped" in rest, rest
     assert_all_stopped(demo)
 
     # `make down` with nothing running, then the demo again on the broker data the first run left.
