@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -90,6 +91,7 @@ messages = st.one_of(
 )
 
 
+@pytest.mark.timeout(300)  # 1,500 examples: a minute on a quiet machine, more on a loaded one
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(topic=upstream_topics, value=messages)
 def test_validation_returns_an_event_of_the_topic_or_rejects_with_a_known_kind(topic: str, value: bytes) -> None:
@@ -103,6 +105,7 @@ def test_validation_returns_an_event_of_the_topic_or_rejects_with_a_known_kind(t
         assert event.type in TOPIC_TYPES[topic]
 
 
+@pytest.mark.timeout(300)  # 1,500 examples: a minute on a quiet machine, more on a loaded one
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(topic=upstream_topics, value=messages)
 @example(topic=FIRST_FIRING.topic, value=with_extra(orjson.loads(FIRST_FIRING.value), "x", float("nan")))
