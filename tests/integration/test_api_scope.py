@@ -19,7 +19,7 @@ from loopgate.common.settings import Settings
 from loopgate.resolution_api.models import ExceptionRow
 from loopgate.resolution_api.permissions import Role, scope_for
 from loopgate.resolution_api.scoping import acting_as, caller_scope
-from tests.fixtures.api import Api, ApiFactory
+from tests.fixtures.api import Api, ApiFactory, claim
 
 IN_AN_HOUR = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).isoformat()
 
@@ -35,20 +35,6 @@ class World:
 
     def auth(self, who: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[who]}"}
-
-
-def claim(client: str) -> dict[str, Any]:
-    return {
-        "rule_id": "claim_verification",
-        "kind": "policy",
-        "severity": "medium",
-        "source": "content-pipeline.events",
-        "event_type": "content.generated",
-        "client_id": client,
-        "summary": f"Product claims of {client}'s post to verify",
-        "observed": {"product_claims": ["clinically proven"]},
-        "threshold": None,
-    }
 
 
 @pytest.fixture

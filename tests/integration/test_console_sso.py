@@ -29,7 +29,7 @@ from loopgate.resolution_api.console.sso import STATE_COOKIE
 from loopgate.resolution_api.deps import Services
 from loopgate.resolution_api.models import ConsoleSessionRow, SsoSignInRow
 from loopgate.resolution_api.permissions import Role
-from tests.fixtures.api import UNREACHABLE_BOOTSTRAP, record
+from tests.fixtures.api import UNREACHABLE_BOOTSTRAP, claim, record
 from tests.fixtures.clock import FakeClock
 from tests.fixtures.keycloak import Keycloak, KeycloakBrowser
 
@@ -109,20 +109,6 @@ class Console:
     async def sessions(self) -> int:
         async with self.services.db.read() as db, db.begin():
             return int((await db.execute(sa.select(sa.func.count()).select_from(ConsoleSessionRow))).scalar_one())
-
-
-def claim(client: str) -> dict[str, Any]:
-    return {
-        "rule_id": "claim_verification",
-        "kind": "policy",
-        "severity": "medium",
-        "source": "content-pipeline.events",
-        "event_type": "content.generated",
-        "client_id": client,
-        "summary": f"Product claims of {client}'s post to verify",
-        "observed": {"product_claims": ["clinically proven"]},
-        "threshold": None,
-    }
 
 
 def sso_settings(keycloak: Keycloak, tmp_path: Path, **overrides: Any) -> Settings:

@@ -18,7 +18,7 @@ from loopgate.common.settings import Settings
 from loopgate.resolution_api.app import create_app
 from loopgate.resolution_api.models import ExceptionEventRow, ExceptionRow
 from loopgate.resolution_api.permissions import ROLE_PERMISSIONS, Permission, Role
-from tests.fixtures.api import Api, ApiFactory
+from tests.fixtures.api import Api, ApiFactory, claim
 
 IN_AN_HOUR = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).isoformat()
 
@@ -120,20 +120,6 @@ class World:
 
     def auth(self, who: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[who]}"}
-
-
-def claim(client: str) -> dict[str, Any]:
-    return {
-        "rule_id": "claim_verification",
-        "kind": "policy",
-        "severity": "medium",
-        "source": "content-pipeline.events",
-        "event_type": "content.generated",
-        "client_id": client,
-        "summary": f"Product claims of {client}'s post to verify",
-        "observed": {"product_claims": ["clinically proven"]},
-        "threshold": None,
-    }
 
 
 @pytest.fixture
