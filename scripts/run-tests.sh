@@ -2,7 +2,7 @@
 # Runs the whole suite. pytest's exit code 5 (no tests collected) is a failure, never a pass.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-.venv/bin/pytest -p no:cacheprovider "$@"
+.venv/bin/pytest -p no:cacheprovider --durations=40 "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then
   echo "run-tests: pytest collected no tests; that is a failure" >&2

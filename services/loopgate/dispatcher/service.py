@@ -166,26 +166,29 @@ class Dispatcher:
         for tp, records in batch.items():
             self.lag.observe(topics.EXCEPTIONS, tp.partition, records[-1].offset, self.consumer.highwater(tp))
 
-    def _chunks(self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> list[list[int]]:
-        """The fetched records (numbered in partition order) in the requests that carry them: batches
-        of at most `batch_max_records` records and `api_max_body_bytes` bytes, each partition's
-        records in order; a record that is not JSON, or too large for a batch, alone."""
+    def _chunks(self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> list[tuple[list[int], bool]]:
+        """The fetched records (numbered in partition order) in the requests that carry them, each
+        with whether it goes alone: batches of at most `batch_max_records` records and
+        `api_max_body_bytes` bytes, each partition's records in order; a record that is not JSON, or
+        too large for a batch, alone (the single create answers it). The JSON check is the one parse
+        the dispatcher makes: without it, one non-JSON record would get its whole batch refused and
+        every neighbour sent again one at a time."""
         limit_records, limit_bytes = self.settings.batch_max_records, self.settings.api_max_body_bytes
-        chunks: list[list[int]] = []
+        chunks: list[tuple[list[int], bool]] = []
         current: list[int] = []
         size = BATCH_OVERHEAD
         for index, msg in enumerate(m for messages in batch.values() for m in messages):
             value = msg.value or b""
             if not _batchable(value, limit_bytes):
-                chunks.append([index])  # the single create answers it as before
+                chunks.append(([index], True))
                 continue
             if current and (len(current) >= limit_records or size + len(value) + 1 > limit_bytes):
-                chunks.append(current)
+                chunks.append((current, False))
                 current, size = [], BATCH_OVERHEAD
             current.append(index)
             size += len(value) + 1
         if current:
-            chunks.append(current)
+            chunks.append((current, False))
         return chunks
 
     async def _dispatch_batch(self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
@@ -193,8 +196,10 @@ class Dispatcher:
         messages = [m for ms in batch.values() for m in ms]
         settled: list[asyncio.Future[Answer]] = [loop.create_future() for _ in messages]
         senders = [
-            asyncio.ensure_future(self._deliver_chunk([messages[i] for i in chunk], [settled[i] for i in chunk]))
-            for chunk in self._chunks(batch)
+            asyncio.ensure_future(
+                self._deliver_chunk([messages[i] for i in chunk], [settled[i] for i in chunk], alone=alone)
+            )
+            for chunk, alone in self._chunks(batch)
         ]
         tasks: dict[TopicPartition, list[asyncio.Future[Answer]]] = {}  # each partition's, in order
         first = 0
@@ -255,12 +260,13 @@ class Dispatcher:
                 log.warning("commit failed (%s); records will be redelivered", err)
 
     async def _deliver_chunk(
-        self, msgs: list[ConsumerRecord[bytes, bytes]], settled: list[asyncio.Future[Answer]]
+        self, msgs: list[ConsumerRecord[bytes, bytes]], settled: list[asyncio.Future[Answer]], *, alone: bool
     ) -> None:
-        """Deliver these records (one request, or one alone) and settle each one's future once it is
-        accepted, or rejected and dead-lettered; a failure (e.g. the dead-lettering) fails the rest."""
+        """Deliver these records (one request, or one `alone` by the single create) and settle each
+        one's future once it is accepted, or rejected and dead-lettered; a failure (e.g. the
+        dead-lettering) fails the rest."""
         try:
-            if len(msgs) == 1 and not _batchable(msgs[0].value or b"", self.settings.api_max_body_bytes):
+            if alone:
                 settled[0].set_result(await self._deliver_one(msgs[0]))
                 return
             started = time.monotonic()
