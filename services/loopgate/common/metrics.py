@@ -6,7 +6,7 @@ severity, kind, reason kind, status), never an id.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram
 
 from loopgate_schemas.exceptions import RULE_IDS
 
@@ -231,11 +231,6 @@ API_REQUEST_SECONDS = Histogram(
     ["handler", "method"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
-
-
-def serve_metrics(port: int) -> None:
-    """Expose /metrics on its own port (the detector and dispatcher have no web app of their own)."""
-    start_http_server(port, addr="0.0.0.0")
 
 
 # One bad row affects that row alone (issue 23): what the console's pages and the exports set aside.

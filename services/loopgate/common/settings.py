@@ -119,7 +119,9 @@ class Settings(BaseSettings):
     detection_config: Path | None = Field(
         default=None, description="Detection thresholds (TOML); unset: the packaged `detection.toml`."
     )
-    detector_metrics_port: int = Field(default=9101, description="Port of the detector's `/metrics`.")
+    detector_metrics_port: int = Field(
+        default=9101, description="Port of the detector's `/metrics`, `/healthz` and `/readyz`."
+    )
     detector_data_dir: Path = Field(default=Path(".run/detector"), description="The detector's faust data directory.")
     max_event_bytes: int = Field(
         default=2 * 1024 * 1024,

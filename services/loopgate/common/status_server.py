@@ -1,4 +1,5 @@
-"""/metrics, /healthz and /readyz on one port, for a service without a web app of its own.
+"""/metrics, /healthz and /readyz on one port, for a service without a web app of its own (the
+dispatcher in its own loop, the detector from a thread of its own: `start_in_thread`).
 
 `/healthz` answers 200 while the process runs; `/readyz` answers 200 when `readiness()` returns
 None and 503 with its reason otherwise; `/metrics` is prometheus-client's text format.
@@ -6,6 +7,8 @@ None and 503 with its reason otherwise; `/metrics` is prometheus-client's text f
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -38,6 +41,33 @@ class StatusServer:
 
     async def stop(self) -> None:
         await self._runner.cleanup()
+
+    def start_in_thread(self, *, timeout: float = 10.0) -> threading.Thread:
+        """Serve from a daemon thread with an event loop of its own, for a process whose loop is not
+        ours to share or is busy for long stretches (the detector's faust worker). Returns once the
+        port listens; raises what binding it raised (a port in use)."""
+        bound = threading.Event()
+        failure: list[BaseException] = []
+
+        def serve() -> None:
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(self.start())
+            except BaseException as err:  # handed to the caller below
+                failure.append(err)
+                bound.set()
+                return
+            bound.set()
+            loop.run_forever()
+
+        thread = threading.Thread(target=serve, name="status-server", daemon=True)
+        thread.start()
+        if not bound.wait(timeout):
+            raise TimeoutError(f"the status server did not listen on port {self.port} within {timeout:.0f} s")
+        if failure:
+            raise failure[0]
+        return thread
 
     async def _metrics(self, _request: web.Request) -> web.Response:
         response = web.Response(body=generate_latest(REGISTRY))

@@ -32,6 +32,7 @@ from faust.types import TP
 from loopgate.common import metrics
 from loopgate.common.kafka import COMPACTED, ConsumerLag, ensure_topics, kafka_connection, wait_for_broker
 from loopgate.common.settings import Settings
+from loopgate.common.status_server import StatusServer
 from loopgate.detector.batching import BatchingApp, aiokafka_producer
 from loopgate.detector.budget import RECORD_BUDGET, fit_dead_letter
 from loopgate.detector.changelog import TableBatch, settle_changelog
@@ -44,6 +45,7 @@ from loopgate.detector.processing import (
     failure,
     record_json,
 )
+from loopgate.detector.readiness import DetectorReadiness
 from loopgate.detector.refusals import record_error
 from loopgate.detector.request_batches import PartitionedRecord, RecordBatcher, keyed_partitioner, send_in_batches
 from loopgate.detector.stages import NO_CLOCK, StageClock
@@ -315,7 +317,9 @@ class BatchProcessor:
             return
 
 
-def create_app(settings: Settings, config: DetectionConfig | None = None) -> BatchingApp:
+def create_app(
+    settings: Settings, config: DetectionConfig | None = None, readiness: DetectorReadiness | None = None
+) -> BatchingApp:
     config = config or load_detection_config(settings.detection_config)
     # Following the verdicts: a reader of exception-outcomes hands the Detector its current rates.
     reader = AuditRateReader(settings, config.sampling) if config.sampling.adaptive else None
@@ -396,11 +400,15 @@ def create_app(settings: Settings, config: DetectionConfig | None = None) -> Bat
     def on_revoked(sender: Any, /, *_: Any, signal: Any, **__: Any) -> None:
         metrics.ASSIGNED_PARTITIONS.set(0)
         lag.retain(set())
+        if readiness is not None:
+            readiness.on_revoked()
 
     @app.on_partitions_assigned.connect
     def on_assigned(sender: Any, /, *args: Any, signal: Any, **__: Any) -> None:
         assigned = args[0] if args else ()  # faust sends the assigned partitions positionally
         metrics.ASSIGNED_PARTITIONS.set(sum(1 for tp in assigned if tp.topic in sources))
+        if readiness is not None:
+            readiness.on_assigned(assigned)
 
     return app
 
@@ -489,10 +497,16 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     # Until faust's Worker installs its own handler, SIGTERM (a restart caught during start-up,
     # before anything was consumed) is a clean exit rather than death by signal.
     signal.signal(signal.SIGTERM, _exit_before_start)
-    app = create_app(settings)  # loads and checks the detection configuration first
+    upstream = frozenset((settings.bids_topic, settings.trafficking_topic, settings.content_topic))
+    readiness = DetectorReadiness(settings.kafka_bootstrap, upstream, settings.upstream_partitions)
+    app = create_app(settings, readiness=readiness)  # loads and checks the detection configuration first
+    # /metrics, /healthz and /readyz from the start, in a thread of their own: faust's loop is not
+    # ours, and a probe must be answered while a long changelog rebuild keeps that loop busy.
+    StatusServer(settings.detector_metrics_port, readiness).start_in_thread()
     asyncio.run(wait_for_broker(settings))
+    readiness.phase = "creating_topics"
     asyncio.run(ensure_topics(settings, internal_topics(settings), configs=COMPACTED))
-    metrics.serve_metrics(settings.detector_metrics_port)
+    readiness.phase, readiness.app = "worker", app
     tune_garbage_collector()
     worker = faust.Worker(app, loglevel=loglevel)
     worker.execute_from_commandline()
