@@ -36,16 +36,6 @@ from tests.fixtures.keycloak import Keycloak, KeycloakBrowser
 pytestmark = pytest.mark.timeout(600)  # the first test waits for Keycloak to start
 
 CONSOLE = "http://loopgate.test"  # the redirect URI registered in the realm is CONSOLE + /console/sso/callback
-MAPPING = """
-[[map]]
-group = "northwind-reviewers"
-role = "reviewer"
-clients = ["northwind"]
-
-[[map]]
-group = "agency-operators"
-role = "operator"
-"""
 
 Tamper = Callable[[str], str]  # what a hostile token endpoint makes of the real ID token
 
@@ -112,21 +102,12 @@ class Console:
 
 
 def sso_settings(keycloak: Keycloak, tmp_path: Path, **overrides: Any) -> Settings:
-    secret = tmp_path / "client-secret"
-    secret.write_text(keycloak.client("loopgate-console")["secret"] + "\n")
-    mapping = tmp_path / "sso-mapping.toml"
-    mapping.write_text(MAPPING)
     values: dict[str, Any] = {
         "database_url": f"sqlite+aiosqlite:///{tmp_path / 'console.db'}",
         "kafka_bootstrap": UNREACHABLE_BOOTSTRAP,
         "sweep_interval_seconds": 3600,
         "console_secure_cookie": False,  # plain http between the test's browser and the console
-        "sso_issuer": keycloak.issuer,
-        "sso_provider_name": "Keycloak",
-        "sso_client_id": "loopgate-console",
-        "sso_client_secret_file": secret,
-        "sso_redirect_base": CONSOLE,
-        "sso_mapping_file": mapping,
+        **keycloak.console_settings(tmp_path, CONSOLE),
         **overrides,
     }
     return Settings(**values)

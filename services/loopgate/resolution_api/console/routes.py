@@ -28,6 +28,7 @@ from loopgate.resolution_api.access.permissions import Permission, allows
 from loopgate.resolution_api.access.scoping import act_as
 from loopgate.resolution_api.access.tokens import Principal
 from loopgate.resolution_api.console import confirmation, session, views
+from loopgate.resolution_api.console.capabilities import offered_to, scope_text
 from loopgate.resolution_api.console.queue import PAGE_SIZE, SEVERITIES, STATUSES, BadQuery, QueueQuery, counts
 from loopgate.resolution_api.db.models import ExceptionEventRow, ExceptionRow
 from loopgate.resolution_api.domain_errors import Conflict, DomainError, NotFound, PreconditionFailed
@@ -102,10 +103,14 @@ async def _session(request: Request, *, need: Permission) -> tuple[Services, Pri
 
 
 def _context(principal: Principal, csrf: str, **more: Any) -> dict[str, Any]:
+    offered = offered_to(principal)
     return {
         "user": principal,
+        "user_scope": scope_text(principal),
         "csrf": csrf,
-        "can_work": allows(principal.role, Permission.WORK),
+        "can_work": offered.work,
+        "can_bulk": offered.bulk,
+        "can_silence": offered.silences,
         **more,
     }
 
@@ -211,8 +216,8 @@ async def queue_page(request: Request) -> Response:
         message = err.message if isinstance(err, DomainError) else str(err)
         return _page(request, "message.html", _context(principal, token, title="Bad filter", message=message), 400)
     now = services.clock()
-    can_work = allows(principal.role, Permission.WORK)
-    items = [_queue_row(services, row, index, now, can_work) for index, row in enumerate(rows, start=1)]
+    can_bulk = offered_to(principal).bulk
+    items = [_queue_row(services, row, index, now, can_bulk) for index, row in enumerate(rows, start=1)]
     context = _context(
         principal,
         token,
@@ -234,7 +239,7 @@ class QueueRow:
     reason: str = ""
 
 
-def _queue_row(services: Services, row: ExceptionRow, index: int, now: dt.datetime, can_work: bool) -> QueueRow:
+def _queue_row(services: Services, row: ExceptionRow, index: int, now: dt.datetime, can_bulk: bool) -> QueueRow:
     """One row rendered on its own, so a row that cannot be (a date that overflows, a value no longer
     of its type) is shown as such with its id and reason, and counted, instead of failing the page."""
     try:
@@ -245,7 +250,7 @@ def _queue_row(services: Services, row: ExceptionRow, index: int, now: dt.dateti
             now=now,
         )
         exc = ExceptionRead.from_row(row)
-        html = templates.env.get_template("_queue_row.html").render(exc=exc, sla=sla, index=index, can_work=can_work)
+        html = templates.env.get_template("_queue_row.html").render(exc=exc, sla=sla, index=index, can_bulk=can_bulk)
     except Exception as err:  # one bad row: shown as such, never the whole queue failing
         return _set_aside("console_queue", row.id, err)
     return QueueRow(exception_id=row.id, html=Markup(html))
@@ -334,7 +339,6 @@ def _exception_context(
         ),
         snooze_hours=SNOOZE_HOURS,
         silence_hours=SILENCE_HOURS,
-        can_silence=allows(principal.role, Permission.SILENCE),
         notice=notice,
         error=error,
         event_json=_pretty(exc.event),
@@ -486,6 +490,8 @@ async def bulk(request: Request) -> Response:
     if isinstance(checked, Response):
         return checked
     services, principal, token, form = checked
+    if not offered_to(principal).bulk:
+        return _refused(request, f"A {principal.role.value} works one exception at a time: no bulk actions.")
 
     def refused(message: str, status_code: int = 400) -> HTMLResponse:
         return _page(
@@ -648,7 +654,6 @@ async def silences_page(request: Request) -> Response:
         principal,
         token,
         items=items,
-        can_silence=allows(principal.role, Permission.SILENCE),
         notice=_text(request.query_params, "notice", 300),  # type: ignore[arg-type]
     )
     return _page(request, "silences.html", context)
