@@ -8,10 +8,12 @@ import json
 import math
 from typing import Any
 
+import orjson
 import pytest
 
+from loopgate.detector.anomaly import Baseline
 from loopgate.detector.config import load_detection_config
-from loopgate.detector.processing import Detector, read_stored
+from loopgate.detector.processing import Detector, encode_baseline, read_stored
 from loopgate_schemas import topics
 from loopgate_schemas.examples import CONTRACT_EXAMPLES
 from tests.fixtures.tables import ChangelogTable
@@ -61,6 +63,10 @@ GARBAGE = [
     [0, 3, 5.0, 0.1, 0, 1, math.nan],
     [0, 2**70, 5.0, 0.1],
     [0, -3, 5.0, 0.1],
+    [0, 3, 5.0, 0.1, 0, 1, 0.0, 3, 0.01, 4],  # the trend layout's length, a wrong closing tag
+    [0, 3, 5.0, 0.1, 0, 1, 0.0, 2, 0.01, 3],  # ... a wrong opening tag
+    [0, 3, 5.0, 0.1, 0, 1, 0.0, 3, math.inf, 3],  # ... a non-finite trend
+    [0, 3, 5.0, 0.1, 0, 1],  # remainder 2 but too short for the trend layout
 ]
 
 
@@ -138,7 +144,63 @@ def test_a_value_written_before_the_runs_were_kept_still_reads() -> None:
     table = ChangelogTable({"li-1": list(old)})
     rules(topics.BIDS, bid("new", 5.0), table, partition=3, offset=42)
     assert table["li-1"][:7] == [42, 31, 5.0, table["li-1"][3], 3, 0, 0.0]
-    assert table["li-1"][7:] == old[5:]
+    assert table["li-1"][7:10] == [3, 0.0, 3]  # the trend, between its tags: 0 after a value on the mean
+    assert table["li-1"][10:] == old[5:]
+
+
+def test_a_value_written_before_the_trends_were_kept_reads_with_no_trend_and_judges_as_before() -> None:
+    # [last_offset, count, mean, var, partition, run, run_mean, fired offset + (count, mean, var)]
+    old = [41, 30, 5.0, 0.01, 3, 2, 6.0, 12, 20, 5.0, 0.01]
+    stored = read_stored(old, 1)
+    assert stored is not None and (stored.partition, stored.last_offset, stored.fired) == (3, 41, old[7:])
+    assert stored.states[0] == Baseline(30, 5.0, 0.01, 2, 6.0, 0.0)
+    assert rules(topics.BIDS, bid("again", 5.0), {"li-1": list(old)}, partition=3, offset=12) == []
+    table = ChangelogTable({"li-1": list(old)})
+    assert rules(topics.BIDS, bid("spike", 5.6), table, partition=3, offset=42) == ["bid_anomaly"]  # 6 std out
+    assert table["li-1"] == [
+        42,
+        31,
+        5.0,
+        0.01,
+        3,
+        3,
+        6.0 + (5.6 - 6.0) / 3,
+        3,
+        0.0,
+        3,
+        12,
+        20,
+        5.0,
+        0.01,
+        42,
+        30,
+        5.0,
+        0.01,
+    ]
+    delivery_old = [41, 30, 30000.0, 9e5, 30, 0.005, 1e-6, 2, 1, 33000.0, 0, 0.0]
+    restored = read_stored(delivery_old, 2)
+    assert restored is not None and [b.trend for b in restored.states] == [0.0, 0.0]
+    assert [b.run for b in restored.states] == [1, 0] and restored.fired == []
+
+
+def test_a_value_with_trends_reads_back_as_written() -> None:
+    table = ChangelogTable()
+    for offset in range(60):  # a steady climb of 0.01 an event, after the warm-up
+        rules(topics.BIDS, bid(f"c{offset}", 5.0 + 0.01 * max(0, offset - 20)), table, offset=offset)
+    written = table["li-1"]
+    stored = read_stored(written, 1)
+    assert stored is not None and stored.states[0].trend > 0.0
+    assert written[7] == written[9] == 3 and written[8] == stored.states[0].trend
+    assert orjson.loads(encode_baseline(stored)) == written
+    delivery_table = ChangelogTable()
+    for offset in range(30):
+        rules(
+            topics.TRAFFICKING, delivery(f"d{offset}", 1000 + 10 * offset), delivery_table, partition=2, offset=offset
+        )
+    two = read_stored(delivery_table["plc-1"], 2)
+    assert two is not None and two.partition == 2 and two.last_offset == 29
+    assert orjson.loads(encode_baseline(two)) == delivery_table["plc-1"]
+    assert delivery_table["plc-1"][12] == delivery_table["plc-1"][15] == 3
 
 
 def test_clustered_outliers_all_fire_through_the_table_and_a_redelivery_fires_the_same() -> None:

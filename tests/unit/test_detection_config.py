@@ -40,6 +40,11 @@ def test_client_overrides_win_over_platform_overrides_which_win_over_defaults(tm
         ("[clients.acme]\nbrand_safety_min = 3\n", "clients.acme.brand_safety_min: Input should be less than"),
         ("[sampling]\n'trafficking.events' = -0.1\n", "sampling.trafficking.events: Input should be greater"),
         ("[severity]\noverspend = 'urgent'\n", "severity.overspend: Input should be"),
+        ("[anomaly]\ntrend_alpha = -0.001\n", "anomaly.trend_alpha: Input should be greater than or equal to 0"),
+        ("[anomaly]\ntrend_alpha = 1.0\n", "anomaly.trend_alpha: Input should be less than 1"),
+        ("[anomaly]\ntrend_alpha = 'fast'\n", "anomaly.trend_alpha: Input should be a valid number"),
+        ("[anomaly]\ntrend_alpha = nan\n", "anomaly.trend_alpha: Input should be"),
+        ("[anomaly]\ntrend_alpah = 0.01\n", "anomaly.trend_alpah: Extra inputs are not permitted"),
         ("[thresholds\n", "Expected ']'"),
     ],
 )

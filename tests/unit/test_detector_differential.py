@@ -151,6 +151,7 @@ UNREADABLE: list[Any] = [
     [0, -3, 5.0, 0.1],
     [0, True, 5.0, 0.1],
     [0, 3, 5.0, 0.1, 0, 1],  # neither [.., partition] nor [.., partition, run, run_mean]
+    [0, 3, 5.0, 0.1, 0, 1, 0.0, 3, 0.01, 4],  # [.., partition, run, run_mean, 3, trend, 3] with a wrong tag
     [],
     "x",
     {"a": 1},
@@ -160,7 +161,7 @@ NEVER_SEEN = "entity-never-seen"  # its garbage stays in the table: nothing of t
 
 def restored_tables(events: list[SimEvent]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Bid and delivery tables as an old changelog left them: garbage, readable values of older layouts
-    (before the partition, before the runs) and a value from far in the future (a reset topic), on
+    (before the partition, before the runs, before the trends) and a value from far in the future (a reset topic), on
     entities of the stream."""
     line_items: dict[str, int] = {}
     placements: dict[str, int] = {}
@@ -169,8 +170,18 @@ def restored_tables(events: list[SimEvent]) -> tuple[dict[str, Any], dict[str, A
             line_items.setdefault(orjson.loads(e.value)["data"]["line_item_id"], partition_of(e.key))
         elif e.event_type == DELIVERY_REPORT:
             placements.setdefault(e.subject, partition_of(e.key))
-    bid_values: list[Any] = [*UNREADABLE, [41, 30, 5.0, 0.01], [41, 30, 5.0, 0.01, 3, 12, 20, 5.0, 0.01]]
-    delivery_values: list[Any] = [*UNREADABLE, [41, 30, 30000.0, 9e5, 30, 0.005, 1e-6]]
+    bid_values: list[Any] = [
+        *UNREADABLE,
+        [41, 30, 5.0, 0.01],
+        [41, 30, 5.0, 0.01, 3, 12, 20, 5.0, 0.01],
+        [41, 30, 5.0, 0.01, 3, 2, 6.0, 12, 20, 5.0, 0.01],  # runs, no trend
+        [41, 30, 5.0, 0.01, 3, 0, 0.0, 3, 0.01, 3],  # runs and a trend
+    ]
+    delivery_values: list[Any] = [
+        *UNREADABLE,
+        [41, 30, 30000.0, 9e5, 30, 0.005, 1e-6],
+        [41, 30, 30000.0, 9e5, 30, 0.005, 1e-6, 2, 1, 33000.0, 0, 0.0],  # runs, no trend
+    ]
     bids = dict(zip(sorted(line_items), bid_values, strict=False))
     delivery = dict(zip(sorted(placements), delivery_values, strict=False))
     far_bid, far_placement = sorted(line_items)[len(bid_values)], sorted(placements)[len(delivery_values)]

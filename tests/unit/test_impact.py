@@ -89,6 +89,7 @@ def test_a_bid_anomaly_above_its_usual_level_prices_the_excess_over_the_mean() -
             z_threshold=cfg.z_threshold,
             min_relative_std=cfg.min_relative_std,
             level_shift_after=cfg.level_shift_after,
+            trend_alpha=cfg.trend_alpha,
         ).baseline
     _, high = check_bid_anomaly(bid(bid_cpm=9.0), b, cfg, impressions_per_hour=10000)
     _, low = check_bid_anomaly(bid(bid_cpm=1.0), b, cfg, impressions_per_hour=10000)

@@ -41,6 +41,7 @@ from loopgate_tools.simulator.publisher import publish
 from loopgate_tools.simulator.scenarios import (
     SCENARIOS,
     ScenarioScore,
+    scenario_markdown,
     scenario_stream,
     scenario_table,
     score_scenarios,
@@ -233,6 +234,12 @@ def evaluate(
         list(SCENARIOS), help=f"labelled anomaly scenario added to the traffic, repeatable: {', '.join(SCENARIOS)}"
     ),
     scenario_line_items: int = typer.Option(10, help="line items per scenario (0: no scenarios)"),
+    scenario_doc: bool = typer.Option(
+        False,
+        "--scenario-table",
+        help="run every labelled scenario in-process instead (no broker; 20 line items of 400 bids, --seed) "
+        "with and without the baselines' trend and print docs/detection.md's scenario table",
+    ),
     review_load: bool = typer.Option(
         False,
         "--review-load",
@@ -251,6 +258,10 @@ def evaluate(
     """Measure per-rule precision and recall, audit-sampled shares and, per labelled anomaly scenario,
     bid_anomaly recall, precision and how soon a level shift stops firing, on the real broker.
     With --review-load: the human time the gates take, and what they catch (no broker)."""
+    if scenario_doc:
+        config = load_detection_config(get_settings().detection_config)
+        typer.echo(scenario_markdown(config, line_items=20, events_per_line_item=400, seed=seed))
+        return
     if review_load:
         try:
             options = ReviewLoadOptions(

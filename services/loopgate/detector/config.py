@@ -53,6 +53,7 @@ class AnomalyConfig(Strict):
     z_threshold: float = Field(default=5.0, gt=0)
     min_relative_std: float = Field(default=0.02, ge=0)
     level_shift_after: int = Field(default=8, ge=2)
+    trend_alpha: float = Field(default=0.003, ge=0, lt=1)
 
 
 class ImpactConfig(Strict):

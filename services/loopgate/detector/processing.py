@@ -19,7 +19,7 @@ import orjson
 from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 
-from loopgate.detector.anomaly import EMPTY, Baseline, is_finite_state
+from loopgate.detector.anomaly import EMPTY, Baseline, expected_of, is_finite_state
 from loopgate.detector.budget import fit_event, fit_fields
 from loopgate.detector.config import DetectionConfig
 from loopgate.detector.rules import THRESHOLD_RULES, Firing, evaluate_threshold_rules
@@ -40,14 +40,18 @@ log = logging.getLogger(__name__)
 
 
 # Baseline tables hold plain lists (JSON in the changelog):
-#   bids:     [last_offset, count, mean, var, partition, run, run_mean, *fired]
+#   bids:     [last_offset, count, mean, var, partition, run, run_mean, 3, trend, 3, *fired]
 #   delivery: [last_offset, imp_count, imp_mean, imp_var, ctr_count, ctr_mean, ctr_var, partition,
-#              imp_run, imp_run_mean, ctr_run, ctr_run_mean, *fired]
+#              imp_run, imp_run_mean, ctr_run, ctr_run_mean, 3, imp_trend, ctr_trend, 3, *fired]
 # `fired`: for each of the entity's last FIRED_KEPT anomalies, its offset followed by the baseline
-# (count, mean, var) it was judged against (flat, so the value stays a list of numbers). Older values
-# still read: written before the runs were kept they have no run slots (their runs start at 0), and
-# before the partition was kept no `partition` slot either; the length past the states, modulo the
-# fired width + 1, tells which: 0 no partition, 1 partition, 1 + 2 * states partition and runs.
+# (count, expected value, var) it was judged against (flat, so the value stays a list of numbers;
+# the expected value is the mean moved on by the trend, so a baseline without a trend judges a
+# redelivery exactly as the first time). Older values still read: written before the trends were kept
+# they have no trend slots (their trends start at 0), before the runs were kept no run slots either
+# (their runs start at 0), and before the partition was kept no `partition` slot. The length past the
+# states, modulo the fired width + 1, tells which: 0 no partition, 1 partition, 1 + 2 * states
+# partition and runs, 2 partition, runs and trends, whose TREND_TAG on both sides makes that remainder
+# one no older layout has (so an older detector discards such a value, counted, never misreads it).
 class BaselineTable(Protocol):
     """Where baselines live: a faust table's batch view in the worker, a dict in tests and tools.
     `get` answers whatever was stored (an old changelog may hold anything: read_stored checks it)."""
@@ -58,6 +62,7 @@ class BaselineTable(Protocol):
 
 
 FIRED_KEPT = 16
+TREND_TAG = 3  # the third layout: runs and trends
 BID_WIDTH, DELIVERY_WIDTH = 3, 6  # numbers in one fired entry's baselines (count, mean, var each)
 
 
@@ -92,10 +97,12 @@ class Stored:
     fired: list[float]
 
     def to_list(self) -> list[float]:
-        """[last_offset, (count, mean, var) per state, partition, (run, run_mean) per state, *fired]"""
+        """[last_offset, (count, mean, var) per state, partition, (run, run_mean) per state,
+        TREND_TAG, trend per state, TREND_TAG, *fired]"""
         counts = [x for b in self.states for x in (b.count, b.mean, b.var)]
         runs = [x for b in self.states for x in (b.run, b.run_mean)]
-        return [self.last_offset, *counts, self.partition, *runs, *self.fired]  # type: ignore[list-item]
+        trends = [b.trend for b in self.states]
+        return [self.last_offset, *counts, self.partition, *runs, TREND_TAG, *trends, TREND_TAG, *self.fired]  # type: ignore[list-item]
 
 
 def encode_baseline(value: Any) -> bytes:
@@ -114,18 +121,33 @@ def read_stored(stored: Any, states: int) -> Stored | None:
     if not all(_finite_number(x) for x in stored):
         return None
     rest = stored[1 + width :]
-    head = len(rest) % (width + 1)  # 0: no partition, 1: partition, 1 + 2 * states: partition and runs
-    if head not in (0, 1, 1 + 2 * states):
+    # 0: no partition, 1: partition, 1 + 2 * states: partition and runs, 2: partition, runs and trends
+    head = len(rest) % (width + 1)
+    if head == 2:
+        head = 3 + 3 * states
+        if len(rest) < head or rest[1 + 2 * states] != TREND_TAG or rest[head - 1] != TREND_TAG:
+            return None
+        trends = rest[2 + 2 * states : head - 1]
+    elif head in (0, 1, 1 + 2 * states):
+        trends = [0.0] * states
+    else:
         return None
-    runs = rest[1:head] if head > 1 else [0, 0.0] * states
+    runs = rest[1 : 1 + 2 * states] if head > 1 else [0, 0.0] * states
     baselines = [
-        Baseline(int(stored[1 + 3 * i]), stored[2 + 3 * i], stored[3 + 3 * i], int(runs[2 * i]), runs[2 * i + 1])
+        Baseline(
+            int(stored[1 + 3 * i]), stored[2 + 3 * i], stored[3 + 3 * i], int(runs[2 * i]), runs[2 * i + 1], trends[i]
+        )
         for i in range(states)
     ]
     if not all(is_finite_state(b) for b in baselines):
         return None
     partition = int(rest[0]) if head else None
     return Stored(partition, int(stored[0]), baselines, rest[head:])
+
+
+def judged_against(b: Baseline) -> list[float]:
+    """A fired entry's baseline: rebuilt as Baseline(count, expected, var) it judges the value as `b` did."""
+    return [b.count, expected_of(b), b.var]
 
 
 def _unpack_fired(flat: list[float], width: int) -> dict[int, list[float]]:
@@ -424,7 +446,7 @@ class Detector:
         new, firing = check_bid_anomaly(event, baseline, self.config.anomaly, impressions_per_hour=self._bid_volume)
         if firing is not None:  # the fired history is only unpacked when it changes (hot path)
             fired = _unpack_fired(tail, BID_WIDTH)
-            fired[offset] = list(baseline[:BID_WIDTH])
+            fired[offset] = judged_against(baseline)
             tail = _pack_fired(fired)
         table[key] = Stored(partition, offset, [new], tail)
         return firing
@@ -447,7 +469,7 @@ class Detector:
         new_imp, new_ctr, firing = check_delivery_anomaly(event, imp, ctr, self.config.anomaly)
         if firing is not None:
             fired = _unpack_fired(tail, DELIVERY_WIDTH)
-            fired[offset] = [*imp[:BID_WIDTH], *ctr[:BID_WIDTH]]
+            fired[offset] = [*judged_against(imp), *judged_against(ctr)]
             tail = _pack_fired(fired)
         if new_imp is not imp or new_ctr is not ctr or discarded:
             table[key] = Stored(partition, offset, [new_imp, new_ctr], tail)

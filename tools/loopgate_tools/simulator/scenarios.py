@@ -1,4 +1,4 @@
-"""Labelled bid streams for the anomaly baselines: clustered outliers, level shifts, slow drift.
+"""Labelled bid streams for the anomaly baselines: clustered outliers, level shifts, slow and fast drift.
 
 `scenario_stream(name, line_items=..., events_per_line_item=..., seed=...)` yields `Point`s: a
 `bid.adjusted` event ready to publish (a `SimEvent`) with what it is. Every line item has its own
@@ -11,8 +11,10 @@ bid_anomaly is the only rule they can break.
 * level-shift: the level moves once or twice by 9-25 deviations (a new normal). The first bid at
   the new level must fire; the next SETTLE_WITHIN - 1 may; later ones must not. Isolated outliers
   at the new level must fire.
-* drift: the level moves 0.1% per event (40% over 400 events), slower than any outlier; isolated
-  outliers on top of it must fire, the drift itself never.
+* drift: the level moves DRIFT_PER_EVENT (0.05%) per event (20% over 400 events), slower than any
+  outlier; isolated outliers on top of it must fire, the drift itself never.
+* fast-drift: the same at FAST_DRIFT_PER_EVENT (0.1% per event: 49% over 400 events), where a
+  baseline without a trend lags far enough behind to miss outliers on the side it lags.
 
 `score_scenarios(points, fired)` scores a set of fired event ids against the labels (pure), the same
 for the detector run through the broker and for the rule run in-process (`fired_in_process`).
@@ -34,7 +36,7 @@ from loopgate_schemas import topics
 from loopgate_schemas.events import BidAdjusted
 from loopgate_tools.simulator.generator import SimEvent
 
-SCENARIOS = ("clustered", "level-shift", "drift")
+SCENARIOS = ("clustered", "level-shift", "drift", "fast-drift")
 NOISE_SIGMA = 0.03  # ordinary spread of a bid, as a share of its level (above the detector's 2% floor)
 NOISE_CLIP = 3.0
 ANOMALY_SIGMAS = (6.0, 12.0)  # how far an injected outlier is, in noise deviations
@@ -42,6 +44,7 @@ CLUSTER_SPAN = 10  # the outliers of one cluster fall within this many events
 SHIFT_SIGMAS = (9.0, 25.0)  # a level shift's size, in deviations of the old level (downward at most 20)
 SETTLE_WITHIN = 30  # a level shift must stop firing within this many events of it
 DRIFT_PER_EVENT = 0.0005
+FAST_DRIFT_PER_EVENT = 0.001
 WARMUP_EVENTS = 40  # clean bids before anything is injected
 
 
@@ -137,7 +140,9 @@ def scenario_stream(name: str, *, line_items: int, events_per_line_item: int, se
         rng = random.Random(f"{seed}-{name}-{index}")
         li = _LineItem(name, index, rng, level=rng.uniform(2.0, 20.0))
         li.clean(WARMUP_EVENTS)
-        {"clustered": _clustered, "level-shift": _level_shift, "drift": _drift}[name](li, events_per_line_item)
+        {"clustered": _clustered, "level-shift": _level_shift, "drift": _drift, "fast-drift": _fast_drift}[name](
+            li, events_per_line_item
+        )
         streams.append(li.points[:events_per_line_item])
     for i in range(max(map(len, streams), default=0)):
         yield from (s[i] for s in streams if i < len(s))
@@ -165,11 +170,15 @@ def _level_shift(li: _LineItem, n: int) -> None:
         li.clean(li.rng.randint(20, 40))
 
 
-def _drift(li: _LineItem, n: int) -> None:
+def _drift(li: _LineItem, n: int, per_event: float = DRIFT_PER_EVENT) -> None:
     direction = 1.0 if li.rng.random() < 0.5 else -1.0
     while len(li.points) < n:
-        li.clean(li.rng.randint(40, 80), drift=direction * DRIFT_PER_EVENT)
+        li.clean(li.rng.randint(40, 80), drift=direction * per_event)
         li.outlier()
+
+
+def _fast_drift(li: _LineItem, n: int) -> None:
+    _drift(li, n, FAST_DRIFT_PER_EVENT)
 
 
 def fired_in_process(points: Iterable[Point], config: DetectionConfig) -> set[str]:
@@ -211,5 +220,32 @@ def scenario_table(scores: dict[str, ScenarioScore]) -> str:
         lines.append(
             f"{name:<12} {s.anomalies:>9} {s.caught:>7} {s.false_alarms:>6} {s.recall:>7.3f} {s.precision:>9.3f} "
             f"{s.shifts:>6} {settle:>13}"
+        )
+    return "\n".join(lines)
+
+
+def without_trend(config: DetectionConfig) -> DetectionConfig:
+    """`config` with the baselines as they were before the trend (trend_alpha 0)."""
+    return config.model_copy(update={"anomaly": config.anomaly.model_copy(update={"trend_alpha": 0.0})})
+
+
+def scenario_markdown(config: DetectionConfig, *, line_items: int, events_per_line_item: int, seed: int) -> str:
+    """docs/detection.md's scenario table: each scenario run in-process through bid_anomaly without the
+    trend (before) and with `config`'s (now)."""
+    lines = [
+        "| scenario | anomalies | recall before | recall now | precision before | precision now "
+        "| level shift last fires |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in SCENARIOS:
+        points = list(
+            scenario_stream(name, line_items=line_items, events_per_line_item=events_per_line_item, seed=seed)
+        )
+        before = score_scenarios(points, fired_in_process(points, without_trend(config)))[name]
+        now = score_scenarios(points, fired_in_process(points, config))[name]
+        settle = f"event {before.settle + 1} (before), event {now.settle + 1} (now)" if now.shifts else ""
+        lines.append(
+            f"| {name} | {now.anomalies} | {before.recall:.3f} | {now.recall:.3f} | {before.precision:.3f} "
+            f"| {now.precision:.3f} | {settle} |"
         )
     return "\n".join(lines)

@@ -19,6 +19,7 @@ def _observe(b: Baseline, x: float, cfg: AnomalyConfig) -> Observation:
         z_threshold=cfg.z_threshold,
         min_relative_std=cfg.min_relative_std,
         level_shift_after=cfg.level_shift_after,
+        trend_alpha=cfg.trend_alpha,
     )
 
 
