@@ -28,9 +28,11 @@ import aiohttp
 import orjson
 from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
+from opentelemetry.trace import SpanKind
 
-from loopgate.common import metrics
+from loopgate.common import metrics, tracing
 from loopgate.common.kafka import ConsumerLag, consumer, kafka_connection, reliable_producer, wait_for_broker
+from loopgate.common.logging import log_context
 from loopgate.common.settings import Settings
 from loopgate.common.status_server import NotReady, StatusServer
 from loopgate.dispatcher.delivery import (
@@ -176,7 +178,7 @@ class Dispatcher:
         size = BATCH_OVERHEAD
         for index, msg in enumerate(m for messages in batch.values() for m in messages):
             value = msg.value or b""
-            if not _batchable(value, limit_bytes):
+            if not self._batchable(msg):
                 chunks.append([index])  # the single create answers it as before
                 continue
             if current and (len(current) >= limit_records or size + len(value) + 1 > limit_bytes):
@@ -260,7 +262,7 @@ class Dispatcher:
         """Deliver these records (one request, or one alone) and settle each one's future once it is
         accepted, or rejected and dead-lettered; a failure (e.g. the dead-lettering) fails the rest."""
         try:
-            if len(msgs) == 1 and not _batchable(msgs[0].value or b"", self.settings.api_max_body_bytes):
+            if len(msgs) == 1 and not self._batchable(msgs[0]):
                 settled[0].set_result(await self._deliver_one(msgs[0]))
                 return
             started = time.monotonic()
@@ -296,13 +298,40 @@ class Dispatcher:
             for future in settled:
                 future.cancel()  # no-op for the settled ones
 
+    def _batchable(self, msg: ConsumerRecord[bytes, bytes]) -> bool:
+        """Whether the record may go in a batch request: JSON and small enough (_batchable), and not
+        traced (a traced record goes alone, its span's `traceparent` on its own request)."""
+        if tracing.enabled() and tracing.parse_traceparent(tracing.header_value(msg.headers)) is not None:
+            return False
+        return _batchable(msg.value or b"", self.settings.api_max_body_bytes)
+
     async def _deliver_one(self, msg: ConsumerRecord[bytes, bytes]) -> Answer:
+        if not tracing.enabled():
+            return await self._deliver_one_traced(msg, None)
+        parent = tracing.parent_context(tracing.header_value(msg.headers))
+        with (
+            _tracer.start_as_current_span("dispatcher.deliver", context=parent, kind=SpanKind.CLIENT) as span,
+            log_context(exception_id=(msg.key or b"").decode(errors="replace")),
+        ):
+            span.set_attributes(
+                {
+                    "messaging.source.name": msg.topic,
+                    "messaging.kafka.partition": msg.partition,
+                    "messaging.kafka.offset": msg.offset,
+                    "loopgate.exception_id": (msg.key or b"").decode(errors="replace"),
+                }
+            )
+            answer = await self._deliver_one_traced(msg, tracing.format_traceparent(span))
+            span.set_attribute("http.response.status_code", answer.status or 0)
+            return answer
+
+    async def _deliver_one_traced(self, msg: ConsumerRecord[bytes, bytes], traceparent: str | None) -> Answer:
         started = time.monotonic()
         async with self._slots:
             assert self.client is not None
             client, value = self.client, msg.value or b""
             answer = await deliver(
-                lambda: post_once(client, self.url, value),
+                lambda: post_once(client, self.url, value, traceparent=traceparent),
                 self.gate,
                 initial_backoff=self.settings.retry_initial_seconds,
                 max_backoff=self.settings.retry_max_seconds,
@@ -349,7 +378,11 @@ def _batchable(value: bytes, limit_bytes: int) -> bool:
     return _is_json(value) and len(value) + BATCH_OVERHEAD <= limit_bytes
 
 
+_tracer = tracing.tracer("loopgate.dispatcher")
+
+
 async def run_dispatcher(settings: Settings) -> None:
+    tracing.configure_tracing(settings, "dispatcher")
     dispatcher = Dispatcher(settings)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -361,3 +394,4 @@ async def run_dispatcher(settings: Settings) -> None:
         await dispatcher.run()
     finally:
         await status.stop()
+        tracing.shutdown_tracing()

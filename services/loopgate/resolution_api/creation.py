@@ -45,6 +45,7 @@ class Received:
 
     record: ExceptionRecord
     actor: str
+    traceparent: str | None = None  # of the request that sent it (tracing on): stored with a new exception
 
 
 async def create_or_group(
@@ -113,6 +114,7 @@ async def _create_or_group_once(
                 queue=routed.queue,
                 silenced_by=silencing.first_match(silences, record),
             )
+            row.traceparent = item.traceparent
             if routed.note is not None:
                 fields["routing"] = routed.note
                 passed_on.append((row.id, routed))
