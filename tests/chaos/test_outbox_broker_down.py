@@ -13,8 +13,8 @@ import pytest
 
 from loopgate.common.kafka import ensure_topics, read_topic
 from loopgate.common.settings import Settings
-from loopgate.resolution_api import store
-from loopgate.resolution_api.deps import Services
+from loopgate.resolution_api.exceptions import store
+from loopgate.resolution_api.http.deps import Services
 from tests.chaos.harness import PrivateBroker
 from tests.fixtures.api import ApiFactory
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from loopgate.cli import app
-from loopgate.ops_cli import EXIT_CODES
+from loopgate.cli.main import app
+from loopgate.cli.ops import EXIT_CODES
 from tests.e2e.operators import BRAND_SAFETY_CAPTION, brand_safety_record, create, outcomes_of
 from tests.fixtures.api import record
 from tests.fixtures.services import Stack, wait_until

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from loopgate.common.settings import Settings
-from loopgate.resolution_api.models import ExceptionEventRow, ExceptionRow, OccurrenceRow, OutboxRow
+from loopgate.resolution_api.db.models import ExceptionEventRow, ExceptionRow, OccurrenceRow, OutboxRow
 from tests.fixtures.api import Api, ApiFactory, record
 from tests.fixtures.clock import FakeClock
 from tests.fixtures.postgres import PostgresServer

@@ -8,8 +8,8 @@ import datetime as dt
 from prometheus_client import REGISTRY
 
 from loopgate.common.settings import Settings, Sla
-from loopgate.resolution_api import store
-from loopgate.resolution_api.sweeping import escalate_sla_breaches
+from loopgate.resolution_api.exceptions import store
+from loopgate.resolution_api.sweeps.deadlines import escalate_sla_breaches
 from loopgate_schemas.exceptions import Severity
 from tests.fixtures.api import Api, ApiFactory
 from tests.fixtures.clock import FakeClock

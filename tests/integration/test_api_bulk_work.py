@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
 from loopgate.common.settings import Settings
-from loopgate.resolution_api.models import ExceptionEventRow, ExceptionRow, OutboxRow
+from loopgate.resolution_api.db.models import ExceptionEventRow, ExceptionRow, OutboxRow
 from tests.fixtures.api import Api, ApiFactory, record
 
 BULK = "/v1/exceptions/bulk"
@@ -181,9 +181,9 @@ async def test_a_filter_matching_more_than_the_cap_is_refused_with_its_count(
 
 
 async def test_bulk_work_never_changes_more_than_the_cap_even_if_more_match_meanwhile(api: Api) -> None:
-    from loopgate.resolution_api import bulk_work
-    from loopgate.resolution_api.lifecycle import Action
-    from loopgate.resolution_api.store import ExceptionFilters
+    from loopgate.resolution_api.exceptions import bulk_work
+    from loopgate.resolution_api.exceptions.lifecycle import Action
+    from loopgate.resolution_api.exceptions.store import ExceptionFilters
 
     for _ in range(7):
         await api.create(client_id="acme")

@@ -1,4 +1,4 @@
-"""`loopgate api migrate` and `loopgate api tokens ...` (the typer app of resolution_api/cli.py)."""
+"""`loopgate api migrate` and `loopgate api tokens ...` (the typer app of cli/api.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from collections.abc import Iterator
 import pytest
 from typer.testing import CliRunner
 
+from loopgate.cli.api import app, token_created_message
 from loopgate.common.settings import get_settings
-from loopgate.resolution_api.cli import app, token_created_message
-from loopgate.resolution_api.permissions import Role
+from loopgate.resolution_api.access.permissions import Role
 
 runner = CliRunner()
 

@@ -12,11 +12,11 @@ import pytest
 import uvicorn
 
 from loopgate.common.settings import Settings
-from loopgate.resolution_api import store
-from loopgate.resolution_api import tokens as api_tokens
+from loopgate.resolution_api.access import tokens as api_tokens
+from loopgate.resolution_api.access.permissions import Role
 from loopgate.resolution_api.app import create_app
-from loopgate.resolution_api.deps import Services
-from loopgate.resolution_api.permissions import Role
+from loopgate.resolution_api.exceptions import store
+from loopgate.resolution_api.http.deps import Services
 from loopgate_tools.processes import free_port
 from tests.fixtures.api import record
 

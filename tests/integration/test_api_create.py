@@ -8,7 +8,7 @@ import asyncio
 import datetime as dt
 from typing import Any
 
-from loopgate.resolution_api import store
+from loopgate.resolution_api.exceptions import store
 from tests.fixtures.api import Api, record
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy.exc import DataError, OperationalError
 
-from loopgate.resolution_api import store
+from loopgate.resolution_api.exceptions import store
 from tests.fixtures.api import Api, record
 
 SECRET = 'relation "exceptions" column "subject" violates secret_constraint_42 on row li-77'

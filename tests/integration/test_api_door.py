@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from loopgate.common.settings import Settings
-from loopgate.resolution_api.limits import MAX_JSON_DEPTH
+from loopgate.resolution_api.http.limits import MAX_JSON_DEPTH
 from loopgate.resolution_api.schemas import MAX_CORRECTION_BYTES
 from tests.fixtures.api import Api, ApiFactory, record
 

@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from loopgate.common.settings import Settings
-from loopgate.resolution_api import export
+from loopgate.resolution_api.outcomes import export
 from loopgate_schemas.outcomes import outcome_id_for
 from loopgate_schemas.training import TrainingRecord
 from tests.fixtures.api import Api, ApiFactory

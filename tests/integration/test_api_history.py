@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from loopgate.common.settings import Settings
-from loopgate.resolution_api import store
-from loopgate.resolution_api.cursor import Position, Sort, encode_cursor, encode_history_cursor
+from loopgate.resolution_api.exceptions import store
+from loopgate.resolution_api.exceptions.cursor import Position, Sort, encode_cursor, encode_history_cursor
 from tests.fixtures.api import Api, ApiFactory, record
 
 

@@ -9,10 +9,10 @@ import random
 from pathlib import Path
 from typing import Any
 
-from loopgate.resolution_api import store
-from loopgate.resolution_api.creation import CreateResult, Received, create_or_group
-from loopgate.resolution_api.db import Database
-from loopgate.resolution_api.intake import Intake
+from loopgate.resolution_api.db.engine import Database
+from loopgate.resolution_api.exceptions import store
+from loopgate.resolution_api.exceptions.creation import CreateResult, Received, create_or_group
+from loopgate.resolution_api.exceptions.intake import Intake
 from loopgate_schemas.exceptions import ExceptionRecord
 from tests.fixtures.api import record
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 from loopgate.common.settings import Settings
-from loopgate.resolution_api import store
-from loopgate.resolution_api.sweeping import wake_due_snoozes
+from loopgate.resolution_api.exceptions import store
+from loopgate.resolution_api.sweeps.deadlines import wake_due_snoozes
 from loopgate_schemas.outcomes import outcome_id_for
 from tests.fixtures.api import Api, ApiFactory
 from tests.fixtures.clock import FakeClock

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from loopgate.resolution_api import reading
-from loopgate.resolution_api.db import Database
-from loopgate.resolution_api.store import ExceptionFilters
+from loopgate.resolution_api.db.engine import Database
+from loopgate.resolution_api.exceptions import reading
+from loopgate.resolution_api.exceptions.store import ExceptionFilters
 
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
 

@@ -7,8 +7,8 @@ from typing import Any
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from loopgate.resolution_api.db import Database
-from loopgate.resolution_api.models import Base
+from loopgate.resolution_api.db.engine import Database
+from loopgate.resolution_api.db.models import Base
 
 
 def _diff(connection: Any) -> list[Any]:

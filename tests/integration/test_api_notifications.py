@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from loopgate.common.settings import Settings
-from loopgate.resolution_api.models import NotificationRow
+from loopgate.resolution_api.db.models import NotificationRow
 from loopgate.resolution_api.notifications.config import NotificationsConfigError, load_notifications
 from loopgate_schemas.notifications import notification_id_for
 from tests.fixtures.api import Api, ApiFactory, record

@@ -14,9 +14,9 @@ from prometheus_client import REGISTRY
 
 from loopgate.common.kafka import read_topic
 from loopgate.common.settings import Settings
-from loopgate.resolution_api import store, transitions
-from loopgate.resolution_api.db import Database
-from loopgate.resolution_api.models import OutboxRow
+from loopgate.resolution_api.db.engine import Database
+from loopgate.resolution_api.db.models import OutboxRow
+from loopgate.resolution_api.exceptions import store, transitions
 from loopgate_schemas.outcomes import Decision, FieldChange, Outcome, OutcomeData, outcome_id_for
 from tests.fixtures.api import UNREACHABLE_BOOTSTRAP, Api, ApiFactory
 from tests.fixtures.clock import FakeClock

@@ -19,8 +19,8 @@ import sqlalchemy as sa
 
 from loopgate.common.kafka import consumer_group_lag, read_topic
 from loopgate.common.settings import Settings
-from loopgate.resolution_api.db import SecondWriter
-from loopgate.resolution_api.models import ExceptionEventRow
+from loopgate.resolution_api.db.engine import SecondWriter
+from loopgate.resolution_api.db.models import ExceptionEventRow
 from loopgate_tools.processes import ServiceProcess, free_port, wait_until
 from tests.fixtures.api import UNREACHABLE_BOOTSTRAP, ApiFactory, record
 from tests.fixtures.clock import FakeClock

@@ -7,7 +7,7 @@ import datetime as dt
 
 import orjson
 
-from loopgate.resolution_api import store
+from loopgate.resolution_api.exceptions import store
 from loopgate_schemas.outcomes import Outcome, outcome_id_for
 from tests.fixtures.api import Api
 

@@ -17,8 +17,7 @@ import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
 from loopgate.common.settings import Settings
-from loopgate.resolution_api import store
-from loopgate.resolution_api.models import (
+from loopgate.resolution_api.db.models import (
     ExceptionEventRow,
     ExceptionRow,
     NotificationEventRow,
@@ -26,8 +25,9 @@ from loopgate.resolution_api.models import (
     OccurrenceRow,
     OutboxRow,
 )
+from loopgate.resolution_api.exceptions import store
 from loopgate.resolution_api.notifications import store as notifications
-from loopgate.resolution_api.retention import prune
+from loopgate.resolution_api.sweeps.retention import prune
 from tests.fixtures.api import Api, ApiFactory
 from tests.fixtures.clock import FakeClock
 

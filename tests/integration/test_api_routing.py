@@ -10,8 +10,8 @@ import orjson
 import pytest
 
 from loopgate.common.settings import Settings
-from loopgate.resolution_api import store
-from loopgate.resolution_api.routing import RoutesError
+from loopgate.resolution_api.exceptions import store
+from loopgate.resolution_api.queues.routing import RoutesError
 from loopgate_schemas.outcomes import Outcome
 from tests.fixtures.api import Api, ApiFactory, record
 

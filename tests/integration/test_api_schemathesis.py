@@ -20,10 +20,10 @@ from schemathesis import checks
 from schemathesis.generation.case import Case
 
 from loopgate.common.settings import Settings
-from loopgate.resolution_api import tokens as api_tokens
+from loopgate.resolution_api.access import tokens as api_tokens
+from loopgate.resolution_api.access.permissions import Role
 from loopgate.resolution_api.app import create_app
-from loopgate.resolution_api.db import Database
-from loopgate.resolution_api.permissions import Role
+from loopgate.resolution_api.db.engine import Database
 from loopgate_tools.processes import free_port
 from tests.fixtures.api import UNREACHABLE_BOOTSTRAP
 from tests.fixtures.postgres import PostgresServer

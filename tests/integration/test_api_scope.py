@@ -16,9 +16,9 @@ import pytest
 import sqlalchemy as sa
 
 from loopgate.common.settings import Settings
-from loopgate.resolution_api.models import ExceptionRow
-from loopgate.resolution_api.permissions import Role, scope_for
-from loopgate.resolution_api.scoping import acting_as, caller_scope
+from loopgate.resolution_api.access.permissions import Role, scope_for
+from loopgate.resolution_api.access.scoping import acting_as, caller_scope
+from loopgate.resolution_api.db.models import ExceptionRow
 from tests.fixtures.api import Api, ApiFactory, claim
 
 IN_AN_HOUR = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).isoformat()

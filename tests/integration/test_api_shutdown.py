@@ -15,8 +15,8 @@ from contextlib import AsyncExitStack
 import pytest
 
 from loopgate.common.settings import Settings
-from loopgate.resolution_api.db import Database
-from loopgate.resolution_api.outbox import OutboxRelay
+from loopgate.resolution_api.db.engine import Database
+from loopgate.resolution_api.outcomes.outbox import OutboxRelay
 from tests.fixtures.api import UNREACHABLE_BOOTSTRAP, ApiFactory
 
 # The bound a stop must meet: the setting, plus the database's close and the event loop's slack.

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from loopgate.common.settings import Settings
-from loopgate.resolution_api.permissions import Role
+from loopgate.resolution_api.access.permissions import Role
 from tests.fixtures.api import Api, ApiFactory
 from tests.fixtures.clock import FakeClock
 

@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from loopgate.common.settings import Settings
-from loopgate.resolution_api import reading
-from loopgate.resolution_api.permissions import Role
+from loopgate.resolution_api.access.permissions import Role
+from loopgate.resolution_api.exceptions import reading
 from tests.fixtures.api import UNREACHABLE_BOOTSTRAP, Api, ApiFactory
 
 XSS = '<script>alert("pwned")</script><img src=x onerror=alert(1)>'

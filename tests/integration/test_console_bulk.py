@@ -18,8 +18,8 @@ import orjson
 import pytest
 
 from loopgate.common.settings import Settings
+from loopgate.resolution_api.access.permissions import Role
 from loopgate.resolution_api.console import confirmation
-from loopgate.resolution_api.permissions import Role
 from tests.fixtures.api import Api, ApiFactory
 from tests.fixtures.clock import FakeClock
 

@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from loopgate.common.settings import Settings
+from loopgate.resolution_api.access.permissions import Role
 from loopgate.resolution_api.console.session import SESSION_COOKIE
-from loopgate.resolution_api.permissions import Role
 from tests.fixtures.api import Api, ApiFactory
 from tests.fixtures.clock import FakeClock
 

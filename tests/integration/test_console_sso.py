@@ -23,12 +23,12 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 
 from loopgate.common.settings import Settings
-from loopgate.resolution_api import tokens as api_tokens
+from loopgate.resolution_api.access import tokens as api_tokens
+from loopgate.resolution_api.access.permissions import Role
 from loopgate.resolution_api.app import create_app
 from loopgate.resolution_api.console.sso import STATE_COOKIE
-from loopgate.resolution_api.deps import Services
-from loopgate.resolution_api.models import ConsoleSessionRow, SsoSignInRow
-from loopgate.resolution_api.permissions import Role
+from loopgate.resolution_api.db.models import ConsoleSessionRow, SsoSignInRow
+from loopgate.resolution_api.http.deps import Services
 from tests.fixtures.api import UNREACHABLE_BOOTSTRAP, claim, record
 from tests.fixtures.clock import FakeClock
 from tests.fixtures.keycloak import Keycloak, KeycloakBrowser

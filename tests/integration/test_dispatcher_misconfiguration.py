@@ -21,8 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from loopgate.common.kafka import consumer_group_lag, read_topic
 from loopgate.common.settings import Settings
-from loopgate.resolution_api.models import TokenRow
-from loopgate.resolution_api.tokens import hash_token
+from loopgate.resolution_api.access.tokens import hash_token
+from loopgate.resolution_api.db.models import TokenRow
 from loopgate_tools.processes import ServiceProcess, free_port, wait_until
 from tests.fixtures.api import record
 from tests.fixtures.kafka import produce

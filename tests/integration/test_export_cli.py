@@ -9,8 +9,8 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from loopgate.cli import app
-from loopgate.resolution_api.export_client import ExportFailed, export_to
+from loopgate.cli.export import ExportFailed, export_to
+from loopgate.cli.main import app
 from tests.fixtures.api import Api
 
 runner = CliRunner()

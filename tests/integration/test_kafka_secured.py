@@ -19,7 +19,7 @@ pytestmark = pytest.mark.kafka
 def start(settings: Settings, *command: str) -> tuple[subprocess.CompletedProcess[str], float]:
     began = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "loopgate.cli", *command],
+        [sys.executable, "-m", "loopgate.cli.main", *command],
         env=settings_env(settings),
         capture_output=True,
         text=True,

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
 from loopgate.common.settings import Settings
-from loopgate.resolution_api.models import ExceptionRow, NotificationEventRow
+from loopgate.resolution_api.db.models import ExceptionRow, NotificationEventRow
 from tests.fixtures.api import Api, ApiFactory
 from tests.fixtures.receivers import Receivers
 from tests.integration.test_api_notifications import notify_settings, one_hook, rows_of, settled, three_kinds

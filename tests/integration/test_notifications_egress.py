@@ -22,7 +22,7 @@ from prometheus_client import REGISTRY
 from standardwebhooks import Webhook
 
 from loopgate.common.settings import Settings
-from loopgate.resolution_api.models import NotificationRow
+from loopgate.resolution_api.db.models import NotificationRow
 from tests.fixtures.api import Api, ApiFactory
 from tests.fixtures.receivers import Receivers
 from tests.integration.test_api_notifications import notify_settings, one_hook, rows_of, settled

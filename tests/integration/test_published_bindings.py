@@ -20,8 +20,8 @@ from aiokafka import ConsumerRecord
 
 from loopgate.common.kafka import read_topic
 from loopgate.common.settings import Settings
-from loopgate.resolution_api import store
-from loopgate.resolution_api.db import Database
+from loopgate.resolution_api.db.engine import Database
+from loopgate.resolution_api.exceptions import store
 from loopgate_schemas import topics
 from loopgate_schemas.examples import CONTRACT_EXAMPLES
 from loopgate_schemas.outcomes import outcome_id_for

@@ -15,9 +15,9 @@ import pytest
 import sqlalchemy as sa
 
 from loopgate.common.settings import Settings
+from loopgate.resolution_api.access.permissions import ROLE_PERMISSIONS, Permission, Role
 from loopgate.resolution_api.app import create_app
-from loopgate.resolution_api.models import ExceptionEventRow, ExceptionRow
-from loopgate.resolution_api.permissions import ROLE_PERMISSIONS, Permission, Role
+from loopgate.resolution_api.db.models import ExceptionEventRow, ExceptionRow
 from tests.fixtures.api import Api, ApiFactory, claim
 
 IN_AN_HOUR = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).isoformat()

@@ -18,10 +18,11 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from loopgate.common.settings import Settings
-from loopgate.resolution_api import silencing, store
-from loopgate.resolution_api.db import Database
-from loopgate.resolution_api.models import ExceptionRow, SilenceRow
-from loopgate.resolution_api.silencing import SilenceState
+from loopgate.resolution_api.db.engine import Database
+from loopgate.resolution_api.db.models import ExceptionRow, SilenceRow
+from loopgate.resolution_api.exceptions import store
+from loopgate.resolution_api.silences import silencing
+from loopgate.resolution_api.silences.silencing import SilenceState
 from loopgate_schemas.exceptions import ExceptionRecord
 from tests.fixtures.api import Api, ApiFactory, record
 from tests.fixtures.clock import FakeClock

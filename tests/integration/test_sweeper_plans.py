@@ -12,8 +12,8 @@ from typing import Any
 from sqlalchemy import event
 
 from loopgate.common.settings import Settings
-from loopgate.resolution_api import store
-from loopgate.resolution_api.db import Database
+from loopgate.resolution_api.db.engine import Database
+from loopgate.resolution_api.exceptions import store
 
 NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
 

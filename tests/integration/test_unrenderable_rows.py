@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
 from loopgate.common.settings import Settings
-from loopgate.resolution_api.models import ExceptionRow
+from loopgate.resolution_api.db.models import ExceptionRow
 from tests.fixtures.api import Api, ApiFactory
 
 FAR = dt.datetime(9999, 12, 31, 23, 59, tzinfo=dt.UTC)

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from loopgate.resolution_api.background import BackgroundLoop
-from loopgate.resolution_api.limits import json_depth
+from loopgate.resolution_api.http.limits import json_depth
 
 _json = st.recursive(
     st.none()

@@ -7,9 +7,9 @@ import datetime as dt
 
 import pytest
 
-from loopgate.resolution_api.conditional import etag, parse_if_match
-from loopgate.resolution_api.cursor import BadCursor, Position, Sort, decode_cursor, encode_cursor
 from loopgate.resolution_api.domain_errors import PreconditionFailed
+from loopgate.resolution_api.exceptions.cursor import BadCursor, Position, Sort, decode_cursor, encode_cursor
+from loopgate.resolution_api.http.conditional import etag, parse_if_match
 
 T0 = dt.datetime(2026, 11, 24, 9, 0, 0, 123456, tzinfo=dt.UTC)
 

@@ -1,4 +1,4 @@
-"""The lifecycle rules of an exception (resolution_api/lifecycle.py), without a database."""
+"""The lifecycle rules of an exception (resolution_api/exceptions/lifecycle.py), without a database."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from loopgate.common.settings import DEFAULT_SLAS
-from loopgate.resolution_api.lifecycle import (
+from loopgate.resolution_api.exceptions.lifecycle import (
     Action,
     Status,
     TransitionNotAllowed,

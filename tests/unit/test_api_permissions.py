@@ -1,4 +1,4 @@
-"""Tokens and roles (resolution_api/permissions.py), without a database."""
+"""Tokens and roles (resolution_api/access/permissions.py), without a database."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import hashlib
 
 import pytest
 
-from loopgate.resolution_api.permissions import Permission, Role, allows
-from loopgate.resolution_api.tokens import hash_token, new_token
+from loopgate.resolution_api.access.permissions import Permission, Role, allows
+from loopgate.resolution_api.access.tokens import hash_token, new_token
 
 
 def test_a_token_is_stored_as_its_sha256_hex_digest() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from loopgate.resolution_api.errors import describe_validation_errors
+from loopgate.resolution_api.http.errors import describe_validation_errors
 from loopgate.resolution_api.schemas import unstorable_text
 
 

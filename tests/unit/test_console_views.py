@@ -15,7 +15,7 @@ from loopgate.resolution_api.console.views import (
     correction_from_edits,
     sla_countdown,
 )
-from loopgate.resolution_api.lifecycle import Status
+from loopgate.resolution_api.exceptions.lifecycle import Status
 
 T0 = dt.datetime(2026, 11, 26, 9, 0, tzinfo=dt.UTC)
 POLICY = Sla(ack_seconds=3600, resolve_seconds=8 * 3600)

@@ -7,7 +7,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from loopgate.common import metrics
-from loopgate.resolution_api.verdicts import count_resolution
+from loopgate.resolution_api.outcomes.verdicts import count_resolution
 from loopgate_schemas.exceptions import RULE_IDS
 
 

@@ -13,7 +13,7 @@ from urllib.parse import unquote
 import pytest
 
 from loopgate.common.text import one_line
-from loopgate.resolution_api.models import ExceptionRow
+from loopgate.resolution_api.db.models import ExceptionRow
 from loopgate.resolution_api.notifications.payloads import Told, exception_url, render
 
 PUBLIC = "https://loopgate.example"

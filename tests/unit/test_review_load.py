@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from loopgate.detector.config import SamplingConfig, load_detection_config
 from loopgate.detector.processing import Detector
-from loopgate.resolution_api.routing import RoutingTable, load_routes
+from loopgate.resolution_api.queues.routing import RoutingTable, load_routes
 from loopgate_schemas import topics
 from loopgate_tools.cli import app
 from loopgate_tools.review_load import Options, compare, gate_reviews, measure, measure_editor_case

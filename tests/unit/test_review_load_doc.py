@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from loopgate.detector.config import load_detection_config
-from loopgate.resolution_api.routing import load_routes
+from loopgate.resolution_api.queues.routing import load_routes
 from loopgate_tools.review_load import Options, ReviewLoad, measure
 from loopgate_tools.review_load_doc import headline, markdown
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from loopgate.resolution_api.routing import DEFAULT_ROUTES_PATH, RoutesError, RoutingTable, load_routes, route_of
+from loopgate.resolution_api.queues.routing import DEFAULT_ROUTES_PATH, RoutesError, RoutingTable, load_routes, route_of
 from loopgate_schemas.exceptions import ExceptionRecord
 
 TABLE = """

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from loopgate.resolution_api.routing import DEFAULT_ROUTES_PATH, RoutingTable, load_routes, route
+from loopgate.resolution_api.queues.routing import DEFAULT_ROUTES_PATH, RoutingTable, load_routes, route
 from loopgate_schemas.exceptions import ExceptionRecord
 
 PACKAGED = load_routes(DEFAULT_ROUTES_PATH)

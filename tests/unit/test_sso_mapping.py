@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from loopgate.common.settings import Settings
+from loopgate.resolution_api.access.permissions import Role
 from loopgate.resolution_api.console.sso import SsoSettingsError, load_sso_config
 from loopgate.resolution_api.console.sso_mapping import Grant, SsoMapping, SsoMappingError, grant_for, load_mapping
-from loopgate.resolution_api.permissions import Role
 
 REVIEWERS = '[[map]]\ngroup = "northwind-reviewers"\nrole = "reviewer"\nclients = ["northwind"]\n'
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "sso-mapping.example.toml"

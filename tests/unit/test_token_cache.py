@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from loopgate.resolution_api.permissions import Role
-from loopgate.resolution_api.tokens import Principal, TokenCache
+from loopgate.resolution_api.access.permissions import Role
+from loopgate.resolution_api.access.tokens import Principal, TokenCache
 from tests.fixtures.clock import FakeClock
 
 ALICE = Principal(token_id="t1", name="alice", role=Role.OPERATOR)

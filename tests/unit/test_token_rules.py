@@ -7,9 +7,9 @@ import datetime as dt
 import pytest
 import typer
 
-from loopgate.resolution_api.cli import parse_duration
-from loopgate.resolution_api.permissions import AGENCY_WIDE, NOTHING, Role, Scope, scope_for
-from loopgate.resolution_api.tokens import check_token_request
+from loopgate.cli.api import parse_duration
+from loopgate.resolution_api.access.permissions import AGENCY_WIDE, NOTHING, Role, Scope, scope_for
+from loopgate.resolution_api.access.tokens import check_token_request
 
 
 def test_a_reviewer_sees_only_its_clients_reviewer_queues() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from loopgate.cli import app
+from loopgate.cli.main import app
 from loopgate.detector.config import DEFAULT_CONFIG_PATH, DetectionConfig, load_detection_config
 from loopgate.detector.tuning import (
     Proposal,

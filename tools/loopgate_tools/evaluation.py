@@ -287,7 +287,7 @@ def evaluate(
 
 def run_review_load(options: ReviewLoadOptions, docs: Path) -> None:
     """Measure, print the table, write the doc and its plot (the settings' detection and routes files)."""
-    from loopgate.resolution_api.routing import load_routes
+    from loopgate.resolution_api.queues.routing import load_routes
     from loopgate_tools.review_load import measure
     from loopgate_tools.review_load_doc import render_table, write_report
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from loopgate.common.settings import Settings
 
-LOOPGATE = [sys.executable, "-m", "loopgate.cli"]
+LOOPGATE = [sys.executable, "-m", "loopgate.cli.main"]
 LOOPGATE_TOOLS = [sys.executable, "-m", "loopgate_tools.cli"]
 SERVICE_COMMANDS = {
     "api": [*LOOPGATE, "api", "serve"],

@@ -33,7 +33,7 @@ import orjson
 
 from loopgate.detector.config import DetectionConfig
 from loopgate.detector.processing import Detector, Stored
-from loopgate.resolution_api.routing import RoutingTable, route_of
+from loopgate.resolution_api.queues.routing import RoutingTable, route_of
 from loopgate_schemas import topics
 from loopgate_tools.simulator.editorial import (
     EDITORIAL_CLIENT,

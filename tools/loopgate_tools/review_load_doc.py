@@ -237,7 +237,7 @@ def markdown(result: ReviewLoad, plot_name: str = PLOT_NAME) -> str:
         f"({', '.join(_platforms(o.client))}), whose agency editor reviewed every post at {o.minutes_per_post:g} "
         "minutes. Under Loopgate's gates, style flags (brand voice, caption length, brand safety) and audit samples "
         "go to the agency's editor (the default queue) and product claims to the client's reviewers "
-        f"(`reviewers-{o.client}`, as `services/loopgate/resolution_api/routes.toml` routes claim_verification). "
+        f"(`reviewers-{o.client}`, as `services/loopgate/resolution_api/api.toml` routes claim_verification). "
         f"Over {o.weeks} weeks ({o.weeks * o.posts_per_week:,} posts), a week on average:",
         "",
     ]

@@ -21,26 +21,26 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 
 from loopgate.common import metrics
 from loopgate.common.settings import Settings, get_settings
+from loopgate.resolution_api.access.scoping import ScopeMiddleware
+from loopgate.resolution_api.access.tokens import TokenCache, Tokens
+from loopgate.resolution_api.api import exceptions, export, health, silences, stats, tokens, undelivered
 from loopgate.resolution_api.background import BackgroundLoop
 from loopgate.resolution_api.clock import Clock, Monotonic, utcnow
 from loopgate.resolution_api.console.routes import install as install_console
 from loopgate.resolution_api.console.sso import SingleSignOn, load_sso_config
 from loopgate.resolution_api.console.sso_routes import install as install_sso
-from loopgate.resolution_api.db import Database, SecondWriter
-from loopgate.resolution_api.deps import Services
-from loopgate.resolution_api.errors import install_error_handlers
-from loopgate.resolution_api.intake import Intake
-from loopgate.resolution_api.limits import RequestLimits
+from loopgate.resolution_api.db.engine import Database, SecondWriter
+from loopgate.resolution_api.exceptions.intake import Intake
+from loopgate.resolution_api.http.deps import Services
+from loopgate.resolution_api.http.errors import install_error_handlers
+from loopgate.resolution_api.http.limits import RequestLimits
 from loopgate.resolution_api.notifications.config import load_notifications
 from loopgate.resolution_api.notifications.relay import NotificationRelay
-from loopgate.resolution_api.outbox import OutboxRelay
-from loopgate.resolution_api.retention import Retention
-from loopgate.resolution_api.routes import exceptions, export, health, silences, stats, tokens, undelivered
-from loopgate.resolution_api.routing import load_routes
+from loopgate.resolution_api.outcomes.outbox import OutboxRelay
+from loopgate.resolution_api.queues.routing import load_routes
 from loopgate.resolution_api.schemas import ExceptionBatch
-from loopgate.resolution_api.scoping import ScopeMiddleware
-from loopgate.resolution_api.sweeper import Sweeper
-from loopgate.resolution_api.tokens import TokenCache, Tokens
+from loopgate.resolution_api.sweeps.retention import Retention
+from loopgate.resolution_api.sweeps.sweeper import Sweeper
 
 log = logging.getLogger(__name__)
 DATABASE_WAIT_SECONDS = 30.0

@@ -1,5 +1,5 @@
 """What can go wrong in the resolution API's own work, said without HTTP: the service layer
-(creation, transitions, sweeping, tokens) raises these; errors.py alone maps each to its status
+(creation, transitions, sweeps, tokens) raises these; errors.py alone maps each to its status
 code and body, and the sweeper catches them without knowing anything about HTTP."""
 
 from __future__ import annotations

@@ -23,9 +23,9 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from loopgate.common.settings import Settings
-from loopgate.resolution_api.lifecycle import Status, resolution_problem
-from loopgate.resolution_api.models import ExceptionEventRow, ExceptionRow, TokenRow
-from loopgate.resolution_api.permissions import Role
+from loopgate.resolution_api.access.permissions import Role
+from loopgate.resolution_api.db.models import ExceptionEventRow, ExceptionRow, TokenRow
+from loopgate.resolution_api.exceptions.lifecycle import Status, resolution_problem
 from loopgate_schemas.exceptions import EventRef, ExceptionRecord, Impact, Kind, Severity
 from loopgate_schemas.outcomes import Decision, FieldChange
 

@@ -20,7 +20,7 @@ from opentelemetry.trace import Link, Span, SpanKind
 
 from loopgate.common import tracing
 from loopgate.common.logging import log_context
-from loopgate.resolution_api.models import ExceptionRow
+from loopgate.resolution_api.db.models import ExceptionRow
 
 _tracer = tracing.tracer("loopgate.resolution_api")
 

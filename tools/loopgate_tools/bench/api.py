@@ -37,8 +37,8 @@ import sqlalchemy as sa
 from loopgate.common.kafka import consumer_group_lag, delete_topics_with_prefix, ensure_topics, reliable_producer
 from loopgate.common.settings import DEFAULT_SLAS, Settings
 from loopgate.detector.config import load_detection_config
-from loopgate.resolution_api import store
-from loopgate.resolution_api.models import ExceptionRow
+from loopgate.resolution_api.db.models import ExceptionRow
+from loopgate.resolution_api.exceptions import store
 from loopgate_schemas.exceptions import ExceptionRecord, Kind, Severity
 from loopgate_tools.postgres import PostgresCluster, PostgresServer
 from loopgate_tools.processes import SERVICE_COMMANDS, ServiceProcess, free_port, run_cli, settings_env, wait_until

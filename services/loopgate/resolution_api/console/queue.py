@@ -9,10 +9,10 @@ from urllib.parse import urlencode
 
 from starlette.datastructures import QueryParams
 
-from loopgate.resolution_api import store
-from loopgate.resolution_api.cursor import Sort
-from loopgate.resolution_api.db import Database
-from loopgate.resolution_api.lifecycle import UNRESOLVED, Status
+from loopgate.resolution_api.db.engine import Database
+from loopgate.resolution_api.exceptions import store
+from loopgate.resolution_api.exceptions.cursor import Sort
+from loopgate.resolution_api.exceptions.lifecycle import UNRESOLVED, Status
 from loopgate.resolution_api.schemas import unstorable_text
 from loopgate_schemas.exceptions import Severity
 

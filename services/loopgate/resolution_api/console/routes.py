@@ -24,19 +24,20 @@ from pydantic import ValidationError
 from starlette.datastructures import FormData
 
 from loopgate.common import metrics
-from loopgate.resolution_api import bulk_work, reading, silencing, store, transitions
+from loopgate.resolution_api.access.permissions import Permission, allows
+from loopgate.resolution_api.access.scoping import act_as
+from loopgate.resolution_api.access.tokens import Principal
 from loopgate.resolution_api.console import confirmation, session, views
 from loopgate.resolution_api.console.queue import PAGE_SIZE, SEVERITIES, STATUSES, BadQuery, QueueQuery, counts
-from loopgate.resolution_api.cursor import Sort
-from loopgate.resolution_api.deps import Services, get_services
+from loopgate.resolution_api.db.models import ExceptionEventRow, ExceptionRow
 from loopgate.resolution_api.domain_errors import Conflict, DomainError, NotFound, PreconditionFailed
-from loopgate.resolution_api.lifecycle import Action, Status
-from loopgate.resolution_api.models import ExceptionEventRow, ExceptionRow
-from loopgate.resolution_api.permissions import Permission, allows
+from loopgate.resolution_api.exceptions import bulk_work, reading, store, transitions
+from loopgate.resolution_api.exceptions.cursor import Sort
+from loopgate.resolution_api.exceptions.lifecycle import Action, Status
+from loopgate.resolution_api.http.deps import Services, get_services
 from loopgate.resolution_api.schemas import ExceptionRead, ResolveRequest, SilenceCreate, snooze_too_long
-from loopgate.resolution_api.scoping import act_as
-from loopgate.resolution_api.silencing import NewSilence, SilenceState
-from loopgate.resolution_api.tokens import Principal
+from loopgate.resolution_api.silences import silencing
+from loopgate.resolution_api.silences.silencing import NewSilence, SilenceState
 from loopgate_schemas.outcomes import Decision
 
 log = logging.getLogger(__name__)

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from fastapi import Request, Response
 
-from loopgate.resolution_api.deps import Services
-from loopgate.resolution_api.models import ConsoleSessionRow, TokenRow
-from loopgate.resolution_api.permissions import Role, scope_for
-from loopgate.resolution_api.tokens import Principal, hash_token, principal_of
+from loopgate.resolution_api.access.permissions import Role, scope_for
+from loopgate.resolution_api.access.tokens import Principal, hash_token, principal_of
+from loopgate.resolution_api.db.models import ConsoleSessionRow, TokenRow
+from loopgate.resolution_api.http.deps import Services
 
 SESSION_COOKIE = "loopgate_console"
 SIGN_IN_CSRF_COOKIE = "loopgate_console_csrf"

@@ -37,11 +37,11 @@ from joserfc.errors import BadSignatureError, InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
 
 from loopgate.common.settings import Settings
+from loopgate.resolution_api.access.tokens import NAME_MAX, RESERVED_PREFIX
 from loopgate.resolution_api.clock import Clock
 from loopgate.resolution_api.console.sso_mapping import Grant, SsoMapping, grant_for, load_mapping
-from loopgate.resolution_api.db import Database
-from loopgate.resolution_api.models import SsoSignInRow
-from loopgate.resolution_api.tokens import NAME_MAX, RESERVED_PREFIX
+from loopgate.resolution_api.db.engine import Database
+from loopgate.resolution_api.db.models import SsoSignInRow
 
 log = logging.getLogger(__name__)
 

@@ -28,8 +28,8 @@ from typing import Annotated, Any, Self
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from loopgate.common.strict_toml import load_strict_toml
-from loopgate.resolution_api.permissions import SCOPED_ROLES, Role
-from loopgate.resolution_api.tokens import CLIENT_ID, CLIENTS_MAX
+from loopgate.resolution_api.access.permissions import SCOPED_ROLES, Role
+from loopgate.resolution_api.access.tokens import CLIENT_ID, CLIENTS_MAX
 
 ClaimName = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:/-]+$")]
 ClaimValue = Annotated[str, StringConstraints(min_length=1, max_length=512)]

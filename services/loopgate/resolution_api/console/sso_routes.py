@@ -14,7 +14,7 @@ from fastapi.responses import RedirectResponse
 from loopgate.resolution_api.console import session
 from loopgate.resolution_api.console.routes import _page
 from loopgate.resolution_api.console.sso import MAX_PARAM, STATE_COOKIE, STATE_COOKIE_PATH, SignInRefused
-from loopgate.resolution_api.deps import get_services
+from loopgate.resolution_api.http.deps import get_services
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/console/sso", include_in_schema=False)

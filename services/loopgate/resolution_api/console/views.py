@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from loopgate.common.settings import Sla
-from loopgate.resolution_api.lifecycle import Status
+from loopgate.resolution_api.exceptions.lifecycle import Status
 
 
 @dataclass(frozen=True, slots=True)

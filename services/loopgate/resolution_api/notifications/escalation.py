@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-from loopgate.resolution_api import store as api_store
 from loopgate.resolution_api.clock import Clock, utcnow
-from loopgate.resolution_api.db import Database
-from loopgate.resolution_api.lifecycle import Status
-from loopgate.resolution_api.models import ExceptionRow
+from loopgate.resolution_api.db.engine import Database
+from loopgate.resolution_api.db.models import ExceptionRow
+from loopgate.resolution_api.exceptions import store as api_store
+from loopgate.resolution_api.exceptions.lifecycle import Status
 from loopgate.resolution_api.notifications import store
 from loopgate.resolution_api.notifications.config import EscalationLevel, NotificationsConfig
 from loopgate.resolution_api.notifications.payloads import queue_of

@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 from loopgate.common.text import one_line
-from loopgate.resolution_api.models import ExceptionRow
+from loopgate.resolution_api.db.models import ExceptionRow
 from loopgate_schemas.notifications import NOTIFICATION_TYPES, Notification, NotificationData
 from loopgate_schemas.outcomes import DEFAULT_QUEUE
 

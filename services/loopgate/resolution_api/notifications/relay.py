@@ -48,17 +48,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from loopgate.common import metrics
 from loopgate.common.settings import Settings
 from loopgate.common.text import one_line
-from loopgate.resolution_api import store as api_store
 from loopgate.resolution_api.background import BackgroundLoop
 from loopgate.resolution_api.clock import Clock, utcnow
-from loopgate.resolution_api.cursor import SEVERITY_RANK
-from loopgate.resolution_api.db import Database
-from loopgate.resolution_api.models import ExceptionRow, NotificationEventRow, NotificationRow
+from loopgate.resolution_api.db.engine import Database
+from loopgate.resolution_api.db.models import ExceptionRow, NotificationEventRow, NotificationRow
+from loopgate.resolution_api.exceptions import store as api_store
+from loopgate.resolution_api.exceptions.cursor import SEVERITY_RANK
 from loopgate.resolution_api.notifications import egress, store
 from loopgate.resolution_api.notifications.config import Endpoint, NotificationsConfig
 from loopgate.resolution_api.notifications.payloads import Told, queue_of, render
 from loopgate.resolution_api.notifications.signing import signature_headers
-from loopgate.resolution_api.silencing import is_silenced
+from loopgate.resolution_api.silences.silencing import is_silenced
 from loopgate_schemas.notifications import notification_id_for
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from loopgate.resolution_api.lifecycle import Status
-from loopgate.resolution_api.models import ExceptionRow, NotificationEventRow, NotificationRow
+from loopgate.resolution_api.db.models import ExceptionRow, NotificationEventRow, NotificationRow
+from loopgate.resolution_api.exceptions.lifecycle import Status
 
 RATE_LIMITED = "rate_limited"
 

@@ -1,0 +1,1 @@
+"""The `loopgate` command: main.py is the app; a module per command group (api, ops, tune, export)."""

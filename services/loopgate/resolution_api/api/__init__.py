@@ -1,0 +1,1 @@
+"""HTTP routers of the resolution API: one module per resource under /v1 (and /healthz, /readyz)."""

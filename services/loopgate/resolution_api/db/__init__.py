@@ -1,0 +1,1 @@
+"""The database: engine and sessions (engine.py), the tables (models.py), Alembic migrations."""

@@ -1,0 +1,1 @@
+"""Queues: which team's queue an exception is routed to, decided once, at creation."""

@@ -1,0 +1,1 @@
+"""Silences: matchers that hold back notifications and escalation for a while."""
