@@ -9,6 +9,7 @@ import json
 import logging
 from collections.abc import Iterator
 
+import orjson
 import pytest
 from pydantic import ValidationError
 
@@ -144,3 +145,24 @@ def test_no_trace_id_while_tracing_is_off() -> None:
     assert not tracing.enabled()
     assert tracing.current_trace_id() is None
     assert tracing.current_traceparent() is None
+
+
+def test_the_dispatchers_ids_of_a_record_whatever_it_holds() -> None:
+    from aiokafka import ConsumerRecord
+
+    from loopgate.dispatcher.service import record_ids
+
+    def record(key: bytes | None, value: bytes | None) -> ConsumerRecord[bytes, bytes]:
+        return ConsumerRecord("exceptions", 0, 1, 0, 0, key, value, None, 0, 0, [])
+
+    good = orjson.dumps({"rule_id": "bid_over_cap", "event": {"id": "evt-1"}})
+    assert record_ids(record(b"exc-1", good)) == {
+        "exception_id": "exc-1",
+        "event_id": "evt-1",
+        "rule_id": "bid_over_cap",
+    }
+    assert record_ids(record(None, b"not json")) == {"exception_id": None}
+    assert record_ids(record(b"\xff", b"[1, 2]")) == {"exception_id": "\ufffd"}
+    odd = orjson.dumps({"rule_id": 7, "event": "evt", "x": "y" * 10})
+    assert record_ids(record(b"k" * 500, odd)) == {"exception_id": "k" * 200}
+    assert record_ids(record(b"k", orjson.dumps({"event": {"id": "e" * 1000}})))["event_id"] == "e" * 200

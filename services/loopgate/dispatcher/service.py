@@ -279,15 +279,7 @@ class Dispatcher:
                 )
             for msg, future, answer in zip(msgs, settled, answers, strict=True):
                 if answer.verdict is Verdict.REJECTED:
-                    log.warning(
-                        "API rejected %s[%s]@%s for good (%s): %s",
-                        msg.topic,
-                        msg.partition,
-                        msg.offset,
-                        answer.status,
-                        answer.detail[:200],
-                    )
-                    await self._dead_letter(msg, answer)
+                    await self._rejected(msg, answer)
                 future.set_result(answer)
             metrics.DELIVERY_SECONDS.observe(time.monotonic() - started)
         except Exception as err:
@@ -311,7 +303,7 @@ class Dispatcher:
         parent = tracing.parent_context(tracing.header_value(msg.headers))
         with (
             _tracer.start_as_current_span("dispatcher.deliver", context=parent, kind=SpanKind.CLIENT) as span,
-            log_context(exception_id=(msg.key or b"").decode(errors="replace")),
+            log_context(**record_ids(msg)),
         ):
             span.set_attributes(
                 {
@@ -337,6 +329,13 @@ class Dispatcher:
                 max_backoff=self.settings.retry_max_seconds,
             )
         if answer.verdict is Verdict.REJECTED:
+            await self._rejected(msg, answer)
+        metrics.DELIVERY_SECONDS.observe(time.monotonic() - started)
+        return answer
+
+    async def _rejected(self, msg: ConsumerRecord[bytes, bytes], answer: Answer) -> None:
+        """Log (with the record's exception, event and rule ids) and dead-letter a rejected record."""
+        with log_context(**record_ids(msg)):
             log.warning(
                 "API rejected %s[%s]@%s for good (%s): %s",
                 msg.topic,
@@ -346,8 +345,6 @@ class Dispatcher:
                 answer.detail[:200],
             )
             await self._dead_letter(msg, answer)
-        metrics.DELIVERY_SECONDS.observe(time.monotonic() - started)
-        return answer
 
     async def _dead_letter(self, msg: ConsumerRecord[bytes, bytes], answer: Answer) -> None:
         await self.dlq.send_and_wait(
@@ -362,6 +359,23 @@ class Dispatcher:
                 ("source-offset", str(msg.offset).encode()),
             ],
         )
+
+
+def record_ids(msg: ConsumerRecord[bytes, bytes]) -> dict[str, str | None]:
+    """The ids a log line about this record carries: its key, and the record's event and rule ids
+    when it is a JSON object that has them (a record the API rejected may be anything)."""
+    ids: dict[str, str | None] = {"exception_id": (msg.key or b"").decode(errors="replace")[:200] or None}
+    try:
+        doc = orjson.loads(msg.value or b"")
+    except orjson.JSONDecodeError:
+        return ids
+    if isinstance(doc, dict):
+        event = doc.get("event")
+        if isinstance(event, dict) and isinstance(event.get("id"), str):
+            ids["event_id"] = event["id"][:200]
+        if isinstance(doc.get("rule_id"), str):
+            ids["rule_id"] = doc["rule_id"][:200]
+    return ids
 
 
 def _is_json(value: bytes) -> bool:

@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from loopgate.common import metrics
+from loopgate.common.logging import log_context
 from loopgate.resolution_api.clock import Clock, utcnow
 from loopgate.resolution_api.db.engine import Database
 from loopgate.resolution_api.db.models import ExceptionRow, SilenceRow
@@ -69,7 +70,8 @@ async def create_or_group(
         for exception_id, passed in routed:
             assert passed.fallback is not None
             metrics.ROUTING_FALLBACKS.labels(passed.fallback.value).inc()
-            log.warning("exception %s: %s", exception_id, passed.note)
+            with log_context(exception_id=exception_id):
+                log.warning("exception %s: %s", exception_id, passed.note)
         return stored
     raise Unavailable("the record kept colliding with concurrent writes; retry", retry_after=1)
 

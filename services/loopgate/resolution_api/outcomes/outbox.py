@@ -42,6 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from loopgate.common import metrics, tracing
 from loopgate.common.kafka import kafka_connection, reliable_producer
+from loopgate.common.logging import log_context
 from loopgate.common.settings import Settings
 from loopgate.common.text import one_line
 from loopgate.resolution_api.background import DEFAULT_STOP_SECONDS, BackgroundLoop
@@ -182,12 +183,13 @@ class OutboxRelay(BackgroundLoop):
         if failure.permanent:
             await store.set_aside(session=session, outbox_id=row.id, reason=failure.reason, now=now)
             metrics.OUTBOX_SET_ASIDE.labels(failure.kind).inc()
-            log.error(
-                "outcome %s of exception %s can never be published (%s); set aside, the next go on",
-                row.outcome_id,
-                row.exception_id,
-                failure.reason,
-            )
+            with log_context(exception_id=row.exception_id):
+                log.error(
+                    "outcome %s of exception %s can never be published (%s); set aside, the next go on",
+                    row.outcome_id,
+                    row.exception_id,
+                    failure.reason,
+                )
             return True
         await store.mark_failed(session=session, outbox_id=row.id, error=failure.reason)
         return False
