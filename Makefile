@@ -50,6 +50,7 @@ kafka-down: ## stop the local Kafka broker
 test: install ## run every test (starts and stops its own broker and PostgreSQL)
 	@command -v promtool >/dev/null && command -v amtool >/dev/null || { echo "make test needs Prometheus' promtool and amtool: apt-get install prometheus prometheus-alertmanager (.ci/run does)" >&2; exit 1; }
 	scripts/install-compose.sh
+	scripts/install-jaeger.sh >/dev/null  # the trace test's Jaeger: built once (~4 min cold), cached by version
 	scripts/run-tests.sh $(PYTEST_ARGS)
 
 chaos: install ## fault-injection suite at full size (20000 events a scenario, 30 s API outage, 20 s loss of one of three brokers, 25 hostile-input examples); prints its table

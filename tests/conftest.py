@@ -12,6 +12,7 @@ pytest_plugins = [
     "tests.fixtures.api",
     "tests.fixtures.receivers",
     "tests.fixtures.keycloak",
+    "tests.fixtures.jaeger",
 ]
 
 # Seconds a test may take before pytest-timeout stops it, by its kind: a hung unit test is found in

@@ -85,7 +85,7 @@ def test_configure_logging_formats_every_record_on_one_line() -> None:
     root = logging.getLogger()
     saved = root.handlers[:], root.level
     try:
-        configure_logging("warning")
+        configure_logging("warning", "text")
         (handler,) = root.handlers
         assert isinstance(handler.formatter, OneLineFormatter)
         assert root.level == logging.WARNING

@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 from sqlalchemy.engine import make_url
 
+from loopgate.common import tracing
 from loopgate.common.logging import configure_logging
 from loopgate.common.settings import get_settings
 from loopgate.resolution_api.access.permissions import Role
@@ -52,7 +53,8 @@ def serve(
             yield
 
     settings = get_settings()
-    configure_logging(log_level)
+    configure_logging(log_level, settings.log_format)
+    tracing.configure_tracing(settings, "api")
     config = uvicorn.Config(
         create_app(settings),
         host=host or settings.api_host,

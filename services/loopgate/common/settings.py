@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -417,6 +418,32 @@ class Settings(BaseSettings):
         description="Exceptions one bulk request (`POST /v1/exceptions/bulk`, `bulk-resolve` by fingerprint, the "
         "console's bulk actions) may change; a filter matching more is refused (422) with the count, so it can be "
         "narrowed.",
+    )
+
+    # --- logs and traces (issue 29 item 5; README "Logs and traces") ---
+    log_format: Literal["json", "text"] = Field(
+        default="json",
+        description="`json`: one JSON object per line (timestamp, level, logger, message, and the exception, "
+        "event, rule and trace ids of a line about an exception), for a log pipeline; `text`: one escaped "
+        "line per record, for people at a terminal. Any other value refuses the start.",
+    )
+    tracing_enabled: bool = Field(
+        default=False,
+        description="Export OpenTelemetry traces over OTLP (HTTP/protobuf): a span per upstream event that "
+        "fires, continued by the dispatcher, the API, the resolution and the outcome (W3C `traceparent` in "
+        "the Kafka headers). Off: no span is made and no header is added.",
+    )
+    otlp_endpoint: str = Field(
+        default="http://127.0.0.1:4318",
+        pattern=r"^https?://[^\s/]+(/[^\s]*)?$",
+        description="Base URL of the OTLP/HTTP receiver (a collector, Jaeger, Tempo); `/v1/traces` is appended.",
+    )
+    tracing_service_name: str = Field(
+        default="",
+        max_length=100,
+        pattern=r"^[A-Za-z0-9._-]*$",
+        description="The traces' `service.name`; empty: `loopgate-detector`, `loopgate-dispatcher` or "
+        "`loopgate-api`, after the service.",
     )
 
     @field_validator("slas")

@@ -28,9 +28,11 @@ from typing import Any
 import faust
 from aiokafka.structs import ConsumerRecord
 from faust.types import TP
+from opentelemetry.trace import SpanKind
 
-from loopgate.common import metrics
+from loopgate.common import metrics, tracing
 from loopgate.common.kafka import COMPACTED, ConsumerLag, ensure_topics, kafka_connection, wait_for_broker
+from loopgate.common.logging import logging_config
 from loopgate.common.settings import Settings
 from loopgate.common.status_server import StatusServer
 from loopgate.detector.batching import BatchingApp, aiokafka_producer
@@ -85,6 +87,7 @@ class Handled:
     source: str
     outcome: Outcome | None
     rejected: EventRejected | None
+    trace: list[tuple[str, bytes]] | None = None  # its records' Kafka headers when traced (tracing.py)
 
 
 @dataclass(slots=True)
@@ -103,6 +106,11 @@ class Sent:
     @property
     def is_dead_letter(self) -> bool:
         return self.headers is not None
+
+    @property
+    def send_headers(self) -> list[tuple[str, bytes]] | None:
+        """The headers to send it with: a dead letter's, or a traced record's `traceparent`."""
+        return self.headers if self.headers is not None else self.handled.trace
 
 
 # Budgets a dead letter the broker refused is cut to in turn (the topic's max.message.bytes may be
@@ -159,6 +167,8 @@ class BatchProcessor:
                 for (source, msg), outcome in zip(sourced, outcomes, strict=True)
             ]
             values = [self.encode(handled) for handled in batch]
+            if tracing.enabled():  # off: not one more step per record
+                trace_batch(batch, values)
             stages.lap("records")
             pending: list[Sent] = []
             if batcher is not None:  # the records in request batches; dead letters (rare) one by one
@@ -211,7 +221,8 @@ class BatchProcessor:
             for key, value in encoded:
                 owners.append(handled)
                 records.append((topic, key, value, partition_of(key)))
-        futures = await send_in_batches(batcher, records)
+        headers = [h.trace for h in owners] if tracing.enabled() else None
+        futures = await send_in_batches(batcher, records, headers)
         return [
             Sent(handled, topic, key, value, None, future)
             for handled, (_, key, value, _), future in zip(owners, records, futures, strict=True)
@@ -225,7 +236,7 @@ class BatchProcessor:
         msg = handled.msg
         try:
             for key, value in values:
-                future = await producer.send(self.exceptions_topic, key, value, None, None, None)
+                future = await producer.send(self.exceptions_topic, key, value, None, None, handled.trace)
                 pending.append(Sent(handled, self.exceptions_topic, key, value, None, future))
             if handled.rejected is not None:
                 pending.append(await self.dead_letter(handled, self.dlq_budget, producer))
@@ -270,7 +281,7 @@ class BatchProcessor:
         if not sent.is_dead_letter and handled.rejected is not None and handled.rejected.kind == "produce_error":
             return  # another of its records was refused alone: the message is dead-lettered already
         try:
-            await (await producer.send(sent.topic, sent.key, sent.value, None, None, sent.headers))
+            await (await producer.send(sent.topic, sent.key, sent.value, None, None, sent.send_headers))
         except Exception as err:
             if not record_error(err):
                 raise
@@ -413,6 +424,34 @@ def create_app(
     return app
 
 
+_tracer = tracing.tracer("loopgate.detector")
+
+
+def trace_batch(batch: list[Handled], values: list[list[tuple[bytes, bytes]]]) -> None:
+    """A span for each message of the batch that fires (a child of the message's own valid
+    `traceparent`, else a new trace), its `traceparent` kept for its records' Kafka headers."""
+    for handled, encoded in zip(batch, values, strict=True):
+        if not encoded or handled.outcome is None:
+            continue
+        msg, records = handled.msg, handled.outcome.records
+        parent = tracing.parent_context(tracing.header_value(getattr(msg, "headers", None)))
+        event = handled.outcome.event
+        with _tracer.start_as_current_span("detector.detect", context=parent, kind=SpanKind.PRODUCER) as span:
+            span.set_attributes(
+                {
+                    "messaging.source.name": msg.topic,
+                    "messaging.kafka.partition": msg.partition,
+                    "messaging.kafka.offset": msg.offset,
+                    "loopgate.event_id": event.id if event is not None else "",
+                    "loopgate.exception_ids": [r.exception_id for r in records],
+                    "loopgate.rule_ids": [r.rule_id for r in records],
+                }
+            )
+            traceparent = tracing.format_traceparent(span)
+        if traceparent is not None:
+            handled.trace = [(tracing.TRACEPARENT, traceparent.encode())]
+
+
 MAX_ERROR_HEADER = 1000
 
 
@@ -506,7 +545,8 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     asyncio.run(wait_for_broker(settings))
     readiness.phase = "creating_topics"
     asyncio.run(ensure_topics(settings, internal_topics(settings), configs=COMPACTED))
+    tracing.configure_tracing(settings, "detector")
     readiness.phase, readiness.app = "worker", app
     tune_garbage_collector()
-    worker = faust.Worker(app, loglevel=loglevel)
+    worker = faust.Worker(app, loglevel=loglevel, logging_config=logging_config(loglevel, settings.log_format))
     worker.execute_from_commandline()

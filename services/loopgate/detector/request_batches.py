@@ -8,11 +8,13 @@ in it is then settled record by record by the caller (each sent again alone), as
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from aiokafka.partitioner import DefaultPartitioner
 
 PartitionedRecord = tuple[str, bytes, bytes, int]  # (topic, key, value, partition)
+Headers = list[tuple[str, bytes]]
 
 _partitioner = DefaultPartitioner()  # the producer's own default: murmur2 of the key, as Kafka's Java client
 
@@ -37,9 +39,13 @@ async def keyed_partitioner(batcher: RecordBatcher, topic: str) -> Any:
     return partition_of
 
 
-async def send_in_batches(batcher: RecordBatcher, records: list[PartitionedRecord]) -> list[Any]:
+async def send_in_batches(
+    batcher: RecordBatcher, records: list[PartitionedRecord], headers: Sequence[Headers | None] | None = None
+) -> list[Any]:
     """Send `records` as request batches, one partition's records after another (each in its
-    order); the future of its request batch for each record, in the order of `records`."""
+    order); the future of its request batch for each record, in the order of `records`.
+    `headers`, when given, has each record's Kafka headers (or None), in the same order (a traced
+    record's `traceparent`; untraced, nothing is passed and nothing is added)."""
     builders: dict[tuple[str, int], Any] = {}
     futures: list[Any] = [None] * len(records)
     waiting: dict[tuple[str, int], list[int]] = {}  # the records in each partition's open builder
@@ -49,13 +55,14 @@ async def send_in_batches(batcher: RecordBatcher, records: list[PartitionedRecor
         if builder is None:
             builder = builders[where] = batcher.create_batch()
             waiting[where] = []
-        if builder.append(key=key, value=value, timestamp=None) is None:  # full: send it, start another
+        extra = {"headers": headers[i]} if headers is not None and headers[i] else {}
+        if builder.append(key=key, value=value, timestamp=None, **extra) is None:  # full: send it, start another
             future = await batcher.send_batch(builder, topic, partition=partition)
             for j in waiting[where]:
                 futures[j] = future
             builder = builders[where] = batcher.create_batch()
             waiting[where] = []
-            builder.append(key=key, value=value, timestamp=None)  # an empty builder takes any one record
+            builder.append(key=key, value=value, timestamp=None, **extra)  # an empty builder takes any one record
         waiting[where].append(i)
     for (topic, partition), builder in builders.items():
         future = await batcher.send_batch(builder, topic, partition=partition)

@@ -140,12 +140,20 @@ def backoff_seconds(attempt: int, *, initial: float, maximum: float) -> float:
     return random.uniform(ceiling / 2, ceiling)
 
 
-async def post_once(client: aiohttp.ClientSession, url: str, value: bytes, *, keep_body: bool = False) -> Answer:
+async def post_once(
+    client: aiohttp.ClientSession,
+    url: str,
+    value: bytes,
+    *,
+    keep_body: bool = False,
+    traceparent: str | None = None,
+) -> Answer:
     """One POST; the answer's detail is the body (its first 1,000 bytes unless `keep_body`)."""
+    headers = {"content-type": "application/json"}
+    if traceparent is not None:
+        headers["traceparent"] = traceparent
     try:
-        async with client.post(
-            url, data=value, headers={"content-type": "application/json"}, allow_redirects=False
-        ) as response:
+        async with client.post(url, data=value, headers=headers, allow_redirects=False) as response:
             body = await response.read()
             detail = (body if keep_body else body[:1000]).decode(errors="replace")
             if 300 <= response.status < 400:

@@ -28,9 +28,11 @@ import aiohttp
 import orjson
 from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
+from opentelemetry.trace import SpanKind
 
-from loopgate.common import metrics
+from loopgate.common import metrics, tracing
 from loopgate.common.kafka import ConsumerLag, consumer, kafka_connection, reliable_producer, wait_for_broker
+from loopgate.common.logging import log_context
 from loopgate.common.settings import Settings
 from loopgate.common.status_server import NotReady, StatusServer
 from loopgate.dispatcher.delivery import (
@@ -179,7 +181,7 @@ class Dispatcher:
         size = BATCH_OVERHEAD
         for index, msg in enumerate(m for messages in batch.values() for m in messages):
             value = msg.value or b""
-            if not _batchable(value, limit_bytes):
+            if not self._batchable(msg):
                 chunks.append(([index], True))
                 continue
             if current and (len(current) >= limit_records or size + len(value) + 1 > limit_bytes):
@@ -283,15 +285,7 @@ class Dispatcher:
                 )
             for msg, future, answer in zip(msgs, settled, answers, strict=True):
                 if answer.verdict is Verdict.REJECTED:
-                    log.warning(
-                        "API rejected %s[%s]@%s for good (%s): %s",
-                        msg.topic,
-                        msg.partition,
-                        msg.offset,
-                        answer.status,
-                        answer.detail[:200],
-                    )
-                    await self._dead_letter(msg, answer)
+                    await self._rejected(msg, answer)
                 future.set_result(answer)
             metrics.DELIVERY_SECONDS.observe(time.monotonic() - started)
         except Exception as err:
@@ -302,18 +296,52 @@ class Dispatcher:
             for future in settled:
                 future.cancel()  # no-op for the settled ones
 
+    def _batchable(self, msg: ConsumerRecord[bytes, bytes]) -> bool:
+        """Whether the record may go in a batch request: JSON and small enough (_batchable), and not
+        traced (a traced record goes alone, its span's `traceparent` on its own request)."""
+        if tracing.enabled() and tracing.parse_traceparent(tracing.header_value(msg.headers)) is not None:
+            return False
+        return _batchable(msg.value or b"", self.settings.api_max_body_bytes)
+
     async def _deliver_one(self, msg: ConsumerRecord[bytes, bytes]) -> Answer:
+        if not tracing.enabled():
+            return await self._deliver_one_traced(msg, None)
+        parent = tracing.parent_context(tracing.header_value(msg.headers))
+        with (
+            _tracer.start_as_current_span("dispatcher.deliver", context=parent, kind=SpanKind.CLIENT) as span,
+            log_context(**record_ids(msg)),
+        ):
+            span.set_attributes(
+                {
+                    "messaging.source.name": msg.topic,
+                    "messaging.kafka.partition": msg.partition,
+                    "messaging.kafka.offset": msg.offset,
+                    "loopgate.exception_id": (msg.key or b"").decode(errors="replace"),
+                }
+            )
+            answer = await self._deliver_one_traced(msg, tracing.format_traceparent(span))
+            span.set_attribute("http.response.status_code", answer.status or 0)
+            return answer
+
+    async def _deliver_one_traced(self, msg: ConsumerRecord[bytes, bytes], traceparent: str | None) -> Answer:
         started = time.monotonic()
         async with self._slots:
             assert self.client is not None
             client, value = self.client, msg.value or b""
             answer = await deliver(
-                lambda: post_once(client, self.url, value),
+                lambda: post_once(client, self.url, value, traceparent=traceparent),
                 self.gate,
                 initial_backoff=self.settings.retry_initial_seconds,
                 max_backoff=self.settings.retry_max_seconds,
             )
         if answer.verdict is Verdict.REJECTED:
+            await self._rejected(msg, answer)
+        metrics.DELIVERY_SECONDS.observe(time.monotonic() - started)
+        return answer
+
+    async def _rejected(self, msg: ConsumerRecord[bytes, bytes], answer: Answer) -> None:
+        """Log (with the record's exception, event and rule ids) and dead-letter a rejected record."""
+        with log_context(**record_ids(msg)):
             log.warning(
                 "API rejected %s[%s]@%s for good (%s): %s",
                 msg.topic,
@@ -323,8 +351,6 @@ class Dispatcher:
                 answer.detail[:200],
             )
             await self._dead_letter(msg, answer)
-        metrics.DELIVERY_SECONDS.observe(time.monotonic() - started)
-        return answer
 
     async def _dead_letter(self, msg: ConsumerRecord[bytes, bytes], answer: Answer) -> None:
         await self.dlq.send_and_wait(
@@ -341,6 +367,23 @@ class Dispatcher:
         )
 
 
+def record_ids(msg: ConsumerRecord[bytes, bytes]) -> dict[str, str | None]:
+    """The ids a log line about this record carries: its key, and the record's event and rule ids
+    when it is a JSON object that has them (a record the API rejected may be anything)."""
+    ids: dict[str, str | None] = {"exception_id": (msg.key or b"").decode(errors="replace")[:200] or None}
+    try:
+        doc = orjson.loads(msg.value or b"")
+    except orjson.JSONDecodeError:
+        return ids
+    if isinstance(doc, dict):
+        event = doc.get("event")
+        if isinstance(event, dict) and isinstance(event.get("id"), str):
+            ids["event_id"] = event["id"][:200]
+        if isinstance(doc.get("rule_id"), str):
+            ids["rule_id"] = doc["rule_id"][:200]
+    return ids
+
+
 def _is_json(value: bytes) -> bool:
     try:
         orjson.loads(value)
@@ -355,7 +398,11 @@ def _batchable(value: bytes, limit_bytes: int) -> bool:
     return _is_json(value) and len(value) + BATCH_OVERHEAD <= limit_bytes
 
 
+_tracer = tracing.tracer("loopgate.dispatcher")
+
+
 async def run_dispatcher(settings: Settings) -> None:
+    tracing.configure_tracing(settings, "dispatcher")
     dispatcher = Dispatcher(settings)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -367,3 +414,4 @@ async def run_dispatcher(settings: Settings) -> None:
         await dispatcher.run()
     finally:
         await status.stop()
+        tracing.shutdown_tracing()

@@ -170,6 +170,10 @@ def create_app(
         version="1",
         summary="Work the exceptions Loopgate detects; every final resolution is published as an outcome.",
         lifespan=lifespan,
+        # FastAPI's own OpenTelemetry server span per request (a child of a valid `traceparent`; a
+        # malformed one is ignored), recording only while tracing is on (trace_spans.py); metrics
+        # are Prometheus's, and the span of the request is the one a created exception keeps.
+        telemetry={"tracing": True, "metrics": False, "logs": False, "operation_spans": False},
     )
     _document_batch_body(app)
     install_error_handlers(app)

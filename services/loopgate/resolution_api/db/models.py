@@ -156,6 +156,8 @@ class ExceptionRow(Base):
     version: Mapped[int] = mapped_column(sa.Integer)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    # The W3C traceparent of the request that created it (tracing on): its resolution continues that trace.
+    traceparent: Mapped[str | None] = mapped_column(sa.String(55))
 
 
 class OccurrenceRow(Base):
@@ -213,6 +215,7 @@ class OutboxRow(Base):
     # skips it and publishes the ones behind it; the reason says why.
     set_aside_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     set_aside_reason: Mapped[str | None] = mapped_column(sa.Text)
+    traceparent: Mapped[str | None] = mapped_column(sa.String(55))  # the outcome's span (tracing on)
 
 
 class TokenRow(Base):

@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from loopgate.common import metrics
+from loopgate.common.logging import log_context
 from loopgate.resolution_api.clock import Clock, utcnow
 from loopgate.resolution_api.db.engine import Database
 from loopgate.resolution_api.db.models import ExceptionRow, SilenceRow
@@ -46,6 +47,7 @@ class Received:
 
     record: ExceptionRecord
     actor: str
+    traceparent: str | None = None  # of the request that sent it (tracing on): stored with a new exception
 
 
 async def create_or_group(
@@ -68,7 +70,8 @@ async def create_or_group(
         for exception_id, passed in routed:
             assert passed.fallback is not None
             metrics.ROUTING_FALLBACKS.labels(passed.fallback.value).inc()
-            log.warning("exception %s: %s", exception_id, passed.note)
+            with log_context(exception_id=exception_id):
+                log.warning("exception %s: %s", exception_id, passed.note)
         return stored
     raise Unavailable("the record kept colliding with concurrent writes; retry", retry_after=1)
 
@@ -114,6 +117,7 @@ async def _create_or_group_once(
                 queue=routed.queue,
                 silenced_by=silencing.first_match(silences, record),
             )
+            row.traceparent = item.traceparent
             if routed.note is not None:
                 fields["routing"] = routed.note
                 passed_on.append((row.id, routed))

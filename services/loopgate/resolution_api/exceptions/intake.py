@@ -18,6 +18,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
+from loopgate.common import tracing
 from loopgate.resolution_api.background import DEFAULT_STOP_SECONDS, BackgroundLoop
 from loopgate.resolution_api.clock import Clock, utcnow
 from loopgate.resolution_api.db.engine import Database
@@ -66,7 +67,7 @@ class Intake(BackgroundLoop):
         if not self.running:
             raise Unavailable("the API is not accepting records yet; retry")
         answer: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Waiting(Received(record, actor), answer))
+        self._queue.put_nowait(_Waiting(Received(record, actor, tracing.current_traceparent()), answer))
         return await answer
 
     async def submit_many(self, records: list[ExceptionRecord], actor: str) -> list[Stored | Exception]:

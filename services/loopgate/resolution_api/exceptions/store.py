@@ -584,7 +584,13 @@ async def add_outbox_rows(*, session: AsyncSession, rows: list[dict[str, Any]]) 
 
 
 async def add_outbox(
-    *, session: AsyncSession, outcome_id: str, exception_id: str, payload: str, now: dt.datetime
+    *,
+    session: AsyncSession,
+    outcome_id: str,
+    exception_id: str,
+    payload: str,
+    now: dt.datetime,
+    traceparent: str | None = None,
 ) -> None:
     session.add(
         OutboxRow(
@@ -593,6 +599,7 @@ async def add_outbox(
             payload=payload,
             created_at=now,
             attempts=0,
+            traceparent=traceparent,
         )
     )
     await session.flush()

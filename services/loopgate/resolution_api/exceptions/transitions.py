@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from loopgate.common import metrics
+from loopgate.common import metrics, tracing
 from loopgate.resolution_api.clock import Clock, utcnow
 from loopgate.resolution_api.db.engine import Database
 from loopgate.resolution_api.db.models import ExceptionRow
@@ -21,6 +21,7 @@ from loopgate.resolution_api.exceptions import reading, store
 from loopgate.resolution_api.exceptions.lifecycle import Action, Status, next_status, time_to_resolve_seconds
 from loopgate.resolution_api.notifications import store as notifications
 from loopgate.resolution_api.outcomes import training, verdicts
+from loopgate.resolution_api.trace_spans import resolution_span
 from loopgate_schemas.outcomes import Decision, FieldChange, Outcome, outcome_id_for
 
 
@@ -252,6 +253,7 @@ async def _write_outcome(session: AsyncSession, row: ExceptionRow, now: dt.datet
         exception_id=row.id,
         payload=outcome.model_dump_json(),
         now=now,
+        traceparent=resolution_span(row, outcome.id) if tracing.enabled() else None,
     )
     # An Alertmanager that was told of the exception hears it is resolved (notifications/relay.py).
     await notifications.record_event(

@@ -37,16 +37,19 @@ from aiokafka.errors import (
     RecordTooLargeError,
     UnsupportedForMessageFormatError,
 )
+from opentelemetry.trace import Status, StatusCode
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from loopgate.common import metrics
+from loopgate.common import metrics, tracing
 from loopgate.common.kafka import kafka_connection, reliable_producer
+from loopgate.common.logging import log_context
 from loopgate.common.settings import Settings
 from loopgate.common.text import one_line
 from loopgate.resolution_api.background import DEFAULT_STOP_SECONDS, BackgroundLoop
 from loopgate.resolution_api.db.engine import Database
 from loopgate.resolution_api.db.models import OutboxRow
 from loopgate.resolution_api.exceptions import store
+from loopgate.resolution_api.trace_spans import publish_span
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_SECONDS = 30.0
@@ -136,7 +139,7 @@ class OutboxRelay(BackgroundLoop):
                 rows = await store.pending_outbox(session=session, limit=self._batch_size)
             settled = True
             for row in rows:
-                failure = await self._send(row.exception_id, row.payload)
+                failure = await self._send_traced(row)
                 async with self._db.write() as session, session.begin():
                     settled = await self._settle(session, row, failure)
                 if not settled:
@@ -156,7 +159,7 @@ class OutboxRelay(BackgroundLoop):
                 rows = await store.pending_outbox(session=session, limit=self._batch_size, claim=True)
                 settled = True
                 for row in rows:
-                    failure = await self._send(row.exception_id, row.payload)
+                    failure = await self._send_traced(row)
                     settled = await self._settle(session, row, failure)
                     if not settled:
                         break
@@ -180,23 +183,38 @@ class OutboxRelay(BackgroundLoop):
         if failure.permanent:
             await store.set_aside(session=session, outbox_id=row.id, reason=failure.reason, now=now)
             metrics.OUTBOX_SET_ASIDE.labels(failure.kind).inc()
-            log.error(
-                "outcome %s of exception %s can never be published (%s); set aside, the next go on",
-                row.outcome_id,
-                row.exception_id,
-                failure.reason,
-            )
+            with log_context(exception_id=row.exception_id):
+                log.error(
+                    "outcome %s of exception %s can never be published (%s); set aside, the next go on",
+                    row.outcome_id,
+                    row.exception_id,
+                    failure.reason,
+                )
             return True
         await store.mark_failed(session=session, outbox_id=row.id, error=failure.reason)
         return False
 
-    async def _send(self, key: str, payload: str) -> PublishFailed | None:
+    async def _send_traced(self, row: OutboxRow) -> PublishFailed | None:
+        """Publish one outcome; traced (tracing on), in a span whose traceparent is in its headers."""
+        with publish_span(row.traceparent, row.exception_id, row.outcome_id) as span:
+            if span is None:
+                return await self._send(row.exception_id, row.payload)
+            traceparent = tracing.format_traceparent(span)
+            headers = OUTCOME_HEADERS + ([(tracing.TRACEPARENT, traceparent.encode())] if traceparent else [])
+            failure = await self._send(row.exception_id, row.payload, headers)
+            if failure is not None:
+                span.set_status(Status(StatusCode.ERROR, failure.reason[:200]))
+            return failure
+
+    async def _send(
+        self, key: str, payload: str, headers: list[tuple[str, bytes]] = OUTCOME_HEADERS
+    ) -> PublishFailed | None:
         """Publish one record; why not, when it could not be."""
         try:
             value = payload.encode()
             producer = await self._ready_producer()
             async with asyncio.timeout(self._send_timeout):
-                await producer.send_and_wait(self._topic, value=value, key=key.encode(), headers=OUTCOME_HEADERS)
+                await producer.send_and_wait(self._topic, value=value, key=key.encode(), headers=headers)
         except PERMANENT_ERRORS as err:
             metrics.OUTBOX_PUBLISH_FAILURES.inc()
             return PublishFailed(one_line(f"{type(err).__name__}: {err}"), kind=type(err).__name__, permanent=True)
