@@ -24,13 +24,13 @@ from pydantic import ValidationError
 from starlette.datastructures import FormData
 
 from loopgate.common import metrics
-from loopgate.resolution_api.access.permissions import Permission, allows
+from loopgate.resolution_api.access.permissions import Permission, Role, allows
 from loopgate.resolution_api.access.scoping import act_as
 from loopgate.resolution_api.access.tokens import Principal
 from loopgate.resolution_api.console import confirmation, return_to, session, views
 from loopgate.resolution_api.console.queue import PAGE_SIZE, SEVERITIES, STATUSES, BadQuery, QueueQuery, counts
 from loopgate.resolution_api.db.models import ExceptionEventRow, ExceptionRow
-from loopgate.resolution_api.domain_errors import Conflict, DomainError, NotFound, PreconditionFailed
+from loopgate.resolution_api.domain_errors import Conflict, DomainError, NotAllowed, NotFound, PreconditionFailed
 from loopgate.resolution_api.exceptions import bulk_work, reading, store, transitions
 from loopgate.resolution_api.exceptions.cursor import Sort
 from loopgate.resolution_api.exceptions.lifecycle import Action, Status
@@ -421,6 +421,10 @@ async def act(request: Request, exception_id: str, action: str) -> Response:
         )
     except NotFound as err:
         return _page(request, "message.html", _context(principal, token, title="Not found", message=err.message), 404)
+    except NotAllowed as err:
+        return await _exception_page(
+            request, services, principal, token, exception_id, error=err.message, status_code=403
+        )
     except DomainError as err:
         return await _exception_page(
             request, services, principal, token, exception_id, error=err.message, status_code=400
@@ -441,6 +445,9 @@ async def _apply(services: Services, principal: Principal, exception_id: str, ac
     if action == Action.CLAIM:
         await transitions.claim(**common, assignee=principal.name)
         return "Claimed"
+    if action == Action.UNCLAIM:
+        await transitions.unclaim(**common, may_unclaim_others=principal.role is Role.ADMIN)
+        return "Unclaimed: back in the queue"
     if action == Action.RESOLVE:
         row = await reading.get(db=services.db, exception_id=exception_id)
         before = views.editable_fields(row.event)
