@@ -162,3 +162,17 @@ def test_whoami_says_who_the_token_is_and_what_it_sees(stack: Stack) -> None:
     code, output = ops(stack, "whoami")
 
     assert (code, output.strip()) == (0, "alice: operator, sees every client")
+
+
+def test_unclaim_from_the_command_line_by_the_assignee_and_by_an_admin(stack: Stack) -> None:
+    exc = create(stack, record())
+    assert ops(stack, "claim", exc["id"])[0] == 0
+    code, output = ops(stack, "unclaim", exc["id"], "--if-version", "2")
+    assert (code, output.strip()) == (0, f"{exc['id']}: open, version 3")
+
+    assert ops(stack, "claim", exc["id"], token=stack.admin_token)[0] == 0
+    refused = ops(stack, "unclaim", exc["id"])
+    code, output = ops(stack, "unclaim", exc["id"], token=stack.admin_token)
+    assert refused[0] == EXIT_CODES["unauthorized"] and "only its assignee or an admin" in refused[1]
+    assert (code, output.strip()) == (0, f"{exc['id']}: open, version 5")
+    assert ops(stack, "unclaim", exc["id"])[0] == EXIT_CODES["conflict"]

@@ -229,3 +229,48 @@ async def test_the_conditional_update_refuses_a_write_based_on_a_stale_version(a
     assert applied is False
     body = (await api.http.get(f"/v1/exceptions/{exc['id']}", headers=api.auth("operator"))).json()
     assert (body["assignee"], body["version"]) == ("first", 2)
+
+
+async def test_the_assignee_unclaims_and_history_records_who_had_it(api: Api) -> None:
+    exc = await api.create()
+    claimed = await api.act(exc["id"], "claim")
+
+    response = await api.act(exc["id"], "unclaim", headers={"If-Match": claimed.headers["ETag"]})
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["status"], body["assignee"], body["version"]) == ("open", None, claimed.json()["version"] + 1)
+    history = (await api.http.get(f"/v1/exceptions/{exc['id']}/history", headers=api.auth("operator"))).json()
+    last = history["items"][-1]
+    assert (last["action"], last["actor"], last["from_status"], last["to_status"]) == (
+        "unclaim",
+        "operator-tester",
+        "claimed",
+        "open",
+    )
+    assert last["fields"] == {"assignee": {"before": "operator-tester", "after": None}}
+
+
+async def test_someone_elses_claim_is_refused_for_an_operator_and_allowed_for_an_admin(api: Api) -> None:
+    exc = await api.create()
+    await api.act(exc["id"], "claim", {"assignee": "dana"})
+
+    refused = await api.act(exc["id"], "unclaim")
+    unchanged = (await api.http.get(f"/v1/exceptions/{exc['id']}", headers=api.auth("operator"))).json()
+    by_admin = await api.act(exc["id"], "unclaim", role="admin")
+
+    assert refused.status_code == 403 and "claimed by 'dana'" in refused.json()["detail"]
+    assert (unchanged["status"], unchanged["assignee"]) == ("claimed", "dana")
+    assert by_admin.status_code == 200 and by_admin.json()["assignee"] is None
+
+
+async def test_unclaim_needs_a_claimed_exception_and_the_current_version(api: Api) -> None:
+    exc = await api.create()
+    assert (await api.act(exc["id"], "unclaim")).status_code == 409
+    claimed = await api.act(exc["id"], "claim")
+    stale = await api.act(exc["id"], "unclaim", headers={"If-Match": '"1"'})
+    assert stale.status_code == 412
+    assert (await api.act("no-such-exception", "unclaim")).status_code == 404
+    assert (await api.act(exc["id"], "unclaim", role="analyst")).status_code == 403
+    now = (await api.http.get(f"/v1/exceptions/{exc['id']}", headers=api.auth("operator"))).json()
+    assert now["version"] == claimed.json()["version"] and now["status"] == "claimed"

@@ -106,11 +106,11 @@ async def test_a_critical_exception_reaches_each_receiver_once_through_a_restart
             "loopgate.exception.opened",
             exception_id,
         )
-        assert event["data"]["url"] == f"{PUBLIC}/v1/exceptions/{exception_id}"
+        assert event["data"]["url"] == f"{PUBLIC}/console/exceptions/{exception_id}"
         assert event["data"]["severity"] == "critical" and event["data"]["queue"] == "default"
 
         text = receivers.accepted("/chat")[0].body["text"]
-        assert f"<{PUBLIC}/v1/exceptions/{exception_id}|" in text
+        assert f"<{PUBLIC}/console/exceptions/{exception_id}|" in text
         assert "[CRITICAL] bid_over_cap opened" in text and "Overspend on li-1" in text
 
         [alert] = receivers.accepted("/am/api/v2/alerts")[0].body
@@ -122,7 +122,7 @@ async def test_a_critical_exception_reaches_each_receiver_once_through_a_restart
             "client": "northwind",
             "queue": "default",
         }
-        assert alert["generatorURL"] == f"{PUBLIC}/v1/exceptions/{exception_id}"
+        assert alert["generatorURL"] == f"{PUBLIC}/console/exceptions/{exception_id}"
         assert dt.datetime.fromisoformat(alert["startsAt"]) == dt.datetime.fromisoformat(created["first_seen"])
         assert dt.datetime.fromisoformat(alert["endsAt"]) > dt.datetime.now(dt.UTC) + dt.timedelta(days=6)
 

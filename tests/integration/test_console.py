@@ -8,6 +8,7 @@ import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -323,3 +324,65 @@ async def test_silence_forms_need_the_csrf_value(console: Api) -> None:
     assert (await console.http.post(f"/console/silences/{silence_id.group(1)}/expire", data={})).status_code == 403
     expired = await console.http.post(f"/console/silences/{silence_id.group(1)}/expire", data={"csrf": csrf})
     assert expired.status_code == 303
+
+
+async def test_a_notification_link_signs_in_and_returns_to_the_exception(console: Api) -> None:
+    """A link from a notification (/console/exceptions/<id>) opens sign-in, which comes back there."""
+    exception_id = (await console.create())["id"]
+    page_path = f"/console/exceptions/{quote(exception_id, safe='')}"
+    first = await console.http.get(page_path)
+    assert first.status_code == 303
+    assert first.headers["location"] == f"/console/sign-in?next={quote(page_path, safe='')}"
+    page = await console.http.get(first.headers["location"])
+    assert f'name="next" value="{page_path}"' in page.text
+    signed = await console.http.post(
+        "/console/sign-in",
+        data={"csrf": csrf_of(page.text), "token": console.tokens[Role.OPERATOR], "next": page_path},
+    )
+    assert signed.status_code == 303 and signed.headers["location"] == page_path
+    shown = await console.http.get(page_path)
+    assert shown.status_code == 200 and exception_id in shown.text
+
+
+@pytest.mark.parametrize(
+    "hostile", ["https://evil.example/", "//evil.example/x", "/\\evil.example", "/console/x%0d%0aSet-Cookie:a=b"]
+)
+async def test_sign_in_never_returns_to_a_hostile_next(console: Api, hostile: str) -> None:
+    page = await console.http.get("/console/sign-in", params={"next": hostile})
+    assert 'name="next"' not in page.text
+    signed = await console.http.post(
+        "/console/sign-in", data={"csrf": csrf_of(page.text), "token": console.tokens[Role.OPERATOR], "next": hostile}
+    )
+    assert signed.status_code == 303 and signed.headers["location"] == "/console/queue"
+
+
+async def test_unclaim_from_the_page_by_the_assignee_not_by_another_operator(console: Api) -> None:
+    mine = await console.create()
+    theirs = await console.create()
+    assert (await console.act(theirs["id"], "claim", {"assignee": "dana"})).status_code == 200
+    csrf = await sign_in(console)
+    url = f"/console/exceptions/{mine['id']}"
+    assert (await console.http.post(f"{url}/claim", data={"csrf": csrf, "version": "1"})).status_code == 303
+    page = await console.http.get(url)
+    assert 'id="unclaim"' in page.text
+    done = await console.http.post(f"{url}/unclaim", data={"csrf": csrf, "version": "2"})
+    assert done.status_code == 303
+    row = await reading.get(db=console.services.db, exception_id=mine["id"])
+    assert (row.status, row.assignee) == ("open", None)
+
+    other = f"/console/exceptions/{theirs['id']}"
+    assert 'id="unclaim"' not in (await console.http.get(other)).text
+    refused = await console.http.post(f"{other}/unclaim", data={"csrf": csrf, "version": "2"})
+    assert refused.status_code == 403
+    assert "claimed by &#39;dana&#39;" in refused.text
+    assert (await reading.get(db=console.services.db, exception_id=theirs["id"])).assignee == "dana"
+
+
+async def test_an_admin_sees_and_uses_unclaim_on_anyones_claim(console: Api) -> None:
+    exc = await console.create()
+    await console.act(exc["id"], "claim", {"assignee": "dana"})
+    csrf = await sign_in(console, Role.ADMIN)
+    url = f"/console/exceptions/{exc['id']}"
+    assert 'id="unclaim"' in (await console.http.get(url)).text
+    assert (await console.http.post(f"{url}/unclaim", data={"csrf": csrf, "version": "2"})).status_code == 303
+    assert (await reading.get(db=console.services.db, exception_id=exc["id"])).assignee is None

@@ -36,6 +36,7 @@ API_DECISIONS: dict[tuple[str, str], tuple[str, Permission | None, Any]] = {
     ("GET", "/v1/exceptions/{exception_id}"): ("exception", Permission.READ, None),
     ("GET", "/v1/exceptions/{exception_id}/history"): ("exception", Permission.READ, None),
     ("POST", "/v1/exceptions/{exception_id}/claim"): ("exception", Permission.WORK, {}),
+    ("POST", "/v1/exceptions/{exception_id}/unclaim"): ("exception", Permission.WORK, None),
     ("POST", "/v1/exceptions/{exception_id}/resolve"): (
         "exception",
         Permission.WORK,

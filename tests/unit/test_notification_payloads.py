@@ -99,8 +99,8 @@ def test_escalation_and_sla_headlines_are_escaped_too() -> None:
 def test_links_carry_the_exception_id_percent_encoded() -> None:
     exception_id = "exc/../../admin?x=<1>&y=|#top %2F"
     url = exception_url(PUBLIC, exception_id)
-    assert url.startswith(f"{PUBLIC}/v1/exceptions/")
-    tail = url.removeprefix(f"{PUBLIC}/v1/exceptions/")
+    assert url.startswith(f"{PUBLIC}/console/exceptions/")
+    tail = url.removeprefix(f"{PUBLIC}/console/exceptions/")
     assert re.fullmatch(r"[A-Za-z0-9_.~%-]+", tail) and unquote(tail) == exception_id
     webhook = json.loads(
         render(exception("", id=exception_id), told(), kind="webhook", public_url=PUBLIC, firing_hold_seconds=1)

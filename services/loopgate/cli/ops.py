@@ -1,5 +1,5 @@
 """`loopgate ops`: the on-call operator's command line over the resolution API (HTTP, with the
-operator's own token): list, show, claim, resolve, escalate, snooze, silence, silences list|expire,
+operator's own token): list, show, claim, unclaim, resolve, escalate, snooze, silence, silences list|expire,
 reopen (admins), whoami.
 
 Where it finds the API and the token, first found wins: --url/--token; LOOPGATE_OPS_URL and
@@ -253,6 +253,18 @@ def claim_command(
 ) -> None:
     """Claim an exception for yourself."""
     _act(exception_id, "claim", None, if_version, target(url, token), as_json)
+
+
+@app.command("unclaim")
+def unclaim_command(
+    exception_id: str,
+    if_version: IfVersion = None,
+    as_json: JsonOption = False,
+    url: UrlOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Give a claimed exception back to the queue (open, nobody assigned): yours, or anyone's as an admin."""
+    _act(exception_id, "unclaim", None, if_version, target(url, token), as_json)
 
 
 def _value(text: str) -> Any:

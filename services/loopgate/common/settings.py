@@ -360,7 +360,10 @@ class Settings(BaseSettings):
     )
     public_url: str = Field(
         default="http://127.0.0.1:8000",
-        description="The API's address as operators reach it: notifications link to `<this>/v1/exceptions/<id>`.",
+        description=(
+            "The API's address as operators reach it: notifications link to the console page "
+            "`<this>/console/exceptions/<id>`."
+        ),
     )
     notify_interval_seconds: float = Field(
         default=1.0, gt=0, description="How often the notification relay looks for notifications to send."

@@ -26,6 +26,10 @@ class Conflict(DomainError):
     """The exception's state does not allow it, or it changed meanwhile."""
 
 
+class NotAllowed(DomainError):
+    """The caller may not do this to this exception (unclaiming someone else's claim)."""
+
+
 class PreconditionFailed(DomainError):
     """The caller's expected version (If-Match) is not the exception's current one."""
 

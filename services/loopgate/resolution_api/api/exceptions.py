@@ -378,6 +378,29 @@ async def claim_exception(
 
 
 @router.post(
+    "/{exception_id}/unclaim",
+    summary="Give a claimed exception back to the queue (its assignee, or an admin)",
+    responses=WORK_ERRORS,
+)
+async def unclaim_exception(
+    exception_id: str,
+    principal: CanWork,
+    services: ServicesDep,
+    response: Response,
+    if_match: IfMatch = None,
+) -> ExceptionRead:
+    row = await transitions.unclaim(
+        db=services.db,
+        exception_id=exception_id,
+        actor=principal.name,
+        may_unclaim_others=principal.role is Role.ADMIN,
+        if_match=parse_if_match(if_match),
+        clock=services.clock,
+    )
+    return _answer(response, row)
+
+
+@router.post(
     "/{exception_id}/resolve",
     summary="Resolve an exception for good; its outcome is published on exception-outcomes",
     responses=WORK_ERRORS,

@@ -24,14 +24,14 @@ from pydantic import ValidationError
 from starlette.datastructures import FormData
 
 from loopgate.common import metrics
-from loopgate.resolution_api.access.permissions import Permission, allows
+from loopgate.resolution_api.access.permissions import Permission, Role, allows
 from loopgate.resolution_api.access.scoping import act_as
 from loopgate.resolution_api.access.tokens import Principal
-from loopgate.resolution_api.console import confirmation, session, views
+from loopgate.resolution_api.console import confirmation, return_to, session, views
 from loopgate.resolution_api.console.capabilities import offered_to, scope_text
 from loopgate.resolution_api.console.queue import PAGE_SIZE, SEVERITIES, STATUSES, BadQuery, QueueQuery, counts
 from loopgate.resolution_api.db.models import ExceptionEventRow, ExceptionRow
-from loopgate.resolution_api.domain_errors import Conflict, DomainError, NotFound, PreconditionFailed
+from loopgate.resolution_api.domain_errors import Conflict, DomainError, NotAllowed, NotFound, PreconditionFailed
 from loopgate.resolution_api.exceptions import bulk_work, reading, store, transitions
 from loopgate.resolution_api.exceptions.cursor import Sort
 from loopgate.resolution_api.exceptions.lifecycle import Action, Status
@@ -71,8 +71,13 @@ def _page(request: Request, name: str, context: dict[str, Any], status_code: int
     return response
 
 
-def _to_sign_in() -> RedirectResponse:
-    return RedirectResponse("/console/sign-in", status_code=303)
+def _to_sign_in(request: Request) -> RedirectResponse:
+    """To the sign-in page, which returns to this page (a GET) afterwards (return_to.py)."""
+    if request.method != "GET":
+        return RedirectResponse("/console/sign-in", status_code=303)
+    raw = request.scope.get("raw_path")
+    path = raw.decode("latin-1") if isinstance(raw, bytes) else request.url.path
+    return RedirectResponse(return_to.sign_in_url(path, request.url.query), status_code=303)
 
 
 def _refused(request: Request, message: str) -> HTMLResponse:
@@ -93,7 +98,7 @@ async def _session(request: Request, *, need: Permission) -> tuple[Services, Pri
     services = await get_services(request)
     found = await session.signed_in(request, services)
     if found is None:
-        return _to_sign_in()
+        return _to_sign_in(request)
     principal = found.principal
     request.state.console_session_hash = found.session_hash  # the bulk confirmation's key (confirmation.py)
     act_as(principal.scope)  # every query of this page sees only what the session's token may (scoping.py)
@@ -143,7 +148,8 @@ async def sign_in_page(request: Request) -> Response:
     services = await get_services(request)
     response = _page(request, "sign_in.html", {"user": None, "error": None})
     csrf = session.sign_in_csrf(request, response, secure=services.settings.console_secure_cookie)
-    context = {"user": None, "error": None, "csrf": csrf, "sso_name": _sso_name(services)}
+    next_page = return_to.safe_next(request.query_params.get("next"))
+    context = {"user": None, "error": None, "csrf": csrf, "sso_name": _sso_name(services), "next": next_page}
     return _page_with(request, "sign_in.html", context, response)
 
 
@@ -169,6 +175,7 @@ async def sign_in(request: Request) -> Response:
     if not session.same(request.cookies.get(session.SIGN_IN_CSRF_COOKIE), _text(form, "csrf", 200)):
         return _refused(request, "The sign-in form has no valid CSRF token: reload the page and try again.")
     token = _text(form, "token", 300).strip()
+    next_page = return_to.safe_next(_text(form, "next", return_to.MAX_NEXT_CHARACTERS + 1))
     principal = await services.tokens.verify(token) if token and len(token) < 200 else None
     error = None
     if principal is None:
@@ -178,9 +185,9 @@ async def sign_in(request: Request) -> Response:
     if error:
         carrier = Response()
         csrf = session.sign_in_csrf(request, carrier, secure=secure)
-        context = {"user": None, "error": error, "csrf": csrf, "sso_name": _sso_name(services)}
+        context = {"user": None, "error": error, "csrf": csrf, "sso_name": _sso_name(services), "next": next_page}
         return _page_with(request, "sign_in.html", context, carrier, 401)
-    response = RedirectResponse("/console/queue", status_code=303)
+    response = RedirectResponse(next_page or return_to.DEFAULT_PAGE, status_code=303)
     await session.start_session(services, response, token, secure=secure)
     return response
 
@@ -418,6 +425,10 @@ async def act(request: Request, exception_id: str, action: str) -> Response:
         )
     except NotFound as err:
         return _page(request, "message.html", _context(principal, token, title="Not found", message=err.message), 404)
+    except NotAllowed as err:
+        return await _exception_page(
+            request, services, principal, token, exception_id, error=err.message, status_code=403
+        )
     except DomainError as err:
         return await _exception_page(
             request, services, principal, token, exception_id, error=err.message, status_code=400
@@ -438,6 +449,9 @@ async def _apply(services: Services, principal: Principal, exception_id: str, ac
     if action == Action.CLAIM:
         await transitions.claim(**common, assignee=principal.name)
         return "Claimed"
+    if action == Action.UNCLAIM:
+        await transitions.unclaim(**common, may_unclaim_others=principal.role is Role.ADMIN)
+        return "Unclaimed: back in the queue"
     if action == Action.RESOLVE:
         row = await reading.get(db=services.db, exception_id=exception_id)
         before = views.editable_fields(row.event)

@@ -2,6 +2,7 @@
 status, what a resolution must carry, and when an SLA is breached.
 
     open ──claim──> claimed ──resolve──> resolved ──reopen (admin)──> open
+    claimed ──unclaim (its assignee or an admin)──> open
     open/claimed ──escalate──> escalated ──claim──> claimed
     open/claimed ──snooze──> snoozed ──(until passes)──> open
     open/claimed/snoozed ──(SLA breached)──> escalated
@@ -31,6 +32,7 @@ class Status(StrEnum):
 
 class Action(StrEnum):
     CLAIM = "claim"
+    UNCLAIM = "unclaim"
     RESOLVE = "resolve"
     ESCALATE = "escalate"
     SNOOZE = "snooze"
@@ -42,6 +44,7 @@ class Action(StrEnum):
 S = Status
 TRANSITIONS: dict[Action, tuple[frozenset[Status], Status]] = {
     Action.CLAIM: (frozenset({S.OPEN, S.CLAIMED, S.ESCALATED, S.SNOOZED}), S.CLAIMED),
+    Action.UNCLAIM: (frozenset({S.CLAIMED}), S.OPEN),
     Action.RESOLVE: (frozenset({S.OPEN, S.CLAIMED, S.ESCALATED, S.SNOOZED}), S.RESOLVED),
     Action.ESCALATE: (frozenset({S.OPEN, S.CLAIMED}), S.ESCALATED),
     Action.SNOOZE: (frozenset({S.OPEN, S.CLAIMED, S.SNOOZED}), S.SNOOZED),

@@ -1,4 +1,4 @@
-"""Transitions of an exception's life (claim, resolve, escalate, snooze, reopen, bulk-resolve,
+"""Transitions of an exception's life (claim, unclaim, resolve, escalate, snooze, reopen, bulk-resolve,
 and the system's own wake and SLA escalation): each one transaction, one conditional UPDATE on the
 version read plus its history event, applying lifecycle.py's rules. Errors are domain errors."""
 
@@ -16,7 +16,7 @@ from loopgate.common import metrics, tracing
 from loopgate.resolution_api.clock import Clock, utcnow
 from loopgate.resolution_api.db.engine import Database
 from loopgate.resolution_api.db.models import ExceptionRow
-from loopgate.resolution_api.domain_errors import Conflict, DomainError, PreconditionFailed
+from loopgate.resolution_api.domain_errors import Conflict, DomainError, NotAllowed, PreconditionFailed
 from loopgate.resolution_api.exceptions import reading, store
 from loopgate.resolution_api.exceptions.lifecycle import Action, Status, next_status, time_to_resolve_seconds
 from loopgate.resolution_api.notifications import store as notifications
@@ -130,6 +130,37 @@ async def claim(
         db=db,
         exception_id=exception_id,
         action=Action.CLAIM,
+        actor=actor,
+        change_for=change_for,
+        if_match=if_match,
+        clock=clock,
+    )
+
+
+async def unclaim(
+    *,
+    db: Database,
+    exception_id: str,
+    actor: str,
+    may_unclaim_others: bool,
+    if_match: Collection[int] | None,
+    clock: Clock = utcnow,
+) -> ExceptionRow:
+    """Give a claimed exception back to the queue (open, no assignee): by its assignee, or by an
+    admin (`may_unclaim_others`) when the assignee is away; anyone else is refused (403)."""
+
+    def change_for(row: ExceptionRow, now: dt.datetime) -> Change:
+        if row.assignee != actor and not may_unclaim_others:
+            raise NotAllowed(
+                f"cannot unclaim: exception {exception_id!r} is claimed by {row.assignee!r}; "
+                "only its assignee or an admin may unclaim it"
+            )
+        return Change(values={"assignee": None}, fields={"assignee": {"before": row.assignee, "after": None}})
+
+    return await transition(
+        db=db,
+        exception_id=exception_id,
+        action=Action.UNCLAIM,
         actor=actor,
         change_for=change_for,
         if_match=if_match,

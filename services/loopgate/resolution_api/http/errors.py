@@ -22,6 +22,7 @@ from loopgate.resolution_api.domain_errors import (
     Conflict,
     DomainError,
     InvalidRequest,
+    NotAllowed,
     NotFound,
     PreconditionFailed,
     Unavailable,
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 STATUS_CODES: dict[type[DomainError], int] = {
     InvalidRequest: 400,
+    NotAllowed: 403,
     NotFound: 404,
     Conflict: 409,  # TransitionNotAllowed too
     PreconditionFailed: 412,

@@ -33,8 +33,10 @@ def queue_of(row: ExceptionRow) -> str:
 
 
 def exception_url(public_url: str, exception_id: str) -> str:
-    """Where an operator opens the exception (LOOPGATE_PUBLIC_URL), the id percent-encoded."""
-    return f"{public_url.rstrip('/')}/v1/exceptions/{quote(exception_id, safe='')}"
+    """The console's page of the exception (LOOPGATE_PUBLIC_URL), the id percent-encoded: a
+    browser opens it, signs in if it must, and comes back (console/return_to.py). The JSON API
+    (/v1/exceptions/<id>) wants a Bearer token, which a link from chat does not carry."""
+    return f"{public_url.rstrip('/')}/console/exceptions/{quote(exception_id, safe='')}"
 
 
 def slack_text(value: object, limit: int = SLACK_FIELD_CHARACTERS) -> str:
