@@ -29,6 +29,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from loopgate.common.decisions import decisions_help
 from loopgate.common.settings import get_settings
 
 EXIT_CODES = {
@@ -278,7 +279,7 @@ def _value(text: str) -> Any:
 @app.command("resolve")
 def resolve_command(
     exception_id: str,
-    decision: Annotated[str, typer.Option("--decision", help="confirmed, corrected, false_positive, dismissed")],
+    decision: Annotated[str, typer.Option("--decision", help=decisions_help())],
     reason: Annotated[str, typer.Option("--reason")] = "",
     corrections: Annotated[
         list[str] | None,
@@ -293,7 +294,9 @@ def resolve_command(
     url: UrlOption = None,
     token: TokenOption = None,
 ) -> None:
-    """Resolve for good; the outcome is published on exception-outcomes."""
+    """Resolve for good with a decision; the outcome is published on exception-outcomes. The
+    `escalated` decision closes it as handed outside Loopgate; to keep it open and ask for help,
+    use `loopgate ops escalate`."""
     where = target(url, token)
     correction: dict[str, dict[str, Any]] = {}
     if corrections:
@@ -322,7 +325,9 @@ def escalate_command(
     url: UrlOption = None,
     token: TokenOption = None,
 ) -> None:
-    """Escalate an exception, saying why."""
+    """Escalate: keep it open (status escalated) and tell the escalation receivers, saying why.
+
+    Not the `escalated` decision of `resolve`, which closes it as handed outside Loopgate."""
     _act(exception_id, "escalate", {"reason": reason}, if_version, target(url, token), as_json)
 
 

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from starlette.datastructures import FormData
 
 from loopgate.common import metrics
+from loopgate.common.decisions import ESCALATE_ACTION_HELP, decision_label
 from loopgate.resolution_api.access.permissions import Permission, Role, allows
 from loopgate.resolution_api.access.scoping import act_as
 from loopgate.resolution_api.access.tokens import Principal
@@ -44,7 +45,13 @@ from loopgate_schemas.outcomes import Decision
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
-templates.env.globals.update(severities=SEVERITIES, statuses=STATUSES, decisions=[d.value for d in Decision])
+templates.env.globals.update(
+    severities=SEVERITIES,
+    statuses=STATUSES,
+    decisions=[d.value for d in Decision],
+    decision_labels={d.value: decision_label(d) for d in Decision},
+    escalate_help=ESCALATE_ACTION_HELP,
+)
 router = APIRouter(prefix="/console", include_in_schema=False)
 SNOOZE_HOURS = (1, 4, 24)
 HISTORY_PAGE = 50  # events on the exception's page; the rest a page at a time behind "More history"
