@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -111,7 +112,8 @@ def assert_held(stack: Stack, proc: ServiceProcess, reason: str, setting: str, *
     assert setting in body["detail"]
     errors = [line for line in proc.log().splitlines() if CANNOT_DELIVER in line]
     assert len(errors) == 1, proc.log()[-3000:]
-    assert " ERROR " in errors[0] and setting in errors[0] and f"({reason})" in errors[0]
+    line = json.loads(errors[0])  # the logs are JSON lines (LOOPGATE_LOG_FORMAT's default)
+    assert line["level"] == "ERROR" and setting in line["message"] and f"({reason})" in line["message"]
 
 
 def assert_everything_delivered(stack: Stack, records: list[dict[str, Any]], proc: ServiceProcess) -> None:
