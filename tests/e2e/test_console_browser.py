@@ -180,7 +180,7 @@ def test_an_operator_resolves_a_brand_safety_exception_with_a_correction(
     see(browser, ".notice", "Claimed")
     see(browser, "#status", "claimed (assigned to alice)")
 
-    Select(browser.find_element(By.ID, "decision")).select_by_visible_text("corrected")
+    Select(browser.find_element(By.ID, "decision")).select_by_value("corrected")
     browser.find_element(By.ID, "reason").send_keys("Unverifiable medical claim removed")
     editor = browser.find_element(By.CSS_SELECTOR, "textarea[name='after.caption']")
     editor.clear()
@@ -214,7 +214,7 @@ def test_a_concurrent_edit_is_refused_and_a_bulk_resolve_asks_to_confirm_the_cou
     wait(browser).until(ec.presence_of_element_located((By.ID, "resolve")))
     with stack.client(stack.admin_token) as http:  # someone else claims it meanwhile
         assert http.post(f"/v1/exceptions/{made['bid']['id']}/claim", json={"assignee": "bob"}).status_code == 200
-    Select(browser.find_element(By.ID, "decision")).select_by_visible_text("confirmed")
+    Select(browser.find_element(By.ID, "decision")).select_by_value("confirmed")
     browser.find_element(By.ID, "resolve").click()
     see(browser, "#action-error", "changed by someone else")
     see(browser, "#status", "assigned to bob")
@@ -224,7 +224,7 @@ def test_a_concurrent_edit_is_refused_and_a_bulk_resolve_asks_to_confirm_the_cou
     browser.get(f"{stack.api_url}/console/queue?client_id=fabrikam")
     wait(browser).until(ec.text_to_be_present_in_element((By.ID, "total"), "3 matching"))
     browser.find_element(By.ID, "scope-filter").click()
-    Select(browser.find_element(By.ID, "b-decision")).select_by_visible_text("false_positive")
+    Select(browser.find_element(By.ID, "b-decision")).select_by_value("false_positive")
     browser.find_element(By.ID, "b-reason").send_keys("Ad server outage, not the placements")
     browser.find_element(By.CSS_SELECTOR, "fieldset.bulk button").click()
     see(browser, "#bulk-count", "3 exceptions match the filter")

@@ -151,7 +151,7 @@ def test_a_northwind_reviewer_signs_in_through_keycloak_and_corrects_only_northw
         browser.find_element(By.ID, "claim").click()
         see(browser, ".notice", "Claimed")
         see(browser, "#status", "claimed (assigned to nora)")
-        Select(browser.find_element(By.ID, "decision")).select_by_visible_text("corrected")
+        Select(browser.find_element(By.ID, "decision")).select_by_value("corrected")
         browser.find_element(By.ID, "reason").send_keys("Only the first claim is substantiated")
         claims_field = browser.find_element(By.CSS_SELECTOR, "[name='after.product_claims']")
         claims_field.clear()
