@@ -1,6 +1,6 @@
 # Sourced, not run: Go tools built once from the Go module proxy and cached by version under
 # ~/.cache/loopgate/go/NAME-VERSION/NAME (a new version is a new directory; nothing is rebuilt
-# while it is there). Used by install-compose.sh, install-helm.sh and install-k8scheck.sh.
+# while it is there). Used by install-compose.sh, install-helm.sh, install-k8scheck.sh and install-jaeger.sh.
 #   go_tool_module NAME MODULE VERSION PACKAGE [LDFLAGS]  a package of a published module
 #   go_tool_local NAME DIR                                 a module of this repository (tools/...)
 # Each prints the binary's path on stdout; progress goes to stderr.
