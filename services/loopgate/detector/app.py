@@ -458,7 +458,7 @@ MAX_ERROR_HEADER = 1000
 def dlq_headers(msg: Upstream, rejected: EventRejected) -> list[tuple[str, bytes]]:
     return [
         (topics.DLQ_HEADER_ERROR, rejected.reason[:MAX_ERROR_HEADER].encode(errors="replace")),
-        ("error-kind", rejected.kind.encode()),
+        (topics.DLQ_HEADER_ERROR_KIND, rejected.kind.encode()),
         (topics.DLQ_HEADER_SOURCE_TOPIC, msg.topic.encode()),
         (topics.DLQ_HEADER_SOURCE_PARTITION, str(msg.partition).encode()),
         (topics.DLQ_HEADER_SOURCE_OFFSET, str(msg.offset).encode()),

@@ -358,11 +358,11 @@ class Dispatcher:
             value=msg.value,
             key=msg.key,
             headers=[
-                ("error", answer.detail.encode()[:4000]),
-                ("api-status", str(answer.status).encode()),
-                ("source-topic", msg.topic.encode()),
-                ("source-partition", str(msg.partition).encode()),
-                ("source-offset", str(msg.offset).encode()),
+                (topics.DLQ_HEADER_ERROR, answer.detail.encode()[:4000]),
+                (topics.DLQ_HEADER_API_STATUS, str(answer.status).encode()),
+                (topics.DLQ_HEADER_SOURCE_TOPIC, msg.topic.encode()),
+                (topics.DLQ_HEADER_SOURCE_PARTITION, str(msg.partition).encode()),
+                (topics.DLQ_HEADER_SOURCE_OFFSET, str(msg.offset).encode()),
             ],
         )
 
