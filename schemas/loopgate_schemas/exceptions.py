@@ -104,6 +104,14 @@ class Severity(StrEnum):
     HIGH = "high"
     CRITICAL = "critical"
 
+    @property
+    def rank(self) -> int:
+        """How urgent, as a number to compare and sort by: info 0 ... critical 4 (the order above)."""
+        return _SEVERITY_RANKS[self]
+
+
+_SEVERITY_RANKS: dict[Severity, int] = {severity: rank for rank, severity in enumerate(Severity)}
+
 
 class EventRef(BaseModel):
     """Where the triggering message is on the broker."""

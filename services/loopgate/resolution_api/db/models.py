@@ -123,7 +123,7 @@ class ExceptionRow(Base):
     # (compared as is, whatever the currency).
     impact: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
     impact_amount: Mapped[float | None] = mapped_column(sa.Float)
-    # The severity as a number to sort on: info 0 ... critical 4 (cursor.SEVERITY_RANK).
+    # The severity as a number to sort on: info 0 ... critical 4 (Severity.rank).
     severity_rank: Mapped[int] = mapped_column(sa.Integer)
     # The queue (team) it was routed to when it was created (routing.py).
     queue: Mapped[str] = mapped_column(sa.String(255))

@@ -29,8 +29,7 @@ class Sort(StrEnum):
     IMPACT = "impact"  # impact amount desc (none last), then newest
 
 
-# critical 4 ... info 0: the Severity enum lists them from least to most urgent.
-SEVERITY_RANK: dict[str, int] = {severity.value: rank for rank, severity in enumerate(Severity)}
+RANKS = frozenset(severity.rank for severity in Severity)
 
 
 class BadCursor(ValueError):
@@ -80,7 +79,7 @@ def decode_cursor(cursor: str, sort: Sort) -> Position:
     rank, amount = 0, None
     if made_for is Sort.SEVERITY:
         rank = keys[2]
-        if type(rank) is not int or rank not in SEVERITY_RANK.values():
+        if type(rank) is not int or rank not in RANKS:
             raise invalid
     if made_for is not Sort.NEWEST:
         amount = keys[-1]

@@ -24,10 +24,10 @@ from loopgate.resolution_api.db.models import (
     OutboxRow,
 )
 from loopgate.resolution_api.domain_errors import Conflict
-from loopgate.resolution_api.exceptions.cursor import SEVERITY_RANK, Position, Sort
+from loopgate.resolution_api.exceptions.cursor import RANKS, Position, Sort
 from loopgate.resolution_api.exceptions.lifecycle import Status
 from loopgate.resolution_api.notifications import store as notifications
-from loopgate_schemas.exceptions import ExceptionRecord
+from loopgate_schemas.exceptions import ExceptionRecord, Severity
 from loopgate_schemas.outcomes import DEFAULT_QUEUE
 
 # --- exceptions ------------------------------------------------------------------------------
@@ -87,7 +87,7 @@ def _record_columns(record: ExceptionRecord) -> dict[str, Any]:
         "trimmed": record.trimmed,
         "impact": record.impact.model_dump() if record.impact else None,
         "impact_amount": record.impact.amount if record.impact else None,
-        "severity_rank": SEVERITY_RANK[record.severity.value],
+        "severity_rank": record.severity.rank,
     }
 
 
@@ -305,7 +305,7 @@ def _ranked_reads(
     statuses = list(dict.fromkeys(filters.status)) or [status.value for status in Status]
     ranks: list[int | None] = [None]
     if sort is Sort.SEVERITY:
-        asked = {SEVERITY_RANK[s] for s in filters.severity} or set(SEVERITY_RANK.values())
+        asked = {Severity(s).rank for s in filters.severity} or set(RANKS)
         ranks = [*sorted((r for r in asked if after is None or r <= after.severity_rank), reverse=True)]
     newest = _order(t, Sort.NEWEST)
     for status in statuses:

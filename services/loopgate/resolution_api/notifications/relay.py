@@ -53,12 +53,12 @@ from loopgate.resolution_api.clock import Clock, utcnow
 from loopgate.resolution_api.db.engine import Database
 from loopgate.resolution_api.db.models import ExceptionRow, NotificationEventRow, NotificationRow
 from loopgate.resolution_api.exceptions import store as api_store
-from loopgate.resolution_api.exceptions.cursor import SEVERITY_RANK
 from loopgate.resolution_api.notifications import egress, store
 from loopgate.resolution_api.notifications.config import Endpoint, NotificationsConfig
 from loopgate.resolution_api.notifications.payloads import Told, queue_of, render
 from loopgate.resolution_api.notifications.signing import signature_headers
 from loopgate.resolution_api.silences.silencing import is_silenced
+from loopgate_schemas.exceptions import Severity
 from loopgate_schemas.notifications import notification_id_for
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ def plan(config: NotificationsConfig, row: ExceptionRow, event: NotificationEven
         named = list(event.receivers or [])
     else:
         queue = config.queue(queue_of(row))
-        if event.event == "opened" and SEVERITY_RANK[row.severity] < SEVERITY_RANK[queue.min_severity.value]:
+        if event.event == "opened" and Severity(row.severity).rank < queue.min_severity.rank:
             return Planned([])
         named = list(queue.receivers)
     return Planned([r for r in named if config.may_tell(r, row.client_id)])

@@ -25,7 +25,6 @@ from typing import Annotated, Self
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from loopgate.common.strict_toml import load_strict_toml
-from loopgate.resolution_api.exceptions.cursor import SEVERITY_RANK
 from loopgate_schemas.exceptions import ExceptionRecord, Kind, Severity
 from loopgate_schemas.outcomes import DEFAULT_QUEUE
 
@@ -99,7 +98,7 @@ class Route(Strict):
         return (
             (self.rule is None or record.rule_id in self.rule)
             and (self.severity is None or severity in self.severity)
-            and (self.min_severity is None or SEVERITY_RANK[severity.value] >= SEVERITY_RANK[self.min_severity.value])
+            and (self.min_severity is None or severity.rank >= self.min_severity.rank)
             and (self.client is None or record.client_id in self.client)
             and (self.source is None or record.source in self.source)
             and (self.kind is None or record.kind in self.kind)
