@@ -8,9 +8,16 @@ import tomllib
 from pathlib import Path
 from typing import TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
+
+
+class Strict(BaseModel):
+    """The base of every model a configuration file is read into: an unknown key is refused, and
+    what was read cannot be changed afterwards."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def problems_of(err: ValidationError) -> str:

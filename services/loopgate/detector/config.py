@@ -11,8 +11,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
+from pydantic import ConfigDict, Field, StrictBool, ValidationError, model_validator
 
+from loopgate.common.strict_toml import Strict
 from loopgate_schemas import topics
 from loopgate_schemas.exceptions import Severity
 
@@ -20,10 +21,6 @@ DEFAULT_CONFIG_PATH = Path(__file__).with_name("detection.toml")
 
 Ratio = Annotated[float, Field(gt=0)]
 Score = Annotated[float, Field(ge=0, le=1)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Thresholds(Strict):

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import Field, StringConstraints, field_validator, model_validator
 
-from loopgate.common.strict_toml import load_strict_toml
+from loopgate.common.strict_toml import Strict, load_strict_toml
 from loopgate.resolution_api.access.permissions import SCOPED_ROLES, Role
 from loopgate.resolution_api.access.tokens import CLIENT_ID, CLIENTS_MAX
 
@@ -37,10 +37,6 @@ ClaimValue = Annotated[str, StringConstraints(min_length=1, max_length=512)]
 
 class SsoMappingError(Exception):
     """The mapping file cannot be used; the message names the file and the key."""
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Entry(Strict):

@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from loopgate.common.strict_toml import load_strict_toml
+from loopgate.common.strict_toml import Strict, load_strict_toml
 from loopgate.resolution_api.notifications.signing import parse_secret
 from loopgate_schemas.exceptions import Severity
 
@@ -45,10 +45,6 @@ MAX_FIRING_HOLD_SECONDS = 366 * 24 * 3600.0
 
 class NotificationsConfigError(Exception):
     """The notifications file cannot be used; the message names the file and the key."""
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def checked_url(url: str) -> str:

@@ -22,9 +22,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, model_validator
 
-from loopgate.common.strict_toml import load_strict_toml
+from loopgate.common.strict_toml import Strict, load_strict_toml
 from loopgate_schemas.exceptions import ExceptionRecord, Kind, Severity
 from loopgate_schemas.outcomes import DEFAULT_QUEUE
 
@@ -65,10 +65,6 @@ def _check_queue(template: str) -> str:
 
 
 QueueName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_QUEUE_LENGTH)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Route(Strict):
