@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 import pytest
@@ -79,9 +79,10 @@ class Console:
         self.created[name] = response.json()["id"]
         return self.created[name]
 
-    async def start(self) -> str:
-        """/console/sso/start: where it sends the browser (Keycloak's authorization URL)."""
-        response = await self.http.get("/console/sso/start")
+    async def start(self, next_page: str | None = None) -> str:
+        """/console/sso/start (with `next`, if given): where it sends the browser (Keycloak's
+        authorization URL)."""
+        response = await self.http.get("/console/sso/start", params={"next": next_page} if next_page else None)
         assert response.status_code == 303, response.text
         location = response.headers["location"]
         assert location.startswith(self.services.settings.sso_issuer)
@@ -92,9 +93,9 @@ class Console:
         assert f"{parts.scheme}://{parts.netloc}" == CONSOLE, url
         return await self.http.get(f"{parts.path}?{parts.query}")
 
-    async def sign_in(self, username: str) -> httpx.Response:
+    async def sign_in(self, username: str, next_page: str | None = None) -> httpx.Response:
         """The whole flow for `username`: the callback's response."""
-        return await self.callback(await self.browser.log_in(await self.start(), username))
+        return await self.callback(await self.browser.log_in(await self.start(next_page), username))
 
     async def sessions(self) -> int:
         async with self.services.db.read() as db, db.begin():
@@ -186,6 +187,30 @@ async def test_a_northwind_reviewer_sees_only_northwinds_reviewer_queue(console:
     assert (await console.http.get(f"/console/exceptions/{northwind}")).status_code == 200
     assert (await console.http.get(f"/console/exceptions/{contoso}")).status_code == 404
     assert (await console.http.get(f"/console/exceptions/{bid}")).status_code == 404
+
+
+async def test_a_sign_in_through_the_provider_returns_to_the_page_that_sent_it(console: Console) -> None:
+    northwind = await console.create("northwind claim", **claim("northwind"))
+    page = f"/console/exceptions/{quote(northwind, safe='')}"
+    signed_out = await console.http.get(page)
+    assert signed_out.status_code == 303
+    sign_in = await console.http.get(signed_out.headers["location"])
+    assert f'href="/console/sso/start?next={quote(page, safe="/")}"' in sign_in.text
+
+    response = await console.sign_in("nora", next_page=page)
+
+    assert response.status_code == 303, response.text
+    assert response.headers["location"] == page
+    assert "loopgate_sso_next=" in response.headers.get("set-cookie", "")  # deleted with the state
+    assert (await console.http.get(page)).status_code == 200
+
+
+@pytest.mark.parametrize("hostile", ["//evil.example/console", "https://evil.example/console", "/console/%0d%0aX"])
+async def test_a_hostile_next_through_the_provider_returns_to_the_queue(console: Console, hostile: str) -> None:
+    response = await console.sign_in("nora", next_page=hostile)
+
+    assert response.status_code == 303, response.text
+    assert response.headers["location"] == "/console/queue"
 
 
 async def test_the_agency_operator_group_signs_in_as_an_agency_wide_operator(console: Console) -> None:

@@ -11,7 +11,7 @@ import logging
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import RedirectResponse
 
-from loopgate.resolution_api.console import session
+from loopgate.resolution_api.console import return_to, session
 from loopgate.resolution_api.console.routes import _page
 from loopgate.resolution_api.console.sso import MAX_PARAM, STATE_COOKIE, STATE_COOKIE_PATH, SignInRefused
 from loopgate.resolution_api.http.deps import get_services
@@ -31,8 +31,13 @@ def _refusal(request: Request, refused: SignInRefused, *, secure: bool) -> Respo
     return page
 
 
+NEXT_COOKIE = "loopgate_sso_next"  # the console page a sign-in returns to (return_to.safe_next)
+
+
 @router.get("/start")
 async def start(request: Request) -> Response:
+    """To the provider; `next` (a console page, checked by return_to.safe_next) is where the
+    callback returns, kept in a cookie beside the state (anything else: the queue)."""
     services = await get_services(request)
     secure = services.settings.console_secure_cookie
     if services.sso is None:
@@ -54,6 +59,17 @@ async def start(request: Request) -> Response:
         httponly=True,
         samesite="lax",  # sent on the provider's top-level redirect back, not on other sites' requests
     )
+    next_page = return_to.safe_next(request.query_params.get("next"))
+    if next_page is not None:
+        response.set_cookie(
+            NEXT_COOKIE,
+            next_page,
+            max_age=int(services.sso.config.sign_in_seconds),
+            path=STATE_COOKIE_PATH,
+            secure=secure,
+            httponly=True,
+            samesite="lax",
+        )
     return response
 
 
@@ -80,9 +96,11 @@ async def callback(request: Request) -> Response:
     except SignInRefused as refused:
         return _refusal(request, refused, secure=secure)
     log.info("single sign-on: %s signed in as %s", person.name, person.grant.role.value)
-    response = RedirectResponse("/console/queue", status_code=303)
+    next_page = return_to.safe_next(request.cookies.get(NEXT_COOKIE)) or return_to.DEFAULT_PAGE
+    response = RedirectResponse(next_page, status_code=303)
     await session.start_sso_session(
         services, response, name=person.name, role=person.grant.role, clients=person.grant.clients, secure=secure
     )
-    response.delete_cookie(STATE_COOKIE, path=STATE_COOKIE_PATH, secure=secure, httponly=True, samesite="lax")
+    for cookie in (STATE_COOKIE, NEXT_COOKIE):
+        response.delete_cookie(cookie, path=STATE_COOKIE_PATH, secure=secure, httponly=True, samesite="lax")
     return response
