@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from loopgate.resolution_api.background import BackgroundLoop
-from loopgate.resolution_api.http.limits import json_depth
+from loopgate.resolution_api.http.limits import json_depth, value_depth
 
 _json = st.recursive(
     st.none()
@@ -37,6 +37,15 @@ def _true_depth(value: Any) -> int:
 def test_the_door_counts_the_depth_of_any_json_exactly(value: Any) -> None:
     assert json_depth(orjson.dumps(value)) == _true_depth(value)
     assert json_depth(json.dumps(value).encode()) == _true_depth(value)  # escaped, spaced
+    assert value_depth(value) == _true_depth(value)  # the parsed value's depth, counted the same way
+
+
+def test_a_parsed_value_ten_thousand_levels_deep_is_counted_without_recursion() -> None:
+    value: Any = 1
+    for _ in range(10_000):
+        value = [value]
+    assert value_depth(value) == 10_000
+    assert value_depth({}) == 1 and value_depth([]) == 1 and value_depth("x") == 0
 
 
 def test_brackets_in_strings_and_escaped_quotes_do_not_count() -> None:

@@ -26,6 +26,7 @@ from loopgate.common.settings import Settings
 from loopgate.resolution_api.access.permissions import Role
 from loopgate.resolution_api.db.models import ExceptionEventRow, ExceptionRow, TokenRow
 from loopgate.resolution_api.exceptions.lifecycle import Status, resolution_problem
+from loopgate.resolution_api.http.limits import value_depth
 from loopgate_schemas.exceptions import EventRef, ExceptionRecord, Impact, Kind, Severity
 from loopgate_schemas.outcomes import Decision, FieldChange
 
@@ -303,29 +304,13 @@ MAX_CORRECTION_BYTES = 64 * 1024
 MAX_CORRECTION_DEPTH = 8  # levels of nesting inside one before/after value
 
 
-def _depth(value: Any) -> int:
-    """Levels of lists and objects in `value` (0 for a scalar), without recursion."""
-    deepest, todo = 0, [(value, 0)]
-    while todo:
-        item, level = todo.pop()
-        if isinstance(item, dict):
-            todo.extend((v, level + 1) for v in item.values())
-        elif isinstance(item, list):
-            todo.extend((v, level + 1) for v in item)
-        else:
-            deepest = max(deepest, level)
-            continue
-        deepest = max(deepest, level + 1)
-    return deepest
-
-
 def correction_problem(correction: dict[str, FieldChange]) -> str | None:
     """Why a correction is too big to record and publish, naming it; None when it fits."""
     if len(correction) > MAX_CORRECTION_FIELDS:
         return f"correction: at most {MAX_CORRECTION_FIELDS} fields (got {len(correction)})"
     for name, change in correction.items():
         for side in ("before", "after"):
-            if _depth(getattr(change, side)) > MAX_CORRECTION_DEPTH:
+            if value_depth(getattr(change, side)) > MAX_CORRECTION_DEPTH:
                 return f"correction.{name}.{side}: nested deeper than {MAX_CORRECTION_DEPTH} levels"
     try:
         size = len(orjson.dumps({k: v.model_dump(mode="json") for k, v in correction.items()}))

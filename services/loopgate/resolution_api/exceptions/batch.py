@@ -15,7 +15,7 @@ import orjson
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from loopgate.resolution_api.http.limits import MAX_JSON_DEPTH, too_deep_body
+from loopgate.resolution_api.http.limits import MAX_JSON_DEPTH, too_deep_body, value_depth
 from loopgate.resolution_api.schemas import ExceptionCreate
 
 
@@ -47,19 +47,11 @@ def _parse(body: bytes) -> Any:
         raise _whole(("body",), f"body is not valid JSON: {err}", "json_invalid") from None
 
 
-def _depth(value: Any) -> int:
-    if isinstance(value, dict):
-        return 1 + max((_depth(v) for v in value.values()), default=0)
-    if isinstance(value, list):
-        return 1 + max((_depth(v) for v in value), default=0)
-    return 0
-
-
 def read_record(value: Any, check: RecordCheck | None = None) -> BatchItem:
     """One record, validated as the single create validates its body (errors located in `body`),
     then checked by `check` as the single create checks it."""
-    if isinstance(value, dict | list) and _depth(value) > MAX_JSON_DEPTH:
-        body = too_deep_body(_depth(value))  # what the door answers a single create this deep
+    if isinstance(value, dict | list) and (depth := value_depth(value)) > MAX_JSON_DEPTH:
+        body = too_deep_body(depth)  # what the door answers a single create this deep
         return InvalidRecord(body["detail"], body)
     try:
         record = ExceptionCreate.model_validate(value, from_attributes=True)

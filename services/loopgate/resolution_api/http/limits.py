@@ -40,6 +40,23 @@ def json_depth(body: bytes) -> int:
     return max(0, max(accumulate(map(_STEP.__getitem__, brackets)), default=0))
 
 
+def value_depth(value: Any) -> int:
+    """How deeply lists and objects nest in an already parsed JSON `value` (0 for a scalar), as
+    json_depth counts them in bytes; without recursion, so no depth can exhaust the stack."""
+    deepest, todo = 0, [(value, 0)]
+    while todo:
+        item, level = todo.pop()
+        if isinstance(item, dict):
+            todo.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, list):
+            todo.extend((v, level + 1) for v in item)
+        else:
+            deepest = max(deepest, level)
+            continue
+        deepest = max(deepest, level + 1)
+    return deepest
+
+
 class BodyTooLarge(Exception):
     pass
 
