@@ -10,6 +10,7 @@ package forgets to ship, fails here rather than in the image.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -56,15 +57,19 @@ def _copied() -> list[str]:
 
 
 def _pip_commands(venv: Path) -> list[str]:
-    """The build stage's pip commands, on this venv instead of /opt/venv."""
+    """The build stage's pip commands (the RUN's shell command, without its `--mount=...` flags),
+    on this venv instead of /opt/venv."""
     runs = [argument for keyword, argument in _build_stage() if keyword == "RUN" and "/opt/venv/bin/pip" in argument]
-    return [run.replace("/opt/venv", str(venv)) for run in runs]
+    return [re.sub(r"^(--\S+\s+)+", "", run).strip().replace("/opt/venv", str(venv)) for run in runs]
 
 
 def test_the_image_installs_the_runtime_lock_with_hashes_then_the_package_alone() -> None:
     assert _copied()[0] == "requirements.lock"
     first, package = (run.replace("/opt/venv/bin/", "") for run in _pip_commands(Path("/opt/venv")))
-    assert first == "pip install --require-hashes -r requirements.lock"
+    *ca_bundle, install = (statement.strip() for statement in first.split(";"))
+    assert install == "pip install --require-hashes -r requirements.lock"
+    # The machine's CA bundle (for a TLS-intercepting proxy) comes as a build secret, never a layer.
+    assert ca_bundle == ["if [ -s /run/secrets/ca ]", "then export PIP_CERT=/run/secrets/ca", "fi"]
     assert package.startswith("pip install --no-deps --no-build-isolation . ")
 
 
