@@ -187,5 +187,5 @@ def test_a_critical_simulated_exception_reaches_every_receiver_exactly_once_thro
         assert received.path == "/api/v2/alerts"
         assert alert["labels"]["severity"] == "critical" and alert["labels"]["rule"] in CRITICAL_RULES
         assert alert["labels"]["queue"] and alert["generatorURL"].endswith(
-            f"/v1/exceptions/{alert['labels']['exception_id']}"
+            f"/console/exceptions/{alert['labels']['exception_id']}"
         )
