@@ -33,6 +33,7 @@ ENDPOINTS: list[tuple[str, str, Any, set[str]]] = [
     ("GET", "/v1/exceptions/X", None, READ),
     ("GET", "/v1/exceptions/X/history", None, READ),
     ("POST", "/v1/exceptions/X/claim", {}, WORK),
+    ("POST", "/v1/exceptions/X/unclaim", {}, WORK),
     ("POST", "/v1/exceptions/X/resolve", {"decision": "confirmed"}, WORK),
     ("POST", "/v1/exceptions/X/escalate", {"reason": "r"}, WORK),
     ("POST", "/v1/exceptions/X/snooze", {"until": _TOMORROW}, WORK),
