@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from loopgate.resolution_api.access.permissions import Permission, allows
 from loopgate.resolution_api.access.tokens import Principal
 
+
 @dataclass(frozen=True, slots=True)
 class Offered:
     """The console's actions shown to one principal."""
