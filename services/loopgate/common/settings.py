@@ -190,6 +190,13 @@ class Settings(BaseSettings):
         description="A file holding the database URL (a mounted secret), read when a service starts; "
         "instead of `LOOPGATE_DATABASE_URL`, never with it.",
     )
+    database_migrate_on_start: bool = Field(
+        default=True,
+        description="The API (and `loopgate api tokens`) applies missing migrations when it starts. False where "
+        "its database role may only read and write rows (production): `loopgate api migrate --grant-to ROLE`, "
+        "run as the schema's owner, migrates and grants; the API then waits up to 30 s for the schema to be at "
+        "head and refuses to start, saying so, if it is not.",
+    )
     api_host: str = Field(default="127.0.0.1", description="Address the API listens on.")
     api_port: int = Field(default=8000, description="Port the API listens on.")
     console_secure_cookie: bool = Field(

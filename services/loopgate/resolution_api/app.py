@@ -29,7 +29,7 @@ from loopgate.resolution_api.clock import Clock, Monotonic, utcnow
 from loopgate.resolution_api.console.routes import install as install_console
 from loopgate.resolution_api.console.sso import SingleSignOn, load_sso_config
 from loopgate.resolution_api.console.sso_routes import install as install_sso
-from loopgate.resolution_api.db.engine import Database, SecondWriter
+from loopgate.resolution_api.db.engine import Database, SchemaNotAtHead, SecondWriter
 from loopgate.resolution_api.exceptions.intake import Intake
 from loopgate.resolution_api.http.deps import Services
 from loopgate.resolution_api.http.errors import install_error_handlers
@@ -47,16 +47,17 @@ DATABASE_WAIT_SECONDS = 30.0
 DISPOSE_SECONDS = 5.0  # closing the database's connections, after the loops have stopped
 
 
-async def migrate_when_reachable(db: Database, wait_seconds: float = DATABASE_WAIT_SECONDS) -> None:
-    """Apply migrations, waiting up to `wait_seconds` for a database that is still starting."""
+async def prepare_when_reachable(db: Database, *, migrate: bool, wait_seconds: float = DATABASE_WAIT_SECONDS) -> None:
+    """Apply migrations (or check they are applied), waiting up to `wait_seconds` for a database that
+    is still starting."""
     async for attempt in AsyncRetrying(
         stop=stop_after_delay(wait_seconds),
         wait=wait_fixed(1.0),
-        retry=retry_if_exception_type((OSError, OperationalError)),
+        retry=retry_if_exception_type((OSError, OperationalError, SchemaNotAtHead)),  # the migrate job may be running
         reraise=True,
     ):
         with attempt:
-            await db.migrate()
+            await db.prepare(migrate=migrate)
 
 
 async def stop_within(seconds: float, *loops: BackgroundLoop) -> None:
@@ -126,7 +127,11 @@ def create_app(
             routing = load_routes(active.routes_file)  # a bad routes file refuses to start, naming the key
             receivers, endpoints = load_notifications(active.notifications_file)  # so does a bad notifications file
             sso_config = load_sso_config(active)  # and bad single sign-on settings or mapping file
-            await migrate_when_reachable(db)
+            try:
+                await prepare_when_reachable(db, migrate=active.database_migrate_on_start)
+            except SchemaNotAtHead as err:
+                log.error("refusing to start: %s", err)
+                raise
             sso = None
             if sso_config is not None:
                 sso = SingleSignOn(sso_config, db=db, clock=clock, transport=sso_transport, monotonic=monotonic)
