@@ -160,6 +160,7 @@ def test_every_pod_runs_as_non_root_with_secrets_from_kubernetes_secrets(helm: P
         "defaultMode": 0o440,
         "items": [{"key": "url", "path": "url"}],
     }
+    assert api_env["LOOPGATE_DATABASE_MIGRATE_ON_START"] == "false"  # its role may not change the schema (ownerKey)
     dispatcher_pod = pods["Deployment/lg-loopgate-dispatcher"]
     dispatcher_env = env_of(dispatcher_pod["containers"][0])
     assert dispatcher_env["LOOPGATE_API_TOKEN_FILE"] == "/var/run/secrets/loopgate/dispatcher/token"
@@ -211,6 +212,9 @@ def test_topics_then_migration_run_as_hook_jobs(helm: Path) -> None:
     migrate_container = migrate["spec"]["template"]["spec"]["containers"][0]
     assert topics_container["args"] == ["topics", "create"]
     assert migrate_container["args"] == ["api", "migrate"]
+    assert mounted(migrate["spec"]["template"]["spec"], "/var/run/secrets/loopgate/database")["items"] == [
+        {"key": "url", "path": "url"}  # default values: one URL, the API migrates too
+    ]
     assert "LOOPGATE_DATABASE_URL_FILE" not in env_of(topics_container)
     assert env_of(migrate_container)["LOOPGATE_DATABASE_URL_FILE"] == "/var/run/secrets/loopgate/database/url"
     assert mounted(migrate["spec"]["template"]["spec"], "/var/run/secrets/loopgate/database") is not None
@@ -288,3 +292,24 @@ def test_k8scheck_refuses_unknown_fields_kinds_and_duplicates(helm: Path, k8sche
         result = subprocess.run([str(k8scheck)], input=broken, capture_output=True, text=True, timeout=60)
         assert result.returncode == 1, message
         assert message in result.stderr, result.stderr
+
+
+def test_with_production_values_the_schema_owner_migrates_and_the_api_only_reads_and_writes_rows(helm: Path) -> None:
+    rendered = objects(template(helm, "-f", str(PRODUCTION)))
+    migrate = rendered["Job/lg-loopgate-migrate"]["spec"]["template"]["spec"]
+    api = rendered["Deployment/lg-loopgate-api"]["spec"]["template"]["spec"]
+
+    assert migrate["containers"][0]["args"] == ["api", "migrate", "--grant-to", "loopgate_app"]
+    assert mounted(migrate, "/var/run/secrets/loopgate/database")["items"] == [{"key": "owner-url", "path": "url"}]
+    assert "LOOPGATE_DATABASE_MIGRATE_ON_START" not in env_of(migrate["containers"][0])
+    assert mounted(api, "/var/run/secrets/loopgate/database")["items"] == [{"key": "url", "path": "url"}]
+    assert env_of(api["containers"][0])["LOOPGATE_DATABASE_MIGRATE_ON_START"] == "false"
+
+
+def test_an_application_role_name_that_would_need_quoting_is_refused(helm: Path) -> None:
+    result = run_helm(
+        helm, "template", RELEASE, str(CHART), "--set", "database.ownerKey=owner-url", "--set", "database.appRole=App;x"
+    )
+
+    assert result.returncode != 0
+    assert "/database/appRole" in result.stderr

@@ -108,13 +108,17 @@ where `kubectl describe` and every child process would see the password. */}}
   readOnly: true
 {{- end -}}
 
+{{/* The URL's volume; with (dict "root" $ "owner" true), the schema owner's URL (database.ownerKey). */}}
 {{- define "loopgate.databaseVolume" -}}
+{{- $root := .root | default . -}}
+{{- $key := $root.Values.database.key -}}
+{{- if and .owner $root.Values.database.ownerKey }}{{ $key = $root.Values.database.ownerKey }}{{ end -}}
 - name: database-url
   secret:
-    secretName: {{ required "database.existingSecret: the name of a Secret holding the database URL is required" .Values.database.existingSecret | quote }}
+    secretName: {{ required "database.existingSecret: the name of a Secret holding the database URL is required" $root.Values.database.existingSecret | quote }}
     defaultMode: 0440
     items:
-      - key: {{ .Values.database.key | quote }}
+      - key: {{ $key | quote }}
         path: url
 {{- end -}}
 
