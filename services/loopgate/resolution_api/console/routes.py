@@ -452,6 +452,7 @@ async def _apply(services: Services, principal: Principal, exception_id: str, ac
         "actor": principal.name,
         "if_match": if_match,
         "clock": services.clock,
+        "bus": services.bus,
     }
     if action == Action.CLAIM:
         await transitions.claim(**common, assignee=principal.name)
@@ -473,7 +474,6 @@ async def _apply(services: Services, principal: Principal, exception_id: str, ac
         await transitions.resolve(
             **common, resolution=transitions.ResolutionInput(request.decision, request.reason, request.correction)
         )
-        services.relay.wake()
         return f"Resolved ({request.decision.value})"
     if action == Action.ESCALATE:
         reason = _text(form, "reason").strip()
@@ -633,10 +633,9 @@ async def _bulk_confirmed(
         actor=principal.name,
         change_for=change_for,
         clock=services.clock,
+        bus=services.bus,
     )
     changed, failed = len(done.changed), len(done.not_changed)
-    if action is Action.RESOLVE and changed:
-        services.relay.wake()
     verb = "Resolved" if action is Action.RESOLVE else "Claimed"
     notice = f"{verb} {changed} exception(s)"
     if failed:
