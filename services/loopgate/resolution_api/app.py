@@ -132,7 +132,7 @@ def create_app(
             if sso_config is not None:
                 sso = SingleSignOn(sso_config, db=db, clock=clock, transport=sso_transport, monotonic=monotonic)
             relay = OutboxRelay(db=db, settings=active)
-            bus = handlers.bootstrap(wake_outbox=relay.wake)  # what follows each change (handlers.py)
+            bus = handlers.bootstrap(outbox=relay)  # what follows each change (handlers.py)
             notifier = NotificationRelay(db=db, settings=active, config=receivers, endpoints=endpoints, clock=clock)
             sweeper = Sweeper(db=db, settings=active, clock=clock, notifications=receivers, bus=bus)
             intake = Intake(db=db, clock=clock, routing=routing)

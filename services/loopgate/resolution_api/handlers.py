@@ -12,8 +12,9 @@ messagebus.py says what happens when a handler raises."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import cache
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -113,9 +114,13 @@ def count_sla_breaches(events: Sequence[SlaBreached]) -> None:
         metrics.SLA_BREACHES.labels(e.severity, e.sla).inc()
 
 
-def bootstrap(*, wake_outbox: Callable[[], None] | None = None) -> MessageBus:
-    """The bus with every handler: the app's (create_app passes its outbox relay's wake), or a
-    tool's or test's that runs commands without a relay to wake (`default_bus`)."""
+class Relay(Protocol):
+    def wake(self) -> None: ...
+
+
+def bootstrap(*, outbox: Relay | None = None) -> MessageBus:
+    """The bus with every handler: the app's (create_app passes its outbox relay, woken after each
+    resolution commits), or a tool's or test's that runs commands without a relay (`default_bus`)."""
     bus = MessageBus()
     bus.subscribe(Event, write_history)
     bus.subscribe(Resolved, write_outcomes)
@@ -125,11 +130,11 @@ def bootstrap(*, wake_outbox: Callable[[], None] | None = None) -> MessageBus:
     bus.subscribe_after_commit(SlaBreached, count_sla_breaches)
     bus.subscribe_after_commit(Event, count_transitions)
     bus.subscribe_after_commit(Resolved, count_resolutions)
-    if wake_outbox is not None:
-        outbox_wake = wake_outbox
+    if outbox is not None:
+        relay = outbox
 
         def wake_outbox_relay(events: Sequence[Resolved]) -> None:
-            outbox_wake()
+            relay.wake()  # publish the outcomes now rather than at the relay's next poll
 
         bus.subscribe_after_commit(Resolved, wake_outbox_relay)
     return bus
