@@ -34,6 +34,7 @@ from aiokafka.errors import (
 )
 
 from loopgate.common import metrics
+from loopgate.common.errors import LoopgateError
 from loopgate.common.settings import Settings
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ PROBE_TIMEOUT_SECONDS = 10.0
 CLOSED_PROBES_BEFORE_GIVING_UP = 5
 
 
-class KafkaSettingsError(ValueError):
+class KafkaSettingsError(LoopgateError, ValueError):
     """A LOOPGATE_KAFKA_* setting that cannot work; the message starts with the variable's name."""
 
     def __init__(self, setting: str, problem: str) -> None:
@@ -59,7 +60,7 @@ class KafkaSettingsError(ValueError):
         super().__init__(f"{self.setting}: {problem}")
 
 
-class KafkaStartupError(RuntimeError):
+class KafkaStartupError(LoopgateError, RuntimeError):
     """The broker answered and refused us (credentials, certificate, protocol): retrying cannot help."""
 
 

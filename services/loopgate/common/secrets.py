@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from loopgate.common.errors import LoopgateError
 
-class SecretFileError(ValueError):
+
+class SecretFileError(LoopgateError, ValueError):
     """A secret's file cannot give a secret; `setting` is the setting that names the file."""
 
     def __init__(self, setting: str, problem: str) -> None:

@@ -21,6 +21,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 
 from loopgate.common import metrics
 from loopgate.common.settings import Settings, get_settings
+from loopgate.resolution_api import handlers
 from loopgate.resolution_api.access.scoping import ScopeMiddleware
 from loopgate.resolution_api.access.tokens import TokenCache, Tokens
 from loopgate.resolution_api.api import exceptions, export, health, silences, stats, tokens, undelivered
@@ -136,8 +137,9 @@ def create_app(
             if sso_config is not None:
                 sso = SingleSignOn(sso_config, db=db, clock=clock, transport=sso_transport, monotonic=monotonic)
             relay = OutboxRelay(db=db, settings=active)
+            bus = handlers.bootstrap(outbox=relay)  # what follows each change (handlers.py)
             notifier = NotificationRelay(db=db, settings=active, config=receivers, endpoints=endpoints, clock=clock)
-            sweeper = Sweeper(db=db, settings=active, clock=clock, notifications=receivers)
+            sweeper = Sweeper(db=db, settings=active, clock=clock, notifications=receivers, bus=bus)
             intake = Intake(db=db, clock=clock, routing=routing)
             retention = Retention(db=db, settings=active, clock=clock)
             app.state.services = Services(
@@ -149,6 +151,7 @@ def create_app(
                 notifier=notifier,
                 tokens=Tokens(db=db, cache=TokenCache(active.token_cache_seconds, monotonic=monotonic), clock=clock),
                 clock=clock,
+                bus=bus,
                 sso=sso,
             )
             if sso is not None:

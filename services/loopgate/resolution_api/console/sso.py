@@ -35,6 +35,7 @@ from joserfc import jwt
 from joserfc.errors import BadSignatureError, InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
 
+from loopgate.common.errors import LoopgateError
 from loopgate.common.secrets import SecretFileError, inline_or_file
 from loopgate.common.settings import Settings
 from loopgate.resolution_api.access.tokens import NAME_MAX, RESERVED_PREFIX
@@ -61,11 +62,11 @@ DOWN = "The identity provider does not answer; try again later."
 AGAIN = "start again from the sign-in page."
 
 
-class SsoSettingsError(Exception):
+class SsoSettingsError(LoopgateError):
     """Single sign-on is configured but cannot work; the message names the setting."""
 
 
-class SignInRefused(Exception):
+class SignInRefused(LoopgateError):
     """A sign-in that cannot go on: the page's status, what it says, and a bounded reason for the log."""
 
     def __init__(self, status: int, message: str, reason: str) -> None:

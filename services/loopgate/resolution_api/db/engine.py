@@ -29,6 +29,8 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from loopgate.common.errors import LoopgateError
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _READONLY = "loopgate_readonly"
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
@@ -78,7 +80,7 @@ def _sqlite_on_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(_READONLY) else "BEGIN IMMEDIATE")
 
 
-class SchemaNotAtHead(RuntimeError):
+class SchemaNotAtHead(LoopgateError, RuntimeError):
     """The database's schema is not the one this code needs, and this process may not migrate it."""
 
 

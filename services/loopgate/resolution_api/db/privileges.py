@@ -10,13 +10,14 @@ import re
 
 from sqlalchemy import text
 
+from loopgate.common.errors import LoopgateError
 from loopgate.resolution_api.db.engine import Database
 
 # PostgreSQL's unquoted identifiers, lower case (what CREATE ROLE name makes): nothing to quote or inject.
 ROLE_NAME = re.compile(r"[a-z_][a-z0-9_$]{0,62}")
 
 
-class BadRoleName(ValueError):
+class BadRoleName(LoopgateError, ValueError):
     pass
 
 

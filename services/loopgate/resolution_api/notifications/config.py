@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
+from loopgate.common.errors import LoopgateError
 from loopgate.common.strict_toml import Strict, load_strict_toml
 from loopgate.resolution_api.notifications.signing import parse_secret
 from loopgate_schemas.exceptions import Severity
@@ -43,7 +44,7 @@ EnvName = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z_
 MAX_FIRING_HOLD_SECONDS = 366 * 24 * 3600.0
 
 
-class NotificationsConfigError(Exception):
+class NotificationsConfigError(LoopgateError):
     """The notifications file cannot be used; the message names the file and the key."""
 
 
