@@ -14,8 +14,8 @@ key, a bad URL or a negative time refuses to start, naming the key.
                                     # whsec_<base64> secret from a file or an environment variable
                                     # (secret_env), never written here
     timeout_seconds = 10
-    template_file = "/etc/loopgate/oncall.j2"  # slack, email, pagerduty, opsgenie: the message's
-                                    # Jinja2 template (sandboxed, templates.py), else the default
+    # slack, email, pagerduty, opsgenie: template_file = "/etc/loopgate/oncall.j2", the message's
+    # Jinja2 template (sandboxed, templates.py), else the shipped default
 
     [queues.default]                # a queue (team) without its own table uses [queues.default]
     receivers = ["oncall"]          # told when an exception opens, escalates or breaches its SLA
