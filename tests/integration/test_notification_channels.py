@@ -8,6 +8,7 @@ failures and a restart; a wrong password, host, certificate or key is a failing 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import re
 from collections.abc import Awaitable, Callable
@@ -19,6 +20,7 @@ from aiohttp import web
 
 from loopgate.common.settings import Settings
 from tests.fixtures.api import ApiFactory
+from tests.fixtures.clock import FakeClock
 from tests.fixtures.receivers import Receivers
 from tests.fixtures.smtp import USER, SmtpServer
 from tests.integration.test_api_notifications import PUBLIC, notify_settings, rows_of, settled
@@ -312,3 +314,48 @@ async def test_a_wrong_opsgenie_key_keeps_the_alert_waiting_and_says_so(
         [problem] = await _degraded(api)
         assert "notification receiver og failing" in problem and "http_401" in problem
         assert "not-the-key" not in json.dumps(problem)
+
+
+async def test_an_escalation_level_pages_pagerduty_and_the_resolution_resolves_that_incident(
+    api_factory: ApiFactory,
+    api_settings: Settings,
+    receivers: Receivers,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PD_KEY", PD_KEY)
+    _pd_receiver(receivers, {"key": PD_KEY})
+    toml = f"""
+[receivers.team]
+kind = "slack"
+url = "{receivers.url("/team")}"
+[receivers.pd]
+kind = "pagerduty"
+url = "{receivers.url("/v2/enqueue")}"
+key_env = "PD_KEY"
+[queues.default]
+receivers = ["team"]
+[[queues.default.escalation]]
+after_seconds = 600
+when = "unclaimed"
+receivers = ["pd"]
+"""
+    settings = notify_settings(api_settings, tmp_path, toml)
+    start = dt.datetime.now(dt.UTC)
+    clock = FakeClock(start)
+    async with api_factory(settings, clock) as api:
+        exception_id = (await api.create(severity="medium", detected_at=start.isoformat()))["id"]
+        await receivers.wait_for("/team", 1)
+        assert receivers.attempts("/v2/enqueue") == []  # not paged before the level is reached
+        clock.advance(700)
+        await api.services.sweeper.sweep()
+        [page] = await receivers.wait_for("/v2/enqueue", 1, attempts=True)
+        resolved = await api.act(exception_id, "resolve", {"decision": "confirmed", "reason": "real"})
+        assert resolved.status_code == 200, resolved.text
+        await settled(api, exception_id, 3)
+    sent = [r.body for r in receivers.requests if r.path == "/v2/enqueue"]
+    assert [(b["event_action"], b["dedup_key"]) for b in sent] == [("trigger", exception_id), ("resolve", exception_id)]
+    assert page.status == 202 and page.body["payload"]["severity"] == "warning"
+    assert page.body["payload"]["summary"].startswith("[MEDIUM] bid_over_cap escalation level 1: still unclaimed")
+    assert page.body["payload"]["custom_details"]["event"] == "escalation level 1"
+    assert len(receivers.attempts("/team")) == 1  # the chat hears nothing of the resolution

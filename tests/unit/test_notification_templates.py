@@ -198,6 +198,10 @@ def test_the_shipped_defaults_render_every_kind(tmp_path: Path, monkeypatch: pyt
         ),
         ('[receivers.mail]\nkind = "email"\n', "smtp: an email receiver needs its"),
         (
+            PD + 'template_file = "/no/such/template.j2"\n',
+            "receivers.pd.template_file: /no/such/template.j2: cannot be read (FileNotFoundError)",
+        ),
+        (
             MAIL.replace('kind = "email"', 'kind = "email"\nsubject_template = "{{ oops"'),
             "receivers.mail.subject_template: line 1",
         ),
