@@ -30,7 +30,15 @@ PD_KEY = "R0UTINGKEY0123456789abcdef012345"
 OG_KEY = "11111111-2222-3333-4444-555555555555"
 
 
-def _mail_toml(smtp: SmtpServer, tmp_path: Path, *, password: str, ca: bool = True, port: int | None = None) -> str:
+def _mail_toml(
+    smtp: SmtpServer,
+    tmp_path: Path,
+    *,
+    password: str,
+    ca: bool = True,
+    port: int | None = None,
+    security: str = "starttls",
+) -> str:
     secret = tmp_path / "smtp-password"
     secret.write_text(password + "\n")
     return f"""
@@ -41,7 +49,7 @@ subject_template = "[{{{{ exception.severity|upper }}}}] {{{{ exception.rule_id 
 [receivers.mail.smtp]
 host = "127.0.0.1"
 port = {port or smtp.port}
-security = "starttls"
+security = "{security}"
 username = "{USER}"
 password_file = "{secret}"
 {f'ca_file = "{smtp.ca_file}"' if ca else ""}
@@ -52,10 +60,20 @@ receivers = ["mail"]
 """
 
 
-async def test_an_email_arrives_over_starttls_with_auth_once_with_the_console_link(
-    api_factory: ApiFactory, api_settings: Settings, smtp_server: SmtpServer, tmp_path: Path
+# aiosmtpd warns of AUTH without STARTTLS even on an implicit-TLS server, where the session is encrypted
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+@pytest.mark.parametrize(("security", "server"), [("starttls", "smtp_server"), ("tls", "smtps_server")])
+async def test_an_email_arrives_over_tls_with_auth_once_with_the_console_link(
+    api_factory: ApiFactory,
+    api_settings: Settings,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    security: str,
+    server: str,
 ) -> None:
-    settings = notify_settings(api_settings, tmp_path, _mail_toml(smtp_server, tmp_path, password="right-password"))
+    smtp_server: SmtpServer = request.getfixturevalue(server)
+    toml = _mail_toml(smtp_server, tmp_path, password="right-password", security=security)
+    settings = notify_settings(api_settings, tmp_path, toml)
     async with api_factory(settings) as api:
         created = await api.create(severity="critical", summary="Overspend <b>on</b> li-1 & more")
         exception_id = created["id"]
