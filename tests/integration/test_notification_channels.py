@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from prometheus_client import REGISTRY
 
 from loopgate.common.settings import Settings
 from tests.fixtures.api import ApiFactory
@@ -102,16 +103,24 @@ async def test_an_email_arrives_over_tls_with_auth_once_with_the_console_link(
 
 
 @pytest.mark.parametrize(
-    ("case", "said"),
+    ("case", "said", "metric"),
     [
-        ("password", r"^smtp_auth: 535 "),
-        ("certificate", r"^certificate: .*certificate verify failed"),
-        ("host", r"^connection: "),
+        ("password", r"^smtp_auth: 535 ", "auth"),
+        ("certificate", r"^certificate: .*certificate verify failed", "certificate"),
+        ("host", r"^connection: ", "connection"),
     ],
 )
 async def test_a_wrong_password_certificate_or_host_is_a_failing_receiver_not_a_bad_row(
-    api_factory: ApiFactory, api_settings: Settings, smtp_server: SmtpServer, tmp_path: Path, case: str, said: str
+    api_factory: ApiFactory,
+    api_settings: Settings,
+    smtp_server: SmtpServer,
+    tmp_path: Path,
+    case: str,
+    said: str,
+    metric: str,
 ) -> None:
+    labels = {"receiver": "mail", "kind": "email", "reason": metric}
+    failed_before = REGISTRY.get_sample_value("loopgate_notifications_failed_total", labels) or 0.0
     if case == "host":
         from tests.fixtures.smtp import _free_port
 
@@ -133,6 +142,8 @@ async def test_a_wrong_password_certificate_or_host_is_a_failing_receiver_not_a_
         assert row.last_error is not None and re.search(said, row.last_error), row.last_error
         assert "wrong" not in row.last_error  # the password is never said
         assert _up("mail") == 0
+        failed = REGISTRY.get_sample_value("loopgate_notifications_failed_total", labels) or 0.0
+        assert failed - failed_before >= 2
         [problem] = await _degraded(api)
         assert problem.startswith("notification receiver mail failing for") and re.search(
             said, problem.split(": ", 1)[1]
