@@ -240,3 +240,11 @@ ROWS_SET_ASIDE = Counter(
     "(console_queue, console_exception, training_export)",
     ["where"],
 )
+
+# A second pair of eyes (issue 26, resolution_api/review/): resolutions chosen, and what their reviews came to.
+SECOND_REVIEWS = Counter(
+    "loopgate_api_second_reviews_total",
+    "Second reviews by step: chosen (a resolution sealed for a blind second review), agreed, disagreed "
+    "(a lead-queue exception opened), adjudicated (the lead's final decision)",
+    ["step"],
+)

@@ -21,6 +21,7 @@ from loopgate.resolution_api.exceptions import reading, store
 from loopgate.resolution_api.exceptions.lifecycle import Action, Status, next_status, time_to_resolve_seconds
 from loopgate.resolution_api.notifications import store as notifications
 from loopgate.resolution_api.outcomes import training, verdicts
+from loopgate.resolution_api.review import flow as second_review
 from loopgate.resolution_api.trace_spans import resolution_span
 from loopgate_schemas.outcomes import Decision, FieldChange, Outcome, outcome_id_for
 
@@ -292,6 +293,11 @@ async def _write_outcome(session: AsyncSession, row: ExceptionRow, now: dt.datet
     )
 
 
+async def _resolved(session: AsyncSession, row: ExceptionRow, now: dt.datetime) -> None:
+    await _write_outcome(session, row, now)
+    await second_review.after_resolve(session, row, now)  # maybe chosen for a blind second review (review/)
+
+
 def resolve_change(actor: str, resolution: ResolutionInput) -> ChangeFor:
     """What a final resolution writes: one place for the single, bulk and console resolutions."""
     correction = {k: v.model_dump(mode="json") for k, v in resolution.correction.items()}
@@ -333,7 +339,7 @@ async def resolve(
         change_for=resolve_change(actor, resolution),
         if_match=if_match,
         clock=clock,
-        after=_write_outcome,
+        after=_resolved,
     )
     verdicts.count_resolution(
         rule_id=row.rule_id, decision=row.decision or "", time_to_resolve_seconds=row.time_to_resolve_seconds or 0.0
