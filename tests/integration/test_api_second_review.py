@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from loopgate.common.settings import Settings
@@ -274,3 +275,47 @@ async def test_a_bad_review_file_refuses_to_start_naming_the_key(
     with pytest.raises(ReviewConfigError, match="default_share: Input should be less than or equal to 1"):
         async with api_factory(api_settings.model_copy(update={"review_file": review})):
             pass
+
+
+async def _training(world: World, who: str) -> dict[str, Any]:
+    response = await world.api.http.get("/v1/export/training-data", headers=world.auth(who))
+    assert response.status_code == 200, response.text
+    return {r["exception_id"]: r for r in map(orjson.loads, response.text.splitlines())}
+
+
+async def test_training_records_say_who_reviewed_and_whether_the_label_is_adjudicated(world: World) -> None:
+    pending, agreed, adjudicated = [(await world.api.create())["id"] for _ in range(3)]
+    for exc in (pending, agreed, adjudicated):
+        await world.resolve(exc, "false_positive")
+    # a pending review's decision is not in a second person's export (blind), only in its resolver's
+    assert pending not in await _training(world, "second")
+    assert (await _training(world, "operator"))[pending]["second_review"] == {
+        "status": "pending",
+        "reviewer": None,
+        "second_decision": None,
+        "adjudicated": False,
+        "final_decision": None,
+        "adjudicated_by": None,
+    }
+    assert (await world.decide(agreed, "false_positive")).status_code == 200
+    lead_exc = (await world.decide(adjudicated, "confirmed")).json()["lead_exception_id"]
+    await world.resolve(lead_exc, "confirmed", who="lead")
+    records = await _training(world, "lead")
+    assert records[agreed]["second_review"] == {
+        "status": "agreed",
+        "reviewer": "second",
+        "second_decision": "false_positive",
+        "adjudicated": False,
+        "final_decision": "false_positive",
+        "adjudicated_by": None,
+    }
+    assert records[adjudicated]["decision"] == "false_positive"
+    assert records[adjudicated]["second_review"] == {
+        "status": "adjudicated",
+        "reviewer": "second",
+        "second_decision": "confirmed",
+        "adjudicated": True,
+        "final_decision": "confirmed",
+        "adjudicated_by": "lead",
+    }
+    assert records[lead_exc]["second_review"] is None

@@ -41,6 +41,14 @@ def sealed(row: ExceptionRow, resolution: T) -> T | None:
     return None if is_sealed(row) else resolution
 
 
+def not_sealed() -> sa.ColumnElement[bool]:
+    """The exceptions whose decision the caller may see, as a WHERE clause (the training export)."""
+    who = _viewer.get()
+    if who is None:
+        return sa.true()
+    return ExceptionRow.id.not_in(_sealed_ids(who))
+
+
 def _sealed_ids(who: str) -> sa.Select[Any]:
     return sa.select(ExceptionRow.id).where(
         ExceptionRow.second_review == PENDING, sa.or_(ExceptionRow.resolver.is_(None), ExceptionRow.resolver != who)

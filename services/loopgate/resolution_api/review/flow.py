@@ -221,3 +221,15 @@ async def decide(
                 db=db, received=[creation.Received(record=record, actor=reviewer)], clock=clock, routing=routing
             )
     return await get(db=db, exception_id=exception_id)
+
+
+async def reviews_of(*, db: Database, rows: list[ExceptionRow]) -> dict[str, SecondReviewRow]:
+    """The second review of each row's current resolution, by exception id (the training export's page)."""
+    wanted = {row.id: row.resolution_count for row in rows if row.second_review is not None}
+    if not wanted:
+        return {}
+    async with db.read() as session, session.begin():
+        found = (
+            await session.scalars(sa.select(SecondReviewRow).where(SecondReviewRow.exception_id.in_(sorted(wanted))))
+        ).all()
+    return {r.exception_id: r for r in found if wanted.get(r.exception_id) == r.resolution_count}
