@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
+from loopgate.common import metrics
 from loopgate.common.settings import Settings
 from loopgate.resolution_api.access.permissions import Role
 from loopgate.resolution_api.review.config import ReviewConfigError
@@ -198,6 +199,10 @@ async def test_agreement_statistics_per_rule_and_resolver_match_the_hand_compute
     )
     [group] = by_resolver.json()["groups"]
     assert group["key"] == FIRST and group["kappa"] == pytest.approx(0.5)
+    # the dashboard's gauges (30 days, per rule and overall) show the same figures
+    assert metrics.SECOND_REVIEW_AGREEMENT.labels("all", "kappa")._value.get() == pytest.approx(0.5)
+    assert metrics.SECOND_REVIEW_AGREEMENT.labels("all", "raw")._value.get() == 0.75
+    assert metrics.SECOND_REVIEW_AGREEMENT.labels("claim_verification", "kappa")._value.get() == 0.0
     # scoped like every read of exceptions: a contoso token sees contoso's review alone
     scoped = (await world.api.http.get("/v1/stats/agreement", headers=world.auth("contoso-analyst"))).json()
     assert scoped["overall"]["pairs"] == 1 and [g["key"] for g in scoped["groups"]] == ["claim_verification"]
@@ -257,6 +262,8 @@ async def test_every_resolution_of_an_operators_first_n_is_reviewed(
             await w.resolve(exc)
             states.append((await w.read(exc, "operator"))["second_review"])
         assert states == ["pending", "pending", None]
+        kappa = metrics.SECOND_REVIEW_AGREEMENT.labels("all", "kappa")._value.get()
+        assert kappa != kappa  # NaN: nothing decided yet in this database (set at start)
         items = (await w.api.http.get("/v1/reviews", headers=w.auth("second"))).json()["items"]
         assert [i["chosen_by"] for i in items] == ["first_resolutions"] * 2
 

@@ -248,3 +248,14 @@ SECOND_REVIEWS = Counter(
     "(a lead-queue exception opened), adjudicated (the lead's final decision)",
     ["step"],
 )
+for _step in ("chosen", "agreed", "disagreed", "adjudicated"):
+    SECOND_REVIEWS.labels(_step)  # every step has a series from the start (the dashboard's rate)
+SECOND_REVIEW_AGREEMENT = Gauge(
+    "loopgate_api_second_review_agreement",
+    "Agreement of first and second reviewers over the last 30 days, by rule (all: every rule) and figure (raw, "
+    "kappa); NaN while undefined (no reviews, or one label only). Set from the database after each second "
+    "decision and at start, so every API replica shows the same",
+    ["rule", "figure"],
+)
+for _figure in ("raw", "kappa"):
+    SECOND_REVIEW_AGREEMENT.labels("all", _figure).set(float("nan"))

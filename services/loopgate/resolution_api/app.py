@@ -38,6 +38,7 @@ from loopgate.resolution_api.notifications.config import load_notifications
 from loopgate.resolution_api.notifications.relay import NotificationRelay
 from loopgate.resolution_api.outcomes.outbox import OutboxRelay
 from loopgate.resolution_api.queues.routing import load_routes
+from loopgate.resolution_api.review import agreement as review_agreement
 from loopgate.resolution_api.review import flow as second_review
 from loopgate.resolution_api.review.config import load_review_policy
 from loopgate.resolution_api.schemas import ExceptionBatch
@@ -130,6 +131,7 @@ def create_app(
             receivers, endpoints = load_notifications(active.notifications_file)  # so does a bad notifications file
             sso_config = load_sso_config(active)  # and bad single sign-on settings or mapping file
             await migrate_when_reachable(db)
+            await review_agreement.refresh_gauges(db=db, now=clock())  # the dashboard's agreement (review/)
             sso = None
             if sso_config is not None:
                 sso = SingleSignOn(sso_config, db=db, clock=clock, transport=sso_transport, monotonic=monotonic)

@@ -4,17 +4,23 @@ an ORM select over second_reviews, so scoping.py keeps it to the caller's except
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from enum import StrEnum
 
 import sqlalchemy as sa
 
+from loopgate.common import metrics
+from loopgate.resolution_api.access.permissions import AGENCY_WIDE
+from loopgate.resolution_api.access.scoping import acting_as
 from loopgate.resolution_api.db.engine import Database
 from loopgate.resolution_api.db.models import SecondReviewRow
-from loopgate.resolution_api.outcomes.verdicts import Window
+from loopgate.resolution_api.outcomes.verdicts import DEFAULT_WINDOW, Window
 from loopgate.resolution_api.review.kappa import Agreement, agreement
 
+_INSTANT = dt.timedelta(microseconds=1)  # the gauges' window includes a review decided at `now`
 MAX_REVIEWS = 200_000  # a window's reviews read at most; beyond it the answer says it is truncated
 
 
@@ -59,3 +65,18 @@ async def agreement_stats(
         overall[(first, second)] += 1
     groups = [AgreementGroup(key, agreement(table), dict(table)) for key, table in sorted(tables.items())]
     return AgreementGroup("", agreement(overall), dict(overall)), groups, truncated
+
+
+def _value(figure: float | None) -> float:
+    return math.nan if figure is None else figure
+
+
+async def refresh_gauges(*, db: Database, now: dt.datetime) -> None:
+    """The dashboard's agreement gauges, every rule and overall, over the 30 days before `now` (agency-wide)."""
+    with acting_as(AGENCY_WIDE):
+        overall, groups, _ = await agreement_stats(
+            db=db, group_by=AgreementBy.RULE, window=Window(since=now - DEFAULT_WINDOW, until=now + _INSTANT)
+        )
+    for group, rule in [(overall, "all"), *((g, g.key) for g in groups)]:
+        metrics.SECOND_REVIEW_AGREEMENT.labels(rule, "raw").set(_value(group.figures.raw))
+        metrics.SECOND_REVIEW_AGREEMENT.labels(rule, "kappa").set(_value(group.figures.kappa))

@@ -8,6 +8,7 @@ The first N of an operator counts their resolutions agency-wide (the exceptions'
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
 from dataclasses import dataclass
 
@@ -23,11 +24,13 @@ from loopgate.resolution_api.db.models import ExceptionRow, SecondReviewRow
 from loopgate.resolution_api.domain_errors import Conflict, NotAllowed, NotFound
 from loopgate.resolution_api.exceptions import creation
 from loopgate.resolution_api.queues.routing import RoutingTable
+from loopgate.resolution_api.review import agreement
 from loopgate.resolution_api.review.blind import PENDING
 from loopgate.resolution_api.review.config import NOTHING_REVIEWED, ReviewPolicy, chosen
 from loopgate_schemas.exceptions import ExceptionRecord, Kind, Severity
 from loopgate_schemas.outcomes import Decision
 
+log = logging.getLogger(__name__)
 DISAGREEMENT_RULE = "second_review_disagreement"
 DISAGREEMENT_SOURCE = "loopgate.second-review"
 AGREED, DISAGREED, ADJUDICATED = "agreed", "disagreed", "adjudicated"
@@ -214,6 +217,10 @@ async def decide(
             review.lead_exception_id = record.exception_id
         await _mark(session, exception_id, review.status)
     metrics.SECOND_REVIEWS.labels(review.status).inc()
+    try:
+        await agreement.refresh_gauges(db=db, now=now)
+    except Exception:  # the decision is stored: the dashboard catches up at the next one
+        log.warning("second review: the agreement gauges could not be refreshed", exc_info=True)
     if record is not None:  # idempotent on its exception_id: a retry finds the same one
         routing = RoutingTable(default_queue=active_policy().lead_queue)
         with acting_as(AGENCY_WIDE):  # the lead queue may be outside the reviewer's scope; theirs to open
