@@ -17,7 +17,7 @@ import pytest
 from loopgate.common import metrics
 from loopgate.common.settings import Settings
 from loopgate.resolution_api.access.permissions import Role
-from loopgate.resolution_api.review.config import ReviewConfigError
+from loopgate.resolution_api.review.config import ReviewConfigError, unit_hash
 from tests.fixtures.api import Api, ApiFactory, claim
 
 SECRET_REASON = "first-reviewer-reason-7f3a"
@@ -326,3 +326,23 @@ async def test_training_records_say_who_reviewed_and_whether_the_label_is_adjudi
         "adjudicated_by": "lead",
     }
     assert records[lead_exc]["second_review"] is None
+
+
+async def test_a_reopened_exception_resolved_again_carries_only_its_new_resolutions_review(
+    api_factory: ApiFactory, api_settings: Settings, tmp_path: Path
+) -> None:
+    # an id chosen at its first resolution (hash < share) and not at its second
+    exc_id = next(
+        f"exc-second-{i}" for i in range(1000) if unit_hash(f"exc-second-{i}:1") < 0.5 <= unit_hash(f"exc-second-{i}:2")
+    )
+    review = _review_file(tmp_path, "default_share = 0.5\n")
+    async for w in _world(api_factory, api_settings.model_copy(update={"review_file": review})):
+        await w.api.create(exception_id=exc_id)
+        await w.resolve(exc_id)
+        assert (await w.decide(exc_id, "false_positive")).status_code == 200
+        assert (await w.read(exc_id, "second"))["second_review"] == "agreed"
+        reopened = await w.api.act(exc_id, "reopen", {"reason": "new facts"}, role="admin")
+        assert reopened.status_code == 200, reopened.text
+        await w.resolve(exc_id, "confirmed")
+        again = await w.read(exc_id, "second")
+        assert again["second_review"] is None and again["resolution"]["decision"] == "confirmed"

@@ -83,6 +83,8 @@ async def after_resolve(session: AsyncSession, row: ExceptionRow, now: dt.dateti
         resolver_prior=prior,
     )
     if why is None:
+        if row.second_review is not None:  # an earlier resolution's review (before a reopen) is not this one's
+            row.second_review = None
         return
     session.add(
         SecondReviewRow(
