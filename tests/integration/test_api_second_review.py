@@ -160,6 +160,12 @@ async def test_a_disagreement_goes_to_the_lead_queue_whose_decision_is_final(wor
     assert lead["subject"] == exc and lead["client_id"] == "northwind" and lead["status"] == "open"
     assert lead["observed"]["first"] == {"resolver": FIRST, "decision": "false_positive", "reason": SECRET_REASON}
     assert lead["observed"]["second"] == {"reviewer": "second", "decision": "confirmed", "reason": "second look"}
+    # the same disagreement sent again (a retry) answers the same, with the same single lead exception
+    retried = await world.decide(exc, "confirmed")
+    assert retried.status_code == 200 and retried.json()["lead_exception_id"] == lead_exc
+    leads = await world.api.http.get("/v1/exceptions", params={"queue": "leads"}, headers=world.auth("lead"))
+    assert [e["id"] for e in leads.json()["items"]] == [lead_exc]
+    assert (await world.decide(exc, "dismissed")).status_code == 409  # another decision is not a retry
     # the disagreement itself is never re-reviewed: the lead's decision is final
     resolved = await world.api.http.post(
         f"/v1/exceptions/{lead_exc}/resolve", json={"decision": "confirmed", "reason": ""}, headers=world.auth("lead")

@@ -204,21 +204,25 @@ async def decide(
     async with db.write() as session, session.begin():
         item = await _latest(session, exception_id)
         review = item.review
-        if review.status != PENDING:
+        # The same disagreement sent again (a retry after a lost answer): open its lead exception if it is not yet.
+        retried = review.status == DISAGREED and (review.reviewer, review.second_decision) == (reviewer, decision.value)
+        if review.status != PENDING and not retried:
             raise Conflict(f"the second review of exception {exception_id!r} was decided already ({review.status})")
         if review.first_resolver == reviewer:
             raise NotAllowed(f"{reviewer!r} resolved exception {exception_id!r}: a second review needs another person")
-        agreed = decision.value == review.first_decision
-        review.status = AGREED if agreed else DISAGREED
-        review.reviewer = reviewer
-        review.second_decision = decision.value
-        review.second_reason = reason
-        review.reviewed_at = now
-        record = None if agreed else _disagreement_record(item, now)
+        if not retried:
+            agreed = decision.value == review.first_decision
+            review.status = AGREED if agreed else DISAGREED
+            review.reviewer = reviewer
+            review.second_decision = decision.value
+            review.second_reason = reason
+            review.reviewed_at = now
+            await _mark(session, exception_id, review.status)
+        record = None if review.status == AGREED else _disagreement_record(item, review.reviewed_at or now)
         if record is not None:
             review.lead_exception_id = record.exception_id
-        await _mark(session, exception_id, review.status)
-    metrics.SECOND_REVIEWS.labels(review.status).inc()
+    if not retried:
+        metrics.SECOND_REVIEWS.labels(review.status).inc()
     try:
         await agreement.refresh_gauges(db=db, now=now)
     except Exception:  # the decision is stored: the dashboard catches up at the next one
