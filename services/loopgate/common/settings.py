@@ -324,6 +324,12 @@ class Settings(BaseSettings):
         description="Routing of exceptions to queues (TOML, see `routes.toml`); unset: the packaged `routes.toml`. "
         "Read when the API starts: an unknown key or a bad value refuses to start, naming it.",
     )
+    review_file: Path | None = Field(
+        default=None,
+        description="The second-review policy (TOML, see `review.toml`): which resolutions a second person "
+        "re-reviews blind, and the lead queue of disagreements; unset: the packaged `review.toml` (reviews nothing). "
+        "Read when the API starts: an unknown key or a bad value refuses to start, naming it.",
+    )
     max_silence_seconds: float = Field(
         default=90 * 24 * _HOUR,
         gt=0,

@@ -24,7 +24,7 @@ from loopgate.common.settings import Settings, get_settings
 from loopgate.resolution_api import handlers
 from loopgate.resolution_api.access.scoping import ScopeMiddleware
 from loopgate.resolution_api.access.tokens import TokenCache, Tokens
-from loopgate.resolution_api.api import exceptions, export, health, silences, stats, tokens, undelivered
+from loopgate.resolution_api.api import exceptions, export, health, reviews, silences, stats, tokens, undelivered
 from loopgate.resolution_api.background import BackgroundLoop
 from loopgate.resolution_api.clock import Clock, Monotonic, utcnow
 from loopgate.resolution_api.console.routes import install as install_console
@@ -39,6 +39,9 @@ from loopgate.resolution_api.notifications.config import load_notifications
 from loopgate.resolution_api.notifications.relay import NotificationRelay
 from loopgate.resolution_api.outcomes.outbox import OutboxRelay
 from loopgate.resolution_api.queues.routing import load_routes
+from loopgate.resolution_api.review import agreement as review_agreement
+from loopgate.resolution_api.review import flow as second_review
+from loopgate.resolution_api.review.config import load_review_policy
 from loopgate.resolution_api.schemas import ExceptionBatch
 from loopgate.resolution_api.sweeps.retention import Retention
 from loopgate.resolution_api.sweeps.sweeper import Sweeper
@@ -126,6 +129,7 @@ def create_app(
     async def _serving(app: FastAPI, db: Database, active: Settings) -> AsyncIterator[None]:
         try:
             routing = load_routes(active.routes_file)  # a bad routes file refuses to start, naming the key
+            second_review.use_policy(load_review_policy(active.review_file))  # so does a bad review file
             receivers, endpoints = load_notifications(active.notifications_file)  # so does a bad notifications file
             sso_config = load_sso_config(active)  # and bad single sign-on settings or mapping file
             try:
@@ -133,6 +137,7 @@ def create_app(
             except SchemaNotAtHead as err:
                 log.error("refusing to start: %s", err)
                 raise
+            await review_agreement.refresh_gauges(db=db, now=clock())  # the dashboard's agreement (review/)
             sso = None
             if sso_config is not None:
                 sso = SingleSignOn(sso_config, db=db, clock=clock, transport=sso_transport, monotonic=monotonic)
@@ -193,6 +198,8 @@ def create_app(
     app.include_router(exceptions.router)
     app.include_router(tokens.router)
     app.include_router(stats.router)
+    app.include_router(reviews.router)  # the blind second review (review/)
+    app.include_router(reviews.stats_router)  # and its agreement statistics
     app.include_router(export.router)
     app.include_router(silences.router)
     app.include_router(undelivered.router)
