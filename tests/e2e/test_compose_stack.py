@@ -19,11 +19,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
+from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from loopgate.common.kafka import consumer_group_lag, read_topic
 from loopgate_schemas.exceptions import fingerprint_for
@@ -36,6 +43,8 @@ pytestmark = [pytest.mark.e2e]
 
 EVENTS = 400
 PUBLISH_SECONDS = 8.0
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +136,39 @@ def resolve(stack: ComposeStack, secret: str, exception_id: str, reason: str) ->
     assert answer.json()["status"] == "resolved"
 
 
+def resolve_in_console(stack: ComposeStack, secret: str, exception_id: str, reason: str) -> None:
+    """Sign in to the console in headless Chromium (Debian's, through its chromedriver), claim the
+    exception and resolve it. The image's console cookie is Secure (HTTPS only) and the test reaches
+    the container over plain http: Chromium is told to treat that one origin as secure, so the
+    image's default stays as it is in production."""
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        pytest.fail("needs Debian's chromium and chromium-driver: apt-get install -y chromium chromium-driver")
+    url = stack.api_url()
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,900"):
+        options.add_argument(arg)
+    options.add_argument(f"--unsafely-treat-insecure-origin-as-secure={url}")
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    wait = WebDriverWait(driver, 30, ignored_exceptions=(WebDriverException,))
+    try:
+        driver.get(f"{url}/console/sign-in")
+        wait.until(ec.presence_of_element_located((By.ID, "token"))).send_keys(secret)
+        driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+        wait.until(ec.presence_of_element_located((By.ID, "total")))  # the queue: signed in
+        driver.get(f"{url}/console/exceptions/{exception_id}")
+        wait.until(ec.element_to_be_clickable((By.ID, "claim"))).click()
+        wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, ".notice"), "Claimed"))
+        Select(driver.find_element(By.ID, "decision")).select_by_value("false_positive")
+        driver.find_element(By.ID, "reason").send_keys(reason)
+        driver.find_element(By.ID, "resolve").click()
+        wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, ".notice"), "Resolved (false_positive)"))
+    finally:
+        driver.quit()
+
+
+# pytest-timeout counts fixture setup: a cold machine builds the images first (minutes, once).
+@pytest.mark.timeout(1800)
 def test_the_compose_stack_runs_kills_and_restarts_with_nothing_lost(stack: ComposeStack) -> None:
     truth = ground_truth(EVENTS)
     first, second = halves(truth.events)
@@ -142,7 +184,7 @@ def test_the_compose_stack_runs_kills_and_restarts_with_nothing_lost(stack: Comp
         operator = token(stack, "operator", "alice")
         service = token(stack, "service", "dispatcher")
         stack.env["LOOPGATE_API_TOKEN"] = service
-        stack.compose("up", "-d", timeout=600)
+        stack.compose("up", "-d", "--no-recreate", timeout=600)  # podman: see the README
         stack.wait_healthy(*LONG_RUNNING)
 
     # A simulated stream through the containers: exactly the ground truth's exceptions.
@@ -158,8 +200,8 @@ def test_the_compose_stack_runs_kills_and_restarts_with_nothing_lost(stack: Comp
     # legitimately open a new exception): one read back now, one left to the outbox across the kill.
     later = {fingerprint_for(rule, ev.subject) for ev in second for rule in (*ev.expected_rules, "audit_sample")}
     candidates = [e for e in exceptions if e["fingerprint"] not in later and e["status"] != "resolved"]
-    assert len(candidates) >= 2, "the stream gives no exception to resolve"
-    read_back, across_kill = candidates[0], candidates[1]
+    assert len(candidates) >= 3, "the stream gives too few exceptions to resolve"
+    read_back, in_console, across_kill = candidates[:3]
     with Phase(stack, "resolve through the API, outcome read back"):
         resolve(stack, operator, read_back["id"], "checked in the compose test")
         wait_until(lambda: len(outcomes(stack)) >= 1, timeout=60, what="the outcome on exception-outcomes")
@@ -169,6 +211,13 @@ def test_the_compose_stack_runs_kills_and_restarts_with_nothing_lost(stack: Comp
     assert (event["type"], event["subject"]) == ("loopgate.exception.resolved", read_back["id"])
     assert (event["data"]["decision"], event["data"]["resolver"]) == ("confirmed", "alice")
     assert event["data"]["reason"] == "checked in the compose test"
+
+    with Phase(stack, "resolve through the console (Chromium), outcome read back"):
+        resolve_in_console(stack, operator, in_console["id"], "seen in the console")
+        wait_until(lambda: len(outcomes(stack)) >= 2, timeout=60, what="the console's outcome on exception-outcomes")
+    console_outcome = orjson.loads(next(m.value for m in outcomes(stack) if m.key == in_console["id"].encode()))
+    assert (console_outcome["data"]["decision"], console_outcome["data"]["resolver"]) == ("false_positive", "alice")
+    assert console_outcome["data"]["reason"] == "seen in the console"
 
     # The second half, with the detector and the API SIGKILLed mid-stream; their restart policy
     # brings them back, and the dispatcher retries the API meanwhile.
@@ -183,8 +232,54 @@ def test_the_compose_stack_runs_kills_and_restarts_with_nothing_lost(stack: Comp
         publisher.join()
         settle(stack)
     assert_exactly_once(stack, operator, set(truth.ids), set(truth.fingerprints))
-    wait_until(lambda: len(outcomes(stack)) >= 2, timeout=60, what="the second outcome after the restart")
+    wait_until(lambda: len(outcomes(stack)) >= 3, timeout=60, what="the third outcome after the restart")
     delivered = [(m.key, orjson.loads(m.value)["id"]) for m in outcomes(stack)]
-    assert sorted(key for key, _ in delivered) == sorted([read_back["id"].encode(), across_kill["id"].encode()])
-    assert len({cloudevent_id for _, cloudevent_id in delivered}) == 2  # each outcome once
+    resolved = [read_back["id"].encode(), in_console["id"].encode(), across_kill["id"].encode()]
+    assert sorted(key for key, _ in delivered) == sorted(resolved)
+    assert len({cloudevent_id for _, cloudevent_id in delivered}) == 3  # each outcome once
     stack.wait_healthy(*LONG_RUNNING)
+
+    # Two API replicas and two detectors: Prometheus finds each by DNS service discovery, one
+    # target per replica; each detector has a data directory (volume) of its own.
+    with Phase(stack, "--scale api=2 --scale detector=2, Prometheus scraping each replica"):
+        stack.compose("up", "-d", "--no-recreate", "--scale", "api=2", "--scale", "detector=2", timeout=300)
+        for service, port in (("api", 8000), ("detector", 9101)):
+            wait_until(
+                lambda: [healthy(c) for c in stack.containers(service)] == [True, True],  # noqa: B023 (called here)
+                timeout=180,
+                what=f"two healthy {service} replicas",
+                interval=0.5,
+            )
+            replicas = {f"{address(c)}:{port}" for c in stack.containers(service)}
+            assert len(replicas) == 2
+            wait_until(
+                lambda: scraped(stack, f"loopgate-{service}") == replicas,  # noqa: B023 (called here)
+                timeout=120,
+                what=f"Prometheus to scrape {sorted(replicas)}",
+                interval=1,
+            )
+    data_dirs = [
+        next(m["Name"] for m in c["Mounts"] if m["Destination"] == "/var/lib/loopgate/detector")
+        for c in stack.containers("detector")
+    ]
+    assert len(set(data_dirs)) == 2, data_dirs
+
+
+def healthy(container: dict[str, Any]) -> bool:
+    return bool((container["State"].get("Health") or {}).get("Status") == "healthy")
+
+
+def address(container: dict[str, Any]) -> str:
+    [found] = [n["IPAddress"] for n in container["NetworkSettings"]["Networks"].values() if n.get("IPAddress")]
+    return str(found)
+
+
+def scraped(stack: ComposeStack, job: str) -> set[str]:
+    """The instances of `job` Prometheus (in the stack) has scraped successfully."""
+    answer = httpx.get(f"http://{stack.address('prometheus')}:9090/api/v1/targets", timeout=5)
+    answer.raise_for_status()
+    return {
+        t["labels"]["instance"]
+        for t in answer.json()["data"]["activeTargets"]
+        if t["labels"]["job"] == job and t["health"] == "up"
+    }
