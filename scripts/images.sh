@@ -88,7 +88,18 @@ loopgate() {
       --secret id=ca,src="${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}" \
       -t "$image" "$here" >/dev/null
   stamp "$image" "$k"
+  prune_loopgate
   echo "$image"
+}
+
+# Each source change makes a new content-keyed image: keep the newest three (other checkouts may be
+# using theirs); one a container still uses is refused by podman and stays.
+prune_loopgate() {
+  local old
+  for old in $(podman images --filter 'reference=localhost/loopgate:src-*' --sort created \
+      --format '{{.Repository}}:{{.Tag}}' | grep '^localhost/loopgate:src-' | tail -n +4); do
+    podman rmi "$old" >/dev/null 2>&1 && echo "images: removed $old (older than the newest three)" >&2 || true
+  done
 }
 
 service() {  # podman's Docker-compatible API, for `DOCKER_HOST=unix://$socket docker compose`
