@@ -14,6 +14,7 @@ pytest_plugins = [
     "tests.fixtures.smtp",
     "tests.fixtures.keycloak",
     "tests.fixtures.jaeger",
+    "tests.fixtures.compose",
 ]
 
 # Seconds a test may take before pytest-timeout stops it, by its kind: a hung unit test is found in
