@@ -11,6 +11,7 @@ pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.api",
     "tests.fixtures.receivers",
+    "tests.fixtures.smtp",
     "tests.fixtures.keycloak",
     "tests.fixtures.jaeger",
 ]

@@ -18,13 +18,14 @@ from typing import Annotated, BinaryIO
 import httpx
 import typer
 
+from loopgate.common.errors import LoopgateError
 from loopgate.common.settings import get_settings
 from loopgate_schemas.outcomes import Decision
 
 EXPORT_PATH = "/v1/export/training-data"
 
 
-class ExportFailed(Exception):
+class ExportFailed(LoopgateError):
     """The API refused the export or could not be reached; the message says which and why."""
 
 

@@ -156,6 +156,11 @@ OUTBOX_OLDEST_PENDING = Gauge(
 EXCEPTION_TRANSITIONS = Counter(
     "loopgate_exception_transitions_total", "State changes of exceptions, by action", ["action"]
 )
+EVENT_HANDLER_ERRORS = Counter(
+    "loopgate_event_handler_errors_total",
+    "Errors of the resolution API's after-commit event handlers (the change stayed committed), by handler",
+    ["handler"],
+)
 SLA_BREACHES = Counter("loopgate_sla_breaches_total", "Exceptions escalated for breaching an SLA", ["severity", "sla"])
 OUTBOX_PUBLISH_FAILURES = Counter(
     "loopgate_outbox_publish_failures_total", "Failed attempts to publish pending outcomes to Kafka"

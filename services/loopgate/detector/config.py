@@ -13,6 +13,7 @@ from typing import Annotated, Self
 
 from pydantic import ConfigDict, Field, StrictBool, ValidationError, model_validator
 
+from loopgate.common.errors import LoopgateError
 from loopgate.common.strict_toml import Strict
 from loopgate_schemas import topics
 from loopgate_schemas.exceptions import Severity
@@ -137,7 +138,7 @@ class DetectionConfig(Strict):
         return {}
 
 
-class ConfigError(Exception):
+class ConfigError(LoopgateError):
     """The detection configuration cannot be used; the message names the key."""
 
 

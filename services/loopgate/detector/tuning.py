@@ -37,6 +37,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from loopgate.common.errors import LoopgateError
 from loopgate.detector.config import DetectionConfig
 from loopgate_schemas.exceptions import Severity
 from loopgate_schemas.outcomes import OUTCOME_TYPE, Decision, OutcomeData
@@ -358,7 +359,7 @@ def apply_proposals(text: str, proposals: Sequence[Proposal]) -> str:
     return "".join(lines)
 
 
-class ProposalInvalid(Exception):
+class ProposalInvalid(LoopgateError):
     """The proposed file would not load, or would not set what it proposes (a bug: never printed)."""
 
 

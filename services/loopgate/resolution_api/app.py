@@ -21,6 +21,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 
 from loopgate.common import metrics
 from loopgate.common.settings import Settings, get_settings
+from loopgate.resolution_api import handlers
 from loopgate.resolution_api.access.scoping import ScopeMiddleware
 from loopgate.resolution_api.access.tokens import TokenCache, Tokens
 from loopgate.resolution_api.api import exceptions, export, health, silences, stats, tokens, undelivered
@@ -29,7 +30,7 @@ from loopgate.resolution_api.clock import Clock, Monotonic, utcnow
 from loopgate.resolution_api.console.routes import install as install_console
 from loopgate.resolution_api.console.sso import SingleSignOn, load_sso_config
 from loopgate.resolution_api.console.sso_routes import install as install_sso
-from loopgate.resolution_api.db.engine import Database, SecondWriter
+from loopgate.resolution_api.db.engine import Database, SchemaNotAtHead, SecondWriter
 from loopgate.resolution_api.exceptions.intake import Intake
 from loopgate.resolution_api.http.deps import Services
 from loopgate.resolution_api.http.errors import install_error_handlers
@@ -47,16 +48,17 @@ DATABASE_WAIT_SECONDS = 30.0
 DISPOSE_SECONDS = 5.0  # closing the database's connections, after the loops have stopped
 
 
-async def migrate_when_reachable(db: Database, wait_seconds: float = DATABASE_WAIT_SECONDS) -> None:
-    """Apply migrations, waiting up to `wait_seconds` for a database that is still starting."""
+async def prepare_when_reachable(db: Database, *, migrate: bool, wait_seconds: float = DATABASE_WAIT_SECONDS) -> None:
+    """Apply migrations (or check they are applied), waiting up to `wait_seconds` for a database that
+    is still starting."""
     async for attempt in AsyncRetrying(
         stop=stop_after_delay(wait_seconds),
         wait=wait_fixed(1.0),
-        retry=retry_if_exception_type((OSError, OperationalError)),
+        retry=retry_if_exception_type((OSError, OperationalError, SchemaNotAtHead)),  # the migrate job may be running
         reraise=True,
     ):
         with attempt:
-            await db.migrate()
+            await db.prepare(migrate=migrate)
 
 
 async def stop_within(seconds: float, *loops: BackgroundLoop) -> None:
@@ -126,13 +128,18 @@ def create_app(
             routing = load_routes(active.routes_file)  # a bad routes file refuses to start, naming the key
             receivers, endpoints = load_notifications(active.notifications_file)  # so does a bad notifications file
             sso_config = load_sso_config(active)  # and bad single sign-on settings or mapping file
-            await migrate_when_reachable(db)
+            try:
+                await prepare_when_reachable(db, migrate=active.database_migrate_on_start)
+            except SchemaNotAtHead as err:
+                log.error("refusing to start: %s", err)
+                raise
             sso = None
             if sso_config is not None:
                 sso = SingleSignOn(sso_config, db=db, clock=clock, transport=sso_transport, monotonic=monotonic)
             relay = OutboxRelay(db=db, settings=active)
+            bus = handlers.bootstrap(outbox=relay)  # what follows each change (handlers.py)
             notifier = NotificationRelay(db=db, settings=active, config=receivers, endpoints=endpoints, clock=clock)
-            sweeper = Sweeper(db=db, settings=active, clock=clock, notifications=receivers)
+            sweeper = Sweeper(db=db, settings=active, clock=clock, notifications=receivers, bus=bus)
             intake = Intake(db=db, clock=clock, routing=routing)
             retention = Retention(db=db, settings=active, clock=clock)
             app.state.services = Services(
@@ -144,6 +151,7 @@ def create_app(
                 notifier=notifier,
                 tokens=Tokens(db=db, cache=TokenCache(active.token_cache_seconds, monotonic=monotonic), clock=clock),
                 clock=clock,
+                bus=bus,
                 sso=sso,
             )
             if sso is not None:

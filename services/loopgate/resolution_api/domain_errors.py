@@ -4,9 +4,11 @@ code and body, and the sweeper catches them without knowing anything about HTTP.
 
 from __future__ import annotations
 
+from loopgate.common.errors import LoopgateError
 
-class DomainError(Exception):
-    """The root: every error the service layer raises on purpose. `str(err)` is the one message
+
+class DomainError(LoopgateError):
+    """Every error the service layer raises on purpose (a LoopgateError). `str(err)` is the one message
     naming the problem, as a client sees it."""
 
     def __init__(self, message: str) -> None:

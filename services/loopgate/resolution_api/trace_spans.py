@@ -20,22 +20,21 @@ from opentelemetry.trace import Link, Span, SpanKind
 
 from loopgate.common import tracing
 from loopgate.common.logging import log_context
-from loopgate.resolution_api.db.models import ExceptionRow
 
 _tracer = tracing.tracer("loopgate.resolution_api")
 
 
-def resolution_span(row: ExceptionRow, outcome_id: str) -> str | None:
-    """A span for the resolution of `row`, in the exception's trace; its traceparent."""
+def resolution_span(*, exception_id: str, rule_id: str, parent: str | None, outcome_id: str) -> str | None:
+    """A span for the resolution of an exception, in its trace (`parent`: the traceparent stored
+    when it was created); its traceparent."""
     request = trace.get_current_span()
     links = [Link(request.get_span_context())] if request.get_span_context().is_valid else []
-    parent = tracing.parent_context(row.traceparent)
     with (
-        _tracer.start_as_current_span("exception.resolve", context=parent, links=links) as span,
-        log_context(exception_id=row.id, rule_id=row.rule_id),
+        _tracer.start_as_current_span("exception.resolve", context=tracing.parent_context(parent), links=links) as span,
+        log_context(exception_id=exception_id, rule_id=rule_id),
     ):
         span.set_attributes(
-            {"loopgate.exception_id": row.id, "loopgate.rule_id": row.rule_id, "loopgate.outcome_id": outcome_id}
+            {"loopgate.exception_id": exception_id, "loopgate.rule_id": rule_id, "loopgate.outcome_id": outcome_id}
         )
         return tracing.format_traceparent(span)
 

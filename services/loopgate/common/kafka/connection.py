@@ -23,6 +23,8 @@ from aiokafka.errors import (
     UnsupportedSaslMechanismError,
 )
 
+from loopgate.common.errors import LoopgateError
+from loopgate.common.secrets import SecretFileError, read_secret_file
 from loopgate.common.settings import Settings
 
 if TYPE_CHECKING:
@@ -39,7 +41,7 @@ PROBE_TIMEOUT_SECONDS = 10.0
 CLOSED_PROBES_BEFORE_GIVING_UP = 5
 
 
-class KafkaSettingsError(ValueError):
+class KafkaSettingsError(LoopgateError, ValueError):
     """A LOOPGATE_KAFKA_* setting that cannot work; the message starts with the variable's name."""
 
     def __init__(self, setting: str, problem: str) -> None:
@@ -47,7 +49,7 @@ class KafkaSettingsError(ValueError):
         super().__init__(f"{self.setting}: {problem}")
 
 
-class KafkaStartupError(RuntimeError):
+class KafkaStartupError(LoopgateError, RuntimeError):
     """The broker answered and refused us (credentials, certificate, protocol): retrying cannot help."""
 
 
@@ -111,20 +113,9 @@ def _host_port(server: str) -> tuple[str, int]:
 
 def _read_secret_file(setting: str, path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise KafkaSettingsError(setting, f"file {path} does not exist") from None
-    except IsADirectoryError:
-        raise KafkaSettingsError(setting, f"{path} is a directory, not a file") from None
-    except PermissionError:
-        raise KafkaSettingsError(setting, f"file {path} cannot be read (permission denied)") from None
-    except UnicodeDecodeError:
-        raise KafkaSettingsError(setting, f"file {path} is not UTF-8 text") from None
-    # a mounted secret often ends with one newline, which is not part of the secret
-    text = text.removesuffix("\n").removesuffix("\r")
-    if not text:
-        raise KafkaSettingsError(setting, f"file {path} is empty")
-    return text
+        return read_secret_file(setting, path)
+    except SecretFileError as err:
+        raise KafkaSettingsError(err.setting, err.problem) from None
 
 
 def _secret(settings: Settings, name: str) -> str:

@@ -23,7 +23,7 @@ from loopgate.resolution_api.exceptions.creation import CreateResult
 from loopgate.resolution_api.exceptions.cursor import Sort
 from loopgate.resolution_api.exceptions.lifecycle import Action, Status
 from loopgate.resolution_api.exceptions.store import ExceptionFilters
-from loopgate.resolution_api.http.auth import CanCreate, CanRead, CanReopen, CanWork
+from loopgate.resolution_api.http.auth import CanBulkWork, CanCreate, CanRead, CanReopen, CanWork
 from loopgate.resolution_api.http.conditional import etag, parse_if_match
 from loopgate.resolution_api.http.deps import ServicesDep, reject_unstorable_params
 from loopgate.resolution_api.http.errors import Forbidden, invalid, record_error, responses, status_of, validation_body
@@ -238,7 +238,7 @@ async def list_exceptions(
     summary="Resolve several exceptions (by ids, or every unresolved one with a fingerprint)",
     responses=responses(400, 401, 403, 413),
 )
-async def bulk_resolve(body: BulkResolveRequest, principal: CanWork, services: ServicesDep) -> BulkResolveResult:
+async def bulk_resolve(body: BulkResolveRequest, principal: CanBulkWork, services: ServicesDep) -> BulkResolveResult:
     resolved, failed = await transitions.bulk_resolve(
         db=services.db,
         ids=body.ids,
@@ -247,9 +247,8 @@ async def bulk_resolve(body: BulkResolveRequest, principal: CanWork, services: S
         resolution=transitions.ResolutionInput(body.decision, body.reason, body.correction),
         clock=services.clock,
         versions=body.versions,
+        bus=services.bus,
     )
-    if resolved:
-        services.relay.wake()
     return BulkResolveResult(
         resolved=[ExceptionRead.from_row(r) for r in resolved],
         failed=[BulkFailure(id=f.exception_id, status_code=status_of(f.error), detail=f.error.message) for f in failed],
@@ -261,7 +260,7 @@ async def bulk_resolve(body: BulkResolveRequest, principal: CanWork, services: S
     summary="Resolve, snooze or claim every exception matching a filter (dry_run: only count them)",
     responses=responses(400, 401, 403, 413),
 )
-async def bulk_work(body: BulkWorkRequest, principal: CanWork, services: ServicesDep) -> BulkWorkResult:
+async def bulk_work(body: BulkWorkRequest, principal: CanBulkWork, services: ServicesDep) -> BulkWorkResult:
     action = Action(body.action)
     f = body.filter
     filters = ExceptionFilters(
@@ -315,9 +314,8 @@ async def bulk_work(body: BulkWorkRequest, principal: CanWork, services: Service
         change_for=change_for,
         clock=services.clock,
         max_rows=max_rows,
+        bus=services.bus,
     )
-    if action is Action.RESOLVE and done.changed:
-        services.relay.wake()
     return BulkWorkResult(
         action=action.value,
         dry_run=False,
@@ -373,6 +371,7 @@ async def claim_exception(
         assignee=(body.assignee if body else None) or principal.name,
         if_match=parse_if_match(if_match),
         clock=services.clock,
+        bus=services.bus,
     )
     return _answer(response, row)
 
@@ -396,6 +395,7 @@ async def unclaim_exception(
         may_unclaim_others=principal.role is Role.ADMIN,
         if_match=parse_if_match(if_match),
         clock=services.clock,
+        bus=services.bus,
     )
     return _answer(response, row)
 
@@ -420,8 +420,8 @@ async def resolve_exception(
         resolution=transitions.ResolutionInput(body.decision, body.reason, body.correction),
         if_match=parse_if_match(if_match),
         clock=services.clock,
+        bus=services.bus,
     )
-    services.relay.wake()
     return _answer(response, row)
 
 
@@ -441,6 +441,7 @@ async def escalate_exception(
         reason=body.reason,
         if_match=parse_if_match(if_match),
         clock=services.clock,
+        bus=services.bus,
     )
     return _answer(response, row)
 
@@ -469,6 +470,7 @@ async def snooze_exception(
         reason=body.reason,
         if_match=parse_if_match(if_match),
         clock=services.clock,
+        bus=services.bus,
     )
     return _answer(response, row)
 
@@ -489,5 +491,6 @@ async def reopen_exception(
         reason=body.reason,
         if_match=parse_if_match(if_match),
         clock=services.clock,
+        bus=services.bus,
     )
     return _answer(response, row)

@@ -64,10 +64,6 @@ def install(app: FastAPI) -> None:
     app.mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static")
 
 
-class Forbidden(Exception):
-    """A form without the session's CSRF value, or a role that may not do what it asks."""
-
-
 def _page(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
     response = templates.TemplateResponse(request, name, context, status_code=status_code)
     response.headers["Cache-Control"] = "no-store"
@@ -452,6 +448,7 @@ async def _apply(services: Services, principal: Principal, exception_id: str, ac
         "actor": principal.name,
         "if_match": if_match,
         "clock": services.clock,
+        "bus": services.bus,
     }
     if action == Action.CLAIM:
         await transitions.claim(**common, assignee=principal.name)
@@ -473,7 +470,6 @@ async def _apply(services: Services, principal: Principal, exception_id: str, ac
         await transitions.resolve(
             **common, resolution=transitions.ResolutionInput(request.decision, request.reason, request.correction)
         )
-        services.relay.wake()
         return f"Resolved ({request.decision.value})"
     if action == Action.ESCALATE:
         reason = _text(form, "reason").strip()
@@ -633,10 +629,9 @@ async def _bulk_confirmed(
         actor=principal.name,
         change_for=change_for,
         clock=services.clock,
+        bus=services.bus,
     )
     changed, failed = len(done.changed), len(done.not_changed)
-    if action is Action.RESOLVE and changed:
-        services.relay.wake()
     verb = "Resolved" if action is Action.RESOLVE else "Claimed"
     notice = f"{verb} {changed} exception(s)"
     if failed:

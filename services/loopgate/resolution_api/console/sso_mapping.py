@@ -27,6 +27,7 @@ from typing import Annotated, Any, Self
 
 from pydantic import Field, StringConstraints, field_validator, model_validator
 
+from loopgate.common.errors import LoopgateError
 from loopgate.common.strict_toml import Strict, load_strict_toml
 from loopgate.resolution_api.access.permissions import SCOPED_ROLES, Role
 from loopgate.resolution_api.access.tokens import CLIENT_ID, CLIENTS_MAX
@@ -35,7 +36,7 @@ ClaimName = Annotated[str, StringConstraints(min_length=1, max_length=128, patte
 ClaimValue = Annotated[str, StringConstraints(min_length=1, max_length=512)]
 
 
-class SsoMappingError(Exception):
+class SsoMappingError(LoopgateError):
     """The mapping file cannot be used; the message names the file and the key."""
 
 

@@ -2,8 +2,9 @@
 filters match, in one request, or only count them first (a dry run).
 
 The matches are worked in id order, a chunk per transaction (`BULK_CHUNK` rows: their rows locked,
-changed in memory, written with a few statements: the updates, their history rows and, for a
-resolution, their outcomes in the outbox), so 10,000 exceptions take a few seconds and the intake
+changed in memory and written with one statement, their events published on the message bus
+together, so handlers.py writes their history rows and, for a resolution, their outcomes in the
+outbox with one statement each), so 10,000 exceptions take a few seconds and the intake
 and the operators' own requests get their turns between chunks. Each exception changes as its
 single transition would change it (lifecycle.py's rules, a version bump, one history event, one
 outcome per resolution); one whose status no longer allows the action when its chunk reaches it
@@ -20,11 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from loopgate.common import metrics
 from loopgate.resolution_api.clock import Clock, utcnow
 from loopgate.resolution_api.db.engine import Database
 from loopgate.resolution_api.db.models import ExceptionRow
@@ -32,9 +29,9 @@ from loopgate.resolution_api.domain_errors import Conflict, DomainError, NotFoun
 from loopgate.resolution_api.exceptions import store
 from loopgate.resolution_api.exceptions.lifecycle import TRANSITIONS, Action, Status, next_status
 from loopgate.resolution_api.exceptions.store import ExceptionFilters
-from loopgate.resolution_api.exceptions.transitions import Change, ChangeFor, iso, outcome_of
-from loopgate.resolution_api.notifications import store as notifications
-from loopgate.resolution_api.outcomes import verdicts
+from loopgate.resolution_api.exceptions.transitions import Change, ChangeFor, event_of, iso
+from loopgate.resolution_api.handlers import default_bus
+from loopgate.resolution_api.messagebus import MessageBus, UnitOfWork
 
 BULK_CHUNK = 500
 
@@ -144,6 +141,7 @@ async def work(
     clock: Clock = utcnow,
     chunk: int = BULK_CHUNK,
     max_rows: int | None = None,
+    bus: MessageBus | None = None,
 ) -> BulkWork:
     """Apply the action to every matching exception, a chunk per transaction; at most `max_rows`
     of them (those beyond, matching meanwhile, are left for another request)."""
@@ -153,19 +151,18 @@ async def work(
     after_id: str | None = None
     while max_rows is None or matched < max_rows:
         limit = chunk if max_rows is None else min(chunk, max_rows - matched)
-        async with db.write() as session, session.begin():
+        async with (bus or default_bus()).unit_of_work(db) as uow:
             rows = await store.lock_matching(
-                session=session, filters=filters, statuses=statuses, after_id=after_id, limit=limit
+                session=uow.session, filters=filters, statuses=statuses, after_id=after_id, limit=limit
             )
             if not rows:
                 break
             now = clock()
-            applied = await _apply(session, rows, action=action, actor=actor, change_for=change_for, now=now)
+            applied = await _apply(uow, rows, action=action, actor=actor, change_for=change_for, now=now)
             after_id = rows[-1].id
         matched += len(rows)
         changed += len(applied)
         skipped += len(rows) - len(applied)
-        _count(action, applied, now)
         if len(rows) < limit:
             break
     return BulkWork(matched=matched, changed=changed, skipped=skipped)
@@ -180,6 +177,7 @@ async def work_set(
     change_for: ChangeFor,
     clock: Clock = utcnow,
     chunk: int = BULK_CHUNK,
+    bus: MessageBus | None = None,
 ) -> SetWork:
     """Apply the action to exactly the exceptions chosen (id -> the version the chooser saw, or
     None), a chunk per transaction, each checked as its single transition checks it: one changed
@@ -190,8 +188,8 @@ async def work_set(
     not_changed: list[NotChanged] = []
     for start in range(0, len(ids), chunk):
         wanted = ids[start : start + chunk]
-        async with db.write() as session, session.begin():
-            found = {row.id: row for row in await store.lock_exceptions(session=session, ids=wanted)}
+        async with (bus or default_bus()).unit_of_work(db) as uow:
+            found = {row.id: row for row in await store.lock_exceptions(session=uow.session, ids=wanted)}
             now = clock()
             eligible = []
             for exception_id in wanted:
@@ -216,14 +214,13 @@ async def work_set(
                         not_changed.append(NotChanged(exception_id, err))
                         continue
                     eligible.append(row)
-            applied = await _apply(session, eligible, action=action, actor=actor, change_for=change_for, now=now)
+            applied = await _apply(uow, eligible, action=action, actor=actor, change_for=change_for, now=now)
         changed += applied
-        _count(action, applied, now)
     return SetWork(changed=changed, not_changed=not_changed)
 
 
 async def _apply(
-    session: AsyncSession,
+    uow: UnitOfWork,
     rows: list[ExceptionRow],
     *,
     action: Action,
@@ -231,13 +228,10 @@ async def _apply(
     change_for: ChangeFor,
     now: dt.datetime,
 ) -> list[ExceptionRow]:
-    """Change the locked `rows` as their single transitions would, with a few statements for them
-    all: the updates, their history rows and, for a resolution, their outcomes and notification
-    events. The rows changed (those whose change_for returns None are left as they are)."""
+    """Change the locked `rows` as their single transitions would, written with one flush, and
+    publish their events (handlers.py writes what follows, a statement per handler for them all).
+    The rows changed (those whose change_for returns None are left as they are)."""
     _, target = TRANSITIONS[action]
-    history: list[dict[str, Any]] = []
-    outbox: list[dict[str, Any]] = []
-    resolved: list[dict[str, Any]] = []  # notification events: Alertmanager hears of it
     applied: list[ExceptionRow] = []
     for row in rows:
         change = change_for(row, now)
@@ -248,43 +242,6 @@ async def _apply(
             setattr(row, column, value)
         row.version += 1
         applied.append(row)
-        history.append(
-            {
-                "exception_id": row.id,
-                "at": now,
-                "actor": actor,
-                "action": action.value,
-                "from_status": from_status,
-                "to_status": target.value,
-                "fields": change.fields,
-            }
-        )
-        if action is Action.RESOLVE:
-            outcome = outcome_of(row)
-            key = f"resolved:{row.resolution_count}"  # as transitions.resolve records it
-            resolved.append({"exception_id": row.id, "event": "resolved", "key": key, "created_at": now})
-            outbox.append(
-                {
-                    "outcome_id": outcome.id,
-                    "exception_id": row.id,
-                    "payload": outcome.model_dump_json(),
-                    "created_at": now,
-                }
-            )
-    await session.flush()
-    await store.add_events(session=session, rows=history)
-    await store.add_outbox_rows(session=session, rows=outbox)
-    await notifications.record_events(session=session, rows=resolved)
+        uow.publish(event_of(action, row, at=now, actor=actor, from_status=from_status, fields=change.fields))
+    await uow.session.flush()
     return applied
-
-
-def _count(action: Action, applied: list[ExceptionRow], now: dt.datetime) -> None:
-    metrics.EXCEPTION_TRANSITIONS.labels(action.value).inc(len(applied))
-    if action is Action.RESOLVE:
-        for row in applied:
-            verdicts.count_resolution(
-                rule_id=row.rule_id,
-                decision=row.decision or "",
-                time_to_resolve_seconds=row.time_to_resolve_seconds or 0.0,
-            )
-            metrics.TIME_TO_RESOLVE.labels(row.severity).observe(row.time_to_resolve_seconds or 0.0)

@@ -1,27 +1,28 @@
 """Transitions of an exception's life (claim, unclaim, resolve, escalate, snooze, reopen, bulk-resolve,
 and the system's own wake and SLA escalation): each one transaction, one conditional UPDATE on the
-version read plus its history event, applying lifecycle.py's rules. Errors are domain errors."""
+version read, applying lifecycle.py's rules, publishing its domain event (events.py) on the message
+bus in the same transaction: handlers.py writes what follows (history, outbox, notifications,
+metrics). Errors are domain errors."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from loopgate.common import metrics, tracing
+from loopgate.resolution_api import events
 from loopgate.resolution_api.clock import Clock, utcnow
 from loopgate.resolution_api.db.engine import Database
 from loopgate.resolution_api.db.models import ExceptionRow
 from loopgate.resolution_api.domain_errors import Conflict, DomainError, NotAllowed, PreconditionFailed
 from loopgate.resolution_api.exceptions import reading, store
 from loopgate.resolution_api.exceptions.lifecycle import Action, Status, next_status, time_to_resolve_seconds
-from loopgate.resolution_api.notifications import store as notifications
-from loopgate.resolution_api.outcomes import training, verdicts
-from loopgate.resolution_api.trace_spans import resolution_span
+from loopgate.resolution_api.handlers import default_bus
+from loopgate.resolution_api.messagebus import MessageBus
+from loopgate.resolution_api.outcomes import training
 from loopgate_schemas.outcomes import Decision, FieldChange, Outcome, outcome_id_for
 
 
@@ -34,7 +35,33 @@ class Change:
 
 
 ChangeFor = Callable[[ExceptionRow, dt.datetime], Change | None]
-AfterChange = Callable[[AsyncSession, ExceptionRow, dt.datetime], Awaitable[None]]
+
+
+def event_of(
+    action: Action, row: ExceptionRow, *, at: dt.datetime, actor: str, from_status: str, fields: dict[str, Any]
+) -> events.Event:
+    """The event of `action` having changed `row` (as it is now, after the change)."""
+    common: dict[str, Any] = {
+        "exception_id": row.id,
+        "at": at,
+        "actor": actor,
+        "from_status": from_status,
+        "to_status": row.status,
+        "version": row.version,
+        "fields": fields,
+    }
+    if action is Action.RESOLVE:
+        return events.Resolved(
+            **common,
+            outcome=outcome_of(row),
+            resolution_count=row.resolution_count,
+            rule_id=row.rule_id,
+            severity=row.severity,
+            decision=row.decision or "",
+            time_to_resolve_seconds=row.time_to_resolve_seconds or 0.0,
+            exception_traceparent=row.traceparent,
+        )
+    return events.EVENT_OF[action](**common)
 
 
 async def transition(
@@ -45,14 +72,15 @@ async def transition(
     actor: str,
     change_for: ChangeFor,
     if_match: Collection[int] | None = None,
-    after: AfterChange | None = None,
     clock: Clock = utcnow,
+    bus: MessageBus | None = None,
 ) -> ExceptionRow:
     """Apply `action` if allowed from the current status: one conditional UPDATE on the version
-    read, plus its history event (and `after`, e.g. the outbox row) in the same transaction.
-    `change_for` returning None means nothing changes (the call is a no-op)."""
+    read, and its event published on `bus` (default: handlers.default_bus()) in the same
+    transaction. `change_for` returning None means nothing changes (the call is a no-op)."""
     stale_version = None
-    async with db.write() as session, session.begin():
+    async with (bus or default_bus()).unit_of_work(db) as uow:
+        session = uow.session
         row = await reading.get_or_raise(session=session, exception_id=exception_id)
         if if_match is not None and row.version not in if_match:
             raise PreconditionFailed(
@@ -69,24 +97,11 @@ async def transition(
         if await store.update_if_version(
             session=session, exception_id=exception_id, version=row.version, values=values
         ):
-            await store.add_event(
-                session=session,
-                exception_id=exception_id,
-                at=now,
-                actor=actor,
-                action=action.value,
-                from_status=current.value,
-                to_status=target.value,
-                fields=change.fields,
-                locked=True,  # the conditional UPDATE above holds it
-            )
-            await session.refresh(row)
-            if after is not None:
-                await after(session, row, now)
+            await session.refresh(row)  # the conditional UPDATE above holds its lock until commit
+            uow.publish(event_of(action, row, at=now, actor=actor, from_status=current.value, fields=change.fields))
         else:
             stale_version = row.version
     if stale_version is None:
-        metrics.EXCEPTION_TRANSITIONS.labels(action.value).inc()
         return row
     return await _explain_lost_race(db, exception_id, action, if_match)
 
@@ -117,6 +132,7 @@ async def claim(
     assignee: str,
     if_match: Collection[int] | None,
     clock: Clock = utcnow,
+    bus: MessageBus | None = None,
 ) -> ExceptionRow:
     def change_for(row: ExceptionRow, now: dt.datetime) -> Change | None:
         if row.status == Status.CLAIMED and row.assignee == assignee:
@@ -134,6 +150,7 @@ async def claim(
         change_for=change_for,
         if_match=if_match,
         clock=clock,
+        bus=bus,
     )
 
 
@@ -145,6 +162,7 @@ async def unclaim(
     may_unclaim_others: bool,
     if_match: Collection[int] | None,
     clock: Clock = utcnow,
+    bus: MessageBus | None = None,
 ) -> ExceptionRow:
     """Give a claimed exception back to the queue (open, no assignee): by its assignee, or by an
     admin (`may_unclaim_others`) when the assignee is away; anyone else is refused (403)."""
@@ -165,6 +183,7 @@ async def unclaim(
         change_for=change_for,
         if_match=if_match,
         clock=clock,
+        bus=bus,
     )
 
 
@@ -176,6 +195,7 @@ async def escalate(
     reason: str,
     if_match: Collection[int] | None,
     clock: Clock = utcnow,
+    bus: MessageBus | None = None,
 ) -> ExceptionRow:
     return await transition(
         db=db,
@@ -185,13 +205,7 @@ async def escalate(
         change_for=lambda row, now: Change(fields={"reason": reason}),
         if_match=if_match,
         clock=clock,
-        after=_notify_escalated,
-    )
-
-
-async def _notify_escalated(session: AsyncSession, row: ExceptionRow, now: dt.datetime) -> None:
-    await notifications.record_event(
-        session=session, exception_id=row.id, event="escalated", key=f"escalated:{row.version}", now=now
+        bus=bus,
     )
 
 
@@ -204,6 +218,7 @@ async def snooze(
     reason: str,
     if_match: Collection[int] | None,
     clock: Clock = utcnow,
+    bus: MessageBus | None = None,
 ) -> ExceptionRow:
     def change_for(row: ExceptionRow, now: dt.datetime) -> Change:
         return Change(
@@ -219,6 +234,7 @@ async def snooze(
         change_for=change_for,
         if_match=if_match,
         clock=clock,
+        bus=bus,
     )
 
 
@@ -230,6 +246,7 @@ async def reopen(
     reason: str,
     if_match: Collection[int] | None,
     clock: Clock = utcnow,
+    bus: MessageBus | None = None,
 ) -> ExceptionRow:
     def change_for(row: ExceptionRow, now: dt.datetime) -> Change:
         cleared = ("decision", "reason", "correction", "resolver", "resolved_at", "time_to_resolve_seconds")
@@ -247,6 +264,7 @@ async def reopen(
             change_for=change_for,
             if_match=if_match,
             clock=clock,
+            bus=bus,
         )
     except IntegrityError:
         raise Conflict(
@@ -273,22 +291,6 @@ def outcome_of(row: ExceptionRow) -> Outcome:
         time=row.resolved_at,
         subject=row.id,
         data=training.outcome_data_of(row),
-    )
-
-
-async def _write_outcome(session: AsyncSession, row: ExceptionRow, now: dt.datetime) -> None:
-    outcome = outcome_of(row)
-    await store.add_outbox(
-        session=session,
-        outcome_id=outcome.id,
-        exception_id=row.id,
-        payload=outcome.model_dump_json(),
-        now=now,
-        traceparent=resolution_span(row, outcome.id) if tracing.enabled() else None,
-    )
-    # An Alertmanager that was told of the exception hears it is resolved (notifications/relay.py).
-    await notifications.record_event(
-        session=session, exception_id=row.id, event="resolved", key=f"resolved:{row.resolution_count}", now=now
     )
 
 
@@ -322,10 +324,10 @@ async def resolve(
     resolution: ResolutionInput,
     if_match: Collection[int] | None,
     clock: Clock = utcnow,
+    bus: MessageBus | None = None,
 ) -> ExceptionRow:
-    """Record the final resolution and its outcome (outbox) in one transaction."""
-
-    row = await transition(
+    """Record the final resolution; its Resolved event puts its outcome in the outbox (handlers.py)."""
+    return await transition(
         db=db,
         exception_id=exception_id,
         action=Action.RESOLVE,
@@ -333,13 +335,8 @@ async def resolve(
         change_for=resolve_change(actor, resolution),
         if_match=if_match,
         clock=clock,
-        after=_write_outcome,
+        bus=bus,
     )
-    verdicts.count_resolution(
-        rule_id=row.rule_id, decision=row.decision or "", time_to_resolve_seconds=row.time_to_resolve_seconds or 0.0
-    )
-    metrics.TIME_TO_RESOLVE.labels(row.severity).observe(row.time_to_resolve_seconds or 0.0)
-    return row
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,6 +356,7 @@ async def bulk_resolve(
     resolution: ResolutionInput,
     clock: Clock = utcnow,
     versions: dict[str, int] | None = None,
+    bus: MessageBus | None = None,
 ) -> tuple[list[ExceptionRow], list[NotResolved]]:
     """Resolve each selected exception in its own transaction; report the ones that could not be.
     `versions`: the version each must still have (as its If-Match), per exception."""
@@ -377,6 +375,7 @@ async def bulk_resolve(
                     resolution=resolution,
                     if_match=frozenset({versions[exception_id]}) if versions and exception_id in versions else None,
                     clock=clock,
+                    bus=bus,
                 )
             )
         except DomainError as err:

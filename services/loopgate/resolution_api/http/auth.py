@@ -45,6 +45,7 @@ def require(permission: Permission) -> Any:
 CanCreate = Annotated[Principal, require(Permission.CREATE)]
 CanRead = Annotated[Principal, require(Permission.READ)]
 CanWork = Annotated[Principal, require(Permission.WORK)]
+CanBulkWork = Annotated[Principal, require(Permission.BULK_WORK)]
 CanReopen = Annotated[Principal, require(Permission.REOPEN)]
 CanManageTokens = Annotated[Principal, require(Permission.MANAGE_TOKENS)]
 CanSilence = Annotated[Principal, require(Permission.SILENCE)]

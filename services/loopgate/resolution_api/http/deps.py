@@ -17,6 +17,7 @@ from loopgate.resolution_api.clock import Clock
 from loopgate.resolution_api.console.sso import SingleSignOn
 from loopgate.resolution_api.db.engine import Database
 from loopgate.resolution_api.exceptions.intake import Intake
+from loopgate.resolution_api.messagebus import MessageBus
 from loopgate.resolution_api.notifications.relay import NotificationRelay
 from loopgate.resolution_api.outcomes.outbox import OutboxRelay
 from loopgate.resolution_api.schemas import unstorable_text
@@ -33,6 +34,7 @@ class Services:
     notifier: NotificationRelay
     tokens: Tokens
     clock: Clock  # the time every operation reads (create_app's `clock`)
+    bus: MessageBus  # every command publishes its events here (handlers.bootstrap)
     sso: SingleSignOn | None = None  # the console's single sign-on, when LOOPGATE_SSO_ISSUER is set
 
 

@@ -24,6 +24,7 @@ from typing import Annotated, Self
 
 from pydantic import Field, StringConstraints, model_validator
 
+from loopgate.common.errors import LoopgateError
 from loopgate.common.strict_toml import Strict, load_strict_toml
 from loopgate_schemas.exceptions import ExceptionRecord, Kind, Severity
 from loopgate_schemas.outcomes import DEFAULT_QUEUE
@@ -185,7 +186,7 @@ def route_of(table: RoutingTable, record: ExceptionRecord) -> str:
     return route(table, record).queue
 
 
-class RoutesError(Exception):
+class RoutesError(LoopgateError):
     """The routes file cannot be used; the message names the key."""
 
 

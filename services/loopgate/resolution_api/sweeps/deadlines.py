@@ -5,24 +5,26 @@ It costs what changed, not what exists (issue 23 item 6): each step reads only t
 deadline has passed, from a partial index holding the rows that deadline can still fall on
 (migration 0012), and only the columns it needs (never the event). A step with nothing due is one
 read; a step with work takes the due rows again locked, in a write transaction of up to
-`SWEEP_CHUNK` rows, and writes them with three statements whatever their number: their update, their
-history rows and (an SLA breach) their notification events. Each row changes as its single
-transition would (lifecycle.py's rules, a version bump, one history event)."""
+`SWEEP_CHUNK` rows, and writes them with three statements whatever their number: their update, and
+(from their events, published on the message bus together: handlers.py) their history rows and (an
+SLA breach) their notification events. Each row changes as its single transition would
+(lifecycle.py's rules, a version bump, one event)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
 
-from loopgate.common import metrics
 from loopgate.common.settings import Sla
+from loopgate.resolution_api import events
 from loopgate.resolution_api.clock import Clock, utcnow
 from loopgate.resolution_api.db.engine import Database
 from loopgate.resolution_api.exceptions import store
-from loopgate.resolution_api.exceptions.lifecycle import Action, Status, sla_breach
+from loopgate.resolution_api.exceptions.lifecycle import Status, sla_breach
 from loopgate.resolution_api.exceptions.store import Due
 from loopgate.resolution_api.exceptions.transitions import iso
-from loopgate.resolution_api.notifications import store as notifications
+from loopgate.resolution_api.handlers import default_bus
+from loopgate.resolution_api.messagebus import MessageBus
 from loopgate_schemas.exceptions import Severity
 
 SYSTEM = "system"
@@ -30,7 +32,9 @@ SLA_ACTOR = "system:sla"
 SWEEP_CHUNK = 1000
 
 
-async def wake_due_snoozes(*, db: Database, clock: Clock = utcnow, chunk: int = SWEEP_CHUNK) -> int:
+async def wake_due_snoozes(
+    *, db: Database, clock: Clock = utcnow, chunk: int = SWEEP_CHUNK, bus: MessageBus | None = None
+) -> int:
     """Snoozed exceptions whose time has come (by `clock`) are open again."""
     now = clock()
     woken = 0
@@ -38,22 +42,25 @@ async def wake_due_snoozes(*, db: Database, clock: Clock = utcnow, chunk: int = 
         async with db.read() as session, session.begin():
             if not await store.any_snoozes_due(session=session, now=now):
                 return woken
-        async with db.write() as session, session.begin():
-            due = await store.due_snoozes(session=session, now=now, limit=chunk, lock=True)
-            updates, history = [], []
+        async with (bus or default_bus()).unit_of_work(db) as uow:
+            due = await store.due_snoozes(session=uow.session, now=now, limit=chunk, lock=True)
+            updates = []
             for row in due:
                 updates.append(_values(row, Status.OPEN, now, snoozed_until=None, sla_breach=row.sla_breach))
-                history.append(_event(row, Action.WAKE, SYSTEM, Status.OPEN, now, {"until": iso(row.snoozed_until)}))
-            await store.write_due(session=session, rows=updates)
-            await store.add_events(session=session, rows=history)
+                uow.publish(events.Woken(**_changed(row, SYSTEM, Status.OPEN, now, {"until": iso(row.snoozed_until)})))
+            await store.write_due(session=uow.session, rows=updates)
         woken += len(due)
-        metrics.EXCEPTION_TRANSITIONS.labels(Action.WAKE.value).inc(len(due))
         if len(due) < chunk:
             return woken
 
 
 async def escalate_sla_breaches(
-    *, db: Database, slas: dict[Severity, Sla], clock: Clock = utcnow, chunk: int = SWEEP_CHUNK
+    *,
+    db: Database,
+    slas: dict[Severity, Sla],
+    clock: Clock = utcnow,
+    chunk: int = SWEEP_CHUNK,
+    bus: MessageBus | None = None,
 ) -> int:
     """Escalate every open, claimed or snoozed exception past an SLA it has not breached before
     (by `clock`); a breach ends any snooze."""
@@ -64,9 +71,11 @@ async def escalate_sla_breaches(
         async with db.read() as session, session.begin():
             if not await store.any_sla_breaches_due(session=session, deadlines=deadlines, now=now):
                 return escalated
-        async with db.write() as session, session.begin():
-            due = await store.due_sla_breaches(session=session, deadlines=deadlines, now=now, limit=chunk, lock=True)
-            updates, history, told, breached = [], [], [], []
+        async with (bus or default_bus()).unit_of_work(db) as uow:
+            due = await store.due_sla_breaches(
+                session=uow.session, deadlines=deadlines, now=now, limit=chunk, lock=True
+            )
+            updates, breached = [], 0
             for row in due:
                 policy = slas[Severity(row.severity)]
                 which = sla_breach(
@@ -81,17 +90,17 @@ async def escalate_sla_breaches(
                     "due_at": (row.first_seen + dt.timedelta(seconds=seconds)).isoformat(),
                     "snoozed_until": iso(row.snoozed_until),
                 }
-                history.append(_event(row, Action.SLA_BREACH, SLA_ACTOR, Status.ESCALATED, now, fields))
-                key = f"sla_breached:{which}:{row.resolution_count}"
-                told.append({"exception_id": row.id, "event": "sla_breached", "key": key, "created_at": now})
-                breached.append((row.severity, which))
-            await store.write_due(session=session, rows=updates)
-            await store.add_events(session=session, rows=history)
-            await notifications.record_events(session=session, rows=told)
-        for severity, which in breached:
-            metrics.SLA_BREACHES.labels(severity, which).inc()
-        metrics.EXCEPTION_TRANSITIONS.labels(Action.SLA_BREACH.value).inc(len(breached))
-        escalated += len(breached)
+                uow.publish(
+                    events.SlaBreached(
+                        **_changed(row, SLA_ACTOR, Status.ESCALATED, now, fields),
+                        sla=which,
+                        severity=row.severity,
+                        resolution_count=row.resolution_count,
+                    )
+                )
+                breached += 1
+            await store.write_due(session=uow.session, rows=updates)
+        escalated += breached
         if len(due) < chunk or not breached:
             return escalated
 
@@ -109,15 +118,14 @@ def _values(
     }
 
 
-def _event(
-    row: Due, action: Action, actor: str, to: Status, now: dt.datetime, fields: dict[str, Any]
-) -> dict[str, Any]:
+def _changed(row: Due, actor: str, to: Status, now: dt.datetime, fields: dict[str, Any]) -> dict[str, Any]:
+    """An event's common fields for a due row the sweeper changes to `to`."""
     return {
         "exception_id": row.id,
         "at": now,
         "actor": actor,
-        "action": action.value,
         "from_status": row.status,
         "to_status": to.value,
+        "version": row.version + 1,
         "fields": fields,
     }

@@ -12,6 +12,8 @@ from loopgate.resolution_api.background import BackgroundLoop
 from loopgate.resolution_api.clock import Clock, utcnow
 from loopgate.resolution_api.db.engine import Database
 from loopgate.resolution_api.exceptions.gauges import refresh_gauges
+from loopgate.resolution_api.handlers import default_bus
+from loopgate.resolution_api.messagebus import MessageBus
 from loopgate.resolution_api.notifications.config import NotificationsConfig
 from loopgate.resolution_api.notifications.escalation import escalate_levels
 from loopgate.resolution_api.silences import silencing
@@ -31,8 +33,10 @@ class Sweeper(BackgroundLoop):
         settings: Settings,
         clock: Clock = utcnow,
         notifications: NotificationsConfig | None = None,
+        bus: MessageBus | None = None,
     ) -> None:
         self._db = db
+        self._bus = bus or default_bus()
         self._notifications = notifications or NotificationsConfig()
         self._settings = settings
         self._clock = clock
@@ -52,8 +56,10 @@ class Sweeper(BackgroundLoop):
         woken = escalated = 0
         async with self._db.exclusive(SWEEP_LOCK) as ours:
             if ours:
-                woken = await wake_due_snoozes(db=self._db, clock=self._clock)
-                escalated = await escalate_sla_breaches(db=self._db, slas=self._settings.slas, clock=self._clock)
+                woken = await wake_due_snoozes(db=self._db, clock=self._clock, bus=self._bus)
+                escalated = await escalate_sla_breaches(
+                    db=self._db, slas=self._settings.slas, clock=self._clock, bus=self._bus
+                )
                 await silencing.apply_due(db=self._db, clock=self._clock)  # silences that started or ended
                 levels = await escalate_levels(db=self._db, config=self._notifications, clock=self._clock)
                 if levels:
