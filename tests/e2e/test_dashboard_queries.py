@@ -18,7 +18,7 @@ import yaml
 
 from loopgate_tools.processes import free_port
 from tests.e2e.test_loop import all_exceptions, caught_up, expected_pairs, publish_all
-from tests.fixtures.http_receiver import Receiver
+from tests.fixtures.receivers import Receivers
 from tests.fixtures.services import Stack, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
@@ -140,13 +140,13 @@ def test_every_panel_and_rule_query_is_valid_and_reads_metrics_that_exist(
 ) -> None:
     # Notifications to local receivers, one failing its first requests: sent, failed, pending and
     # backlog age all have series.
-    hook, flaky = Receiver().start(), Receiver(fail_first=2).start()
+    hook, flaky = Receivers().start(), Receivers(fail_first={"/api/v2/alerts": 2}).start()
     request.addfinalizer(hook.stop)
     request.addfinalizer(flaky.stop)
     notifications = tmp_path / "notifications.toml"
     notifications.write_text(
-        f'[receivers.hook]\nkind = "webhook"\nurl = "{hook.url}/hook"\n'
-        f'[receivers.am]\nkind = "alertmanager"\nurl = "{flaky.url}"\n'
+        f'[receivers.hook]\nkind = "webhook"\nurl = "{hook.base}/hook"\n'
+        f'[receivers.am]\nkind = "alertmanager"\nurl = "{flaky.base}"\n'
         '[queues.default]\nreceivers = ["hook", "am"]\nmin_severity = "critical"\n'
     )
     stack = stack_factory(

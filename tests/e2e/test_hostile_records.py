@@ -33,8 +33,8 @@ from hypothesis import strategies as st
 
 from loopgate.common.kafka import consumer_group_lag, read_topic
 from tests.fixtures.api import record
-from tests.fixtures.http_receiver import Receiver
 from tests.fixtures.kafka import produce
+from tests.fixtures.receivers import Receivers
 from tests.fixtures.services import Stack, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
@@ -203,7 +203,7 @@ def signed_in(stack: Stack) -> httpx.Client:
     return console
 
 
-def opened(receiver: Receiver) -> Counter[str]:
+def opened(receiver: Receivers) -> Counter[str]:
     """How many `opened` CloudEvents the webhook receiver accepted, per exception id."""
     return Counter(
         r.body["subject"]
@@ -227,12 +227,12 @@ def listed(http: httpx.Client, since: str) -> set[str]:
 def test_hostile_records_are_dead_lettered_naming_the_field_or_stored_and_usable_and_the_rest_goes_on(
     stack_factory: Callable[..., Stack], tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    receiver = Receiver().start()
+    receiver = Receivers().start()
     request.addfinalizer(receiver.stop)
     notifications = tmp_path / "notifications.toml"
     notifications.write_text(
-        f'[receivers.oncall]\nkind = "webhook"\nurl = "{receiver.url}/oncall"\n'
-        f'[receivers.slack]\nkind = "slack"\nurl = "{receiver.url}/slack"\n'
+        f'[receivers.oncall]\nkind = "webhook"\nurl = "{receiver.base}/oncall"\n'
+        f'[receivers.slack]\nkind = "slack"\nurl = "{receiver.base}/slack"\n'
         '[queues.default]\nreceivers = ["oncall", "slack"]\nmin_severity = "critical"\n'
     )
     stack = stack_factory(

@@ -23,7 +23,7 @@ from loopgate_tools.processes import free_port
 from loopgate_tools.simulator.generator import SimEvent, generate
 from loopgate_tools.simulator.publisher import publish
 from tests.e2e.test_loop import all_exceptions, caught_up
-from tests.fixtures.http_receiver import Receiver
+from tests.fixtures.receivers import Receivers
 from tests.fixtures.services import Stack, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
@@ -91,7 +91,7 @@ def critical_exceptions(stack: Stack) -> dict[str, dict[str, Any]]:
     return {e["id"]: e for e in all_exceptions(stack) if e["severity"] == "critical"}
 
 
-def told(receiver: Receiver) -> Counter[tuple[str, str]]:
+def told(receiver: Receivers) -> Counter[tuple[str, str]]:
     """(exception, event) of every notification the receiver accepted, counting repeats."""
     seen: Counter[tuple[str, str]] = Counter()
     for received in receiver.snapshot():
@@ -106,13 +106,13 @@ def told(receiver: Receiver) -> Counter[tuple[str, str]]:
 def test_a_critical_simulated_exception_reaches_every_receiver_exactly_once_through_restarts(
     stack_factory: Callable[..., Stack], alertmanager: Alertmanager, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    hook, am = Receiver().start(), Receiver().start()
+    hook, am = Receivers().start(), Receivers().start()
     request.addfinalizer(hook.stop)
     request.addfinalizer(am.stop)
     notifications = tmp_path / "notifications.toml"
     notifications.write_text(
-        f'[receivers.oncall]\nkind = "webhook"\nurl = "{hook.url}/oncall"\n'
-        f'[receivers.am-compatible]\nkind = "alertmanager"\nurl = "{am.url}"\n'
+        f'[receivers.oncall]\nkind = "webhook"\nurl = "{hook.base}/oncall"\n'
+        f'[receivers.am-compatible]\nkind = "alertmanager"\nurl = "{am.base}"\n'
         f'[receivers.alertmanager]\nkind = "alertmanager"\nurl = "{alertmanager.url}"\n'
         '[queues.default]\nreceivers = ["oncall", "am-compatible", "alertmanager"]\nmin_severity = "critical"\n'
     )

@@ -33,8 +33,8 @@ from loopgate_tools.simulator.publisher import publish
 from tests.e2e.operators import outcomes_of
 from tests.e2e.test_console_browser import browser, see, text_of, wait  # noqa: F401  (the browser fixture)
 from tests.e2e.test_loop import all_exceptions, caught_up
-from tests.fixtures.http_receiver import Receiver
 from tests.fixtures.keycloak import Keycloak
+from tests.fixtures.receivers import Receivers
 from tests.fixtures.services import Stack, wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -66,7 +66,7 @@ def claim_checks(stack: Stack) -> list[dict[str, Any]]:
     return [e for e in all_exceptions(stack) if e["rule_id"] == "claim_verification"]
 
 
-def told(receiver: Receiver) -> set[tuple[str, str]]:
+def told(receiver: Receivers) -> set[tuple[str, str]]:
     """(exception, CloudEvent type) of every notification the receiver accepted."""
     return {(r.body["subject"], r.body["type"]) for r in receiver.snapshot()}
 
@@ -87,13 +87,13 @@ def test_a_northwind_reviewer_signs_in_through_keycloak_and_corrects_only_northw
     tmp_path: Path,
     request: pytest.FixtureRequest,
 ) -> None:
-    northwind_chat, contoso_chat = Receiver().start(), Receiver().start()
+    northwind_chat, contoso_chat = Receivers().start(), Receivers().start()
     request.addfinalizer(northwind_chat.stop)
     request.addfinalizer(contoso_chat.stop)
     notifications = tmp_path / "notifications.toml"
     notifications.write_text(
-        f'[receivers.northwind-chat]\nkind = "webhook"\nurl = "{northwind_chat.url}/nw"\nclients = ["northwind"]\n'
-        f'[receivers.contoso-chat]\nkind = "webhook"\nurl = "{contoso_chat.url}/co"\nclients = ["contoso"]\n'
+        f'[receivers.northwind-chat]\nkind = "webhook"\nurl = "{northwind_chat.base}/nw"\nclients = ["northwind"]\n'
+        f'[receivers.contoso-chat]\nkind = "webhook"\nurl = "{contoso_chat.base}/co"\nclients = ["contoso"]\n'
         '[queues.reviewers-northwind]\nreceivers = ["northwind-chat", "contoso-chat"]\nmin_severity = "medium"\n'
         '[queues.reviewers-contoso]\nreceivers = ["contoso-chat"]\nmin_severity = "medium"\n'
     )

@@ -18,6 +18,7 @@ from loopgate.resolution_api.app import create_app
 from loopgate.resolution_api.exceptions import store
 from loopgate.resolution_api.http.deps import Services
 from loopgate_tools.processes import free_port
+from loopgate_tools.waiting import eventually_async
 from tests.fixtures.api import record
 
 
@@ -28,9 +29,12 @@ async def live(api_settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient,
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     task = asyncio.create_task(server.serve())
     try:
-        while not server.started:
+
+        def started() -> bool:
             assert not task.done(), "uvicorn exited during startup"
-            await asyncio.sleep(0.02)
+            return bool(server.started)
+
+        await eventually_async(started, timeout=30, interval=0.02, what="uvicorn", retrying=())
         services: Services = app.state.services
         headers = {}
         async with services.db.write() as session, session.begin():

@@ -122,9 +122,9 @@ async def test_a_wrong_password_certificate_or_host_is_a_failing_receiver_not_a_
     labels = {"receiver": "mail", "kind": "email", "reason": metric}
     failed_before = REGISTRY.get_sample_value("loopgate_notifications_failed_total", labels) or 0.0
     if case == "host":
-        from tests.fixtures.smtp import _free_port
+        from loopgate_tools.processes import free_port
 
-        toml = _mail_toml(smtp_server, tmp_path, password="right-password", port=_free_port())
+        toml = _mail_toml(smtp_server, tmp_path, password="right-password", port=free_port())
     else:
         toml = _mail_toml(smtp_server, tmp_path, password="wrong", ca=case != "certificate")
     settings = notify_settings(api_settings, tmp_path, toml)
