@@ -140,7 +140,11 @@ async def test_every_webhook_notification_is_a_cloudevent_the_javascript_sdk_rea
         got = await receivers.wait_for("/hook", 4)
 
     requests = [
-        {"name": r.headers["X-Loopgate-Notification-Id"], "headers": r.headers, "body": orjson.dumps(r.body).decode()}
+        {
+            "name": r.headers["X-Loopgate-Notification-Id"],
+            "headers": dict(r.headers),
+            "body": orjson.dumps(r.body).decode(),
+        }
         for r in got
     ]
     verdict = contract_tools.check({"http": requests})

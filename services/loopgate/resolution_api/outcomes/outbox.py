@@ -26,6 +26,7 @@ import contextlib
 import datetime as dt
 import logging
 import time
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import (
@@ -90,6 +91,9 @@ class OutboxRelay(BackgroundLoop):
         self._send_timeout = send_timeout
         self._wakeup = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
+        # An outcome the producer holds but did not confirm in time: awaited again by the next try
+        # rather than sent again, which would publish it twice once the broker answers.
+        self._in_flight: tuple[int, asyncio.Future[Any]] | None = None
         self._failures = 0  # consecutive failed passes: the wait between passes backs off
         self._failing: tuple[float, str] | None = None  # since when (monotonic) and why publishing fails
         self._published = 0  # in the current pass
@@ -198,38 +202,45 @@ class OutboxRelay(BackgroundLoop):
         """Publish one outcome; traced (tracing on), in a span whose traceparent is in its headers."""
         with publish_span(row.traceparent, row.exception_id, row.outcome_id) as span:
             if span is None:
-                return await self._send(row.exception_id, row.payload)
+                return await self._send(row.exception_id, row.payload, row_id=row.id)
             traceparent = tracing.format_traceparent(span)
             headers = OUTCOME_HEADERS + ([(tracing.TRACEPARENT, traceparent.encode())] if traceparent else [])
-            failure = await self._send(row.exception_id, row.payload, headers)
+            failure = await self._send(row.exception_id, row.payload, headers, row_id=row.id)
             if failure is not None:
                 span.set_status(Status(StatusCode.ERROR, failure.reason[:200]))
             return failure
 
     async def _send(
-        self, key: str, payload: str, headers: list[tuple[str, bytes]] = OUTCOME_HEADERS
+        self, key: str, payload: str, headers: list[tuple[str, bytes]] = OUTCOME_HEADERS, *, row_id: int | None = None
     ) -> PublishFailed | None:
-        """Publish one record; why not, when it could not be."""
+        """Publish one record; why not, when it could not be. A record the producer already holds
+        (an earlier try timed out waiting for the broker's answer) is awaited again, not sent again."""
         try:
-            value = payload.encode()
-            producer = await self._ready_producer()
+            delivery = self._pending_delivery(row_id)
+            if delivery is None:
+                producer = await self._ready_producer()
+                async with asyncio.timeout(self._send_timeout):
+                    delivery = await producer.send(
+                        self._topic, value=payload.encode(), key=key.encode(), headers=headers
+                    )
+                if row_id is not None:
+                    self._in_flight = (row_id, delivery)
             async with asyncio.timeout(self._send_timeout):
-                await producer.send_and_wait(self._topic, value=value, key=key.encode(), headers=headers)
+                await asyncio.shield(delivery)  # a timeout leaves the record with the producer
+            self._in_flight = None
+        except TimeoutError:
+            # The broker has not answered yet: keep the producer and what it holds (its idempotent
+            # retries cannot double a record; a new producer sending it again could).
+            metrics.OUTBOX_PUBLISH_FAILURES.inc()
+            return self._broker_failing("TimeoutError: the broker did not confirm in time")
         except PERMANENT_ERRORS as err:
+            self._in_flight = None
             metrics.OUTBOX_PUBLISH_FAILURES.inc()
             return PublishFailed(one_line(f"{type(err).__name__}: {err}"), kind=type(err).__name__, permanent=True)
         except Exception as err:  # the broker, not the outcome: the row stays pending, in order
             metrics.OUTBOX_PUBLISH_FAILURES.inc()
-            reason = one_line(f"{type(err).__name__}: {err}")
-            if self._failing is None:
-                log.warning(
-                    "cannot publish outcomes to %s (%s); retrying with backoff until it works", self._topic, reason
-                )
-            self._failing = (self._failing[0] if self._failing else time.monotonic(), reason)
-            metrics.OUTBOX_BROKER_UP.set(0)
-            self._failures = min(self._failures + 1, 10)
             await self._close_producer(self._send_timeout)
-            return PublishFailed(reason, kind=type(err).__name__, permanent=False)
+            return self._broker_failing(one_line(f"{type(err).__name__}: {err}"), kind=type(err).__name__)
         if self._failing is not None:
             log.warning(
                 "publishing outcomes to %s again after %.0f s of failures",
@@ -240,6 +251,25 @@ class OutboxRelay(BackgroundLoop):
         self._failures = 0
         metrics.OUTBOX_BROKER_UP.set(1)
         return None
+
+    def _pending_delivery(self, row_id: int | None) -> asyncio.Future[Any] | None:
+        """The producer's delivery of this row from an earlier try, unless it failed (then send anew)."""
+        if self._in_flight is None or row_id is None or self._in_flight[0] != row_id:
+            self._in_flight = None
+            return None
+        delivery = self._in_flight[1]
+        if delivery.done() and (delivery.cancelled() or delivery.exception() is not None):
+            self._in_flight = None
+            return None
+        return delivery
+
+    def _broker_failing(self, reason: str, kind: str = "TimeoutError") -> PublishFailed:
+        if self._failing is None:
+            log.warning("cannot publish outcomes to %s (%s); retrying with backoff until it works", self._topic, reason)
+        self._failing = (self._failing[0] if self._failing else time.monotonic(), reason)
+        metrics.OUTBOX_BROKER_UP.set(0)
+        self._failures = min(self._failures + 1, 10)
+        return PublishFailed(reason, kind=kind, permanent=False)
 
     async def _ready_producer(self) -> AIOKafkaProducer:
         if self._producer is None:
@@ -258,6 +288,7 @@ class OutboxRelay(BackgroundLoop):
 
     async def _close_producer(self, within: float) -> None:
         producer, self._producer = self._producer, None
+        self._in_flight = None  # what it held is lost with it: those rows are sent anew
         if producer is not None:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(within):
