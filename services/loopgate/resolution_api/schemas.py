@@ -255,6 +255,14 @@ class ExceptionRead(BaseModel):
         description="The id of the active silence holding it out of the on-call queue and out of notifications; "
         "null when none does",
     )
+    release_deadline: AwareDatetime | None = Field(
+        default=None,
+        description="Approval items (kind approval): the last moment the release decision is useful (the post's "
+        "scheduled time minus the review policy's margin); null otherwise",
+    )
+    deadline_escalated_at: AwareDatetime | None = Field(
+        default=None, description="Approval items: when the sweeper escalated it for its deadline coming near"
+    )
     resolution: Resolution | None = Field(description="The current final resolution; null until resolved")
     resolution_count: int
     version: int = Field(description="Bumped by every state change; also the ETag")

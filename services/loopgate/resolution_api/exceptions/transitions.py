@@ -13,10 +13,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from loopgate.common import metrics, tracing
+from loopgate.resolution_api.approvals.release import release_problem
 from loopgate.resolution_api.clock import Clock, utcnow
 from loopgate.resolution_api.db.engine import Database
 from loopgate.resolution_api.db.models import ExceptionRow
-from loopgate.resolution_api.domain_errors import Conflict, DomainError, NotAllowed, PreconditionFailed
+from loopgate.resolution_api.domain_errors import (
+    Conflict,
+    DomainError,
+    InvalidRequest,
+    NotAllowed,
+    PreconditionFailed,
+)
 from loopgate.resolution_api.exceptions import reading, store
 from loopgate.resolution_api.exceptions.lifecycle import Action, Status, next_status, time_to_resolve_seconds
 from loopgate.resolution_api.notifications import store as notifications
@@ -297,6 +304,9 @@ def resolve_change(actor: str, resolution: ResolutionInput) -> ChangeFor:
     correction = {k: v.model_dump(mode="json") for k, v in resolution.correction.items()}
 
     def change_for(row: ExceptionRow, now: dt.datetime) -> Change:
+        problem = release_problem(row.kind, resolution.decision)
+        if problem is not None:
+            raise InvalidRequest(f"exception {row.id!r}: {problem}")
         return Change(
             values={
                 "decision": resolution.decision.value,
