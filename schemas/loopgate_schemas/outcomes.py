@@ -134,7 +134,7 @@ class OutcomeData(BaseModel):
     )
     deadline: AwareDatetime | None = Field(
         default=None,
-        description="v2, approval items: the release deadline the item carried (the event's scheduled time minus the "
+        description="v2. Approval items: the release deadline the item carried (the event's scheduled time minus the "
         "review policy's margin); null when it had none and on every other kind.",
     )
 
