@@ -41,6 +41,8 @@ RULE_IDS = frozenset(
     }
 )
 
+APPROVAL_RULE_ID = "approval_gate"  # the rule of approval items (kind approval, contract v2)
+
 # --- identifiers (README "Identifiers") ------------------------------------------------------
 # Keys (exception_id, rule_id) are ASCII, safe as they are in a URL path segment (never "." nor
 # ".."), a log line, a metric label and Slack markup: a letter or digit, then letters, digits and

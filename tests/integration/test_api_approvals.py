@@ -5,6 +5,7 @@ sweeper escalates, once, the ones about to miss it (injected clock). Both backen
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
+from loopgate.common.kafka import read_topic
 from loopgate.common.settings import Settings
 from loopgate.resolution_api.approvals.deadlines import DEADLINE_ACTOR, escalate_near_deadlines
 from loopgate.resolution_api.exceptions import store
@@ -214,3 +216,68 @@ async def test_the_sweeper_escalates_once_the_items_about_to_miss_their_deadline
     clock.advance(3 * 3600)  # past `far`'s deadline too
     assert await escalate_near_deadlines(db=db, before=before, clock=clock) == 1  # `far` only
     assert (await read(near))["status"] == "claimed"
+
+
+@pytest.mark.kafka
+async def test_release_decisions_reach_exception_outcomes_on_the_real_broker(
+    api_factory: ApiFactory, kafka_settings: Settings, database_url: str
+) -> None:
+    settings = kafka_settings.model_copy(update={"database_url": database_url, "outbox_interval_seconds": 0.2})
+    deadline = dt.datetime.now(dt.UTC) + dt.timedelta(hours=3)
+    decisions = {
+        "publish": {"decision": "publish", "reason": ""},
+        "publish_corrected": {
+            "decision": "publish_corrected",
+            "reason": "claim softened",
+            "correction": {"data.caption": {"before": "Best parka ever", "after": "Our lightest parka"}},
+        },
+        "withhold": {"decision": "withhold", "reason": "off-brand"},
+    }
+    ids: dict[str, str] = {}
+    async with api_factory(settings) as api:
+        for name, body in decisions.items():
+            item = await api.create(**approval(deadline))
+            assert (await api.act(item["id"], "resolve", body)).status_code == 200
+            ids[name] = item["id"]
+        for exception_id in ids.values():
+            for _ in range(400):
+                async with api.services.db.read() as session:
+                    rows = await store.outbox_for(session=session, exception_id=exception_id)
+                if rows and all(r.sent_at is not None for r in rows):
+                    break
+                await asyncio.sleep(0.05)
+
+    records = await read_topic(kafka_settings.kafka_bootstrap, kafka_settings.outcomes_topic)
+    outcomes = {m.key.decode(): Outcome.model_validate(orjson.loads(m.value)) for m in records if m.key and m.value}
+    assert set(outcomes) == set(ids.values())
+    assert len(records) == 3
+    for name, exception_id in ids.items():
+        data = outcomes[exception_id].data
+        assert (data.decision, data.kind, data.rule_id) == (name, "approval", "approval_gate")
+        assert data.resolver == "operator-tester"
+        assert data.deadline == deadline
+        assert data.time_to_resolve_seconds >= 0
+    corrected = outcomes[ids["publish_corrected"]].data.model_dump(mode="json")["correction"]
+    assert corrected == {"data.caption": {"before": "Best parka ever", "after": "Our lightest parka"}}
+    assert outcomes[ids["withhold"]].data.reason == "off-brand"
+
+
+async def test_verdict_statistics_count_the_release_decisions_of_approval_items(api: Api) -> None:
+    for body in ({"decision": "publish"}, {"decision": "publish"}, {"decision": "withhold", "reason": "no"}):
+        item = await api.create(**approval(None))
+        assert (await api.act(item["id"], "resolve", {"reason": "", **body})).status_code == 200
+    exc = await api.create()
+    await api.act(exc["id"], "resolve", {"decision": "confirmed", "reason": ""})
+
+    stats = (await api.http.get("/v1/stats/verdicts", headers=api.auth("operator"))).json()["groups"]
+    by_rule = {g["rule_id"]: g for g in stats}
+    assert by_rule["approval_gate"]["counts"] == {"publish": 2, "publish_corrected": 0, "withhold": 1}
+    assert (by_rule["approval_gate"]["resolved"], by_rule["approval_gate"]["judged"]) == (3, 0)
+    assert by_rule["approval_gate"]["precision"] is None
+    assert set(by_rule["bid_over_cap"]["counts"]) == {
+        "confirmed",
+        "false_positive",
+        "corrected",
+        "escalated",
+        "dismissed",
+    }

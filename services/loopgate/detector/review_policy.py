@@ -35,9 +35,9 @@ from loopgate.detector.review_config import (
 )
 from loopgate.detector.rules.base import Firing
 from loopgate_schemas.events import CloudEvent
-from loopgate_schemas.exceptions import Kind, Severity
+from loopgate_schemas.exceptions import APPROVAL_RULE_ID, Kind, Severity
 
-APPROVAL_RULE = "approval_gate"
+APPROVAL_RULE = APPROVAL_RULE_ID
 SCHEDULED_FIELD = "scheduled_at"  # the event's data field holding the post's scheduled publish time
 
 

@@ -6,10 +6,16 @@ from __future__ import annotations
 
 from typing import Final
 
-from loopgate_schemas.exceptions import Kind
+from loopgate_schemas.exceptions import APPROVAL_RULE_ID, Kind
 from loopgate_schemas.outcomes import Decision
 
-RELEASE_DECISIONS: Final = frozenset({Decision.PUBLISH, Decision.PUBLISH_CORRECTED, Decision.WITHHOLD})
+RELEASE_DECISIONS: Final = (Decision.PUBLISH, Decision.PUBLISH_CORRECTED, Decision.WITHHOLD)
+VERDICTS: Final = tuple(d for d in Decision if d not in RELEASE_DECISIONS)
+
+
+def decisions_of(rule_id: str) -> tuple[Decision, ...]:
+    """The decisions a rule's exceptions are resolved with (verdict statistics count these, zeros too)."""
+    return RELEASE_DECISIONS if rule_id == APPROVAL_RULE_ID else VERDICTS
 
 
 def release_problem(kind: str, decision: Decision) -> str | None:
