@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
+from loopgate.common.settings import Settings
 from loopgate.detector.config import ConfigError, DetectionConfig, load_detection_config
 from loopgate.detector.processing import Detector
 from loopgate.detector.review_config import ApproveAll, ExceptionsOnly, Sample
@@ -213,3 +215,10 @@ def test_the_deadline_is_the_scheduled_time_minus_the_margin() -> None:
     assert scheduled_time({"data": "not an object"}) == (None, None)
     early, _ = scheduled_time({"data": {"scheduled_at": "0001-01-01T00:10:00+00:00"}})
     assert release_deadline(early, policy) is None  # would fall before year 1
+
+
+@pytest.mark.parametrize("seconds", [-1, "soon", float("nan")])
+def test_a_bad_escalation_lead_refuses_to_start_naming_the_setting(seconds: Any) -> None:
+    with pytest.raises(ValidationError) as refused:
+        Settings(approval_escalate_before_seconds=seconds)
+    assert "approval_escalate_before_seconds" in str(refused.value)
