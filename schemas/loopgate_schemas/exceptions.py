@@ -37,8 +37,11 @@ RULE_IDS = frozenset(
         "claim_verification",
         "schema_violation",
         "audit_sample",
+        "approval_gate",
     }
 )
+
+APPROVAL_RULE_ID = "approval_gate"  # the rule of approval items (kind approval, contract v2)
 
 # --- identifiers (README "Identifiers") ------------------------------------------------------
 # Keys (exception_id, rule_id) are ASCII, safe as they are in a URL path segment (never "." nor
@@ -86,13 +89,15 @@ TextId = Annotated[str, AfterValidator(_text_id), Field(json_schema_extra={"patt
 
 
 class Kind(StrEnum):
-    """What sort of exception: a threshold breach, an anomaly, an audit sample, a data-quality problem or a policy."""
+    """What sort of exception: a threshold breach, an anomaly, an audit sample, a data-quality problem, a policy, or
+    (contract v2, additive) an approval: an output held for a person's release decision."""
 
     THRESHOLD_BREACH = "threshold_breach"
     ANOMALY = "anomaly"
     AUDIT_SAMPLE = "audit_sample"
     DATA_QUALITY = "data_quality"
     POLICY = "policy"
+    APPROVAL = "approval"
 
 
 class Severity(StrEnum):
@@ -207,7 +212,10 @@ class ExceptionRecord(BaseModel):
         "error kind. 1 to 512 characters, none of them a control character, a line separator or an invisible "
         "formatting character.",
     )
-    kind: Kind = Field(description="threshold_breach, anomaly, audit_sample, data_quality or policy.")
+    kind: Kind = Field(
+        description="threshold_breach, anomaly, audit_sample, data_quality or policy; contract v2 adds approval (an "
+        "output held by a review policy until a person decides publish, publish_corrected or withhold)."
+    )
     rule_id: Key = Field(
         min_length=1,
         max_length=64,
@@ -286,4 +294,10 @@ class ExceptionRecord(BaseModel):
         description="Contract v2: the JSON paths inside `event` whose long strings were cut to keep the record under "
         "512 KiB; null when nothing was cut. A record is never dropped for its size: the full event stays reachable "
         "through event_ref.",
+    )
+    deadline: AwareDatetime | None = Field(
+        default=None,
+        description="Contract v2, approval items: the last moment the release decision is useful, the event's "
+        "data.scheduled_at minus the review policy's margin; null when the event has no (readable) scheduled time "
+        "and on every other kind.",
     )

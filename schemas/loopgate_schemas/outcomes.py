@@ -18,13 +18,18 @@ DEFAULT_QUEUE: Final = "default"
 
 
 class Decision(StrEnum):
-    """The human's verdict on an exception."""
+    """The human's verdict on an exception; contract v2 adds the release decisions of an approval item
+    (publish as is, publish the corrected version, withhold)."""
 
     CONFIRMED = "confirmed"
     FALSE_POSITIVE = "false_positive"
     CORRECTED = "corrected"
     ESCALATED = "escalated"
     DISMISSED = "dismissed"
+    # Contract v2, approval items only (kind `approval`): what the content pipeline does with the held output.
+    PUBLISH = "publish"
+    PUBLISH_CORRECTED = "publish_corrected"
+    WITHHOLD = "withhold"
 
 
 class FieldChange(BaseModel):
@@ -53,7 +58,9 @@ class OutcomeData(BaseModel):
     rule_id: str = Field(description="The rule that fired (e.g. bid_over_cap).")
     source: str = Field(description="The topic of the triggering message (e.g. bid-management.events).")
     decision: Decision = Field(
-        description="The human's verdict: confirmed, false_positive, corrected, escalated or dismissed."
+        description="The human's verdict: confirmed, false_positive, corrected, escalated or dismissed; on an approval "
+        "item (kind approval, contract v2) the release decision: publish (as is), publish_corrected (the correction "
+        "says what to change, field by field) or withhold (never publish)."
     )
     resolver: str = Field(description="Who resolved it (the operator's or service's name).")
     reason: str = Field(description="Free text: why.")
@@ -124,6 +131,11 @@ class OutcomeData(BaseModel):
         default=None,
         description="v2. The queue (team) the exception was routed to when it was created (the resolution API's "
         "routes file).",
+    )
+    deadline: AwareDatetime | None = Field(
+        default=None,
+        description="v2. Approval items: the release deadline the item carried (the event's scheduled time minus the "
+        "review policy's margin); null when it had none and on every other kind.",
     )
 
 

@@ -117,6 +117,7 @@ async def test_a_decided_exception_exports_as_one_complete_training_record(api: 
         "model_confidence": 0.42,
         "detected_at": "2026-11-20T00:00:00Z",
         "queue": "default",
+        "deadline": None,
         "platform": "x",
         "model_output": {"caption": "Buy now", "model": "copywriter-v3", "model_confidence": 0.42},
         "event": event,

@@ -218,6 +218,7 @@ async def test_the_published_outcome_is_a_complete_training_example(
         "model_confidence": 0.42,
         "detected_at": "2026-11-24T09:16:41Z",
         "queue": "default",
+        "deadline": None,
     }
 
 

@@ -169,7 +169,7 @@ def documented_fields(heading: str, first_column: str) -> dict[str, str]:
 def test_every_exception_record_field_is_in_the_model_and_the_json_schema_and_back() -> None:
     documented = documented_fields("Exception record (value on `exceptions`)", "field")
     assert set(documented) == fields(ExceptionRecord) == set(schema("exception-record.json")["properties"])
-    assert {f for f, version in documented.items() if version == "2"} == {"impact", "trimmed"}
+    assert {f for f, version in documented.items() if version == "2"} == {"impact", "trimmed", "deadline"}
 
 
 def test_every_outcome_attribute_and_data_field_is_in_the_model_and_the_json_schema_and_back() -> None:

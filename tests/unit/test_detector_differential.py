@@ -40,8 +40,9 @@ from loopgate_tools.simulator.generator import (
 )
 from loopgate_tools.simulator.malformed import malformed
 from tests.fixtures.tables import ChangelogTable
+from tests.unit.review_policies import with_review_policies
 
-CONFIG = load_detection_config()
+CONFIG = with_review_policies(load_detection_config())  # approval items and exceptions_only clients too
 MAX_EVENT_BYTES: int = Settings.model_fields["max_event_bytes"].default  # the worker's default limit
 NOW = datetime(2026, 11, 24, 9, 16, 41, 123456, tzinfo=UTC)
 EVENTS = 100_000

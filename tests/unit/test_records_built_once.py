@@ -24,9 +24,11 @@ from loopgate_schemas.events import CloudEvent, EventRejected
 from loopgate_schemas.exceptions import EventRef, ExceptionRecord, Kind, exception_id_for, fingerprint_for
 from loopgate_tools.simulator.generator import generate
 from loopgate_tools.simulator.malformed import malformed
+from tests.unit.review_policies import with_review_policies
 from tests.unit.test_validation_properties import MAX_BYTES, VALID, messages, upstream_topics
 
-CONFIG = load_detection_config()
+# With review policies, so that approval items are among the records (approval_gate is a rule too).
+CONFIG = with_review_policies(load_detection_config())
 NOW = datetime(2026, 11, 24, 9, 16, 41, 123456, tzinfo=UTC)
 
 # --- the old path, kept as the reference ---------------------------------------------------------
@@ -45,7 +47,7 @@ class OldDetector(Detector):
         ref: EventRef,
         detected_at: datetime,
     ) -> ExceptionRecord:
-        group_subject = f"{f.subject}:{event.id}" if f.kind is Kind.AUDIT_SAMPLE else f.subject
+        group_subject = f"{f.subject}:{event.id}" if f.kind in (Kind.AUDIT_SAMPLE, Kind.APPROVAL) else f.subject
         return ExceptionRecord(
             **fit_fields(
                 dict(
@@ -68,6 +70,7 @@ class OldDetector(Detector):
                     event_ref=EventRef(topic=ref.topic, partition=ref.partition, offset=ref.offset),
                     detected_at=detected_at,
                     trimmed=trimmed or None,
+                    deadline=f.deadline,
                 )
             )
         )

@@ -17,6 +17,9 @@ DECISION_MEANINGS: dict[Decision, str] = {
     Decision.DISMISSED: "not worth acting on: duplicate, test traffic, handled elsewhere (needs a reason)",
     Decision.ESCALATED: "handed to someone outside Loopgate: resolves it for good (to keep it open and ask "
     "for help, use the escalate action instead)",
+    Decision.PUBLISH: "approval items: release the output as it is",
+    Decision.PUBLISH_CORRECTED: "approval items: release your corrected version (say what changed, field by field)",
+    Decision.WITHHOLD: "approval items: never release it",
 }
 
 ESCALATE_ACTION_HELP = (

@@ -264,6 +264,12 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(
         default=5.0, gt=0, description="How often snoozes that ran out are woken and SLAs are checked."
     )
+    approval_escalate_before_seconds: float = Field(
+        default=900.0,
+        ge=0,
+        description="An approval item still undecided this many seconds before its release deadline is escalated "
+        "(once) by the sweeper, so a person decides before the post's scheduled time.",
+    )
     token_cache_seconds: float = Field(
         default=5.0,
         ge=0,

@@ -15,6 +15,7 @@ from pydantic import ConfigDict, Field, StrictBool, ValidationError, model_valid
 
 from loopgate.common.errors import LoopgateError
 from loopgate.common.strict_toml import Strict
+from loopgate.detector.review_config import ReviewConfig
 from loopgate_schemas import topics
 from loopgate_schemas.exceptions import Severity
 
@@ -108,6 +109,7 @@ class DetectionConfig(Strict):
     allowed_domains: dict[str, list[str]] = Field(default_factory=dict)
     clients: dict[str, ThresholdOverrides] = Field(default_factory=dict)
     platforms: dict[str, ThresholdOverrides] = Field(default_factory=dict)
+    review: ReviewConfig = ReviewConfig()  # review_config.py: how much a person sees, per source and client
 
     def severity_of(self, rule_id: str) -> Severity:
         return self.severity.get(rule_id, Severity.MEDIUM)

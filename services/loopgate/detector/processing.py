@@ -22,6 +22,8 @@ from pydantic_core import to_jsonable_python
 from loopgate.detector.anomaly import EMPTY, Baseline, expected_of, is_finite_state
 from loopgate.detector.budget import fit_event, fit_fields
 from loopgate.detector.config import DetectionConfig
+from loopgate.detector.review_config import Policy
+from loopgate.detector.review_policy import approval_firing, audit_rate, audits, hold_for, holds, is_held_policy
 from loopgate.detector.rules import THRESHOLD_RULES, Firing, evaluate_threshold_rules
 from loopgate.detector.rules.anomalies import check_bid_anomaly, check_delivery_anomaly
 from loopgate.detector.sampling import AdaptiveRates, sample_for_audit
@@ -286,19 +288,23 @@ class Detector:
 
         sampling = self.config.sampling
         confidence = event.data.model_confidence if isinstance(event, (BidAdjusted, ContentGenerated)) else None
-        base_rate = self._base_rates[source]
-        if self._rates is not None:
-            model = event.data.model if isinstance(event, ContentGenerated) else None
-            base_rate = self._rates().base_rate(source, model, base_rate)
-        sampled = sample_for_audit(
-            event.id,
-            confidence,
-            base_rate,
-            low_confidence=sampling.low_confidence,
-            boost=sampling.boost,
-        )
+        policy = self.config.review.policy_for(source, event.data.client_id)
+        sampled = False
+        if audits(policy):
+            base_rate = audit_rate(policy, self._base_rates[source])
+            if self._rates is not None:
+                model = event.data.model if isinstance(event, ContentGenerated) else None
+                base_rate = self._rates().base_rate(source, model, base_rate)
+            sampled = sample_for_audit(
+                event.id,
+                confidence,
+                base_rate,
+                low_confidence=sampling.low_confidence,
+                boost=sampling.boost,
+            )
         if sampled:
             firings.append(self._audit_firing(event, confidence))
+        self._hold(policy, event, value, confidence, firings)
         if not firings:
             return outcome
         raw, trimmed = fit_event(_raw_event(value, event))  # once per message, shared by its records
@@ -368,7 +374,7 @@ class Detector:
                 found.append(firing)
         stages.lap("baselines")
 
-        sampling, base_rates = self.config.sampling, self._base_rates
+        sampling, base_rates, review = self.config.sampling, self._base_rates, self.config.review
         rates = self._rates() if self._rates is not None else None  # one answer for the batch
         sampled_at: list[bool] = [False] * len(outcomes)
         for i, outcome in enumerate(outcomes):
@@ -378,15 +384,18 @@ class Detector:
             source = batch[i][0]
             try:
                 confidence = event.data.model_confidence if isinstance(event, (BidAdjusted, ContentGenerated)) else None
-                base_rate = base_rates[source]
-                if rates is not None:
-                    model = event.data.model if isinstance(event, ContentGenerated) else None
-                    base_rate = rates.base_rate(source, model, base_rate)
-                if sample_for_audit(
-                    event.id, confidence, base_rate, low_confidence=sampling.low_confidence, boost=sampling.boost
-                ):
-                    found.append(self._audit_firing(event, confidence))
-                    sampled_at[i] = True
+                policy = review.policy_for(source, event.data.client_id) if review.root else None
+                if audits(policy):
+                    base_rate = audit_rate(policy, base_rates[source])
+                    if rates is not None:
+                        model = event.data.model if isinstance(event, ContentGenerated) else None
+                        base_rate = rates.base_rate(source, model, base_rate)
+                    if sample_for_audit(
+                        event.id, confidence, base_rate, low_confidence=sampling.low_confidence, boost=sampling.boost
+                    ):
+                        found.append(self._audit_firing(event, confidence))
+                        sampled_at[i] = True
+                self._hold(policy, event, batch[i][1].value or b"", confidence, found)
             except Exception as err:
                 _fail(outcome, err)
                 firings[i] = None
@@ -477,6 +486,13 @@ class Detector:
 
     # --- records ---------------------------------------------------------------------------
 
+    def _hold(
+        self, policy: Policy | None, event: CloudEvent, value: bytes, confidence: float | None, firings: list[Firing]
+    ) -> None:
+        """An approval item beside the firings when the client's review policy holds the event."""
+        if is_held_policy(policy) and holds(policy, confidence, firings, self.config.severity_of):
+            firings.append(approval_firing(event, hold_for(policy, _raw_event(value, event)), firings))
+
     def _audit_firing(self, event: CloudEvent, confidence: float | None) -> Firing:
         conf = f", model confidence {confidence:.2f}" if confidence is not None else ""
         client = event.data.client_id
@@ -499,7 +515,8 @@ class Detector:
         detected_at: datetime,
     ) -> ExceptionRecord:
         # Audit samples are never grouped: each sampled event is its own review item.
-        group_subject = f"{f.subject}:{event.id}" if f.kind is Kind.AUDIT_SAMPLE else f.subject
+        # Nor are approval items: each held event is its own release decision.
+        group_subject = f"{f.subject}:{event.id}" if f.kind in (Kind.AUDIT_SAMPLE, Kind.APPROVAL) else f.subject
         return build_record(
             fit_fields(
                 dict(
@@ -522,6 +539,7 @@ class Detector:
                     event_ref=ref,
                     detected_at=detected_at,
                     trimmed=trimmed or None,
+                    deadline=f.deadline,
                 )
             )
         )

@@ -24,7 +24,17 @@ from loopgate.common.settings import Settings, get_settings
 from loopgate.resolution_api import handlers
 from loopgate.resolution_api.access.scoping import ScopeMiddleware
 from loopgate.resolution_api.access.tokens import TokenCache, Tokens
-from loopgate.resolution_api.api import exceptions, export, health, reviews, silences, stats, tokens, undelivered
+from loopgate.resolution_api.api import (
+    approvals,
+    exceptions,
+    export,
+    health,
+    reviews,
+    silences,
+    stats,
+    tokens,
+    undelivered,
+)
 from loopgate.resolution_api.background import BackgroundLoop
 from loopgate.resolution_api.clock import Clock, Monotonic, utcnow
 from loopgate.resolution_api.console.routes import install as install_console
@@ -203,6 +213,7 @@ def create_app(
     app.include_router(export.router)
     app.include_router(silences.router)
     app.include_router(undelivered.router)
+    app.include_router(approvals.router)
     install_console(app)  # the operators' web console under /console
     install_sso(app)  # and its single sign-on under /console/sso
     return app

@@ -256,6 +256,14 @@ class ExceptionRead(BaseModel):
         description="The id of the active silence holding it out of the on-call queue and out of notifications; "
         "null when none does",
     )
+    release_deadline: AwareDatetime | None = Field(
+        default=None,
+        description="Approval items (kind approval): the last moment the release decision is useful (the post's "
+        "scheduled time minus the review policy's margin); null otherwise",
+    )
+    deadline_escalated_at: AwareDatetime | None = Field(
+        default=None, description="Approval items: when the sweeper escalated it for its deadline coming near"
+    )
     resolution: Resolution | None = Field(
         description="The current final resolution; null until resolved, and while its blind second review is "
         "pending for anyone but its resolver"

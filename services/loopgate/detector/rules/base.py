@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from loopgate_schemas.exceptions import Impact, Kind
@@ -23,6 +24,7 @@ class Firing:
     score: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     impact: Impact | None = None  # the money at risk, where the rule can estimate it honestly
+    deadline: datetime | None = None  # an approval item's: when its release decision stops being useful
 
 
 def money_at_risk(amount: float, currency: str, basis: str) -> Impact | None:

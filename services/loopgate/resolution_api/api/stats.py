@@ -33,7 +33,10 @@ class VerdictGroupRead(BaseModel):
         description='The group within the rule: {"client": ...}, {"platform": ...} or {"model": ...} (null: the '
         "exceptions without one); empty when grouped by rule alone."
     )
-    counts: dict[Decision, int] = Field(description="Resolutions in the window per decision (all five, zeros too).")
+    counts: dict[Decision, int] = Field(
+        description="Resolutions in the window per decision (the five verdicts, zeros too; for "
+        "approval_gate, the three release decisions)."
+    )
     resolved: int = Field(description="All resolutions in the window (the five decisions).")
     judged: int = Field(
         description="confirmed + corrected + false_positive: the decisions that say whether the flag was right "

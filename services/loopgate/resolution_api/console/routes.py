@@ -28,6 +28,7 @@ from loopgate.common.decisions import ESCALATE_ACTION_HELP, decision_label
 from loopgate.resolution_api.access.permissions import Permission, Role, allows
 from loopgate.resolution_api.access.scoping import act_as
 from loopgate.resolution_api.access.tokens import Principal
+from loopgate.resolution_api.approvals.release import decisions_of
 from loopgate.resolution_api.console import confirmation, return_to, session, views
 from loopgate.resolution_api.console.capabilities import offered_to, scope_text
 from loopgate.resolution_api.console.queue import PAGE_SIZE, SEVERITIES, STATUSES, BadQuery, QueueQuery, counts
@@ -51,6 +52,7 @@ templates.env.globals.update(
     statuses=STATUSES,
     decisions=[d.value for d in Decision],
     decision_labels={d.value: decision_label(d) for d in Decision},
+    decisions_of=lambda rule_id: [d.value for d in decisions_of(rule_id)],  # an approval item's: release decisions
     escalate_help=ESCALATE_ACTION_HELP,
 )
 router = APIRouter(prefix="/console", include_in_schema=False)

@@ -43,6 +43,13 @@ RESOLVED = "resolved"
 ACK_DUE = "status = 'open' AND sla_breach IS NULL"
 RESOLVE_DUE = "status IN ('open', 'claimed', 'snoozed') AND (sla_breach IS NULL OR sla_breach = 'ack')"
 SNOOZE_DUE = "status = 'snoozed'"
+# Approval items (approvals/): the unresolved ones in deadline order (the approval queue), and the ones
+# the sweeper may still escalate for a deadline about to pass (migration 0015).
+APPROVAL_UNRESOLVED = "kind = 'approval' AND status <> 'resolved'"
+APPROVAL_DEADLINE_DUE = (
+    "kind = 'approval' AND status IN ('open', 'claimed', 'snoozed') AND deadline_escalated_at IS NULL "
+    "AND release_deadline IS NOT NULL"
+)
 
 
 class ExceptionRow(Base):
@@ -97,6 +104,8 @@ class ExceptionRow(Base):
                 ("ix_exceptions_ack_due", ("status", "severity", "first_seen"), ACK_DUE),
                 ("ix_exceptions_resolve_due", ("status", "severity", "first_seen"), RESOLVE_DUE),
                 ("ix_exceptions_snooze_due", ("status", "snoozed_until"), SNOOZE_DUE),
+                ("ix_exceptions_approval_queue", ("release_deadline", "created_at", "id"), APPROVAL_UNRESOLVED),
+                ("ix_exceptions_approval_deadline_due", ("release_deadline",), APPROVAL_DEADLINE_DUE),
             )
         ),
     )
@@ -161,6 +170,10 @@ class ExceptionRow(Base):
     # Its resolution's second review (review/): None, "pending" (the decision is sealed from all but its
     # resolver), "agreed", "disagreed" or "adjudicated".
     second_review: Mapped[str | None] = mapped_column(sa.String(16))
+    # Approval items (contract v2 `deadline`): when the release decision stops being useful, and when
+    # the sweeper escalated the item for that deadline coming near (once).
+    release_deadline: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    deadline_escalated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
 class OccurrenceRow(Base):

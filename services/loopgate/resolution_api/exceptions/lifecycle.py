@@ -76,8 +76,8 @@ def next_status(action: Action, current: Status) -> Status:
 
 def resolution_problem(decision: Decision, reason: str, correction: dict[str, Any]) -> str | None:
     """Why a resolution is incomplete, or None when it may be recorded."""
-    if decision is Decision.CORRECTED and not correction:
-        return "decision 'corrected' needs a non-empty correction: {field: {before, after}}"
+    if decision in (Decision.CORRECTED, Decision.PUBLISH_CORRECTED) and not correction:
+        return f"decision '{decision.value}' needs a non-empty correction: {{field: {{before, after}}}}"
     if decision in (Decision.FALSE_POSITIVE, Decision.DISMISSED) and not reason.strip():
         return f"decision '{decision.value}' needs a reason"
     return None

@@ -88,6 +88,7 @@ def _record_columns(record: ExceptionRecord) -> dict[str, Any]:
         "impact": record.impact.model_dump() if record.impact else None,
         "impact_amount": record.impact.amount if record.impact else None,
         "severity_rank": record.severity.rank,
+        "release_deadline": record.deadline,
     }
 
 

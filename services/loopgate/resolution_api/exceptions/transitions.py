@@ -14,10 +14,17 @@ from typing import Any, NoReturn
 from sqlalchemy.exc import IntegrityError
 
 from loopgate.resolution_api import events
+from loopgate.resolution_api.approvals.release import release_problem
 from loopgate.resolution_api.clock import Clock, utcnow
 from loopgate.resolution_api.db.engine import Database
 from loopgate.resolution_api.db.models import ExceptionRow
-from loopgate.resolution_api.domain_errors import Conflict, DomainError, NotAllowed, PreconditionFailed
+from loopgate.resolution_api.domain_errors import (
+    Conflict,
+    DomainError,
+    InvalidRequest,
+    NotAllowed,
+    PreconditionFailed,
+)
 from loopgate.resolution_api.exceptions import reading, store
 from loopgate.resolution_api.exceptions.lifecycle import Action, Status, next_status, time_to_resolve_seconds
 from loopgate.resolution_api.handlers import default_bus
@@ -60,6 +67,13 @@ def event_of(
             decision=row.decision or "",
             time_to_resolve_seconds=row.time_to_resolve_seconds or 0.0,
             exception_traceparent=row.traceparent,
+        )
+    if action is Action.SLA_BREACH:  # the sweeper's: a deadline passing (or coming near) woke or escalated it
+        return events.SlaBreached(
+            **common,
+            sla=str(fields.get("sla", "deadline")),
+            severity=row.severity,
+            resolution_count=row.resolution_count,
         )
     return events.EVENT_OF[action](**common)
 
@@ -299,6 +313,9 @@ def resolve_change(actor: str, resolution: ResolutionInput) -> ChangeFor:
     correction = {k: v.model_dump(mode="json") for k, v in resolution.correction.items()}
 
     def change_for(row: ExceptionRow, now: dt.datetime) -> Change:
+        problem = release_problem(row.kind, resolution.decision)
+        if problem is not None:
+            raise InvalidRequest(f"exception {row.id!r}: {problem}")
         return Change(
             values={
                 "decision": resolution.decision.value,

@@ -49,6 +49,7 @@ def _fields(row: ExceptionRow) -> dict[str, Any]:
         "model_confidence": model_confidence_of(event),
         "detected_at": row.first_seen,
         "queue": row.queue,
+        "deadline": row.release_deadline,
     }
 
 

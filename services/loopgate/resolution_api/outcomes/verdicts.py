@@ -26,6 +26,7 @@ from typing import Any, Final, cast
 import sqlalchemy as sa
 
 from loopgate.common import metrics
+from loopgate.resolution_api.approvals.release import VERDICTS, decisions_of
 from loopgate.resolution_api.db.engine import Database
 from loopgate.resolution_api.db.models import ExceptionRow
 from loopgate.resolution_api.domain_errors import InvalidRequest
@@ -88,7 +89,7 @@ class VerdictGroup:
 
     rule_id: str
     key: str | None
-    counts: dict[Decision, int] = field(default_factory=lambda: dict.fromkeys(Decision, 0))
+    counts: dict[Decision, int] = field(default_factory=lambda: dict.fromkeys(VERDICTS, 0))
     median_seconds: float | None = None
     p90_seconds: float | None = None
 
@@ -98,11 +99,11 @@ class VerdictGroup:
 
     @property
     def judged(self) -> int:
-        return sum(self.counts[d] for d in JUDGED)
+        return sum(self.counts.get(d, 0) for d in JUDGED)
 
     @property
     def precision(self) -> float | None:
-        return sum(self.counts[d] for d in RIGHT_FLAG) / self.judged if self.judged else None
+        return sum(self.counts.get(d, 0) for d in RIGHT_FLAG) / self.judged if self.judged else None
 
 
 def nearest_rank(p: float, n: int) -> int:
@@ -129,8 +130,12 @@ async def verdict_stats(
     groups: dict[tuple[str, str | None], VerdictGroup] = {}
     async with db.read() as session, session.begin():
         for rule, group_key, decision, count in (await session.execute(counted)).all():
-            group = groups.setdefault((rule, group_key), VerdictGroup(rule_id=rule, key=group_key))
-            group.counts[Decision(decision)] += count
+            group = groups.get((rule, group_key))
+            if group is None:
+                group = groups[(rule, group_key)] = VerdictGroup(
+                    rule_id=rule, key=group_key, counts=dict.fromkeys(decisions_of(rule), 0)
+                )
+            group.counts[Decision(decision)] = group.counts.get(Decision(decision), 0) + count
         rank: dict[tuple[str, str | None], int] = defaultdict(int)
         result = await session.stream(ordered.execution_options(yield_per=STREAM_ROWS))
         async for rule, group_key, seconds in result:

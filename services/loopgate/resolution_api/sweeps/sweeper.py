@@ -8,6 +8,7 @@ import asyncio
 import logging
 
 from loopgate.common.settings import Settings
+from loopgate.resolution_api.approvals.deadlines import escalate_near_deadlines
 from loopgate.resolution_api.background import BackgroundLoop
 from loopgate.resolution_api.clock import Clock, utcnow
 from loopgate.resolution_api.db.engine import Database
@@ -59,6 +60,12 @@ class Sweeper(BackgroundLoop):
                 woken = await wake_due_snoozes(db=self._db, clock=self._clock, bus=self._bus)
                 escalated = await escalate_sla_breaches(
                     db=self._db, slas=self._settings.slas, clock=self._clock, bus=self._bus
+                )
+                escalated += await escalate_near_deadlines(  # approval items about to miss their release deadline
+                    db=self._db,
+                    before=self._settings.approval_escalate_before_seconds,
+                    clock=self._clock,
+                    bus=self._bus,
                 )
                 await silencing.apply_due(db=self._db, clock=self._clock)  # silences that started or ended
                 levels = await escalate_levels(db=self._db, config=self._notifications, clock=self._clock)
