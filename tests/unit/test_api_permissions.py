@@ -26,7 +26,12 @@ def test_service_may_only_create_exceptions() -> None:
 
 
 def test_operator_may_read_and_work_exceptions_but_not_create_reopen_or_manage_tokens() -> None:
-    assert {p for p in Permission if allows(Role.OPERATOR, p)} == {Permission.READ, Permission.WORK, Permission.SILENCE}
+    assert {p for p in Permission if allows(Role.OPERATOR, p)} == {
+        Permission.READ,
+        Permission.WORK,
+        Permission.SILENCE,
+        Permission.SEE_ONCALL,
+    }
 
 
 @pytest.mark.parametrize("permission", list(Permission))

@@ -23,7 +23,7 @@ from loopgate.common import metrics
 from loopgate.common.settings import Settings, get_settings
 from loopgate.resolution_api.access.scoping import ScopeMiddleware
 from loopgate.resolution_api.access.tokens import TokenCache, Tokens
-from loopgate.resolution_api.api import exceptions, export, health, silences, stats, tokens, undelivered
+from loopgate.resolution_api.api import exceptions, export, health, oncall, silences, stats, tokens, undelivered
 from loopgate.resolution_api.background import BackgroundLoop
 from loopgate.resolution_api.clock import Clock, Monotonic, utcnow
 from loopgate.resolution_api.console.routes import install as install_console
@@ -38,6 +38,8 @@ from loopgate.resolution_api.notifications.config import load_notifications
 from loopgate.resolution_api.notifications.relay import NotificationRelay
 from loopgate.resolution_api.outcomes.outbox import OutboxRelay
 from loopgate.resolution_api.queues.routing import load_routes
+from loopgate.resolution_api.schedules.config import load_schedules
+from loopgate.resolution_api.schedules.targets import check_escalation_targets
 from loopgate.resolution_api.schemas import ExceptionBatch
 from loopgate.resolution_api.sweeps.retention import Retention
 from loopgate.resolution_api.sweeps.sweeper import Sweeper
@@ -126,13 +128,15 @@ def create_app(
             routing = load_routes(active.routes_file)  # a bad routes file refuses to start, naming the key
             receivers, endpoints = load_notifications(active.notifications_file)  # so does a bad notifications file
             sso_config = load_sso_config(active)  # and bad single sign-on settings or mapping file
+            schedules = load_schedules(active.schedules_file)  # and a bad schedules file
+            check_escalation_targets(receivers, schedules, active.notifications_file)  # levels name real people
             await migrate_when_reachable(db)
             sso = None
             if sso_config is not None:
                 sso = SingleSignOn(sso_config, db=db, clock=clock, transport=sso_transport, monotonic=monotonic)
             relay = OutboxRelay(db=db, settings=active)
             notifier = NotificationRelay(db=db, settings=active, config=receivers, endpoints=endpoints, clock=clock)
-            sweeper = Sweeper(db=db, settings=active, clock=clock, notifications=receivers)
+            sweeper = Sweeper(db=db, settings=active, clock=clock, notifications=receivers, schedules=schedules)
             intake = Intake(db=db, clock=clock, routing=routing)
             retention = Retention(db=db, settings=active, clock=clock)
             app.state.services = Services(
@@ -145,6 +149,7 @@ def create_app(
                 tokens=Tokens(db=db, cache=TokenCache(active.token_cache_seconds, monotonic=monotonic), clock=clock),
                 clock=clock,
                 sso=sso,
+                schedules=schedules,
             )
             if sso is not None:
                 await sso.start()
@@ -188,6 +193,7 @@ def create_app(
     app.include_router(export.router)
     app.include_router(silences.router)
     app.include_router(undelivered.router)
+    app.include_router(oncall.router)
     install_console(app)  # the operators' web console under /console
     install_sso(app)  # and its single sign-on under /console/sso
     return app

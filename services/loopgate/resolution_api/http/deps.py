@@ -5,7 +5,7 @@ a thread hop (and a wait for the GIL) on every request."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -19,6 +19,7 @@ from loopgate.resolution_api.db.engine import Database
 from loopgate.resolution_api.exceptions.intake import Intake
 from loopgate.resolution_api.notifications.relay import NotificationRelay
 from loopgate.resolution_api.outcomes.outbox import OutboxRelay
+from loopgate.resolution_api.schedules.config import SchedulesConfig
 from loopgate.resolution_api.schemas import unstorable_text
 from loopgate.resolution_api.sweeps.sweeper import Sweeper
 
@@ -34,6 +35,7 @@ class Services:
     tokens: Tokens
     clock: Clock  # the time every operation reads (create_app's `clock`)
     sso: SingleSignOn | None = None  # the console's single sign-on, when LOOPGATE_SSO_ISSUER is set
+    schedules: SchedulesConfig = field(default_factory=SchedulesConfig)  # LOOPGATE_SCHEDULES_FILE
 
 
 async def get_services(request: Request) -> Services:

@@ -20,6 +20,8 @@ key, a bad URL or a negative time refuses to start, naming the key.
     after_seconds = 900             # from the first detection
     when = "unclaimed"              # still unclaimed (nobody claimed it) or "unresolved"
     receivers = ["lead"]
+    oncall = ["media-buying"]       # and whoever is on call in this schedule then (the schedules file)
+    people = ["team-lead"]          # and this person, by name
 """
 
 from __future__ import annotations
@@ -144,7 +146,17 @@ class Receiver(Strict):
 class EscalationLevel(Strict):
     after_seconds: float = Field(gt=0)
     when: Literal["unclaimed", "unresolved"] = "unclaimed"
-    receivers: list[ReceiverName] = Field(min_length=1)
+    receivers: list[ReceiverName] = Field(default_factory=list)
+    # people (the schedules file): whoever is on call in these schedules when the level is reached,
+    # and these people by name; each is reached on their channels (schedules/targets.py)
+    oncall: list[ReceiverName] = Field(default_factory=list, max_length=20)
+    people: list[ReceiverName] = Field(default_factory=list, max_length=20)
+
+    @model_validator(mode="after")
+    def _someone(self) -> Self:
+        if not (self.receivers or self.oncall or self.people):
+            raise ValueError("a level tells someone: give receivers, oncall (schedules) or people")
+        return self
 
 
 class Queue(Strict):

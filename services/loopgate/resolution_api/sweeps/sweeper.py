@@ -14,6 +14,7 @@ from loopgate.resolution_api.db.engine import Database
 from loopgate.resolution_api.exceptions.gauges import refresh_gauges
 from loopgate.resolution_api.notifications.config import NotificationsConfig
 from loopgate.resolution_api.notifications.escalation import escalate_levels
+from loopgate.resolution_api.schedules.config import SchedulesConfig
 from loopgate.resolution_api.silences import silencing
 from loopgate.resolution_api.sweeps.deadlines import escalate_sla_breaches, wake_due_snoozes
 
@@ -31,9 +32,11 @@ class Sweeper(BackgroundLoop):
         settings: Settings,
         clock: Clock = utcnow,
         notifications: NotificationsConfig | None = None,
+        schedules: SchedulesConfig | None = None,
     ) -> None:
         self._db = db
         self._notifications = notifications or NotificationsConfig()
+        self._schedules = schedules or SchedulesConfig()
         self._settings = settings
         self._clock = clock
         self._passed = asyncio.Event()  # set (then replaced) at the end of each pass of the loop
@@ -55,7 +58,9 @@ class Sweeper(BackgroundLoop):
                 woken = await wake_due_snoozes(db=self._db, clock=self._clock)
                 escalated = await escalate_sla_breaches(db=self._db, slas=self._settings.slas, clock=self._clock)
                 await silencing.apply_due(db=self._db, clock=self._clock)  # silences that started or ended
-                levels = await escalate_levels(db=self._db, config=self._notifications, clock=self._clock)
+                levels = await escalate_levels(
+                    db=self._db, config=self._notifications, schedules=self._schedules, clock=self._clock
+                )
                 if levels:
                     log.info("sweep: %d escalation levels reached", levels)
         await refresh_gauges(db=self._db)
