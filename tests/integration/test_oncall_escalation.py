@@ -19,6 +19,7 @@ from tests.fixtures.api import ApiFactory
 from tests.fixtures.clock import FakeClock
 from tests.fixtures.receivers import Receivers
 from tests.integration.test_api_notifications import notify_settings, settled
+from tests.integration.test_console import sign_in
 
 SCHEDULES = """
 [people.alice]
@@ -147,3 +148,24 @@ def test_a_level_that_tells_nobody_is_refused(tmp_path: Path) -> None:
     path.write_text("[queues.default]\n[[queues.default.escalation]]\nafter_seconds = 60\n")
     with pytest.raises(NotificationsConfigError, match=r"queues\.default\.escalation\.0: a level tells someone"):
         load_notifications(path)
+
+
+async def test_the_console_shows_who_is_on_call_at_the_apps_clock(
+    api_factory: ApiFactory, api_settings: Settings, tmp_path: Path
+) -> None:
+    text = SCHEDULES.replace('name = "Bob Chen"', 'name = "Bob <script>"')
+    text = text.replace(', receiver = "alice-chat"', "").replace(', receiver = "bob-pager"', "")
+    (tmp_path / "schedules.toml").write_text(text)
+    settings = api_settings.model_copy(
+        update={"schedules_file": tmp_path / "schedules.toml", "console_secure_cookie": False}
+    )
+    clock = FakeClock(dt.datetime(2026, 10, 25, 9, 30, tzinfo=dt.UTC))
+    async with api_factory(settings, clock) as api:
+        await sign_in(api)
+        page = await api.http.get("/console/oncall")
+    assert page.status_code == 200
+    row = page.text[page.text.index("<tbody>") : page.text.index("</tbody>")]
+    assert "<td>ops</td>" in row
+    assert "<b>bob</b> (Bob &lt;script&gt;)" in row
+    assert "26 Oct 09:00 UTC" in row
+    assert "pagerduty: R0UTINGKEYBOB, email: bob@example.com" in row
