@@ -37,8 +37,8 @@ from loopgate.resolution_api.exceptions import bulk_work, reading, store, transi
 from loopgate.resolution_api.exceptions.cursor import Sort
 from loopgate.resolution_api.exceptions.lifecycle import Action, Status
 from loopgate.resolution_api.http.deps import Services, get_services
-from loopgate.resolution_api.schemas import ExceptionRead, ResolveRequest, SilenceCreate, snooze_too_long
 from loopgate.resolution_api.schedules.oncall import everyone_on_call
+from loopgate.resolution_api.schemas import ExceptionRead, ResolveRequest, SilenceCreate, snooze_too_long
 from loopgate.resolution_api.silences import silencing
 from loopgate.resolution_api.silences.silencing import NewSilence, SilenceState
 from loopgate_schemas.outcomes import Decision
