@@ -94,6 +94,7 @@ async def test_an_escalation_reaches_whoever_is_on_call_when_each_level_is_reach
         clock.advance(150)  # 08:57:30: level 1, alice's turn
         await api.services.sweeper.sweep()
         [alice] = await receivers.wait_for("/alice", 1)
+        assert alice.body["text"].startswith("<@UALICE> [LOW] ")  # mentioned in the team's chat
         assert "escalation level 1" in alice.body["text"]
         clock.advance(450)  # 09:05: level 2, bob took over at 09:00
         await api.services.sweeper.sweep()

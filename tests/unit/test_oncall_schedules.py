@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from loopgate.resolution_api.notifications.payloads import slack_mention
 from loopgate.resolution_api.schedules.config import SchedulesConfig, SchedulesError, load_schedules
 from loopgate.resolution_api.schedules.oncall import on_call
 
@@ -175,3 +176,17 @@ def test_a_hostile_schedules_file_is_refused_naming_the_key(tmp_path: Path, text
     with pytest.raises(SchedulesError) as refused:
         _load(tmp_path, text)
     assert named in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("address", "shown"),
+    [
+        ("<@U024BE7LH>", "<@U024BE7LH>"),
+        ("<!subteam^S0123>", "<!subteam^S0123>"),
+        ("<!channel>", "&lt;!channel&gt;"),  # a person's address never pings everyone
+        ("<http://evil.example|click>", "&lt;http://evil.example|click&gt;"),
+        ("alice", "alice"),
+    ],
+)
+def test_a_chat_address_is_a_mention_only_when_it_is_one_persons_or_groups(address: str, shown: str) -> None:
+    assert slack_mention(address) == shown

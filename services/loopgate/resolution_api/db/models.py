@@ -355,6 +355,8 @@ class NotificationEventRow(Base):
     key: Mapped[str] = mapped_column(sa.String(64))
     level: Mapped[int | None] = mapped_column(sa.Integer)
     receivers: Mapped[list[str] | None] = mapped_column(sa.JSON)  # an escalation level's own receivers
+    # the people an escalation level pages, with their channels then (schedules/targets.py Paged.as_fields)
+    people: Mapped[list[dict[str, Any]] | None] = mapped_column(sa.JSON)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     expanded_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # Set when it cannot be turned into notifications at all (a malformed row): the relay expands

@@ -82,6 +82,7 @@ async def escalate_levels(
                             "key": f"level:{number}",
                             "level": number,
                             "receivers": receivers,
+                            "people": [p.as_fields(schedules) for p in paged] or None,
                             "created_at": now,
                         }
                     ],

@@ -57,6 +57,7 @@ from loopgate.resolution_api.notifications import egress, store
 from loopgate.resolution_api.notifications.config import Endpoint, NotificationsConfig
 from loopgate.resolution_api.notifications.payloads import Told, queue_of, render
 from loopgate.resolution_api.notifications.signing import signature_headers
+from loopgate.resolution_api.schedules.targets import addresses_for
 from loopgate.resolution_api.silences.silencing import is_silenced
 from loopgate_schemas.exceptions import Severity
 from loopgate_schemas.notifications import notification_id_for
@@ -267,6 +268,7 @@ class NotificationRelay(BackgroundLoop):
                 at=event.created_at,
                 level=event.level,
                 sla=sla,
+                to=addresses_for(event.people, name),
             )
             if key != event.key and await store.exists(session=session, notification_id=told.notification_id):
                 continue  # told it opened before the silence

@@ -76,6 +76,16 @@ def paged_by(level: EscalationLevel, schedules: SchedulesConfig, now: dt.datetim
     return paged, nobody
 
 
+def addresses_for(people: list[dict[str, Any]] | None, receiver: str) -> tuple[str, ...]:
+    """The addresses of the paged people (as an escalation event keeps them) that `receiver` carries."""
+    return tuple(
+        str(channel["address"])
+        for person in people or []
+        for channel in person.get("channels", [])
+        if channel.get("receiver") == receiver
+    )
+
+
 def receivers_for(level: EscalationLevel, paged: list[Paged], schedules: SchedulesConfig) -> list[str]:
     """The level's receivers, then those carrying each paged person's channels, once each."""
     names = list(level.receivers)
