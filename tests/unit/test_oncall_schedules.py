@@ -190,3 +190,17 @@ def test_a_hostile_schedules_file_is_refused_naming_the_key(tmp_path: Path, text
 )
 def test_a_chat_address_is_a_mention_only_when_it_is_one_persons_or_groups(address: str, shown: str) -> None:
     assert slack_mention(address) == shown
+
+
+def test_the_readmes_schedules_example_loads(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("**People on call.**") :]
+    example = section[
+        section.index("```toml\n") + len("```toml\n") : section.index("```", section.index("```toml") + 7)
+    ]
+    example = example.replace(', receiver = "team-slack"', "")  # the receiver lives in the notifications file
+    for person in ("bob", "carol", "dan"):
+        example += f"[people.{person}]\n"
+    config = _load(tmp_path, example)
+    assert on_call(config, "media-buying", at("2026-12-25T12:00:00+00:00")).person == "bob"  # the override
+    assert on_call(config, "media-buying", at("2026-12-01T23:00:00+00:00")).layer == "nights"
