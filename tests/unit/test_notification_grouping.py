@@ -5,12 +5,18 @@ equal labels, and hostile grouping and inhibition tables refused naming the key.
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from loopgate.common.strict_toml import problems_of
+from loopgate.resolution_api.notifications.config import (
+    NotificationsConfig,
+    NotificationsConfigError,
+    load_notifications,
+)
 from loopgate.resolution_api.notifications.grouping import (
     Firing,
     Grouping,
@@ -123,3 +129,27 @@ def test_a_hostile_grouping_or_inhibition_table_is_refused_naming_the_key(
     with pytest.raises(ValidationError) as refused:
         model.model_validate(value)
     assert named in problems_of(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("queue", "named"),
+    [
+        ("group_wait = 30\n", "queues.default: group_wait: groups need group_by"),
+        ('group_by = ["rule"]\ngroup_interval = 600\nrepeat_interval = 60\n', "repeat_interval: must be at least"),
+        ('group_by = ["campaign"]\n', "queues.default.group_by.0: Input should be"),
+        ('group_by = ["rule"]\ngroup_window = 60\n', "queues.default.group_window: Extra inputs are not permitted"),
+        ('group_by = ["rule"]\ngroup_wait = -1\n', "queues.default.group_wait: Input should be greater than or"),
+    ],
+)
+def test_a_hostile_queue_grouping_refuses_to_start_naming_the_key(tmp_path: Path, queue: str, named: str) -> None:
+    path = tmp_path / "n.toml"
+    path.write_text(f"[queues.default]\n{queue}")
+    with pytest.raises(NotificationsConfigError) as refused:
+        load_notifications(path)
+    assert named in str(refused.value)
+
+
+def test_a_queue_without_group_by_is_not_grouped_and_one_with_it_has_alertmanagers_defaults() -> None:
+    config = NotificationsConfig.model_validate({"queues": {"a": {}, "b": {"group_by": ["client"], "group_wait": 5}}})
+    assert config.queue("a").grouping is None
+    assert config.queue("b").grouping == Grouping(group_by=["client"], group_wait=5, group_interval=300)

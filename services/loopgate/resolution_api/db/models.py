@@ -401,3 +401,33 @@ class NotificationRow(Base):
     # or sent as it is, or a receiver that refused it for good.
     set_aside_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     set_aside_reason: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class NotificationGroupMemberRow(Base):
+    """An opened exception waiting in its group (a queue with group_by) for one receiver: the
+    group's next message lists it, and `message_id` says which (notifications/groups.py)."""
+
+    __tablename__ = "notification_group_members"
+    __table_args__ = (
+        sa.UniqueConstraint("receiver", "exception_id", name="uq_notification_group_members_receiver_exception"),
+        sa.Index("ix_notification_group_members_untold", "message_id", "receiver", "group_key"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    receiver: Mapped[str] = mapped_column(sa.String(64))
+    group_key: Mapped[str] = mapped_column(sa.String(2048))
+    queue: Mapped[str] = mapped_column(sa.String(255))
+    exception_id: Mapped[str] = mapped_column(sa.ForeignKey("exceptions.id"), index=True)
+    joined_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    message_id: Mapped[str | None] = mapped_column(sa.String(36))  # the group message that listed it
+
+
+class NotificationGroupRow(Base):
+    """One group for one receiver: how many messages it has had and when the last was written."""
+
+    __tablename__ = "notification_groups"
+
+    receiver: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    group_key: Mapped[str] = mapped_column(sa.String(2048), primary_key=True)
+    messages: Mapped[int] = mapped_column(sa.Integer)
+    last_message_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)

@@ -19,6 +19,7 @@ from loopgate.resolution_api.db.models import (
     ExceptionEventRow,
     ExceptionRow,
     NotificationEventRow,
+    NotificationGroupMemberRow,
     NotificationRow,
     OccurrenceRow,
     OutboxRow,
@@ -760,6 +761,7 @@ async def delete_exceptions(
         (OutboxRow, OutboxRow.exception_id),
         (NotificationEventRow, NotificationEventRow.exception_id),
         (NotificationRow, NotificationRow.exception_id),
+        (NotificationGroupMemberRow, NotificationGroupMemberRow.exception_id),
     ):
         result = cast("sa.CursorResult[Any]", await session.execute(sa.delete(table).where(column.in_(confirmed))))
         deleted[table.__tablename__] = result.rowcount

@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 
 from loopgate.common.strict_toml import Strict, load_strict_toml
+from loopgate.resolution_api.notifications.grouping import Grouping, Label
 from loopgate.resolution_api.notifications.signing import parse_secret
 from loopgate_schemas.exceptions import Severity
 
@@ -163,6 +164,29 @@ class Queue(Strict):
     receivers: list[ReceiverName] = Field(default_factory=list)
     min_severity: Severity = Severity.INFO
     escalation: list[EscalationLevel] = Field(default_factory=list)
+    # Alertmanager's grouping of openings (notifications/grouping.py, groups.py): one message per
+    # group lists its new exceptions; unset group_by: one message per exception
+    group_by: list[Label] | None = Field(default=None, min_length=1, max_length=7)
+    group_wait: float | None = Field(default=None, ge=0, le=24 * 3600)
+    group_interval: float | None = Field(default=None, gt=0, le=24 * 3600)
+    repeat_interval: float | None = Field(default=None, gt=0, le=30 * 24 * 3600)
+
+    @model_validator(mode="after")
+    def _grouping(self) -> Self:
+        if self.group_by is None:
+            timers = [k for k in ("group_wait", "group_interval", "repeat_interval") if getattr(self, k) is not None]
+            if timers:
+                raise ValueError(f"{timers[0]}: groups need group_by")
+        else:
+            self.grouping  # noqa: B018  (validates the timers together)
+        return self
+
+    @property
+    def grouping(self) -> Grouping | None:
+        if self.group_by is None:
+            return None
+        timers = {k: getattr(self, k) for k in ("group_wait", "group_interval", "repeat_interval")}
+        return Grouping(group_by=self.group_by, **{k: v for k, v in timers.items() if v is not None})
 
 
 class NotificationsConfig(Strict):

@@ -53,7 +53,7 @@ from loopgate.resolution_api.clock import Clock, utcnow
 from loopgate.resolution_api.db.engine import Database
 from loopgate.resolution_api.db.models import ExceptionRow, NotificationEventRow, NotificationRow
 from loopgate.resolution_api.exceptions import store as api_store
-from loopgate.resolution_api.notifications import egress, store
+from loopgate.resolution_api.notifications import egress, groups, store
 from loopgate.resolution_api.notifications.config import Endpoint, NotificationsConfig
 from loopgate.resolution_api.notifications.payloads import Told, queue_of, render
 from loopgate.resolution_api.notifications.signing import signature_headers
@@ -182,6 +182,7 @@ class NotificationRelay(BackgroundLoop):
             try:
                 while await self.fan_out() == self._batch_size:
                     pass
+                await self.flush_groups()
                 for wakeup in self._wakeups.values():
                     wakeup.set()
                 await self.update_gauges()
@@ -191,6 +192,13 @@ class NotificationRelay(BackgroundLoop):
                 async with asyncio.timeout(self._settings.notify_interval_seconds):
                     await self._fan_out_wakeup.wait()
             self._fan_out_wakeup.clear()
+
+    async def flush_groups(self) -> int:
+        """Write the grouped messages that are due (groups.py); how many."""
+        async with self._db.write() as session, session.begin():
+            return await groups.flush_groups(
+                session=session, config=self._config, public_url=self._settings.public_url, now=self._clock()
+            )
 
     async def _set_aside_unknown_receivers(self) -> int:
         async with self._db.read() as session, session.begin():
@@ -258,6 +266,10 @@ class NotificationRelay(BackgroundLoop):
             receiver = self._config.receivers.get(name)
             if receiver is None or (event.event == "resolved" and receiver.kind != "alertmanager"):
                 continue
+            if event.event == "opened" and await groups.join(
+                session=session, config=self._config, row=row, receiver=name, now=now
+            ):
+                continue  # its group's next message lists it (groups.py)
             # An exception a silence released is told it opened under the opened notification's
             # id: a receiver told before the silence has it already (added once by id).
             key = "opened" if event.event == "opened" else event.key
