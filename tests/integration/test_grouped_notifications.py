@@ -1,7 +1,8 @@
 """Grouped notifications (issue 28 item 3) against real local receivers, on a FakeClock: a storm of
 300 openings in one queue is one message per group and receiver at group_wait, listing its
 exceptions; nothing is sent again after an API restart; a later opening waits for group_interval.
-Alertmanager receivers are not grouped (Alertmanager groups itself)."""
+Alertmanager receivers are not grouped (Alertmanager groups itself). An opening an inhibit rule
+holds back is told once its inhibitor resolves."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ import json
 import time
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from loopgate.common.settings import Settings
-from loopgate.resolution_api.db.models import NotificationGroupMemberRow
+from loopgate.resolution_api.db.models import NotificationGroupMemberRow, NotificationRow
+from loopgate.resolution_api.notifications.config import NotificationsConfigError, load_notifications
+from loopgate_schemas.notifications import notification_id_for
 from tests.fixtures.api import Api, ApiFactory, record
 from tests.fixtures.clock import FakeClock
 from tests.fixtures.receivers import Receivers
@@ -52,6 +56,20 @@ async def _until_members(api: Api, count: int) -> None:
         await asyncio.sleep(0.05)
 
 
+async def _until_sent(api: Api, count: int) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        async with api.services.db.read() as session:
+            stmt = sa.select(sa.func.count()).where(
+                NotificationRow.event == "grouped", NotificationRow.sent_at.is_not(None)
+            )
+            sent = int((await session.execute(stmt)).scalar_one())
+        if sent >= count:
+            return
+        assert time.monotonic() < deadline, sent
+        await asyncio.sleep(0.05)
+
+
 async def test_a_storm_is_one_message_per_group_and_receiver_exactly_once_through_a_restart(
     api_factory: ApiFactory, api_settings: Settings, receivers: Receivers, tmp_path: Path
 ) -> None:
@@ -74,6 +92,7 @@ async def test_a_storm_is_one_message_per_group_and_receiver_exactly_once_throug
         api.services.notifier.wake()
         hooks = await receivers.wait_for("/hook", 2)
         chats = await receivers.wait_for("/chat", 2)
+        await _until_sent(api, 4)  # recorded as sent before the restart (a send cut by a stop is resent, same id)
     by_client = {h.body["data"]["group"]["client"]: h.body for h in hooks}
     assert {c: len(b["data"]["exceptions"]) for c, b in by_client.items()} == {"northwind": 250, "lumen": 50}
     assert {e["exception_id"] for e in by_client["lumen"]["data"]["exceptions"]} == {
@@ -106,3 +125,43 @@ async def test_a_storm_is_one_message_per_group_and_receiver_exactly_once_throug
     assert [e["exception_id"] for e in third.body["data"]["exceptions"]] == [late["id"]]
     assert third.body["id"] != by_client["lumen"]["id"]
     assert len({json.dumps(h.body["id"]) for h in receivers.accepted("/hook")}) == 3
+
+
+async def test_an_inhibited_opening_is_told_only_once_its_inhibitor_resolves(
+    api_factory: ApiFactory, api_settings: Settings, receivers: Receivers, tmp_path: Path
+) -> None:
+    toml = f"""
+[receivers.hook]
+kind = "webhook"
+url = "{receivers.url("/hook")}"
+[queues.default]
+receivers = ["hook"]
+[[inhibit_rules]]
+source = {{ rule = ["overspend"], severity = ["critical"] }}
+target = {{ severity = ["info", "low", "medium"] }}
+equal = ["client", "subject"]
+"""
+    settings = notify_settings(api_settings, tmp_path, toml)
+    async with api_factory(settings) as api:
+        overspend = await api.create(rule_id="overspend", severity="critical", subject="campaign-7")
+        await receivers.wait_for("/hook", 1)
+        noise = await api.create(rule_id="pacing_off", severity="low", subject="campaign-7")
+        elsewhere = await api.create(rule_id="pacing_off", severity="low", subject="campaign-8")
+        told = await receivers.wait_for("/hook", 2)
+        await asyncio.sleep(0.5)  # the held one stays held
+        assert [h.body["subject"] for h in receivers.accepted("/hook")] == [overspend["id"], elsewhere["id"]]
+        assert len(told) == 2
+
+        resolved = await api.act(overspend["id"], "resolve", {"decision": "confirmed", "reason": "cap raised"})
+        assert resolved.status_code == 200, resolved.text
+        api.services.notifier.wake()
+        third = (await receivers.wait_for("/hook", 3))[2]
+    assert (third.body["subject"], third.body["type"]) == (noise["id"], "loopgate.exception.opened")
+    assert third.body["id"] == notification_id_for(noise["id"], "opened", "hook")
+
+
+def test_a_hostile_inhibit_rule_refuses_to_start_naming_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "n.toml"
+    path.write_text('[[inhibit_rules]]\nsource = { rule = ["x"] }\ntarget = { rule = ["y"] }\nequal = ["team"]\n')
+    with pytest.raises(NotificationsConfigError, match=r"inhibit_rules\.0\.equal\.0: Input should be"):
+        load_notifications(path)

@@ -431,3 +431,16 @@ class NotificationGroupRow(Base):
     group_key: Mapped[str] = mapped_column(sa.String(2048), primary_key=True)
     messages: Mapped[int] = mapped_column(sa.Integer)
     last_message_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class NotificationInhibitionRow(Base):
+    """An opened exception held back by an inhibit rule while another exception fires; released
+    (told it opened) when none does any more (notifications/inhibition.py)."""
+
+    __tablename__ = "notification_inhibitions"
+
+    exception_id: Mapped[str] = mapped_column(sa.ForeignKey("exceptions.id"), primary_key=True)
+    inhibited_by: Mapped[str] = mapped_column(sa.String(64))  # the firing exception
+    rule: Mapped[int] = mapped_column(sa.Integer)  # the inhibit rule's index in the file
+    held_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    released_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)

@@ -20,6 +20,7 @@ from loopgate.resolution_api.db.models import (
     ExceptionRow,
     NotificationEventRow,
     NotificationGroupMemberRow,
+    NotificationInhibitionRow,
     NotificationRow,
     OccurrenceRow,
     OutboxRow,
@@ -762,6 +763,7 @@ async def delete_exceptions(
         (NotificationEventRow, NotificationEventRow.exception_id),
         (NotificationRow, NotificationRow.exception_id),
         (NotificationGroupMemberRow, NotificationGroupMemberRow.exception_id),
+        (NotificationInhibitionRow, NotificationInhibitionRow.exception_id),
     ):
         result = cast("sa.CursorResult[Any]", await session.execute(sa.delete(table).where(column.in_(confirmed))))
         deleted[table.__tablename__] = result.rowcount

@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 
 from loopgate.common.strict_toml import Strict, load_strict_toml
-from loopgate.resolution_api.notifications.grouping import Grouping, Label
+from loopgate.resolution_api.notifications.grouping import Grouping, InhibitRule, Label
 from loopgate.resolution_api.notifications.signing import parse_secret
 from loopgate_schemas.exceptions import Severity
 
@@ -192,6 +192,9 @@ class Queue(Strict):
 class NotificationsConfig(Strict):
     receivers: dict[ReceiverName, Receiver] = Field(default_factory=dict)
     queues: dict[str, Queue] = Field(default_factory=dict)
+    # [[inhibit_rules]]: while an exception matching `source` fires, openings matching `target`
+    # with the same `equal` labels tell nobody (notifications/inhibition.py)
+    inhibit_rules: list[InhibitRule] = Field(default_factory=list, max_length=100)
 
     @model_validator(mode="after")
     def _known_receivers(self) -> Self:

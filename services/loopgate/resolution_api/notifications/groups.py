@@ -6,8 +6,8 @@ notification with a stable id (the group, its message number, the receiver), so 
 as it sends the others: once per (group message, receiver), through restarts.
 
 Alertmanager receivers are never grouped here: Alertmanager groups alerts itself, and each alert
-must resolve on its own. Not done yet: repeat_interval (a firing group told again) and inhibition
-(grouping.inhibited_by) are decided in grouping.py but not applied."""
+must resolve on its own. Not done yet: repeat_interval (a firing group told again) is decided in
+grouping.py but not applied. Inhibition (inhibition.py) holds an opening back before it joins."""
 
 from __future__ import annotations
 

@@ -53,7 +53,7 @@ from loopgate.resolution_api.clock import Clock, utcnow
 from loopgate.resolution_api.db.engine import Database
 from loopgate.resolution_api.db.models import ExceptionRow, NotificationEventRow, NotificationRow
 from loopgate.resolution_api.exceptions import store as api_store
-from loopgate.resolution_api.notifications import egress, groups, store
+from loopgate.resolution_api.notifications import egress, groups, inhibition, store
 from loopgate.resolution_api.notifications.config import Endpoint, NotificationsConfig
 from loopgate.resolution_api.notifications.payloads import Told, queue_of, render
 from loopgate.resolution_api.notifications.signing import signature_headers
@@ -194,7 +194,15 @@ class NotificationRelay(BackgroundLoop):
             self._fan_out_wakeup.clear()
 
     async def flush_groups(self) -> int:
-        """Write the grouped messages that are due (groups.py); how many."""
+        """Release the openings nothing inhibits any more (inhibition.py), then write the grouped
+        messages that are due (groups.py); how many messages. Without inhibit rules or grouped
+        queues, no pass over the database."""
+        if self._config.inhibit_rules:
+            async with self._db.write() as session, session.begin():
+                if await inhibition.release(session=session, config=self._config, now=self._clock()):
+                    self._fan_out_wakeup.set()  # the released openings are expanded on the next pass
+        if not any(queue.group_by for queue in self._config.queues.values()):
+            return 0
         async with self._db.write() as session, session.begin():
             return await groups.flush_groups(
                 session=session, config=self._config, public_url=self._settings.public_url, now=self._clock()
@@ -256,6 +264,12 @@ class NotificationRelay(BackgroundLoop):
     ) -> None:
         if event.event == "resolved":
             receivers = await store.alert_receivers(session=session, exception_id=row.id)
+        elif event.event == "opened" and (
+            held := await inhibition.inhibitor_of(session=session, config=self._config, row=row)
+        ):
+            await inhibition.hold(session=session, exception_id=row.id, rule=held[0], by=held[1], now=now)
+            metrics.NOTIFICATIONS_SUPPRESSED.labels("inhibited").inc()
+            return  # told when nothing inhibits it any more (inhibition.release)
         else:
             planned = plan(self._config, row, event, silenced=self._silenced(row, now))
             receivers = planned.receivers
