@@ -176,3 +176,52 @@ def test_unclaim_from_the_command_line_by_the_assignee_and_by_an_admin(stack: St
     assert refused[0] == EXIT_CODES["unauthorized"] and "only its assignee or an admin" in refused[1]
     assert (code, output.strip()) == (0, f"{exc['id']}: open, version 5")
     assert ops(stack, "unclaim", exc["id"])[0] == EXIT_CODES["conflict"]
+
+
+def test_oncall_says_who_is_on_call_in_every_schedule(stack_factory: Callable[..., Stack], tmp_path: Path) -> None:
+    schedules = tmp_path / "schedules.toml"
+    schedules.write_text(
+        """
+[people.alice]
+name = "Alice Martin"
+channels = [{ kind = "chat", address = "<@UALICE>" }]
+[people.bob]
+[schedules.ops]
+time_zone = "Europe/London"
+[[schedules.ops.layers]]
+name = "primary"
+rotation = "weekly"
+start = 2019-12-30
+people = ["alice"]
+[[schedules.ops.overrides]]
+person = "bob"
+start = 2020-01-01T00:00:00Z
+end = 2020-01-02T00:00:00Z
+[schedules.later]
+time_zone = "Asia/Tokyo"
+[[schedules.later.layers]]
+rotation = "daily"
+start = 2099-01-01
+people = ["bob"]
+"""
+    )
+    stack = stack_factory(schedules_file=schedules)
+    stack.start("api")
+
+    code, output = ops(stack, "oncall")
+    assert code == 0, output
+    lines = [line.split() for line in output.splitlines()]
+    assert lines[1][:2] == ["later", "nobody"]
+    assert lines[2][:4] == ["ops", "alice", "(Alice", "Martin)"] and "chat: <@UALICE>" in output
+
+    code, output = ops(stack, "oncall", "--at", "2020-01-01T12:00:00Z", "--json")
+    assert code == 0, output
+    assert [(i["schedule"], i["person"], i["source"]) for i in json.loads(output)["items"]] == [
+        ("later", None, "nobody"),
+        ("ops", "bob", "override"),
+    ]
+
+    code, output = ops(stack, "oncall", "--at", "yesterday")
+    assert code != 0 and "at" in output
+    code, output = ops(stack, "oncall", token=stack.service_token)
+    assert code != 0 and "may not see who is on call" in output

@@ -57,6 +57,7 @@ ENDPOINTS: list[tuple[str, str, Any, set[str]]] = [
     ("GET", "/v1/admin/notifications/set-aside", None, {"admin"}),
     ("GET", "/v1/admin/notifications/set-aside-events", None, {"admin"}),
     ("GET", "/v1/admin/outcomes/set-aside", None, {"admin"}),
+    ("GET", "/v1/oncall", None, {"operator", "admin"}),
 ]
 ROLES = ["service", "operator", "admin", "reviewer", "analyst"]
 CASES = [(m, p, b, allowed, role) for m, p, b, allowed in ENDPOINTS for role in [None, "bad", *ROLES]]

@@ -14,6 +14,7 @@ from tests.fixtures.api import Api, claim
 from tests.integration.test_console import console, sign_in  # noqa: F401  (the console fixture)
 
 SILENCES_LINK = '<a href="/console/silences">Silences</a>'
+ONCALL_LINK = '<a href="/console/oncall">On call</a>'
 BULK = "<legend>Bulk action</legend>"
 PICK = 'class="pick"'
 CLAIM = 'id="claim"'
@@ -27,11 +28,12 @@ class Expected:
     silences: bool
     bulk: bool
     work: bool
+    oncall: bool = False
 
 
 EXPECTED = {
-    Role.OPERATOR: Expected("every client", silences=True, bulk=True, work=True),
-    Role.ADMIN: Expected("every client", silences=True, bulk=True, work=True),
+    Role.OPERATOR: Expected("every client", silences=True, bulk=True, work=True, oncall=True),
+    Role.ADMIN: Expected("every client", silences=True, bulk=True, work=True, oncall=True),
     Role.REVIEWER: Expected("clients northwind (queues reviewers-northwind)", silences=False, bulk=False, work=True),
     Role.ANALYST: Expected("every client", silences=False, bulk=False, work=False),
 }
@@ -67,6 +69,7 @@ async def test_every_page_names_the_person_its_role_and_scope_and_offers_only_wh
     for name, page in pages.items():
         assert header(page.text) == want, name
         assert (SILENCES_LINK in page.text) is expected.silences, name
+        assert (ONCALL_LINK in page.text) is expected.oncall, name
     queue, exception = pages["queue"].text, pages["exception"].text
     assert exc["id"] in queue
     assert (BULK in queue, PICK in queue) == (expected.bulk, expected.bulk)
@@ -101,6 +104,7 @@ async def test_a_reviewer_posting_the_hidden_bulk_form_is_refused_and_nothing_ch
     silences = await console.http.get("/console/silences")
     assert silences.status_code == 403
     assert SILENCES_LINK not in silences.text
+    assert (await console.http.get("/console/oncall")).status_code == 403
 
 
 async def test_an_operator_still_reaches_the_bulk_confirmation(console: Api) -> None:  # noqa: F811

@@ -31,6 +31,7 @@ def test_operator_may_read_and_work_exceptions_but_not_create_reopen_or_manage_t
         Permission.WORK,
         Permission.BULK_WORK,
         Permission.SILENCE,
+        Permission.SEE_ONCALL,
     }
 
 

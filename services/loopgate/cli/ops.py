@@ -1,6 +1,6 @@
 """`loopgate ops`: the on-call operator's command line over the resolution API (HTTP, with the
 operator's own token): list, show, claim, unclaim, resolve, escalate, snooze, silence, silences list|expire,
-reopen (admins), whoami.
+oncall, reopen (admins), whoami.
 
 Where it finds the API and the token, first found wins: --url/--token; LOOPGATE_OPS_URL and
 LOOPGATE_OPS_TOKEN; the config file (LOOPGATE_OPS_CONFIG, default ~/.config/loopgate/ops.toml,
@@ -450,6 +450,32 @@ def reopen_command(
 ) -> None:
     """Reopen a resolved exception (admins only); its outcome stays on exception-outcomes."""
     _act(exception_id, "reopen", {"reason": reason}, if_version, target(url, token), as_json)
+
+
+@app.command("oncall")
+def oncall_command(
+    at: Annotated[str | None, typer.Option("--at", help="Another moment than now (RFC 3339 with its offset)")] = None,
+    as_json: JsonOption = False,
+    url: UrlOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Who is on call now in every schedule, until when, and how to reach them."""
+    with client(target(url, token)) as http:
+        page = checked(http.get("/v1/oncall", params={"at": at} if at else None))
+    if as_json:
+        _print_json(page)
+        return
+    table = Table("schedule", "on call", "from", "until (UTC)", "channels", box=None)
+    for entry in page["items"]:
+        who = entry["person"] or "nobody"
+        if entry["name"]:
+            who = f"{who} ({entry['name']})"
+        source = entry["layer"] or entry["source"]
+        channels = ", ".join(f"{c['kind']}: {c['address']}" for c in entry["channels"])
+        table.add_row(entry["schedule"], who, source, _when(entry["until"]), channels)
+    out.print(table)
+    if not page["items"]:
+        out.print("no schedules (LOOPGATE_SCHEDULES_FILE is not set)", highlight=False)
 
 
 @app.command("whoami")

@@ -186,7 +186,7 @@ NOTIFICATIONS_FAILED = Counter(
 )
 NOTIFICATIONS_SUPPRESSED = Counter(
     "loopgate_notifications_suppressed_total",
-    "Notifications not sent, by reason (rate_limited: a flapping fingerprint; silenced)",
+    "Notifications not sent, by reason (rate_limited: a flapping fingerprint; silenced; inhibited)",
     ["reason"],
 )
 NOTIFICATIONS_PENDING = Gauge("loopgate_notifications_pending", "Notifications committed but not yet sent")

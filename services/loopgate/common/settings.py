@@ -389,6 +389,12 @@ class Settings(BaseSettings):
         "unset: nobody is told. A receiver's URL may come from an environment variable or a file (`url_env`, "
         "`url_file`) instead of the file itself.",
     )
+    schedules_file: Path | None = Field(
+        default=None,
+        description="On-call schedules: people with their channels, rotations (daily or weekly hand-offs in a time "
+        "zone, layers) and overrides (TOML, see resolution_api/schedules/config.py); escalation levels may name a "
+        "schedule (`oncall`) or a person (`people`). Unset: no schedules.",
+    )
     public_url: str = Field(
         default="http://127.0.0.1:8000",
         description=(

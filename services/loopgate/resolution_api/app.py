@@ -29,6 +29,7 @@ from loopgate.resolution_api.api import (
     exceptions,
     export,
     health,
+    oncall,
     reviews,
     silences,
     stats,
@@ -52,6 +53,8 @@ from loopgate.resolution_api.queues.routing import load_routes
 from loopgate.resolution_api.review import agreement as review_agreement
 from loopgate.resolution_api.review import flow as second_review
 from loopgate.resolution_api.review.config import load_review_policy
+from loopgate.resolution_api.schedules.config import load_schedules
+from loopgate.resolution_api.schedules.targets import check_escalation_targets
 from loopgate.resolution_api.schemas import ExceptionBatch
 from loopgate.resolution_api.sweeps.retention import Retention
 from loopgate.resolution_api.sweeps.sweeper import Sweeper
@@ -142,6 +145,8 @@ def create_app(
             second_review.use_policy(load_review_policy(active.review_file))  # so does a bad review file
             receivers, endpoints = load_notifications(active.notifications_file)  # so does a bad notifications file
             sso_config = load_sso_config(active)  # and bad single sign-on settings or mapping file
+            schedules = load_schedules(active.schedules_file)  # and a bad schedules file
+            check_escalation_targets(receivers, schedules, active.notifications_file)  # levels name real people
             try:
                 await prepare_when_reachable(db, migrate=active.database_migrate_on_start)
             except SchemaNotAtHead as err:
@@ -154,7 +159,9 @@ def create_app(
             relay = OutboxRelay(db=db, settings=active)
             bus = handlers.bootstrap(outbox=relay)  # what follows each change (handlers.py)
             notifier = NotificationRelay(db=db, settings=active, config=receivers, endpoints=endpoints, clock=clock)
-            sweeper = Sweeper(db=db, settings=active, clock=clock, notifications=receivers, bus=bus)
+            sweeper = Sweeper(
+                db=db, settings=active, clock=clock, notifications=receivers, schedules=schedules, bus=bus
+            )
             intake = Intake(db=db, clock=clock, routing=routing)
             retention = Retention(db=db, settings=active, clock=clock)
             app.state.services = Services(
@@ -168,6 +175,7 @@ def create_app(
                 clock=clock,
                 bus=bus,
                 sso=sso,
+                schedules=schedules,
             )
             if sso is not None:
                 await sso.start()
@@ -214,6 +222,7 @@ def create_app(
     app.include_router(silences.router)
     app.include_router(undelivered.router)
     app.include_router(approvals.router)
+    app.include_router(oncall.router)
     install_console(app)  # the operators' web console under /console
     install_sso(app)  # and its single sign-on under /console/sso
     return app

@@ -25,11 +25,14 @@ class Permission(StrEnum):
     MANAGE_TOKENS = "manage tokens"
     SILENCE = "manage silences"  # create and expire silences
     SEE_UNDELIVERED = "see what could not be delivered"  # notifications and outcomes set aside
+    SEE_ONCALL = "see who is on call"  # the schedules and their people's channels
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.SERVICE: frozenset({Permission.CREATE}),
-    Role.OPERATOR: frozenset({Permission.READ, Permission.WORK, Permission.BULK_WORK, Permission.SILENCE}),
+    Role.OPERATOR: frozenset(
+        {Permission.READ, Permission.WORK, Permission.BULK_WORK, Permission.SILENCE, Permission.SEE_ONCALL}
+    ),
     Role.ADMIN: frozenset(Permission),
     # a client's reviewers confirm or correct claims one by one, never a filter's worth at once
     Role.REVIEWER: frozenset({Permission.READ, Permission.WORK}),

@@ -39,6 +39,7 @@ from loopgate.resolution_api.exceptions.cursor import Sort
 from loopgate.resolution_api.exceptions.lifecycle import Action, Status
 from loopgate.resolution_api.http.deps import Services, get_services
 from loopgate.resolution_api.review.blind import see_as
+from loopgate.resolution_api.schedules.oncall import everyone_on_call
 from loopgate.resolution_api.schemas import ExceptionRead, ResolveRequest, SilenceCreate, snooze_too_long
 from loopgate.resolution_api.silences import silencing
 from loopgate.resolution_api.silences.silencing import NewSilence, SilenceState
@@ -123,6 +124,7 @@ def _context(principal: Principal, csrf: str, **more: Any) -> dict[str, Any]:
         "can_work": offered.work,
         "can_bulk": offered.bulk,
         "can_silence": offered.silences,
+        "can_see_oncall": allows(principal.role, Permission.SEE_ONCALL),
         **more,
     }
 
@@ -743,3 +745,19 @@ async def expire_silence(request: Request, silence_id: str) -> Response:
 
 def _problems(err: ValidationError) -> str:
     return "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in err.errors())
+
+
+# --- on call ----------------------------------------------------------------------------------
+
+
+@router.get("/oncall")
+async def oncall_page(request: Request) -> Response:
+    """Who is on call now in every schedule (schedules/oncall.py at the app's clock)."""
+    found = await _session(request, need=Permission.SEE_ONCALL)
+    if isinstance(found, Response):
+        return found
+    services, principal, token = found
+    config = services.schedules
+    now = services.clock()
+    items = [(entry, config.people.get(entry.person or "")) for entry in everyone_on_call(config, now)]
+    return _page(request, "oncall.html", _context(principal, token, items=items, now=now))

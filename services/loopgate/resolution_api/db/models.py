@@ -371,6 +371,8 @@ class NotificationEventRow(Base):
     key: Mapped[str] = mapped_column(sa.String(64))
     level: Mapped[int | None] = mapped_column(sa.Integer)
     receivers: Mapped[list[str] | None] = mapped_column(sa.JSON)  # an escalation level's own receivers
+    # the people an escalation level pages, with their channels then (schedules/targets.py Paged.as_fields)
+    people: Mapped[list[dict[str, Any]] | None] = mapped_column(sa.JSON)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     expanded_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # Set when it cannot be turned into notifications at all (a malformed row): the relay expands
@@ -448,3 +450,46 @@ class SecondReviewRow(Base):
     adjudicated_by: Mapped[str | None] = mapped_column(sa.String(255))
     adjudicated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class NotificationGroupMemberRow(Base):
+    """An opened exception waiting in its group (a queue with group_by) for one receiver: the
+    group's next message lists it, and `message_id` says which (notifications/groups.py)."""
+
+    __tablename__ = "notification_group_members"
+    __table_args__ = (
+        sa.UniqueConstraint("receiver", "exception_id", name="uq_notification_group_members_receiver_exception"),
+        sa.Index("ix_notification_group_members_untold", "message_id", "receiver", "group_key"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    receiver: Mapped[str] = mapped_column(sa.String(64))
+    group_key: Mapped[str] = mapped_column(sa.String(2048))
+    queue: Mapped[str] = mapped_column(sa.String(255))
+    exception_id: Mapped[str] = mapped_column(sa.ForeignKey("exceptions.id"), index=True)
+    joined_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    message_id: Mapped[str | None] = mapped_column(sa.String(36))  # the group message that listed it
+
+
+class NotificationGroupRow(Base):
+    """One group for one receiver: how many messages it has had and when the last was written."""
+
+    __tablename__ = "notification_groups"
+
+    receiver: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    group_key: Mapped[str] = mapped_column(sa.String(2048), primary_key=True)
+    messages: Mapped[int] = mapped_column(sa.Integer)
+    last_message_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class NotificationInhibitionRow(Base):
+    """An opened exception held back by an inhibit rule while another exception fires; released
+    (told it opened) when none does any more (notifications/inhibition.py)."""
+
+    __tablename__ = "notification_inhibitions"
+
+    exception_id: Mapped[str] = mapped_column(sa.ForeignKey("exceptions.id"), primary_key=True)
+    inhibited_by: Mapped[str] = mapped_column(sa.String(64))  # the firing exception
+    rule: Mapped[int] = mapped_column(sa.Integer)  # the inhibit rule's index in the file
+    held_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    released_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)

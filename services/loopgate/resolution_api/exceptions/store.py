@@ -19,6 +19,8 @@ from loopgate.resolution_api.db.models import (
     ExceptionEventRow,
     ExceptionRow,
     NotificationEventRow,
+    NotificationGroupMemberRow,
+    NotificationInhibitionRow,
     NotificationRow,
     OccurrenceRow,
     OutboxRow,
@@ -761,6 +763,8 @@ async def delete_exceptions(
         (OutboxRow, OutboxRow.exception_id),
         (NotificationEventRow, NotificationEventRow.exception_id),
         (NotificationRow, NotificationRow.exception_id),
+        (NotificationGroupMemberRow, NotificationGroupMemberRow.exception_id),
+        (NotificationInhibitionRow, NotificationInhibitionRow.exception_id),
     ):
         result = cast("sa.CursorResult[Any]", await session.execute(sa.delete(table).where(column.in_(confirmed))))
         deleted[table.__tablename__] = result.rowcount

@@ -5,7 +5,7 @@ a thread hop (and a wait for the GIL) on every request."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -20,6 +20,7 @@ from loopgate.resolution_api.exceptions.intake import Intake
 from loopgate.resolution_api.messagebus import MessageBus
 from loopgate.resolution_api.notifications.relay import NotificationRelay
 from loopgate.resolution_api.outcomes.outbox import OutboxRelay
+from loopgate.resolution_api.schedules.config import SchedulesConfig
 from loopgate.resolution_api.schemas import unstorable_text
 from loopgate.resolution_api.sweeps.sweeper import Sweeper
 
@@ -36,6 +37,7 @@ class Services:
     clock: Clock  # the time every operation reads (create_app's `clock`)
     bus: MessageBus  # every command publishes its events here (handlers.bootstrap)
     sso: SingleSignOn | None = None  # the console's single sign-on, when LOOPGATE_SSO_ISSUER is set
+    schedules: SchedulesConfig = field(default_factory=SchedulesConfig)  # LOOPGATE_SCHEDULES_FILE
 
 
 async def get_services(request: Request) -> Services:

@@ -25,6 +25,8 @@ key, a bad URL or a negative time refuses to start, naming the key.
     after_seconds = 900             # from the first detection
     when = "unclaimed"              # still unclaimed (nobody claimed it) or "unresolved"
     receivers = ["lead"]
+    oncall = ["media-buying"]       # and whoever is on call in this schedule then (the schedules file)
+    people = ["team-lead"]          # and this person, by name
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from loopgate.common.strict_toml import Strict, load_strict_toml
 from loopgate.resolution_api.notifications.channels import opsgenie, pagerduty
 from loopgate.resolution_api.notifications.channels.catalog import TEMPLATED_KINDS, templates_for
 from loopgate.resolution_api.notifications.channels.email import SmtpSettings
+from loopgate.resolution_api.notifications.grouping import Grouping, InhibitRule, Label
 from loopgate.resolution_api.notifications.signing import parse_secret
 from loopgate.resolution_api.notifications.templates import Part, TemplateError
 from loopgate_schemas.exceptions import Severity
@@ -212,18 +215,54 @@ class Receiver(Strict):
 class EscalationLevel(Strict):
     after_seconds: float = Field(gt=0)
     when: Literal["unclaimed", "unresolved"] = "unclaimed"
-    receivers: list[ReceiverName] = Field(min_length=1)
+    receivers: list[ReceiverName] = Field(default_factory=list)
+    # people (the schedules file): whoever is on call in these schedules when the level is reached,
+    # and these people by name; each is reached on their channels (schedules/targets.py)
+    oncall: list[ReceiverName] = Field(default_factory=list, max_length=20)
+    people: list[ReceiverName] = Field(default_factory=list, max_length=20)
+
+    @model_validator(mode="after")
+    def _someone(self) -> Self:
+        if not (self.receivers or self.oncall or self.people):
+            raise ValueError("a level tells someone: give receivers, oncall (schedules) or people")
+        return self
 
 
 class Queue(Strict):
     receivers: list[ReceiverName] = Field(default_factory=list)
     min_severity: Severity = Severity.INFO
     escalation: list[EscalationLevel] = Field(default_factory=list)
+    # Alertmanager's grouping of openings (notifications/grouping.py, groups.py): one message per
+    # group lists its new exceptions; unset group_by: one message per exception
+    group_by: list[Label] | None = Field(default=None, min_length=1, max_length=7)
+    group_wait: float | None = Field(default=None, ge=0, le=24 * 3600)
+    group_interval: float | None = Field(default=None, gt=0, le=24 * 3600)
+    repeat_interval: float | None = Field(default=None, gt=0, le=30 * 24 * 3600)
+
+    @model_validator(mode="after")
+    def _grouping(self) -> Self:
+        if self.group_by is None:
+            timers = [k for k in ("group_wait", "group_interval", "repeat_interval") if getattr(self, k) is not None]
+            if timers:
+                raise ValueError(f"{timers[0]}: groups need group_by")
+        else:
+            self.grouping  # noqa: B018  (validates the timers together)
+        return self
+
+    @property
+    def grouping(self) -> Grouping | None:
+        if self.group_by is None:
+            return None
+        timers = {k: getattr(self, k) for k in ("group_wait", "group_interval", "repeat_interval")}
+        return Grouping(group_by=self.group_by, **{k: v for k, v in timers.items() if v is not None})
 
 
 class NotificationsConfig(Strict):
     receivers: dict[ReceiverName, Receiver] = Field(default_factory=dict)
     queues: dict[str, Queue] = Field(default_factory=dict)
+    # [[inhibit_rules]]: while an exception matching `source` fires, openings matching `target`
+    # with the same `equal` labels tell nobody (notifications/inhibition.py)
+    inhibit_rules: list[InhibitRule] = Field(default_factory=list, max_length=100)
 
     @model_validator(mode="after")
     def _known_receivers(self) -> Self:

@@ -2,7 +2,9 @@
 unresolved) for a level's time since its first detection, that level's receivers are told, once,
 in order (level 1, 2, ...). A level whose time has come while its condition no longer holds (it
 was claimed) is passed without telling anyone. The history records each level reached and whom
-it tells; the relay adds a `notified` entry when each receiver has it."""
+it tells; the relay adds a `notified` entry when each receiver has it. A level naming schedules
+(`oncall`) or people reaches the person on call at the moment the level is reached (the injected
+clock), recorded with their channels; the receivers carrying those channels are told."""
 
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ from loopgate.resolution_api.exceptions.lifecycle import Status
 from loopgate.resolution_api.notifications import store
 from loopgate.resolution_api.notifications.config import EscalationLevel, NotificationsConfig
 from loopgate.resolution_api.notifications.payloads import queue_of
+from loopgate.resolution_api.schedules.config import SchedulesConfig
+from loopgate.resolution_api.schedules.targets import paged_by, receivers_for
 
 ESCALATION_ACTOR = "system:escalation"
 _UNCLAIMED = frozenset({Status.OPEN, Status.ESCALATED})
@@ -37,12 +41,15 @@ def levels_reached(levels: list[EscalationLevel], row: ExceptionRow, now: dt.dat
     return reached, telling
 
 
-async def escalate_levels(*, db: Database, config: NotificationsConfig, clock: Clock = utcnow) -> int:
+async def escalate_levels(
+    *, db: Database, config: NotificationsConfig, schedules: SchedulesConfig | None = None, clock: Clock = utcnow
+) -> int:
     """Reach every level whose time has come; how many levels told someone."""
     deepest = config.deepest_escalation
     if not deepest:
         return 0
     now = clock()
+    schedules = schedules or SchedulesConfig()
     shortest = min(level.after_seconds for q in config.queues.values() for level in q.escalation)
     async with db.read() as session, session.begin():
         candidates = await store.escalation_candidates(
@@ -64,6 +71,8 @@ async def escalate_levels(*, db: Database, config: NotificationsConfig, clock: C
                 continue  # another sweeper moved it on meanwhile
             for number in telling:
                 level = levels[number - 1]
+                paged, nobody = paged_by(level, schedules, now)
+                receivers = receivers_for(level, paged, schedules)
                 await store.record_events(
                     session=session,
                     rows=[
@@ -72,7 +81,8 @@ async def escalate_levels(*, db: Database, config: NotificationsConfig, clock: C
                             "event": "escalated",
                             "key": f"level:{number}",
                             "level": number,
-                            "receivers": list(level.receivers),
+                            "receivers": receivers,
+                            "people": [p.as_fields(schedules) for p in paged] or None,
                             "created_at": now,
                         }
                     ],
@@ -87,7 +97,9 @@ async def escalate_levels(*, db: Database, config: NotificationsConfig, clock: C
                     to_status=None,
                     fields={
                         "level": number,
-                        "receivers": list(level.receivers),
+                        "receivers": receivers,
+                        "people": [p.as_fields(schedules) for p in paged],
+                        "nobody_on_call": nobody,
                         "when": level.when,
                         "after_seconds": level.after_seconds,
                     },

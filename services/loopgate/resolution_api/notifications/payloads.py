@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -25,6 +26,7 @@ from loopgate_schemas.outcomes import DEFAULT_QUEUE
 ALERT_NAME = "LoopgateException"
 SLACK_SUMMARY_CHARACTERS = 3000  # Slack cuts a message's text at 40,000; one line stays readable
 SLACK_FIELD_CHARACTERS = 255
+SLACK_MENTION = re.compile(r"<(@[UW][A-Z0-9]{1,32}|!subteam\^S[A-Z0-9]{1,32})>")
 
 
 def queue_of(row: ExceptionRow) -> str:
@@ -59,6 +61,7 @@ class Told:
     at: dt.datetime
     level: int | None = None
     sla: str | None = None
+    to: tuple[str, ...] = ()  # the addresses of the people paged through this receiver (a chat mention)
 
 
 def webhook_body(row: ExceptionRow, told: Told, *, public_url: str) -> dict[str, Any]:
@@ -114,7 +117,14 @@ def slack_body(row: ExceptionRow, told: Told, *, public_url: str) -> dict[str, A
         f"({row.occurrences} occurrence{'' if row.occurrences == 1 else 's'}, "
         f"first seen {row.first_seen:%Y-%m-%d %H:%M} UTC)"
     )
+    if told.to:
+        text = f"{' '.join(slack_mention(address) for address in told.to)} {text}"
     return {"text": text}
+
+
+def slack_mention(address: str) -> str:
+    """A person's chat address as a mention when it is one (<@U123>, <!subteam^S1>), else as text."""
+    return address if SLACK_MENTION.fullmatch(address) else slack_text(address)
 
 
 def alertmanager_body(
@@ -142,6 +152,7 @@ def alertmanager_body(
                 "url": url,
                 "event": told.event if told.level is None else f"escalation level {told.level}",
                 "notification_id": told.notification_id,
+                **({"paged": one_line(", ".join(told.to), 2000)} if told.to else {}),
             },
             "generatorURL": url,
             "startsAt": row.first_seen.isoformat(),

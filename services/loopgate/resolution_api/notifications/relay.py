@@ -53,12 +53,13 @@ from loopgate.resolution_api.clock import Clock, utcnow
 from loopgate.resolution_api.db.engine import Database
 from loopgate.resolution_api.db.models import ExceptionRow, NotificationEventRow, NotificationRow
 from loopgate.resolution_api.exceptions import store as api_store
-from loopgate.resolution_api.notifications import egress, store
+from loopgate.resolution_api.notifications import egress, groups, inhibition, store
 from loopgate.resolution_api.notifications.channels import email as email_channel
 from loopgate.resolution_api.notifications.channels import opsgenie, pagerduty
 from loopgate.resolution_api.notifications.config import Endpoint, NotificationsConfig
 from loopgate.resolution_api.notifications.payloads import Told, queue_of, render
 from loopgate.resolution_api.notifications.signing import signature_headers
+from loopgate.resolution_api.schedules.targets import addresses_for
 from loopgate.resolution_api.silences.silencing import is_silenced
 from loopgate_schemas.exceptions import Severity
 from loopgate_schemas.notifications import notification_id_for
@@ -183,6 +184,7 @@ class NotificationRelay(BackgroundLoop):
             try:
                 while await self.fan_out() == self._batch_size:
                     pass
+                await self.flush_groups()
                 for wakeup in self._wakeups.values():
                     wakeup.set()
                 await self.update_gauges()
@@ -192,6 +194,21 @@ class NotificationRelay(BackgroundLoop):
                 async with asyncio.timeout(self._settings.notify_interval_seconds):
                     await self._fan_out_wakeup.wait()
             self._fan_out_wakeup.clear()
+
+    async def flush_groups(self) -> int:
+        """Release the openings nothing inhibits any more (inhibition.py), then write the grouped
+        messages that are due (groups.py); how many messages. Without inhibit rules or grouped
+        queues, no pass over the database."""
+        if self._config.inhibit_rules:
+            async with self._db.write() as session, session.begin():
+                if await inhibition.release(session=session, config=self._config, now=self._clock()):
+                    self._fan_out_wakeup.set()  # the released openings are expanded on the next pass
+        if not any(queue.group_by for queue in self._config.queues.values()):
+            return 0
+        async with self._db.write() as session, session.begin():
+            return await groups.flush_groups(
+                session=session, config=self._config, public_url=self._settings.public_url, now=self._clock()
+            )
 
     async def _set_aside_unknown_receivers(self) -> int:
         async with self._db.read() as session, session.begin():
@@ -249,6 +266,12 @@ class NotificationRelay(BackgroundLoop):
     ) -> None:
         if event.event == "resolved":
             receivers = await store.alert_receivers(session=session, exception_id=row.id)
+        elif event.event == "opened" and (
+            held := await inhibition.inhibitor_of(session=session, config=self._config, row=row)
+        ):
+            await inhibition.hold(session=session, exception_id=row.id, rule=held[0], by=held[1], now=now)
+            metrics.NOTIFICATIONS_SUPPRESSED.labels("inhibited").inc()
+            return  # told when nothing inhibits it any more (inhibition.release)
         else:
             planned = plan(self._config, row, event, silenced=self._silenced(row, now))
             receivers = planned.receivers
@@ -259,6 +282,10 @@ class NotificationRelay(BackgroundLoop):
             receiver = self._config.receivers.get(name)
             if receiver is None or (event.event == "resolved" and receiver.kind not in store.RESOLVING_KINDS):
                 continue
+            if event.event == "opened" and await groups.join(
+                session=session, config=self._config, row=row, receiver=name, now=now
+            ):
+                continue  # its group's next message lists it (groups.py)
             # An exception a silence released is told it opened under the opened notification's
             # id: a receiver told before the silence has it already (added once by id).
             key = "opened" if event.event == "opened" else event.key
@@ -269,6 +296,7 @@ class NotificationRelay(BackgroundLoop):
                 at=event.created_at,
                 level=event.level,
                 sla=sla,
+                to=addresses_for(event.people, name),
             )
             if key != event.key and await store.exists(session=session, notification_id=told.notification_id):
                 continue  # told it opened before the silence

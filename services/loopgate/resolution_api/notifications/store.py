@@ -31,7 +31,7 @@ async def record_events(*, session: AsyncSession, rows: list[dict[str, Any]]) ->
     """Notification events (dicts of exception_id, event, key, created_at; optionally level and
     receivers), once each: an event already recorded for the exception under its key is kept."""
     if rows:
-        values = [{"level": None, "receivers": None, **row} for row in rows]
+        values = [{"level": None, "receivers": None, "people": None, **row} for row in rows]
         await session.execute(_insert_ignoring_duplicates(session, NotificationEventRow.__table__), values)
 
 

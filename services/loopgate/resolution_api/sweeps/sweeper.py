@@ -17,6 +17,7 @@ from loopgate.resolution_api.handlers import default_bus
 from loopgate.resolution_api.messagebus import MessageBus
 from loopgate.resolution_api.notifications.config import NotificationsConfig
 from loopgate.resolution_api.notifications.escalation import escalate_levels
+from loopgate.resolution_api.schedules.config import SchedulesConfig
 from loopgate.resolution_api.silences import silencing
 from loopgate.resolution_api.sweeps.deadlines import escalate_sla_breaches, wake_due_snoozes
 
@@ -35,10 +36,12 @@ class Sweeper(BackgroundLoop):
         clock: Clock = utcnow,
         notifications: NotificationsConfig | None = None,
         bus: MessageBus | None = None,
+        schedules: SchedulesConfig | None = None,
     ) -> None:
         self._db = db
         self._bus = bus or default_bus()
         self._notifications = notifications or NotificationsConfig()
+        self._schedules = schedules or SchedulesConfig()
         self._settings = settings
         self._clock = clock
         self._passed = asyncio.Event()  # set (then replaced) at the end of each pass of the loop
@@ -68,7 +71,9 @@ class Sweeper(BackgroundLoop):
                     bus=self._bus,
                 )
                 await silencing.apply_due(db=self._db, clock=self._clock)  # silences that started or ended
-                levels = await escalate_levels(db=self._db, config=self._notifications, clock=self._clock)
+                levels = await escalate_levels(
+                    db=self._db, config=self._notifications, schedules=self._schedules, clock=self._clock
+                )
                 if levels:
                     log.info("sweep: %d escalation levels reached", levels)
         await refresh_gauges(db=self._db)

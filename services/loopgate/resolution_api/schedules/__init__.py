@@ -1,0 +1,1 @@
+"""On-call schedules: people, rotations with layers and overrides, and who is on call at a time."""
