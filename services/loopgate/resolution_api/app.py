@@ -23,7 +23,16 @@ from loopgate.common import metrics
 from loopgate.common.settings import Settings, get_settings
 from loopgate.resolution_api.access.scoping import ScopeMiddleware
 from loopgate.resolution_api.access.tokens import TokenCache, Tokens
-from loopgate.resolution_api.api import exceptions, export, health, silences, stats, tokens, undelivered
+from loopgate.resolution_api.api import (
+    exceptions,
+    export,
+    health,
+    labelling_export,
+    silences,
+    stats,
+    tokens,
+    undelivered,
+)
 from loopgate.resolution_api.background import BackgroundLoop
 from loopgate.resolution_api.clock import Clock, Monotonic, utcnow
 from loopgate.resolution_api.console.routes import install as install_console
@@ -186,6 +195,7 @@ def create_app(
     app.include_router(tokens.router)
     app.include_router(stats.router)
     app.include_router(export.router)
+    app.include_router(labelling_export.router)
     app.include_router(silences.router)
     app.include_router(undelivered.router)
     install_console(app)  # the operators' web console under /console
