@@ -48,7 +48,9 @@ class Suggestion:
 
 
 @dataclass(frozen=True, slots=True)
-class _History:
+class History:
+    """Judged verdicts, newest first, and when the flag was last right and last wrong."""
+
     decisions: list[Decision]
     last_right: dt.datetime | None
     last_wrong: dt.datetime | None
@@ -67,7 +69,7 @@ def _ago(at: dt.datetime, now: dt.datetime) -> str:
     return f"{days} day{'s' if days != 1 else ''} ago"
 
 
-async def _history(*, db: Database, row: ExceptionRow, by_subject: bool) -> _History:
+async def _history(*, db: Database, row: ExceptionRow, by_subject: bool) -> History:
     t = ExceptionRow
     conditions = [
         t.rule_id == row.rule_id,
@@ -85,10 +87,10 @@ async def _history(*, db: Database, row: ExceptionRow, by_subject: bool) -> _His
         decisions = [Decision(d) for d in (await session.scalars(latest)).all() if d is not None]
         last_right = await session.scalar(right)
         last_wrong = await session.scalar(wrong)
-    return _History(decisions=decisions, last_right=last_right, last_wrong=last_wrong)
+    return History(decisions=decisions, last_right=last_right, last_wrong=last_wrong)
 
 
-def suggestion_from(*, row: ExceptionRow, history: _History, basis: Basis, now: dt.datetime) -> Suggestion:
+def suggestion_from(*, row: ExceptionRow, history: History, basis: Basis, now: dt.datetime) -> Suggestion:
     """The suggestion a history gives (pure: the evaluator uses it too)."""
     n = len(history.decisions)
     right = sum(1 for d in history.decisions if d in RIGHT_FLAG)
