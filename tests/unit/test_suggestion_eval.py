@@ -4,6 +4,8 @@ a coin flip."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from loopgate_tools.suggestion_eval import SCENARIOS, Scenario, Score, evaluate_scenario, report
 
 
@@ -35,3 +37,10 @@ def test_the_first_three_items_of_a_stream_get_no_suggestion() -> None:
 def test_the_report_is_the_same_for_the_same_seed() -> None:
     assert report(streams=2, items=30, seed=5) == report(streams=2, items=30, seed=5)
     assert Score().suggested == 0
+
+
+def test_docs_suggestions_md_is_what_the_evaluation_writes() -> None:
+    """docs/suggestions.md is generated: regenerate it with `loopgate-tools evaluate-suggestions`."""
+    written = (Path(__file__).parents[2] / "docs" / "suggestions.md").read_text(encoding="utf-8")
+
+    assert written == report()
