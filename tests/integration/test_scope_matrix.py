@@ -33,6 +33,9 @@ API_DECISIONS: dict[tuple[str, str], tuple[str, Permission | None, Any]] = {
     ("POST", "/v1/exceptions/bulk"): ("collection", Permission.BULK_WORK, None),
     ("GET", "/v1/stats/verdicts"): ("collection", Permission.READ, None),
     ("GET", "/v1/export/training-data"): ("collection", Permission.READ, None),
+    ("GET", "/v1/export/label-studio"): ("collection", Permission.READ, None),
+    ("GET", "/v1/export/huggingface"): ("collection", Permission.READ, None),
+    ("GET", "/v1/export/label-studio/config"): ("self", Permission.READ, None),  # a fixed text: no rows
     ("GET", "/v1/exceptions/{exception_id}"): ("exception", Permission.READ, None),
     ("GET", "/v1/exceptions/{exception_id}/history"): ("exception", Permission.READ, None),
     ("POST", "/v1/exceptions/{exception_id}/claim"): ("exception", Permission.WORK, {}),

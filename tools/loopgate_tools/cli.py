@@ -34,6 +34,21 @@ def simulate_verdicts(
     typer.echo(f"{write_verdict_history(out, load_detection_config(), seed=seed)} verdicts written to {out}")
 
 
+@app.command("evaluate-suggestions")
+def evaluate_suggestions(
+    docs: Annotated[str, typer.Option(help="Where to write the report.")] = "docs/suggestions.md",
+    streams: Annotated[int, typer.Option(min=1, max=1000, help="Streams per scenario.")] = 20,
+    items: Annotated[int, typer.Option(min=1, max=100_000, help="Judged verdicts per stream.")] = 200,
+    seed: Annotated[int, typer.Option(help="Same seed, same histories.")] = 26,
+) -> None:
+    """Accuracy and calibration of the suggested decisions on simulated verdict histories."""
+    from pathlib import Path
+
+    from loopgate_tools.suggestion_eval import write_report
+
+    typer.echo(write_report(Path(docs), streams=streams, items=items, seed=seed), nl=False)
+
+
 @app.command("settings-doc")
 def settings_doc() -> None:
     """Regenerate the README's settings table from the settings class."""

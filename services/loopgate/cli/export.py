@@ -29,11 +29,13 @@ class ExportFailed(LoopgateError):
     """The API refused the export or could not be reached; the message says which and why."""
 
 
-async def export_to(out: BinaryIO, *, client: httpx.AsyncClient, params: Sequence[tuple[str, str]]) -> int:
-    """Stream the export into `out` chunk by chunk (never held whole); the number of records."""
+async def export_to(
+    out: BinaryIO, *, client: httpx.AsyncClient, params: Sequence[tuple[str, str]], path: str = EXPORT_PATH
+) -> int:
+    """Stream the export into `out` chunk by chunk (never held whole); the number of lines."""
     records = 0
     try:
-        async with client.stream("GET", EXPORT_PATH, params=httpx.QueryParams(list(params))) as response:
+        async with client.stream("GET", path, params=httpx.QueryParams(list(params))) as response:
             if response.status_code != 200:
                 body = (await response.aread()).decode(errors="replace")[:500]
                 raise ExportFailed(f"the API refused the export ({response.status_code}): {body}")
@@ -41,7 +43,7 @@ async def export_to(out: BinaryIO, *, client: httpx.AsyncClient, params: Sequenc
                 out.write(chunk)
                 records += chunk.count(b"\n")
     except httpx.HTTPError as err:
-        raise ExportFailed(f"cannot read {client.base_url}{EXPORT_PATH}: {type(err).__name__}: {err}") from None
+        raise ExportFailed(f"cannot read {client.base_url}{path}: {type(err).__name__}: {err}") from None
     return records
 
 
@@ -88,6 +90,14 @@ def export_command(
     source: Annotated[str | None, typer.Option(help="The source topic")] = None,
     model: Annotated[str | None, typer.Option(help="The event's data.model")] = None,
     decision: Annotated[list[Decision] | None, typer.Option(help="Repeat to allow several")] = None,
+    export_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="ndjson (training records), or a folder for a labelling tool: label-studio (tasks.json, "
+            "label_config.xml) or huggingface (data.jsonl, README.md dataset card)",
+        ),
+    ] = "ndjson",
 ) -> None:
     """Export decided exceptions as training data (NDJSON, one record per line; README: training data)."""
     if not token:
@@ -95,6 +105,9 @@ def export_command(
         raise typer.Exit(2)
     params = _params(_aware(since), _aware(until), rule_id, client_id, source, model, decision or [])
     base_url = url or get_settings().api_url
+    if export_format != "ndjson":
+        _export_folder(export_format, output, token=token, base_url=base_url, params=params)
+        return
 
     async def run(out: BinaryIO) -> int:
         headers = {"Authorization": f"Bearer {token}"}
@@ -113,3 +126,33 @@ def export_command(
         typer.echo(f"export: {err}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"exported {records} records to {'stdout' if output == '-' else output}", err=True)
+
+
+def _export_folder(
+    export_format: str, output: str, *, token: str, base_url: str, params: list[tuple[str, str]]
+) -> None:
+    from loopgate.cli.labelling_export import ExportFormat, export_folder
+
+    try:
+        chosen = ExportFormat(export_format)
+    except ValueError:
+        choices = ", ".join(f.value for f in ExportFormat)
+        typer.echo(f"export: --format {export_format!r} is not one of {choices}", err=True)
+        raise typer.Exit(2) from None
+    if output == "-":
+        typer.echo(f"export: --format {chosen.value} writes a folder: name it with -o", err=True)
+        raise typer.Exit(2)
+
+    async def run() -> int:
+        headers = {"Authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=httpx.Timeout(30.0)) as client:
+            return await export_folder(
+                Path(output), export_format=chosen, client=client, params=params, now=dt.datetime.now(dt.UTC)
+            )
+
+    try:
+        count = asyncio.run(run())
+    except ExportFailed as err:
+        typer.echo(f"export: {err}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"exported {count} {'tasks' if chosen.value == 'label-studio' else 'rows'} to {output}", err=True)

@@ -215,6 +215,7 @@ def show_command(
         ("at risk", _money(exc)),
         ("occurrences", f"{exc['occurrences']}, last seen {_when(exc['last_seen'])}"),
         ("version", str(exc["version"])),
+        ("suggested", _suggestion(exc.get("suggestion"))),
     ):
         facts.add_row(name, value)
     out.print(facts)
@@ -225,6 +226,15 @@ def show_command(
         moved = f"{event['from_status'] or ''} -> {event['to_status'] or ''}"
         table.add_row(_when(event["at"]), event["actor"], event["action"], moved, json.dumps(event["fields"]))
     out.print(table)
+
+
+def _suggestion(suggestion: dict[str, Any] | None) -> str:
+    """The suggested decision and its evidence (advice: it resolves nothing); empty once resolved."""
+    if not suggestion:
+        return ""
+    if suggestion.get("decision") is None:
+        return f"none: {suggestion['evidence']}"
+    return f"{suggestion['decision']} ({suggestion['confidence']:.0%}): {suggestion['evidence']}"
 
 
 def _path(exception_id: str) -> str:

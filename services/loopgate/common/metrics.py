@@ -242,7 +242,7 @@ API_REQUEST_SECONDS = Histogram(
 ROWS_SET_ASIDE = Counter(
     "loopgate_rows_set_aside_total",
     "Stored rows a console page or an export could not render and set aside, the rest going on, by where "
-    "(console_queue, console_exception, training_export)",
+    "(console_queue, console_exception, training_export, label_studio_export, dataset_export)",
     ["where"],
 )
 

@@ -29,6 +29,7 @@ from loopgate.resolution_api.api import (
     exceptions,
     export,
     health,
+    labelling_export,
     oncall,
     reviews,
     silences,
@@ -219,6 +220,7 @@ def create_app(
     app.include_router(reviews.router)  # the blind second review (review/)
     app.include_router(reviews.stats_router)  # and its agreement statistics
     app.include_router(export.router)
+    app.include_router(labelling_export.router)
     app.include_router(silences.router)
     app.include_router(undelivered.router)
     app.include_router(approvals.router)

@@ -217,6 +217,20 @@ class Resolution(BaseModel):
     time_to_resolve_seconds: float
 
 
+class SuggestionRead(BaseModel):
+    """A suggested decision from the verdict history the caller may see (outcomes/suggestions.py):
+    advice only, it never resolves anything."""
+
+    decision: Decision | None = Field(description="The suggested decision; null when the history is short or mixed")
+    confidence: float | None = Field(description="(k + 1) / (n + 2): the suggested side's smoothed share")
+    basis: str = Field(description="subject (this subject's own verdicts) or rule_and_client")
+    verdicts: int = Field(description="Judged verdicts (confirmed, corrected, false_positive) in the evidence")
+    flag_right: int = Field(description="Of them, confirmed or corrected")
+    evidence: str = Field(
+        description='In words, e.g. "9 of the last 10 bid_over_cap for tailspin were false positives"'
+    )
+
+
 class ExceptionRead(BaseModel):
     id: str = Field(description="The exception_id of the record that opened this exception")
     fingerprint: str
@@ -274,6 +288,11 @@ class ExceptionRead(BaseModel):
         "adjudicated",
     )
     resolution_count: int
+    suggestion: SuggestionRead | None = Field(
+        default=None,
+        description="A suggested decision with its evidence, on GET /v1/exceptions/{id} of an unresolved exception; "
+        "null in lists and once resolved",
+    )
     version: int = Field(description="Bumped by every state change; also the ETag")
     created_at: AwareDatetime
     updated_at: AwareDatetime
@@ -290,7 +309,7 @@ class ExceptionRead(BaseModel):
                 resolved_at=row.resolved_at,
                 time_to_resolve_seconds=row.time_to_resolve_seconds or 0.0,
             )
-        values = {name: getattr(row, name) for name in cls.model_fields if name != "resolution"}
+        values = {name: getattr(row, name) for name in cls.model_fields if name not in ("resolution", "suggestion")}
         return cls(**values, resolution=blind.sealed(row, resolution))
 
 

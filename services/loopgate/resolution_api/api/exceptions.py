@@ -27,6 +27,7 @@ from loopgate.resolution_api.http.auth import CanBulkWork, CanCreate, CanRead, C
 from loopgate.resolution_api.http.conditional import etag, parse_if_match
 from loopgate.resolution_api.http.deps import ServicesDep, reject_unstorable_params
 from loopgate.resolution_api.http.errors import Forbidden, invalid, record_error, responses, status_of, validation_body
+from loopgate.resolution_api.outcomes.suggestions import suggested
 from loopgate.resolution_api.schemas import (
     BatchResult,
     BulkFailure,
@@ -334,7 +335,9 @@ async def bulk_work(body: BulkWorkRequest, principal: CanBulkWork, services: Ser
 async def get_exception(
     exception_id: str, principal: CanRead, services: ServicesDep, response: Response
 ) -> ExceptionRead:
-    return _answer(response, await reading.get(db=services.db, exception_id=exception_id))
+    row = await reading.get(db=services.db, exception_id=exception_id)
+    answer = _answer(response, row)
+    return answer.model_copy(update={"suggestion": await suggested(db=services.db, row=row, now=services.clock())})
 
 
 @router.get(

@@ -38,6 +38,7 @@ from loopgate.resolution_api.exceptions import bulk_work, reading, store, transi
 from loopgate.resolution_api.exceptions.cursor import Sort
 from loopgate.resolution_api.exceptions.lifecycle import Action, Status
 from loopgate.resolution_api.http.deps import Services, get_services
+from loopgate.resolution_api.outcomes.suggestions import suggested
 from loopgate.resolution_api.review.blind import see_as
 from loopgate.resolution_api.schedules.oncall import everyone_on_call
 from loopgate.resolution_api.schemas import ExceptionRead, ResolveRequest, SilenceCreate, snooze_too_long
@@ -302,6 +303,7 @@ async def _exception_page(
         return _page(request, "message.html", _context(principal, token, title="Not found", message=err.message), 404)
     try:
         context = _exception_context(services, principal, token, row, history, history_next, notice, error)
+        context["suggestion"] = await suggested(db=services.db, row=row, now=services.clock())
         return _page(request, "exception.html", context, status_code)  # rendered here: a failure is this row's
     except Exception as err:  # one bad row: its page says why, never a 500
         unshown = _set_aside("console_exception", row.id, err)
