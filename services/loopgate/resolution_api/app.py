@@ -135,7 +135,7 @@ def create_app(
             bus = handlers.bootstrap(outbox=relay)  # what follows each change (handlers.py)
             notifier = NotificationRelay(db=db, settings=active, config=receivers, endpoints=endpoints, clock=clock)
             sweeper = Sweeper(db=db, settings=active, clock=clock, notifications=receivers, bus=bus)
-            intake = Intake(db=db, clock=clock, routing=routing)
+            intake = Intake(db=db, clock=clock, routing=routing, bus=bus)
             retention = Retention(db=db, settings=active, clock=clock)
             app.state.services = Services(
                 settings=active,
