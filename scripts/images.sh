@@ -2,11 +2,14 @@
 # Container images for the compose stack, built from what this machine reaches (no registry):
 #   scripts/images.sh base       the Debian base (debootstrap minbase + python3), once per BASE_TAG
 #   scripts/images.sh local      base + the local Kafka, PostgreSQL, Prometheus, Alertmanager images
-#   scripts/images.sh loopgate   the Loopgate image (the Dockerfile) on the local base
-#   scripts/images.sh all        all of the above
+#   scripts/images.sh loopgate   the Loopgate image (the Dockerfile) on the local base; prints its name
+#   scripts/images.sh all        all of the above; prints the Loopgate image's name
 #   scripts/images.sh service    start podman's Docker-compatible API socket (for `docker compose`)
 # Each image is built once and reused while it exists in podman's store AND its stamp under
-# $LOOPGATE_CACHE/images says it was built from the same inputs (version key). Podman runs with
+# $LOOPGATE_CACHE/images says it was built from the same inputs (version key). The Loopgate image's
+# tag is its inputs' content key (localhost/loopgate:src-KEY, the name printed on stdout), so two
+# checkouts on one machine (podman's store is shared) never rebuild or retag each other's image;
+# deploy/compose.local.yml takes that name from LOOPGATE_IMAGE. Progress goes to stderr. Podman runs with
 # deploy/podman/containers.conf (CONTAINERS_CONF) unless the caller set one.
 # Environment: LOOPGATE_CACHE (~/.cache/loopgate), PODMAN_SOCKET (/run/podman/podman.sock).
 set -euo pipefail
@@ -44,7 +47,7 @@ base() {
   local k="$BASE_TAG:$BASE_PACKAGES"
   if fresh "$BASE_IMAGE" "$k"; then return 0; fi
   need debootstrap debootstrap
-  echo "images: building $BASE_IMAGE with debootstrap (once per machine, about a minute)"
+  echo "images: building $BASE_IMAGE with debootstrap (once per machine, about a minute)" >&2
   local root; root=$(mktemp -d)
   debootstrap --variant=minbase --include="$BASE_PACKAGES" bookworm "$root" "$(mirror)" >/dev/null
   rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
@@ -60,11 +63,11 @@ build_local() {
   if fresh "$image" "$k"; then return 0; fi
   local ctx; ctx=$(mktemp -d); cp -r "$dir"/. "$ctx"
   if [ "$name" = kafka ]; then
-    "$here/scripts/kafka.sh" fetch
+    "$here/scripts/kafka.sh" fetch >&2
     cp -r "$cache/kafka-$kafka_version/libs" "$ctx/libs"; rm -f "$ctx/libs/.complete"
     cp "$here/deploy/kafka/log4j2.properties" "$ctx/"
   fi
-  echo "images: building $image"
+  echo "images: building $image" >&2
   podman build -q --network host --build-arg BASE="$BASE_IMAGE" -t "$image" "$ctx" >/dev/null
   rm -rf "$ctx"
   stamp "$image" "$k"
@@ -76,15 +79,27 @@ local_images() { base; for n in kafka postgres prometheus alertmanager; do build
 # reaches PyPI through the host network with the host's CA bundle (a build secret, not a layer).
 loopgate() {
   base
-  local image=localhost/loopgate:test
-  local k; k="$BASE_TAG:$(cd "$here" && key Dockerfile requirements.lock pyproject.toml \
+  local k; k="$BASE_TAG:$(cd "$here" && key Dockerfile .dockerignore requirements.lock pyproject.toml \
       $(find schemas services -type f -not -path '*/__pycache__/*' | sort))"
-  if fresh "$image" "$k"; then return 0; fi
-  echo "images: building $image"
+  local image=localhost/loopgate:src-${k##*:}
+  if fresh "$image" "$k"; then echo "$image"; return 0; fi
+  echo "images: building $image" >&2
   podman build -q --network host --build-arg BASE="$BASE_IMAGE" --build-arg PYTHON=python3 \
       --secret id=ca,src="${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}" \
       -t "$image" "$here" >/dev/null
   stamp "$image" "$k"
+  prune_loopgate
+  echo "$image"
+}
+
+# Each source change makes a new content-keyed image: keep the newest three (other checkouts may be
+# using theirs); one a container still uses is refused by podman and stays.
+prune_loopgate() {
+  local old
+  for old in $(podman images --filter 'reference=localhost/loopgate:src-*' --sort created \
+      --format '{{.Repository}}:{{.Tag}}' | grep '^localhost/loopgate:src-' | tail -n +4); do
+    podman rmi "$old" >/dev/null 2>&1 && echo "images: removed $old (older than the newest three)" >&2 || true
+  done
 }
 
 service() {  # podman's Docker-compatible API, for `DOCKER_HOST=unix://$socket docker compose`

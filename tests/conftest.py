@@ -11,8 +11,10 @@ pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.api",
     "tests.fixtures.receivers",
+    "tests.fixtures.smtp",
     "tests.fixtures.keycloak",
     "tests.fixtures.jaeger",
+    "tests.fixtures.compose",
 ]
 
 # Seconds a test may take before pytest-timeout stops it, by its kind: a hung unit test is found in

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
-from loopgate_schemas.outcomes import OutcomeData
+from loopgate_schemas.outcomes import Decision, OutcomeData
 
 # Per event type, the `data` fields the automation's model produced (what a human judged): the
 # bidder's new bid and its confidence; the generative model's caption, name and confidence.
@@ -83,3 +83,28 @@ class TrainingRecord(OutcomeData):
     trimmed: list[str] | None = Field(
         default=None, description="JSON paths inside `event` whose long strings the detector cut; null when none."
     )
+    second_review: SecondReview | None = Field(
+        default=None,
+        description="Added in contract v2 (additive, issue 26): the blind second review of this resolution; null "
+        "when it was not chosen for one.",
+    )
+
+
+class SecondReview(BaseModel):
+    """Who re-reviewed a resolution blind, what they decided, and the lead's final decision when they differed."""
+
+    status: str = Field(description="pending, agreed, disagreed (a lead decides) or adjudicated")
+    reviewer: str | None = Field(description="The second person; null while pending.")
+    second_decision: Decision | None = Field(description="Their decision; null while pending.")
+    adjudicated: bool = Field(
+        description="True when a lead decided the disagreement: `final_decision` is then the gold label (it may "
+        "differ from `decision`)."
+    )
+    final_decision: Decision | None = Field(
+        description="The label to train on when the review is settled: the lead's when adjudicated, the shared "
+        "decision when the two agreed; null while pending or disagreed."
+    )
+    adjudicated_by: str | None = Field(description="The lead who decided; null unless adjudicated.")
+
+
+TrainingRecord.model_rebuild()

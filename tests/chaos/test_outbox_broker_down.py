@@ -4,7 +4,6 @@ outcome is published exactly once."""
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from loopgate.common.kafka import ensure_topics, read_topic
 from loopgate.common.settings import Settings
 from loopgate.resolution_api.exceptions import store
 from loopgate.resolution_api.http.deps import Services
+from loopgate_tools.waiting import eventually_async
 from tests.chaos.harness import PrivateBroker
 from tests.fixtures.api import ApiFactory
 
@@ -44,10 +44,10 @@ async def test_resolutions_succeed_while_the_broker_is_down_and_each_outcome_goe
         async def published() -> list[bytes]:
             return [m.key for m in await read_topic(settings, settings.outcomes_topic)]
 
-        deadline = time.monotonic() + 30
-        while await published() != [ids[0].encode()]:
-            assert time.monotonic() < deadline, "the first outcome was not published"
-            await asyncio.sleep(0.2)
+        async def first_published() -> None:
+            assert await published() == [ids[0].encode()], "the first outcome was not published"
+
+        await eventually_async(first_published, timeout=30, interval=0.2)
 
         await asyncio.to_thread(private_broker.stop)
         for exception_id in ids[1:]:
@@ -56,10 +56,12 @@ async def test_resolutions_succeed_while_the_broker_is_down_and_each_outcome_goe
         assert await pending_outcomes(api.services) == 2
 
         await asyncio.to_thread(private_broker.start)
-        deadline = time.monotonic() + 90  # the relay backs off while the broker is away
-        while await pending_outcomes(api.services):
-            assert time.monotonic() < deadline, "outcomes still pending after the broker came back"
-            await asyncio.sleep(0.5)
+
+        async def none_pending() -> None:
+            pending = await pending_outcomes(api.services)
+            assert pending == 0, f"{pending} outcomes still pending after the broker came back"
+
+        await eventually_async(none_pending, timeout=90, interval=0.5)  # the relay backs off meanwhile
 
     records = await read_topic(settings, settings.outcomes_topic)
     assert sorted(m.key for m in records) == sorted(i.encode() for i in ids)

@@ -121,6 +121,7 @@ async def test_a_decided_exception_exports_as_one_complete_training_record(api: 
         "model_output": {"caption": "Buy now", "model": "copywriter-v3", "model_confidence": 0.42},
         "event": event,
         "trimmed": None,
+        "second_review": None,  # not chosen for a second review (issue 26)
     }
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import itertools
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from loopgate.common.settings import Settings
 from loopgate.resolution_api.db.models import NotificationRow
 from loopgate.resolution_api.notifications.config import NotificationsConfigError, load_notifications
 from loopgate_schemas.notifications import notification_id_for
+from loopgate_tools.waiting import eventually_async
 from tests.fixtures.api import Api, ApiFactory, record
 from tests.fixtures.clock import FakeClock
 from tests.fixtures.receivers import Receivers
@@ -70,14 +70,16 @@ async def rows_of(api: Api, exception_id: str) -> list[NotificationRow]:
 
 
 async def settled(api: Api, exception_id: str, count: int, within: float = 20.0) -> list[NotificationRow]:
-    """Poll until the exception has `count` notifications, each sent or set aside."""
-    deadline = time.monotonic() + within
-    while True:
+    """The exception's notifications once there are `count`, each sent or set aside."""
+
+    async def all_settled() -> list[NotificationRow]:
         rows = await rows_of(api, exception_id)
-        if len(rows) == count and all(r.sent_at or r.set_aside_at for r in rows):
-            return rows
-        assert time.monotonic() < deadline, [(r.receiver, r.event, r.sent_at, r.last_error) for r in rows]
-        await asyncio.sleep(0.05)
+        assert len(rows) == count and all(r.sent_at or r.set_aside_at for r in rows), [
+            (r.receiver, r.event, r.sent_at, r.last_error) for r in rows
+        ]
+        return rows
+
+    return await eventually_async(all_settled, timeout=within)
 
 
 async def test_a_critical_exception_reaches_each_receiver_once_through_a_restart(

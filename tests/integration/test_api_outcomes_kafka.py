@@ -4,9 +4,7 @@ and the outcome waits in the outbox until a relay can publish it."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import time
 
 import orjson
 import pytest
@@ -18,6 +16,7 @@ from loopgate.resolution_api.db.engine import Database
 from loopgate.resolution_api.db.models import OutboxRow
 from loopgate.resolution_api.exceptions import store, transitions
 from loopgate_schemas.outcomes import Decision, FieldChange, Outcome, OutcomeData, outcome_id_for
+from loopgate_tools.waiting import eventually_async
 from tests.fixtures.api import UNREACHABLE_BOOTSTRAP, Api, ApiFactory
 from tests.fixtures.clock import FakeClock
 
@@ -30,13 +29,11 @@ async def _outbox(db: Database, exception_id: str) -> list[OutboxRow]:
 
 
 async def _wait_until_sent(api: Api, exception_id: str, within: float = 20.0) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
+    async def sent() -> None:
         rows = await _outbox(api.services.db, exception_id)
-        if rows and all(r.sent_at is not None for r in rows):
-            return
-        await asyncio.sleep(0.05)
-    raise TimeoutError(f"outcome of {exception_id} not published within {within}s: {rows}")
+        assert rows and all(r.sent_at is not None for r in rows), f"outcome of {exception_id} not published: {rows}"
+
+    await eventually_async(sent, timeout=within)
 
 
 async def test_resolving_publishes_exactly_one_outcome_and_resolving_again_publishes_nothing(

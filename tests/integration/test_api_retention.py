@@ -28,6 +28,7 @@ from loopgate.resolution_api.db.models import (
 from loopgate.resolution_api.exceptions import store
 from loopgate.resolution_api.notifications import store as notifications
 from loopgate.resolution_api.sweeps.retention import prune
+from loopgate_tools.waiting import eventually_async
 from tests.fixtures.api import Api, ApiFactory
 from tests.fixtures.clock import FakeClock
 
@@ -262,10 +263,7 @@ async def test_a_row_retention_cannot_delete_is_set_aside_and_the_rest_go(
 
 
 async def until(condition: Callable[[], Awaitable[bool]], seconds: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while not await condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
+    await eventually_async(condition, timeout=seconds, interval=0.01)
 
 
 async def test_an_exception_reopened_while_retention_runs_is_kept_with_its_history(

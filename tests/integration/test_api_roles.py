@@ -17,18 +17,23 @@ _TOMORROW = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).isoformat()  # with
 # authorized call then answers 404 (or 422), which proves it got past authorization.
 READ = {"operator", "admin", "reviewer", "analyst"}  # analysts read; reviewers read within their scope
 WORK = {"operator", "admin", "reviewer"}
+BULK = {"operator", "admin"}  # reviewers work one exception at a time
 ENDPOINTS: list[tuple[str, str, Any, set[str]]] = [
     ("POST", "/v1/exceptions", None, {"service", "admin"}),
     ("GET", "/v1/exceptions", None, READ),
     ("POST", "/v1/exceptions/batch", {"records": []}, {"service", "admin"}),
-    ("POST", "/v1/exceptions/bulk-resolve", {"ids": ["X"], "decision": "confirmed"}, WORK),
+    ("POST", "/v1/exceptions/bulk-resolve", {"ids": ["X"], "decision": "confirmed"}, BULK),
     (
         "POST",
         "/v1/exceptions/bulk",
         {"action": "resolve", "filter": {"rule_id": "X"}, "dry_run": True, "decision": "confirmed"},
-        WORK,
+        BULK,
     ),
     ("GET", "/v1/stats/verdicts", None, READ),
+    ("GET", "/v1/stats/agreement", None, READ),
+    ("GET", "/v1/reviews", None, WORK),
+    ("GET", "/v1/reviews/X", None, READ),
+    ("POST", "/v1/reviews/X/decision", {"decision": "confirmed"}, WORK),
     ("GET", "/v1/export/training-data", None, READ),
     ("GET", "/v1/exceptions/X", None, READ),
     ("GET", "/v1/exceptions/X/history", None, READ),

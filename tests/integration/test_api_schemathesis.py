@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from loopgate.resolution_api.access.permissions import Role
 from loopgate.resolution_api.app import create_app
 from loopgate.resolution_api.db.engine import Database
 from loopgate_tools.processes import free_port
+from loopgate_tools.waiting import eventually
 from tests.fixtures.api import UNREACHABLE_BOOTSTRAP
 from tests.fixtures.postgres import PostgresServer
 
@@ -73,10 +73,12 @@ def live_api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     )
     thread = threading.Thread(target=server_.run, name="fuzzed-api", daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
-    while not server_.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
+
+    def started() -> bool:
+        assert thread.is_alive(), "uvicorn exited"
+        return bool(server_.started)
+
+    eventually(started, timeout=30, interval=0.02, what="uvicorn", retrying=())
     try:
         yield LiveApi(base_url=f"http://127.0.0.1:{port}", admin_token=token)
     finally:

@@ -139,12 +139,24 @@ async def test_bulk_actions_reach_only_what_the_scope_covers(world: World) -> No
     response = await world.api.http.post(
         "/v1/exceptions/bulk-resolve",
         json={"ids": [world.northwind_claim, world.contoso_claim], "decision": "confirmed", "reason": "checked"},
-        headers=world.auth("reviewer"),
+        headers=world.auth("contoso-operator"),
     )
 
     assert response.status_code == 200, response.text
-    assert await stored_status(world, world.contoso_claim) == ("open", 1)
-    assert (await stored_status(world, world.northwind_claim))[0] == "resolved"
+    assert await stored_status(world, world.northwind_claim) == ("open", 1)
+    assert (await stored_status(world, world.contoso_claim))[0] == "resolved"
+
+
+async def test_a_reviewer_works_one_exception_at_a_time_never_in_bulk(world: World) -> None:
+    response = await world.api.http.post(
+        "/v1/exceptions/bulk-resolve",
+        json={"ids": [world.northwind_claim], "decision": "confirmed", "reason": "checked"},
+        headers=world.auth("reviewer"),
+    )
+
+    assert response.status_code == 403
+    assert response.json()["detail"] == "role 'reviewer' may not work exceptions in bulk"
+    assert await stored_status(world, world.northwind_claim) == ("open", 1)
 
 
 async def test_statistics_and_the_export_count_only_what_the_scope_covers(world: World) -> None:

@@ -262,12 +262,19 @@ def test_prometheus_scrapes_each_service_on_its_configured_port(compose: dict[st
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
     scraped: dict[str, str] = {}
     for job in config["scrape_configs"]:
-        for static in job["static_configs"]:
-            for target in static["targets"]:
-                host, port = target.rsplit(":", 1)
-                assert host in services(compose), target
-                scraped[host] = port
-                assert job.get("metrics_path", "/metrics") == "/metrics", job["job_name"]
+        targets = [t.rsplit(":", 1) for static in job.get("static_configs", []) for t in static["targets"]]
+        # DNS service discovery (A records of a compose service name: every replica), with its port
+        targets += [[name, str(sd["port"])] for sd in job.get("dns_sd_configs", []) for name in sd["names"]]
+        assert targets, job["job_name"]
+        for host, port in targets:
+            assert host in services(compose), host
+            scraped[host] = port
+            assert job.get("metrics_path", "/metrics") == "/metrics", job["job_name"]
+    # every Loopgate service is discovered by DNS, so scaled replicas are scraped one by one
+    discovered = {
+        name for job in config["scrape_configs"] for sd in job.get("dns_sd_configs", []) for name in sd["names"]
+    }
+    assert discovered == set(METRICS_PORT_SETTING)
     for name, port_setting in METRICS_PORT_SETTING.items():
         port = getattr(service_settings(compose, name), port_setting)
         assert scraped.get(name) == str(port), name

@@ -254,3 +254,23 @@ def test_an_idle_dispatcher_is_not_ready_with_a_wrong_token_and_ready_once_it_is
     assert stored_ids(stack) == set()
     records = publish(s)
     assert_everything_delivered(stack, records, dispatcher)
+
+
+def test_a_token_file_written_after_the_start_is_picked_up_without_a_restart(
+    stack_factory: Callable[..., Stack],
+    tmp_path: Path,
+) -> None:
+    """Compose and Kubernetes mount the token's secret before anyone made the token: until the file
+    holds one, the dispatcher holds every record and says which file it waits for."""
+    stack = stack_factory()
+    stack.start("api")
+    token_file = tmp_path / "secrets" / "api-token"
+    dispatcher = start_dispatcher(stack, tmp_path / "run", api_token="", api_token_file=token_file)
+    records = publish(stack.settings)
+    wait_held(stack, dispatcher, "token_missing", failed=None)
+    assert_held(stack, dispatcher, "token_missing", "api_token_file")
+    assert f"file {token_file} does not exist" in (readyz(stack.settings) or (0, {}))[1]["detail"]
+
+    token_file.parent.mkdir()
+    token_file.write_text(stack.service_token + "\n")  # a mounted secret's trailing newline is not the token's
+    assert_everything_delivered(stack, records, dispatcher)

@@ -67,6 +67,13 @@ def env_of(container: dict[str, Any]) -> dict[str, Any]:
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
 
 
+def mounted(pod: dict[str, Any], path: str) -> dict[str, Any] | None:
+    """The Secret volume the pod's first container mounts at `path` (None: nothing there)."""
+    mounts = {m["mountPath"]: m["name"] for m in pod["containers"][0].get("volumeMounts", [])}
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    return volumes[mounts[path]]["secret"] if path in mounts else None
+
+
 DEFAULT_OBJECTS = sorted(
     [
         "ServiceAccount/lg-loopgate",
@@ -143,17 +150,33 @@ def test_every_pod_runs_as_non_root_with_secrets_from_kubernetes_secrets(helm: P
         volumes = {v["name"]: v for v in pod["volumes"]}
         assert volumes["kafka-credentials"]["secret"]["secretName"] == "loopgate-kafka", name
         assert volumes["kafka-ca"]["secret"]["secretName"] == "loopgate-kafka-ca", name
-    api_env = env_of(pods["Deployment/lg-loopgate-api"]["containers"][0])
-    assert api_env["LOOPGATE_DATABASE_URL"] == {"secretKeyRef": {"name": "loopgate-database", "key": "url"}}
-    dispatcher_env = env_of(pods["Deployment/lg-loopgate-dispatcher"]["containers"][0])
+    # The database URL and the token as files from their Secrets, never in the environment.
+    api_pod = pods["Deployment/lg-loopgate-api"]
+    api_env = env_of(api_pod["containers"][0])
+    assert api_env["LOOPGATE_DATABASE_URL_FILE"] == "/var/run/secrets/loopgate/database/url"
+    assert "LOOPGATE_DATABASE_URL" not in api_env
+    assert mounted(api_pod, "/var/run/secrets/loopgate/database") == {
+        "secretName": "loopgate-database",
+        "defaultMode": 0o440,
+        "items": [{"key": "url", "path": "url"}],
+    }
+    assert api_env["LOOPGATE_DATABASE_MIGRATE_ON_START"] == "false"  # its role may not change the schema (ownerKey)
+    dispatcher_pod = pods["Deployment/lg-loopgate-dispatcher"]
+    dispatcher_env = env_of(dispatcher_pod["containers"][0])
+    assert dispatcher_env["LOOPGATE_API_TOKEN_FILE"] == "/var/run/secrets/loopgate/dispatcher/token"
+    assert "LOOPGATE_API_TOKEN" not in dispatcher_env
     # optional: the dispatcher runs unready (token_missing) until the token is made after the install
-    assert dispatcher_env["LOOPGATE_API_TOKEN"] == {
-        "secretKeyRef": {"name": "loopgate-dispatcher-token", "key": "token", "optional": True}
+    assert mounted(dispatcher_pod, "/var/run/secrets/loopgate/dispatcher") == {
+        "secretName": "loopgate-dispatcher-token",
+        "optional": True,
+        "defaultMode": 0o440,
+        "items": [{"key": "token", "path": "token"}],
     }
     assert dispatcher_env["LOOPGATE_API_URL"] == "http://lg-loopgate-api:8000"
     # The detector parses untrusted input: it gets neither the database URL nor the API token.
     detector_env = env_of(pods["StatefulSet/lg-loopgate-detector"]["containers"][0])
-    assert "LOOPGATE_DATABASE_URL" not in detector_env and "LOOPGATE_API_TOKEN" not in detector_env
+    assert not {"LOOPGATE_DATABASE_URL_FILE", "LOOPGATE_API_TOKEN_FILE"} & set(detector_env)
+    assert mounted(pods["StatefulSet/lg-loopgate-detector"], "/var/run/secrets/loopgate/database") is None
 
 
 def test_detectors_each_own_a_volume_and_wait_for_readyz(helm: Path) -> None:
@@ -189,8 +212,13 @@ def test_topics_then_migration_run_as_hook_jobs(helm: Path) -> None:
     migrate_container = migrate["spec"]["template"]["spec"]["containers"][0]
     assert topics_container["args"] == ["topics", "create"]
     assert migrate_container["args"] == ["api", "migrate"]
-    assert "LOOPGATE_DATABASE_URL" not in env_of(topics_container)
-    assert "LOOPGATE_DATABASE_URL" in env_of(migrate_container)
+    assert mounted(migrate["spec"]["template"]["spec"], "/var/run/secrets/loopgate/database")["items"] == [
+        {"key": "url", "path": "url"}  # default values: one URL, the API migrates too
+    ]
+    assert "LOOPGATE_DATABASE_URL_FILE" not in env_of(topics_container)
+    assert env_of(migrate_container)["LOOPGATE_DATABASE_URL_FILE"] == "/var/run/secrets/loopgate/database/url"
+    assert mounted(migrate["spec"]["template"]["spec"], "/var/run/secrets/loopgate/database") is not None
+    assert mounted(topics["spec"]["template"]["spec"], "/var/run/secrets/loopgate/database") is None
 
 
 @pytest.mark.parametrize(
@@ -264,3 +292,24 @@ def test_k8scheck_refuses_unknown_fields_kinds_and_duplicates(helm: Path, k8sche
         result = subprocess.run([str(k8scheck)], input=broken, capture_output=True, text=True, timeout=60)
         assert result.returncode == 1, message
         assert message in result.stderr, result.stderr
+
+
+def test_with_production_values_the_schema_owner_migrates_and_the_api_only_reads_and_writes_rows(helm: Path) -> None:
+    rendered = objects(template(helm, "-f", str(PRODUCTION)))
+    migrate = rendered["Job/lg-loopgate-migrate"]["spec"]["template"]["spec"]
+    api = rendered["Deployment/lg-loopgate-api"]["spec"]["template"]["spec"]
+
+    assert migrate["containers"][0]["args"] == ["api", "migrate", "--grant-to", "loopgate_app"]
+    assert mounted(migrate, "/var/run/secrets/loopgate/database")["items"] == [{"key": "owner-url", "path": "url"}]
+    assert "LOOPGATE_DATABASE_MIGRATE_ON_START" not in env_of(migrate["containers"][0])
+    assert mounted(api, "/var/run/secrets/loopgate/database")["items"] == [{"key": "url", "path": "url"}]
+    assert env_of(api["containers"][0])["LOOPGATE_DATABASE_MIGRATE_ON_START"] == "false"
+
+
+def test_an_application_role_name_that_would_need_quoting_is_refused(helm: Path) -> None:
+    result = run_helm(
+        helm, "template", RELEASE, str(CHART), "--set", "database.ownerKey=owner-url", "--set", "database.appRole=App;x"
+    )
+
+    assert result.returncode != 0
+    assert "/database/appRole" in result.stderr

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import time
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -16,6 +15,7 @@ from prometheus_client import REGISTRY
 
 from loopgate.common.settings import Settings
 from loopgate.resolution_api.db.models import ExceptionRow, NotificationEventRow
+from loopgate_tools.waiting import eventually_async
 from tests.fixtures.api import Api, ApiFactory
 from tests.fixtures.receivers import Receivers
 from tests.integration.test_api_notifications import notify_settings, one_hook, rows_of, settled, three_kinds
@@ -25,6 +25,11 @@ FAR_FUTURE = dt.datetime(9999, 12, 31, 23, 59, tzinfo=dt.UTC)
 
 def _count(name: str, labels: dict[str, str] | None = None) -> float:
     return REGISTRY.get_sample_value(name, labels or {}) or 0.0
+
+
+async def _no_pending_events(api: Api) -> None:
+    pending = await _pending_events(api)
+    assert pending == 0, f"{pending} notification events still pending"
 
 
 async def _pending_events(api: Api) -> int:
@@ -99,10 +104,7 @@ async def test_an_event_that_cannot_be_expanded_is_set_aside_and_the_events_behi
         api.services.notifier.wake()
         got = await receivers.wait_for("/hook", 2)
         assert [r.body["subject"] for r in got] == [first, second]
-        deadline = time.monotonic() + 10
-        while await _pending_events(api):
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.05)
+        await eventually_async(lambda: _no_pending_events(api), timeout=10)
         async with api.services.db.read() as session:
             [garbage] = (
                 await session.execute(sa.select(NotificationEventRow).where(NotificationEventRow.key == "garbage"))

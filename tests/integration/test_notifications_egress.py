@@ -23,6 +23,7 @@ from standardwebhooks import Webhook
 
 from loopgate.common.settings import Settings
 from loopgate.resolution_api.db.models import NotificationRow
+from loopgate_tools.waiting import eventually_async
 from tests.fixtures.api import Api, ApiFactory
 from tests.fixtures.receivers import Receivers
 from tests.integration.test_api_notifications import notify_settings, one_hook, rows_of, settled
@@ -116,10 +117,8 @@ async def test_a_huge_answer_is_not_read_beyond_its_head(
         [row] = await settled(api, exception_id, 1, within=10)
         assert row.sent_at is not None and row.attempts == 1
         assert time.monotonic() - started < 4
-        deadline = time.monotonic() + 10
-        while not written:  # the receiver notices the closed connection at its next write
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.05)
+        # the receiver notices the closed connection at its next write
+        await eventually_async(lambda: bool(written), timeout=10, what="the receiver's writes")
         assert written[0] < 32 * 1024 * 1024
 
 
@@ -232,17 +231,18 @@ async def test_a_notification_whose_request_cannot_be_made_is_set_aside_and_the_
         api.services.notifier.wake()
         got = await receivers.wait_for("/hook", 2)
         assert [r.body["subject"] for r in got] == [first, second]
-        deadline = asyncio.get_running_loop().time() + 20  # its set-aside commits after the next is sent
-        while True:
+
+        async def forged_set_aside() -> NotificationRow:
             async with api.services.db.read() as session:
                 [forged] = (
                     await session.execute(
                         sa.select(NotificationRow).where(NotificationRow.notification_id.like("forged%"))
                     )
                 ).scalars()
-            if forged.set_aside_reason is not None or asyncio.get_running_loop().time() > deadline:
-                break
-            await asyncio.sleep(0.05)
+            assert forged.set_aside_reason is not None, f"forged row not set aside: sent_at={forged.sent_at}"
+            return forged
+
+        forged = await eventually_async(forged_set_aside, timeout=20)  # set aside after the next is sent
         assert forged.sent_at is None and forged.set_aside_reason is not None
         assert forged.set_aside_reason.startswith("unsendable: ValueError")
         assert "\r" not in forged.set_aside_reason and "\n" not in forged.set_aside_reason

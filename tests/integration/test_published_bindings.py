@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from loopgate_schemas import topics
 from loopgate_schemas.examples import CONTRACT_EXAMPLES
 from loopgate_schemas.outcomes import outcome_id_for
 from loopgate_tools.processes import wait_until
+from loopgate_tools.waiting import eventually_async
 from tests.contract_js.runner import ContractTools, ContractToolsMissing, install
 from tests.fixtures.api import ApiFactory, record
 from tests.fixtures.clock import FakeClock
@@ -68,14 +68,14 @@ def test_the_asyncapi_document_passes_the_official_parser(contract_tools: Contra
 
 
 async def _wait_until_sent(db: Database, exception_ids: list[str], within: float = 20.0) -> None:
-    deadline = time.monotonic() + within
-    while True:
+    async def sent() -> None:
         async with db.read() as session:
             rows = [r for e in exception_ids for r in await store.outbox_for(session=session, exception_id=e)]
-        if len(rows) == len(exception_ids) and all(r.sent_at is not None for r in rows):
-            return
-        assert time.monotonic() < deadline, f"outcomes not published within {within}s: {rows}"
-        await asyncio.sleep(0.05)
+        assert len(rows) == len(exception_ids) and all(r.sent_at is not None for r in rows), (
+            f"outcomes not published: {rows}"
+        )
+
+    await eventually_async(sent, timeout=within)
 
 
 @pytest.mark.kafka

@@ -29,8 +29,8 @@ API_DECISIONS: dict[tuple[str, str], tuple[str, Permission | None, Any]] = {
     ("POST", "/v1/exceptions"): ("create", Permission.CREATE, None),
     ("POST", "/v1/exceptions/batch"): ("create", Permission.CREATE, None),
     ("GET", "/v1/exceptions"): ("collection", Permission.READ, None),
-    ("POST", "/v1/exceptions/bulk-resolve"): ("collection", Permission.WORK, None),
-    ("POST", "/v1/exceptions/bulk"): ("collection", Permission.WORK, None),
+    ("POST", "/v1/exceptions/bulk-resolve"): ("collection", Permission.BULK_WORK, None),
+    ("POST", "/v1/exceptions/bulk"): ("collection", Permission.BULK_WORK, None),
     ("GET", "/v1/stats/verdicts"): ("collection", Permission.READ, None),
     ("GET", "/v1/export/training-data"): ("collection", Permission.READ, None),
     ("GET", "/v1/exceptions/{exception_id}"): ("exception", Permission.READ, None),
@@ -200,7 +200,7 @@ async def test_collections_hold_only_what_the_scope_covers(world: World, who: st
     assert {e["id"] for e in listed.json()["items"]} == world.inside(who)
     assert export.status_code == 200
     changed = {i for i in before if before[i] != after[i]}
-    if Permission.WORK in ROLE_PERMISSIONS[role]:
+    if Permission.BULK_WORK in ROLE_PERMISSIONS[role]:
         assert bulk.status_code == 200, bulk.text
         assert changed == world.inside(who)
     else:

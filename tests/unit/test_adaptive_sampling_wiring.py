@@ -22,6 +22,7 @@ from loopgate.detector.sampling import AdaptiveRates, AuditRateState, AuditVerdi
 from loopgate.detector.verdicts import AuditRateReader
 from loopgate_schemas import topics
 from loopgate_schemas.outcomes import Outcome, OutcomeData, outcome_id_for
+from loopgate_tools.waiting import eventually_async
 
 BASE = {topics.BIDS: 0.01, topics.TRAFFICKING: 0.02, topics.CONTENT: 0.05}
 PARAMS = {"cap": 0.25, "weight": 0.1, "tolerance": 0.05, "saturation": 0.5}
@@ -189,10 +190,11 @@ async def test_a_reader_that_cannot_reach_the_broker_keeps_the_rates_and_retries
     r = AuditRateReader(Settings(kafka_bootstrap="127.0.0.1:1"), sampling, retry_seconds=0.05)
     errors = metrics.OUTCOME_READER_ERRORS._value.get()
     task = asyncio.create_task(r.run())
-    for _ in range(400):
-        await asyncio.sleep(0.05)
-        if metrics.OUTCOME_READER_ERRORS._value.get() - errors >= 2:
-            break
+
+    def failed_twice() -> None:
+        assert metrics.OUTCOME_READER_ERRORS._value.get() - errors >= 2, "fewer than two read failures"
+
+    await eventually_async(failed_twice, timeout=20)
     assert not task.done()  # failures are retried, never raised
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

@@ -26,7 +26,16 @@ def test_service_may_only_create_exceptions() -> None:
 
 
 def test_operator_may_read_and_work_exceptions_but_not_create_reopen_or_manage_tokens() -> None:
-    assert {p for p in Permission if allows(Role.OPERATOR, p)} == {Permission.READ, Permission.WORK, Permission.SILENCE}
+    assert {p for p in Permission if allows(Role.OPERATOR, p)} == {
+        Permission.READ,
+        Permission.WORK,
+        Permission.BULK_WORK,
+        Permission.SILENCE,
+    }
+
+
+def test_a_reviewer_works_one_exception_at_a_time_within_its_scope() -> None:
+    assert {p for p in Permission if allows(Role.REVIEWER, p)} == {Permission.READ, Permission.WORK}
 
 
 @pytest.mark.parametrize("permission", list(Permission))

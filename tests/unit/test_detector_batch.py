@@ -25,9 +25,9 @@ import pytest
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, MessageSizeTooLargeError
 from faust.types import Message
 
-from loopgate.detector.app import BatchProcessor
 from loopgate.detector.budget import fit_dead_letter
 from loopgate.detector.config import load_detection_config
+from loopgate.detector.fetched_batches import BatchProcessor
 from loopgate.detector.processing import Detector, encode_baseline
 from loopgate_schemas import topics
 from loopgate_schemas.exceptions import exception_id_for

@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from loopgate.common import tracing
-from loopgate.detector import app as detector_app
+from loopgate.detector import fetched_batches
 from tests.unit.test_detector_batch import EXCEPTIONS, SIM, FakeBroker, Stream, processor
 
 UPSTREAM = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -81,7 +81,7 @@ def exporter(monkeypatch: pytest.MonkeyPatch) -> InMemorySpanExporter:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(memory))
     monkeypatch.setattr(tracing, "_enabled", True)
-    monkeypatch.setattr(detector_app, "_tracer", provider.get_tracer("test"))
+    monkeypatch.setattr(fetched_batches, "_tracer", provider.get_tracer("test"))
     return memory
 
 

@@ -8,10 +8,13 @@ import pytest
 from loopgate.cli.export import ExportFailed
 from loopgate.common.errors import LoopgateError
 from loopgate.common.kafka import KafkaSettingsError, KafkaStartupError
+from loopgate.common.secrets import SecretFileError
 from loopgate.detector.config import ConfigError
 from loopgate.detector.tuning import ProposalInvalid
 from loopgate.resolution_api.console.sso import SignInRefused, SsoSettingsError
 from loopgate.resolution_api.console.sso_mapping import SsoMappingError
+from loopgate.resolution_api.db.engine import SchemaNotAtHead
+from loopgate.resolution_api.db.privileges import BadRoleName
 from loopgate.resolution_api.domain_errors import Conflict, DomainError, NotFound
 from loopgate.resolution_api.notifications.config import NotificationsConfigError
 from loopgate.resolution_api.queues.routing import RoutesError
@@ -30,6 +33,9 @@ ROOTED = [
     KafkaSettingsError,
     KafkaStartupError,
     ExportFailed,
+    SecretFileError,
+    SchemaNotAtHead,
+    BadRoleName,
 ]
 
 

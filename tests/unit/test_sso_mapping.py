@@ -173,9 +173,12 @@ def test_the_secret_is_read_from_its_file_without_the_newline(tmp_path: Path) ->
         ({"sso_client_secret": ""}, "sso_client_secret: required"),
         (
             {"sso_client_secret": "", "sso_client_secret_file": Path("/nonexistent")},
-            "sso_client_secret_file: /nonexistent",
+            "sso_client_secret_file: file /nonexistent does not exist",
         ),
-        ({"sso_client_secret_file": Path("/nonexistent")}, "sso_client_secret: set LOOPGATE_SSO_CLIENT_SECRET or"),
+        (
+            {"sso_client_secret_file": Path("/nonexistent")},
+            "sso_client_secret: set either LOOPGATE_SSO_CLIENT_SECRET or LOOPGATE_SSO_CLIENT_SECRET_FILE, not both",
+        ),
         (
             {"sso_issuer": "http://login.example/realms/agency"},
             "sso_issuer: 'http://login.example/realms/agency' must be",

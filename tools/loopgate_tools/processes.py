@@ -11,12 +11,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from loopgate.common.settings import Settings
+from loopgate_tools.waiting import eventually
 
 LOOPGATE = [sys.executable, "-m", "loopgate.cli.main"]
 LOOPGATE_TOOLS = [sys.executable, "-m", "loopgate_tools.cli"]
@@ -45,13 +45,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 def wait_until(check: Callable[[], bool], *, timeout: float, what: str, interval: float = 0.1) -> None:
-    """Poll `check` until it is true; TimeoutError naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+    """Poll `check` until it is truthy; `NeverHeld` (a TimeoutError) naming `what` after `timeout` s.
+    An assertion inside `check` (a process died) fails at once instead of being waited out."""
+    eventually(lambda: bool(check()), timeout=timeout, what=what, interval=interval, retrying=())
 
 
 @dataclass

@@ -21,6 +21,7 @@ from loopgate.resolution_api.access.permissions import Role
 from loopgate.resolution_api.access.tokens import TOKEN_PREFIX, TokenCache, Tokens
 from loopgate.resolution_api.clock import utcnow
 from loopgate.resolution_api.db.engine import Database
+from loopgate.resolution_api.db.privileges import BadRoleName, checked_role, grant_row_access
 from loopgate.resolution_api.domain_errors import Conflict, InvalidRequest, NotFound
 
 app = typer.Typer(help="The resolution API: serve, migrate, tokens.", no_args_is_help=True)
@@ -66,20 +67,46 @@ def serve(
     Server(config).run()
 
 
-async def _migrate(url: str) -> None:
+async def _migrate(url: str, grant_to: str | None) -> bool:
     db = Database(url)
     try:
         await db.migrate()
+        return grant_to is not None and await grant_row_access(db, grant_to)
     finally:
         await db.dispose()
 
 
 @app.command()
-def migrate() -> None:
-    """Apply every database migration not applied yet (the API also does this when it starts)."""
+def migrate(
+    grant_to: Annotated[
+        str | None,
+        typer.Option(
+            "--grant-to",
+            help="After migrating, grant this PostgreSQL role the API's row access (read and write rows, no "
+            "schema changes): the role the API connects as with LOOPGATE_DATABASE_MIGRATE_ON_START=false.",
+        ),
+    ] = None,
+) -> None:
+    """Apply every database migration not applied yet (the API also does this when it starts, unless
+    LOOPGATE_DATABASE_MIGRATE_ON_START is false)."""
     url = get_settings().database_url
-    asyncio.run(_migrate(url))
+    if grant_to is not None:
+        try:
+            checked_role(grant_to)
+        except BadRoleName as err:
+            raise typer.BadParameter(
+                str(err).removeprefix(f"--grant-to {grant_to!r}: "), param_hint="--grant-to"
+            ) from None
+    try:
+        granted = asyncio.run(_migrate(url, grant_to))
+    except BadRoleName as err:
+        typer.echo(f"refused: {err}", err=True)
+        raise typer.Exit(2) from None
     typer.echo(f"database at head: {_safe_url(url)}")
+    if granted:
+        typer.echo(f"role {grant_to} may read and write rows (no schema changes)")
+    elif grant_to is not None:
+        typer.echo(f"--grant-to {grant_to}: SQLite has no roles, nothing granted")
 
 
 @contextlib.asynccontextmanager
@@ -87,7 +114,7 @@ async def _tokens(url: str) -> AsyncIterator[Tokens]:
     """tokens.py's service on a migrated database, for one command (no cache: one call each)."""
     db = Database(url)
     try:
-        await db.migrate()
+        await db.prepare(migrate=get_settings().database_migrate_on_start)
         yield Tokens(db=db, cache=TokenCache(ttl=0))
     finally:
         await db.dispose()

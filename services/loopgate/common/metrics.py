@@ -245,3 +245,22 @@ ROWS_SET_ASIDE = Counter(
     "(console_queue, console_exception, training_export)",
     ["where"],
 )
+
+# A second pair of eyes (issue 26, resolution_api/review/): resolutions chosen, and what their reviews came to.
+SECOND_REVIEWS = Counter(
+    "loopgate_api_second_reviews_total",
+    "Second reviews by step: chosen (a resolution sealed for a blind second review), agreed, disagreed "
+    "(a lead-queue exception opened), adjudicated (the lead's final decision)",
+    ["step"],
+)
+for _step in ("chosen", "agreed", "disagreed", "adjudicated"):
+    SECOND_REVIEWS.labels(_step)  # every step has a series from the start (the dashboard's rate)
+SECOND_REVIEW_AGREEMENT = Gauge(
+    "loopgate_api_second_review_agreement",
+    "Agreement of first and second reviewers over the last 30 days, by rule (all: every rule) and figure (raw, "
+    "kappa); NaN while undefined (no reviews, or one label only). Set from the database after each second "
+    "decision and at start, so every API replica shows the same",
+    ["rule", "figure"],
+)
+for _figure in ("raw", "kappa"):
+    SECOND_REVIEW_AGREEMENT.labels("all", _figure).set(float("nan"))

@@ -10,9 +10,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from loopgate.common.secrets import inline_or_file
 from loopgate_schemas import topics
 from loopgate_schemas.exceptions import Severity
 
@@ -167,7 +168,12 @@ class Settings(BaseSettings):
     api_token: str = Field(
         default="",
         description="The dispatcher's bearer token: a `service` token from "
-        "`loopgate api tokens create --role service`.",
+        "`loopgate api tokens create --role service`; prefer the `_FILE` variant.",
+    )
+    api_token_file: Path | None = Field(
+        default=None,
+        description="A file holding the dispatcher's token (a mounted secret). Read again until it holds one: "
+        "a missing or empty file keeps the dispatcher up, holding every record and not ready.",
     )
     dispatch_concurrency: int = Field(default=32, ge=1, description="Records the dispatcher posts at once.")
     retry_initial_seconds: float = Field(default=0.2, gt=0, description="First wait before the dispatcher retries.")
@@ -176,7 +182,20 @@ class Settings(BaseSettings):
     # --- resolution API ---
     database_url: str = Field(
         default="sqlite+aiosqlite:///.run/loopgate.db",
-        description="The API's store: `sqlite+aiosqlite:///file.db` or `postgresql+asyncpg://user:pass@host/db`.",
+        description="The API's store: `sqlite+aiosqlite:///file.db` or `postgresql+asyncpg://user:pass@host/db`; "
+        "with a password in it, prefer the `_FILE` variant.",
+    )
+    database_url_file: Path | None = Field(
+        default=None,
+        description="A file holding the database URL (a mounted secret), read when a service starts; "
+        "instead of `LOOPGATE_DATABASE_URL`, never with it.",
+    )
+    database_migrate_on_start: bool = Field(
+        default=True,
+        description="The API (and `loopgate api tokens`) applies missing migrations when it starts. False where "
+        "its database role may only read and write rows (production): `loopgate api migrate --grant-to ROLE`, "
+        "run as the schema's owner, migrates and grants; the API then waits up to 30 s for the schema to be at "
+        "head and refuses to start, saying so, if it is not.",
     )
     api_host: str = Field(default="127.0.0.1", description="Address the API listens on.")
     api_port: int = Field(default=8000, description="Port the API listens on.")
@@ -303,6 +322,12 @@ class Settings(BaseSettings):
     routes_file: Path | None = Field(
         default=None,
         description="Routing of exceptions to queues (TOML, see `routes.toml`); unset: the packaged `routes.toml`. "
+        "Read when the API starts: an unknown key or a bad value refuses to start, naming it.",
+    )
+    review_file: Path | None = Field(
+        default=None,
+        description="The second-review policy (TOML, see `review.toml`): which resolutions a second person "
+        "re-reviews blind, and the lead queue of disagreements; unset: the packaged `review.toml` (reviews nothing). "
         "Read when the API starts: an unknown key or a bad value refuses to start, naming it.",
     )
     max_silence_seconds: float = Field(
@@ -453,6 +478,18 @@ class Settings(BaseSettings):
     @classmethod
     def _fill_default_slas(cls, value: dict[Severity, Sla]) -> dict[Severity, Sla]:
         return {**DEFAULT_SLAS, **value}
+
+    @model_validator(mode="after")
+    def _database_url_from_its_file(self) -> Settings:
+        if self.database_url_file is not None:
+            inline = self.database_url if "database_url" in self.model_fields_set else ""
+            self.database_url = inline_or_file("database_url", inline, self.database_url_file)
+        return self
+
+    def dispatcher_token(self) -> str:
+        """The dispatcher's token now: `api_token`, or its file read afresh (a rotated or late-mounted
+        secret is picked up without a restart). Raises SecretFileError when the file cannot give one."""
+        return inline_or_file("api_token", self.api_token, self.api_token_file).strip()
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"

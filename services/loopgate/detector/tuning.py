@@ -177,10 +177,16 @@ def verdict_from_json(doc: Any) -> Verdict | None:
         return None
     if data.observed is None:
         return None
+    decision = data.decision
+    review = data.second_review if isinstance(data, TrainingRecord) else None
+    if review is not None and review.status == "disagreed":
+        return None  # contested until the lead decides: not a label to tune on
+    if review is not None and review.final_decision is not None:
+        decision = review.final_decision  # the settled label: the lead's (gold) or the two reviewers' shared one
     return Verdict(
         exception_id=data.exception_id,
         rule_id=data.rule_id,
-        decision=data.decision,
+        decision=decision,
         client_id=data.client_id,
         platform=platform if isinstance(platform, str) else None,
         observed=data.observed,

@@ -73,8 +73,8 @@ class Misconfiguration(Enum):
 
 # What to check, per cause: one line for the operator reading the log or /readyz.
 REMEDIES: dict[Misconfiguration, str] = {
-    Misconfiguration.TOKEN_MISSING: "LOOPGATE_API_TOKEN is empty: create a token with "
-    "`loopgate api tokens create --role service --name dispatcher` and set it",
+    Misconfiguration.TOKEN_MISSING: "LOOPGATE_API_TOKEN is empty (or LOOPGATE_API_TOKEN_FILE holds none): create a "
+    "token with `loopgate api tokens create --role service --name dispatcher` and set it or write it to the file",
     Misconfiguration.UNAUTHORIZED: "the API does not know this token, or it was revoked: check "
     "LOOPGATE_API_TOKEN (a token from `loopgate api tokens create --role service`)",
     Misconfiguration.FORBIDDEN: "the token may not create exceptions: LOOPGATE_API_TOKEN needs the service role",

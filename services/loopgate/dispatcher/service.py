@@ -19,6 +19,7 @@ from `/readyz` on the metrics port. The first record accepted again opens the ga
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
@@ -33,6 +34,7 @@ from opentelemetry.trace import SpanKind
 from loopgate.common import metrics, tracing
 from loopgate.common.kafka import ConsumerLag, consumer, kafka_connection, reliable_producer, wait_for_broker
 from loopgate.common.logging import log_context
+from loopgate.common.secrets import SecretFileError
 from loopgate.common.settings import Settings
 from loopgate.common.status_server import NotReady, StatusServer
 from loopgate.dispatcher.delivery import (
@@ -52,6 +54,8 @@ from loopgate.dispatcher.delivery import (
 from loopgate_schemas import topics
 
 log = logging.getLogger(__name__)
+
+TOKEN_RECHECK_SECONDS = 2.0  # how often a missing token (or its file) is looked for again
 
 
 class Dispatcher:
@@ -120,18 +124,33 @@ class Dispatcher:
                 state.detail[:300],
             )
 
+    async def _token(self) -> str | None:
+        """The token, once there is one. An empty token can never work: until one is set (or its file
+        holds one: compose and Kubernetes start the dispatcher before anyone could create its token),
+        hold everything, stay up and not ready, and look again every few seconds. None: stopped meanwhile."""
+        while not self._stopping.is_set():
+            try:
+                token = self.settings.dispatcher_token()
+            except SecretFileError as err:
+                token, detail = "", str(err)
+            else:
+                detail = "LOOPGATE_API_TOKEN is not set"
+            if token:
+                return token
+            self.gate.close(Misconfiguration.TOKEN_MISSING, detail)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=TOKEN_RECHECK_SECONDS)
+        return None
+
     async def run(self) -> None:
-        if not self.settings.api_token.strip():
-            # An empty token can never work, and settings are read once: hold everything, stay up and
-            # not ready (compose starts the dispatcher before anyone could create its token).
-            self.gate.close(Misconfiguration.TOKEN_MISSING, "LOOPGATE_API_TOKEN is not set")
-            await self._stopping.wait()
+        token = await self._token()
+        if token is None:  # stopped while waiting for a token
             await self.consumer.stop()  # never started; closes what the constructors opened
             await self.dlq.stop()
             return
         await wait_for_broker(self.kafka)
         self.client = aiohttp.ClientSession(
-            headers={"authorization": f"Bearer {self.settings.api_token}"},
+            headers={"authorization": f"Bearer {token}"},
             timeout=aiohttp.ClientTimeout(total=30.0, connect=3.0),  # a batch of records takes longer than one
             connector=aiohttp.TCPConnector(limit=self.settings.dispatch_concurrency),
         )

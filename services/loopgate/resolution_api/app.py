@@ -24,13 +24,13 @@ from loopgate.common.settings import Settings, get_settings
 from loopgate.resolution_api import handlers
 from loopgate.resolution_api.access.scoping import ScopeMiddleware
 from loopgate.resolution_api.access.tokens import TokenCache, Tokens
-from loopgate.resolution_api.api import exceptions, export, health, silences, stats, tokens, undelivered
+from loopgate.resolution_api.api import exceptions, export, health, reviews, silences, stats, tokens, undelivered
 from loopgate.resolution_api.background import BackgroundLoop
 from loopgate.resolution_api.clock import Clock, Monotonic, utcnow
 from loopgate.resolution_api.console.routes import install as install_console
 from loopgate.resolution_api.console.sso import SingleSignOn, load_sso_config
 from loopgate.resolution_api.console.sso_routes import install as install_sso
-from loopgate.resolution_api.db.engine import Database, SecondWriter
+from loopgate.resolution_api.db.engine import Database, SchemaNotAtHead, SecondWriter
 from loopgate.resolution_api.exceptions.intake import Intake
 from loopgate.resolution_api.http.deps import Services
 from loopgate.resolution_api.http.errors import install_error_handlers
@@ -39,6 +39,9 @@ from loopgate.resolution_api.notifications.config import load_notifications
 from loopgate.resolution_api.notifications.relay import NotificationRelay
 from loopgate.resolution_api.outcomes.outbox import OutboxRelay
 from loopgate.resolution_api.queues.routing import load_routes
+from loopgate.resolution_api.review import agreement as review_agreement
+from loopgate.resolution_api.review import flow as second_review
+from loopgate.resolution_api.review.config import load_review_policy
 from loopgate.resolution_api.schemas import ExceptionBatch
 from loopgate.resolution_api.sweeps.retention import Retention
 from loopgate.resolution_api.sweeps.sweeper import Sweeper
@@ -48,16 +51,17 @@ DATABASE_WAIT_SECONDS = 30.0
 DISPOSE_SECONDS = 5.0  # closing the database's connections, after the loops have stopped
 
 
-async def migrate_when_reachable(db: Database, wait_seconds: float = DATABASE_WAIT_SECONDS) -> None:
-    """Apply migrations, waiting up to `wait_seconds` for a database that is still starting."""
+async def prepare_when_reachable(db: Database, *, migrate: bool, wait_seconds: float = DATABASE_WAIT_SECONDS) -> None:
+    """Apply migrations (or check they are applied), waiting up to `wait_seconds` for a database that
+    is still starting."""
     async for attempt in AsyncRetrying(
         stop=stop_after_delay(wait_seconds),
         wait=wait_fixed(1.0),
-        retry=retry_if_exception_type((OSError, OperationalError)),
+        retry=retry_if_exception_type((OSError, OperationalError, SchemaNotAtHead)),  # the migrate job may be running
         reraise=True,
     ):
         with attempt:
-            await db.migrate()
+            await db.prepare(migrate=migrate)
 
 
 async def stop_within(seconds: float, *loops: BackgroundLoop) -> None:
@@ -125,9 +129,15 @@ def create_app(
     async def _serving(app: FastAPI, db: Database, active: Settings) -> AsyncIterator[None]:
         try:
             routing = load_routes(active.routes_file)  # a bad routes file refuses to start, naming the key
+            second_review.use_policy(load_review_policy(active.review_file))  # so does a bad review file
             receivers, endpoints = load_notifications(active.notifications_file)  # so does a bad notifications file
             sso_config = load_sso_config(active)  # and bad single sign-on settings or mapping file
-            await migrate_when_reachable(db)
+            try:
+                await prepare_when_reachable(db, migrate=active.database_migrate_on_start)
+            except SchemaNotAtHead as err:
+                log.error("refusing to start: %s", err)
+                raise
+            await review_agreement.refresh_gauges(db=db, now=clock())  # the dashboard's agreement (review/)
             sso = None
             if sso_config is not None:
                 sso = SingleSignOn(sso_config, db=db, clock=clock, transport=sso_transport, monotonic=monotonic)
@@ -188,6 +198,8 @@ def create_app(
     app.include_router(exceptions.router)
     app.include_router(tokens.router)
     app.include_router(stats.router)
+    app.include_router(reviews.router)  # the blind second review (review/)
+    app.include_router(reviews.stats_router)  # and its agreement statistics
     app.include_router(export.router)
     app.include_router(silences.router)
     app.include_router(undelivered.router)

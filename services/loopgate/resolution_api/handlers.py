@@ -3,7 +3,8 @@ what happens when an exception is resolved:
 
 - in the transaction of the change: its history row (every ExceptionEvent), its outcome in the
   outbox with the resolution's trace span (Resolved), the notification events Alertmanager and
-  the other receivers hear of (ExceptionOpened, Resolved, Escalated, SlaBreached);
+  the other receivers hear of (ExceptionOpened, Resolved, Escalated, SlaBreached), whether a second
+  person reviews it blind (Resolved, review/flow.py);
 - after the commit: the records, routing fallback, transition, resolution and SLA metrics (and the
   routing fallback's log line), and waking the outbox relay (Resolved) so the outcome is
   published now rather than at its next poll.
@@ -22,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from loopgate.common import metrics, tracing
 from loopgate.common.logging import log_context
+from loopgate.resolution_api.db.models import ExceptionRow
 from loopgate.resolution_api.events import (
     DuplicateReceived,
     Escalated,
@@ -37,6 +39,7 @@ from loopgate.resolution_api.exceptions import store
 from loopgate.resolution_api.messagebus import MessageBus
 from loopgate.resolution_api.notifications import store as notifications
 from loopgate.resolution_api.outcomes import verdicts
+from loopgate.resolution_api.review import flow as second_review
 from loopgate.resolution_api.trace_spans import resolution_span
 
 log = logging.getLogger(__name__)
@@ -103,6 +106,15 @@ async def tell_resolved(session: AsyncSession, events: Sequence[Resolved]) -> No
     await notifications.record_events(session=session, rows=rows)
 
 
+async def choose_second_reviews(session: AsyncSession, events: Sequence[Resolved]) -> None:
+    """A lead's resolution of a disagreement settles it; any other may be chosen for a blind second
+    review, its decision sealed until then (review/flow.py)."""
+    for e in events:
+        row = await session.get(ExceptionRow, e.exception_id)  # the command's locked row: no query
+        if row is not None:
+            await second_review.after_resolve(session, row, e.at)
+
+
 async def tell_escalated(session: AsyncSession, events: Sequence[Escalated]) -> None:
     rows = [_notification(e, "escalated", f"escalated:{e.version}") for e in events]
     await notifications.record_events(session=session, rows=rows)
@@ -162,6 +174,7 @@ def bootstrap(*, outbox: Relay | None = None) -> MessageBus:
     bus.subscribe(ExceptionOpened, tell_opened)
     bus.subscribe(Resolved, write_outcomes)
     bus.subscribe(Resolved, tell_resolved)
+    bus.subscribe(Resolved, choose_second_reviews)
     bus.subscribe(Escalated, tell_escalated)
     bus.subscribe(SlaBreached, tell_sla_breached)
     bus.subscribe_after_commit(SlaBreached, count_sla_breaches)

@@ -27,6 +27,7 @@ from loopgate.resolution_api.access.permissions import Role
 from loopgate.resolution_api.db.models import ExceptionEventRow, ExceptionRow, TokenRow
 from loopgate.resolution_api.exceptions.lifecycle import Status, resolution_problem
 from loopgate.resolution_api.http.limits import value_depth
+from loopgate.resolution_api.review import blind
 from loopgate_schemas.exceptions import EventRef, ExceptionRecord, Impact, Kind, Severity
 from loopgate_schemas.outcomes import Decision, FieldChange
 
@@ -255,7 +256,15 @@ class ExceptionRead(BaseModel):
         description="The id of the active silence holding it out of the on-call queue and out of notifications; "
         "null when none does",
     )
-    resolution: Resolution | None = Field(description="The current final resolution; null until resolved")
+    resolution: Resolution | None = Field(
+        description="The current final resolution; null until resolved, and while its blind second review is "
+        "pending for anyone but its resolver"
+    )
+    second_review: str | None = Field(
+        default=None,
+        description="Its resolution's second review: null (none), pending, agreed, disagreed (a lead decides) or "
+        "adjudicated",
+    )
     resolution_count: int
     version: int = Field(description="Bumped by every state change; also the ETag")
     created_at: AwareDatetime
@@ -274,7 +283,7 @@ class ExceptionRead(BaseModel):
                 time_to_resolve_seconds=row.time_to_resolve_seconds or 0.0,
             )
         values = {name: getattr(row, name) for name in cls.model_fields if name != "resolution"}
-        return cls(**values, resolution=resolution)
+        return cls(**values, resolution=blind.sealed(row, resolution))
 
 
 class SilencedFilter(StrEnum):

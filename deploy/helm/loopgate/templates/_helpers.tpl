@@ -95,13 +95,31 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end -}}
 
-{{/* The database URL: settings read it from the environment only, so from the Secret by reference. */}}
+{{/* The database URL as a file from its Secret (LOOPGATE_DATABASE_URL_FILE): never in the environment,
+where `kubectl describe` and every child process would see the password. */}}
 {{- define "loopgate.databaseEnv" -}}
-- name: LOOPGATE_DATABASE_URL
-  valueFrom:
-    secretKeyRef:
-      name: {{ required "database.existingSecret: the name of a Secret holding the database URL is required" .Values.database.existingSecret | quote }}
-      key: {{ .Values.database.key | quote }}
+- name: LOOPGATE_DATABASE_URL_FILE
+  value: /var/run/secrets/loopgate/database/url
+{{- end -}}
+
+{{- define "loopgate.databaseMount" -}}
+- name: database-url
+  mountPath: /var/run/secrets/loopgate/database
+  readOnly: true
+{{- end -}}
+
+{{/* The URL's volume; with (dict "root" $ "owner" true), the schema owner's URL (database.ownerKey). */}}
+{{- define "loopgate.databaseVolume" -}}
+{{- $root := .root | default . -}}
+{{- $key := $root.Values.database.key -}}
+{{- if and .owner $root.Values.database.ownerKey }}{{ $key = $root.Values.database.ownerKey }}{{ end -}}
+- name: database-url
+  secret:
+    secretName: {{ required "database.existingSecret: the name of a Secret holding the database URL is required" $root.Values.database.existingSecret | quote }}
+    defaultMode: 0440
+    items:
+      - key: {{ $key | quote }}
+        path: url
 {{- end -}}
 
 {{- define "loopgate.secretMounts" -}}

@@ -19,7 +19,8 @@ class Role(StrEnum):
 class Permission(StrEnum):
     CREATE = "create exceptions"
     READ = "read exceptions"
-    WORK = "work exceptions"  # claim, resolve, escalate, snooze, bulk-resolve
+    WORK = "work exceptions"  # claim, unclaim, resolve, escalate, snooze: one exception at a time
+    BULK_WORK = "work exceptions in bulk"  # bulk-resolve by ids, bulk actions by filter
     REOPEN = "reopen exceptions"
     MANAGE_TOKENS = "manage tokens"
     SILENCE = "manage silences"  # create and expire silences
@@ -28,8 +29,9 @@ class Permission(StrEnum):
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.SERVICE: frozenset({Permission.CREATE}),
-    Role.OPERATOR: frozenset({Permission.READ, Permission.WORK, Permission.SILENCE}),
+    Role.OPERATOR: frozenset({Permission.READ, Permission.WORK, Permission.BULK_WORK, Permission.SILENCE}),
     Role.ADMIN: frozenset(Permission),
+    # a client's reviewers confirm or correct claims one by one, never a filter's worth at once
     Role.REVIEWER: frozenset({Permission.READ, Permission.WORK}),
     Role.ANALYST: frozenset({Permission.READ}),
 }

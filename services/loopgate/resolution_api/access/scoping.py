@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Receive, Send
 from starlette.types import Scope as AsgiScope
 
 from loopgate.resolution_api.access.permissions import AGENCY_WIDE, NOTHING, Scope
-from loopgate.resolution_api.db.models import ExceptionEventRow, ExceptionRow, SilenceRow
+from loopgate.resolution_api.db.models import ExceptionEventRow, ExceptionRow, SecondReviewRow, SilenceRow
 
 caller_scope: ContextVar[Scope] = ContextVar("loopgate_caller_scope", default=AGENCY_WIDE)
 SCOPED_PATHS = ("/v1/", "/console")
@@ -67,6 +67,11 @@ def _apply_scope(state: ORMExecuteState) -> None:
         with_loader_criteria(
             ExceptionEventRow,
             ExceptionEventRow.exception_id.in_(sa.select(ExceptionRow.id).where(allowed)),
+            include_aliases=True,
+        ),
+        with_loader_criteria(  # second reviews and their agreement: those of visible exceptions (review/)
+            SecondReviewRow,
+            SecondReviewRow.exception_id.in_(sa.select(ExceptionRow.id).where(allowed)),
             include_aliases=True,
         ),
     ]

@@ -23,7 +23,7 @@ from loopgate.resolution_api.exceptions.creation import CreateResult
 from loopgate.resolution_api.exceptions.cursor import Sort
 from loopgate.resolution_api.exceptions.lifecycle import Action, Status
 from loopgate.resolution_api.exceptions.store import ExceptionFilters
-from loopgate.resolution_api.http.auth import CanCreate, CanRead, CanReopen, CanWork
+from loopgate.resolution_api.http.auth import CanBulkWork, CanCreate, CanRead, CanReopen, CanWork
 from loopgate.resolution_api.http.conditional import etag, parse_if_match
 from loopgate.resolution_api.http.deps import ServicesDep, reject_unstorable_params
 from loopgate.resolution_api.http.errors import Forbidden, invalid, record_error, responses, status_of, validation_body
@@ -238,7 +238,7 @@ async def list_exceptions(
     summary="Resolve several exceptions (by ids, or every unresolved one with a fingerprint)",
     responses=responses(400, 401, 403, 413),
 )
-async def bulk_resolve(body: BulkResolveRequest, principal: CanWork, services: ServicesDep) -> BulkResolveResult:
+async def bulk_resolve(body: BulkResolveRequest, principal: CanBulkWork, services: ServicesDep) -> BulkResolveResult:
     resolved, failed = await transitions.bulk_resolve(
         db=services.db,
         ids=body.ids,
@@ -260,7 +260,7 @@ async def bulk_resolve(body: BulkResolveRequest, principal: CanWork, services: S
     summary="Resolve, snooze or claim every exception matching a filter (dry_run: only count them)",
     responses=responses(400, 401, 403, 413),
 )
-async def bulk_work(body: BulkWorkRequest, principal: CanWork, services: ServicesDep) -> BulkWorkResult:
+async def bulk_work(body: BulkWorkRequest, principal: CanBulkWork, services: ServicesDep) -> BulkWorkResult:
     action = Action(body.action)
     f = body.filter
     filters = ExceptionFilters(

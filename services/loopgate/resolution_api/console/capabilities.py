@@ -6,12 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from loopgate.resolution_api.access.permissions import Permission, Role, allows
+from loopgate.resolution_api.access.permissions import Permission, allows
 from loopgate.resolution_api.access.tokens import Principal
-
-# Roles that work one exception at a time in the console, each with its own correction: a client's
-# reviewers confirm or correct claims, never resolve a filter's worth of them at once.
-ONE_AT_A_TIME = frozenset({Role.REVIEWER})
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +23,7 @@ def offered_to(principal: Principal) -> Offered:
     work = allows(principal.role, Permission.WORK)
     return Offered(
         work=work,
-        bulk=work and principal.role not in ONE_AT_A_TIME,
+        bulk=allows(principal.role, Permission.BULK_WORK),  # the API's bulk routes refuse the same roles
         silences=allows(principal.role, Permission.SILENCE),
     )
 

@@ -37,6 +37,7 @@ from loopgate.resolution_api.exceptions import bulk_work, reading, store, transi
 from loopgate.resolution_api.exceptions.cursor import Sort
 from loopgate.resolution_api.exceptions.lifecycle import Action, Status
 from loopgate.resolution_api.http.deps import Services, get_services
+from loopgate.resolution_api.review.blind import see_as
 from loopgate.resolution_api.schemas import ExceptionRead, ResolveRequest, SilenceCreate, snooze_too_long
 from loopgate.resolution_api.silences import silencing
 from loopgate.resolution_api.silences.silencing import NewSilence, SilenceState
@@ -105,6 +106,7 @@ async def _session(request: Request, *, need: Permission) -> tuple[Services, Pri
     principal = found.principal
     request.state.console_session_hash = found.session_hash  # the bulk confirmation's key (confirmation.py)
     act_as(principal.scope)  # every query of this page sees only what the session's token may (scoping.py)
+    see_as(principal.name)  # and no decision sealed for a second review but its own (review/blind.py)
     if not allows(principal.role, need):
         return _refused(request, f"Your token's role ({principal.role.value}) may not {need.value}.")
     return services, principal, found.csrf

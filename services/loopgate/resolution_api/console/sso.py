@@ -24,7 +24,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import ip_address
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus, urlsplit
 
@@ -37,6 +36,7 @@ from joserfc.errors import BadSignatureError, InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
 
 from loopgate.common.errors import LoopgateError
+from loopgate.common.secrets import SecretFileError, inline_or_file
 from loopgate.common.settings import Settings
 from loopgate.resolution_api.access.tokens import NAME_MAX, RESERVED_PREFIX
 from loopgate.resolution_api.clock import Clock
@@ -104,25 +104,15 @@ def _is_loopback(host: str) -> bool:
 
 
 def _read_secret(settings: Settings) -> str:
-    inline, path = settings.sso_client_secret.get_secret_value(), settings.sso_client_secret_file
-    if path is not None and inline:
-        raise SsoSettingsError("sso_client_secret: set LOOPGATE_SSO_CLIENT_SECRET or ..._FILE, not both")
-    if path is None:
-        if not inline:
-            raise SsoSettingsError("sso_client_secret: required with sso_issuer (prefer its _FILE variant)")
-        return inline
-    return _secret_file(path)
-
-
-def _secret_file(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise SsoSettingsError(f"sso_client_secret_file: {path} cannot be read ({err.__class__.__name__})") from None
-    text = text.removesuffix("\n").removesuffix("\r")  # a mounted secret often ends with one newline
-    if not text:
-        raise SsoSettingsError(f"sso_client_secret_file: {path} is empty")
-    return text
+        secret = inline_or_file(
+            "sso_client_secret", settings.sso_client_secret.get_secret_value(), settings.sso_client_secret_file
+        )
+    except SecretFileError as err:
+        raise SsoSettingsError(str(err)) from None
+    if not secret:
+        raise SsoSettingsError("sso_client_secret: required with sso_issuer (prefer its _FILE variant)")
+    return secret
 
 
 def load_sso_config(settings: Settings) -> SsoConfig | None:

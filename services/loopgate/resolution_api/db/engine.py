@@ -23,9 +23,13 @@ from typing import Any
 import orjson
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from loopgate.common.errors import LoopgateError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _READONLY = "loopgate_readonly"
@@ -74,6 +78,10 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
 
 def _sqlite_on_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(_READONLY) else "BEGIN IMMEDIATE")
+
+
+class SchemaNotAtHead(LoopgateError, RuntimeError):
+    """The database's schema is not the one this code needs, and this process may not migrate it."""
 
 
 class SecondWriter(RuntimeError):
@@ -160,6 +168,26 @@ class Database:
         async with self.engine.begin() as conn:
             await conn.run_sync(upgrade_to_head)
 
+    async def check_at_head(self) -> None:
+        """Raise SchemaNotAtHead unless every migration is applied (a process whose database role may
+        not change the schema: LOOPGATE_DATABASE_MIGRATE_ON_START=false)."""
+        async with self.engine.connect() as conn:
+            current = await conn.run_sync(current_revision)
+        head = head_revision()
+        if current != head:
+            raise SchemaNotAtHead(
+                f"the database is at migration {current or 'none (an empty database)'}, this Loopgate needs "
+                f"{head}: run `loopgate api migrate` as the schema's owner first "
+                "(LOOPGATE_DATABASE_MIGRATE_ON_START is false, so this process does not migrate)"
+            )
+
+    async def prepare(self, *, migrate: bool) -> None:
+        """Ready for use: migrated to head (`migrate`), or checked to be there."""
+        if migrate:
+            await self.migrate()
+        else:
+            await self.check_at_head()
+
     async def ping(self) -> None:
         async with self.read() as session:
             await session.execute(text("SELECT 1"))
@@ -175,6 +203,16 @@ def alembic_config(connection: Connection | None = None, url: str | None = None)
         config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     config.attributes["connection"] = connection
     return config
+
+
+def current_revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None  # the package ships its migrations
+    return head
 
 
 def upgrade_to_head(connection: Connection) -> None:

@@ -144,7 +144,7 @@ class ExceptionRow(Base):
     decision: Mapped[str | None] = mapped_column(sa.String(32))
     reason: Mapped[str | None] = mapped_column(sa.Text)
     correction: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
-    resolver: Mapped[str | None] = mapped_column(sa.String(255))
+    resolver: Mapped[str | None] = mapped_column(sa.String(255), index=True)  # an operator's first N (review/)
     resolved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     time_to_resolve_seconds: Mapped[float | None] = mapped_column(sa.Float)
     # How many times it was finally resolved (more than once only after an admin reopen).
@@ -158,6 +158,9 @@ class ExceptionRow(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     # The W3C traceparent of the request that created it (tracing on): its resolution continues that trace.
     traceparent: Mapped[str | None] = mapped_column(sa.String(55))
+    # Its resolution's second review (review/): None, "pending" (the decision is sealed from all but its
+    # resolver), "agreed", "disagreed" or "adjudicated".
+    second_review: Mapped[str | None] = mapped_column(sa.String(16))
 
 
 class OccurrenceRow(Base):
@@ -399,3 +402,36 @@ class NotificationRow(Base):
     # or sent as it is, or a receiver that refused it for good.
     set_aside_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     set_aside_reason: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class SecondReviewRow(Base):
+    """One resolution chosen for a blind second review (review/): the first decision, sealed from the
+    second reviewer until they decide; theirs; and, when the two differ, the lead queue's final one.
+    status: pending -> agreed | disagreed -> adjudicated."""
+
+    __tablename__ = "second_reviews"
+    __table_args__ = (
+        sa.UniqueConstraint("exception_id", "resolution_count", name="uq_second_reviews_resolution"),
+        sa.Index("ix_second_reviews_status_created_at", "status", "created_at", "id"),
+        sa.Index("ix_second_reviews_reviewed_at", "reviewed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    exception_id: Mapped[str] = mapped_column(sa.ForeignKey("exceptions.id"), index=True)
+    resolution_count: Mapped[int] = mapped_column(sa.Integer)
+    rule_id: Mapped[str] = mapped_column(sa.String(64))
+    queue: Mapped[str] = mapped_column(sa.String(255))
+    client_id: Mapped[str | None] = mapped_column(sa.String(255))
+    chosen_by: Mapped[str] = mapped_column(sa.String(32))  # "first_resolutions" or "share"
+    status: Mapped[str] = mapped_column(sa.String(16))
+    first_resolver: Mapped[str] = mapped_column(sa.String(255))
+    first_decision: Mapped[str] = mapped_column(sa.String(32))
+    reviewer: Mapped[str | None] = mapped_column(sa.String(255))
+    second_decision: Mapped[str | None] = mapped_column(sa.String(32))
+    second_reason: Mapped[str | None] = mapped_column(sa.Text)
+    reviewed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    lead_exception_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    final_decision: Mapped[str | None] = mapped_column(sa.String(32))
+    adjudicated_by: Mapped[str | None] = mapped_column(sa.String(255))
+    adjudicated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)

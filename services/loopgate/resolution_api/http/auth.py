@@ -15,6 +15,7 @@ from loopgate.resolution_api.access.scoping import act_as
 from loopgate.resolution_api.access.tokens import Principal
 from loopgate.resolution_api.http.deps import ServicesDep
 from loopgate.resolution_api.http.errors import Forbidden, Unauthorized
+from loopgate.resolution_api.review.blind import see_as
 
 bearer = HTTPBearer(auto_error=False, description="A token made with `loopgate api tokens create`")
 
@@ -28,6 +29,7 @@ async def authenticate(
     if principal is None:
         raise Unauthorized("invalid, expired or revoked bearer token", invalid=True)
     act_as(principal.scope)  # every query of this request sees only what the token may (scoping.py)
+    see_as(principal.name)  # and no decision sealed for a second review but its own (review/blind.py)
     return principal
 
 
@@ -45,6 +47,7 @@ def require(permission: Permission) -> Any:
 CanCreate = Annotated[Principal, require(Permission.CREATE)]
 CanRead = Annotated[Principal, require(Permission.READ)]
 CanWork = Annotated[Principal, require(Permission.WORK)]
+CanBulkWork = Annotated[Principal, require(Permission.BULK_WORK)]
 CanReopen = Annotated[Principal, require(Permission.REOPEN)]
 CanManageTokens = Annotated[Principal, require(Permission.MANAGE_TOKENS)]
 CanSilence = Annotated[Principal, require(Permission.SILENCE)]

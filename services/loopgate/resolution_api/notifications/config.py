@@ -3,7 +3,10 @@ nobody acts. Loaded from a TOML file (LOOPGATE_NOTIFICATIONS_FILE) into strict m
 key, a bad URL or a negative time refuses to start, naming the key.
 
     [receivers.oncall]              # a name of your choosing, used below and in metrics
-    kind = "webhook"                # webhook (CloudEvents), slack (incoming webhook) or alertmanager
+    kind = "webhook"                # webhook (CloudEvents), slack (incoming webhook), alertmanager,
+                                    # email (channels/email.py: its [receivers.NAME.smtp] table),
+                                    # pagerduty (Events API v2) or opsgenie (alert API): for these
+                                    # two the key from key_env or key_file, the url optional
     url_env = "ONCALL_WEBHOOK_URL"  # the URL itself, from an environment variable (url_env), a
                                     # file such as a mounted secret (url_file), or written here (url)
     clients = ["northwind"]         # optional: a client's own receiver, told of its exceptions only
@@ -11,6 +14,8 @@ key, a bad URL or a negative time refuses to start, naming the key.
                                     # whsec_<base64> secret from a file or an environment variable
                                     # (secret_env), never written here
     timeout_seconds = 10
+    # slack, email, pagerduty, opsgenie: template_file = "/etc/loopgate/oncall.j2", the message's
+    # Jinja2 template (sandboxed, templates.py), else the shipped default
 
     [queues.default]                # a queue (team) without its own table uses [queues.default]
     receivers = ["oncall"]          # told when an exception opens, escalates or breaches its SLA
@@ -24,6 +29,7 @@ key, a bad URL or a negative time refuses to start, naming the key.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +40,11 @@ from pydantic import Field, field_validator, model_validator
 
 from loopgate.common.errors import LoopgateError
 from loopgate.common.strict_toml import Strict, load_toml
+from loopgate.resolution_api.notifications.channels import opsgenie, pagerduty
+from loopgate.resolution_api.notifications.channels.catalog import TEMPLATED_KINDS, templates_for
+from loopgate.resolution_api.notifications.channels.email import SmtpSettings
 from loopgate.resolution_api.notifications.signing import parse_secret
+from loopgate.resolution_api.notifications.templates import Part, TemplateError
 from loopgate_schemas.exceptions import Severity
 
 DEFAULT_QUEUE = "default"
@@ -62,10 +72,12 @@ class Endpoint:
 
     url: str
     secret: bytes | None = field(default=None, repr=False)
+    key: str | None = field(default=None, repr=False)  # PagerDuty's routing key, Opsgenie's API key, SMTP's password
+    templates: dict[str, Part] = field(default_factory=dict, repr=False)
 
 
 class Receiver(Strict):
-    kind: Literal["webhook", "slack", "alertmanager"]
+    kind: Literal["webhook", "slack", "alertmanager", "email", "pagerduty", "opsgenie"]
     # A client's own receiver (their chat, their webhook): told of that client's exceptions only,
     # whichever queue or escalation level names it. None: the agency's, told of every client.
     clients: list[ClientId] | None = Field(default=None, min_length=1, max_length=100)
@@ -75,6 +87,11 @@ class Receiver(Strict):
     secret_env: EnvName | None = None
     secret_file: Path | None = None
     timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    smtp: SmtpSettings | None = None  # email
+    key_env: EnvName | None = None  # pagerduty, opsgenie: the routing key or API key
+    key_file: Path | None = None
+    template_file: Path | None = None
+    subject_template: str | None = Field(default=None, min_length=1, max_length=2000)  # email
     # Alertmanager forgets a firing alert that is not sent again before its endsAt: a firing alert
     # carries endsAt this long after its start, and the resolved alert ends it sooner. Bounded: a
     # hold that overflowed every alert's date would set them all aside.
@@ -90,7 +107,10 @@ class Receiver(Strict):
     @model_validator(mode="after")
     def _one_url(self) -> Self:
         given = [k for k in ("url", "url_env", "url_file") if getattr(self, k) is not None]
-        if len(given) != 1:
+        self._channel_keys(given)
+        if self.kind == "email" or (self.kind in ("pagerduty", "opsgenie") and not given):
+            pass  # email has no URL; PagerDuty's and Opsgenie's have defaults
+        elif len(given) != 1:
             raise ValueError(f"give exactly one of url, url_env, url_file (given: {', '.join(given) or 'none'})")
         if self.secret_env is not None and self.secret_file is not None:
             raise ValueError("give at most one of secret_env, secret_file")
@@ -101,8 +121,55 @@ class Receiver(Strict):
                 raise ValueError(f"url: {err}") from None
         return self
 
+    def _channel_keys(self, given: list[str]) -> None:
+        """Each key with the kinds it belongs to, said when given to another."""
+        for key, kinds in (
+            ("smtp", ("email",)),
+            ("subject_template", ("email",)),
+            ("key_env", ("pagerduty", "opsgenie")),
+            ("key_file", ("pagerduty", "opsgenie")),
+            ("template_file", tuple(sorted(TEMPLATED_KINDS))),
+        ):
+            if getattr(self, key) is not None and self.kind not in kinds:
+                raise ValueError(f"{key}: only for kind {' or '.join(kinds)}, not {self.kind}")
+        if self.kind == "email":
+            if self.smtp is None:
+                raise ValueError("smtp: an email receiver needs its [receivers.NAME.smtp] table")
+            if given:
+                raise ValueError(f"{given[0]}: an email receiver has no URL (its server is in smtp)")
+        if self.kind in ("pagerduty", "opsgenie"):
+            if (self.key_env is None) == (self.key_file is None):
+                raise ValueError("give exactly one of key_env, key_file")
+            if self.secret_env is not None or self.secret_file is not None:
+                raise ValueError(f"secret_env/secret_file: {self.kind} is authenticated by its key, not signed")
+
+    def resolved_key(self) -> str | None:
+        """PagerDuty's routing key, Opsgenie's API key or the SMTP password; None when none."""
+        if self.smtp is not None:
+            return self.smtp.password()
+        if self.key_env is not None:
+            value = os.environ.get(self.key_env, "").strip()
+            if not value:
+                raise ValueError(f"key_env: the environment variable {self.key_env} is not set")
+        elif self.key_file is not None:
+            try:
+                value = self.key_file.read_text().strip()
+            except (OSError, UnicodeDecodeError) as err:
+                raise ValueError(f"key_file: {self.key_file}: cannot be read ({type(err).__name__})") from None
+            if not value:
+                raise ValueError(f"key_file: {self.key_file} is empty")
+        else:
+            return None
+        if not value.isascii() or not value.isprintable() or len(value) > 512:
+            raise ValueError(f"key_{'env' if self.key_env else 'file'}: not a key (printable ASCII, at most 512)")
+        return value
+
     def resolved_url(self) -> str:
         """The receiver's URL, read from the environment or the file where it is kept."""
+        if self.smtp is not None:
+            return f"smtp://{self.smtp.host}:{self.smtp.port}"
+        if self.url is None and self.url_env is None and self.url_file is None:
+            return pagerduty.EVENTS_URL if self.kind == "pagerduty" else opsgenie.API_URL
         if self.url is not None:
             return checked_url(self.url)
         if self.url_env is not None:
@@ -203,7 +270,16 @@ def load_notifications(path: Path | None) -> tuple[NotificationsConfig, dict[str
     endpoints = {}
     for name, receiver in config.receivers.items():
         try:
-            endpoints[name] = Endpoint(url=receiver.resolved_url(), secret=receiver.resolved_secret())
+            endpoints[name] = Endpoint(
+                url=receiver.resolved_url(), secret=receiver.resolved_secret(), key=receiver.resolved_key()
+            )
         except ValueError as err:
             raise NotificationsConfigError(f"{path}: receivers.{name}.{err}") from None
+        try:
+            templates = templates_for(
+                name, receiver.kind, template_file=receiver.template_file, subject_template=receiver.subject_template
+            )
+        except TemplateError as err:
+            raise NotificationsConfigError(f"{path}: {err}") from None
+        endpoints[name] = dataclasses.replace(endpoints[name], templates=templates)
     return config, endpoints

@@ -100,6 +100,9 @@ def _headline(row: ExceptionRow, told: Told) -> str:
     }[told.event]
 
 
+headline = _headline  # the channels' templates see it too
+
+
 def slack_body(row: ExceptionRow, told: Told, *, public_url: str) -> dict[str, Any]:
     url = exception_url(public_url, row.id)
     client = slack_text(row.client_id or "no client")
@@ -147,9 +150,21 @@ def alertmanager_body(
     ]
 
 
-def render(row: ExceptionRow, told: Told, *, kind: str, public_url: str, firing_hold_seconds: float) -> str:
-    if kind == "webhook":
-        body: Any = webhook_body(row, told, public_url=public_url)
+def render(
+    row: ExceptionRow,
+    told: Told,
+    *,
+    kind: str,
+    public_url: str,
+    firing_hold_seconds: float,
+    templates: dict[str, Any] | None = None,
+) -> str:
+    from loopgate.resolution_api.notifications.channels.catalog import render_channel  # they import this module
+
+    if (channel := render_channel(row, told, kind=kind, public_url=public_url, templates=templates or {})) is not None:
+        body: Any = channel
+    elif kind == "webhook":
+        body = webhook_body(row, told, public_url=public_url)
     elif kind == "slack":
         body = slack_body(row, told, public_url=public_url)
     else:

@@ -54,6 +54,8 @@ from loopgate.resolution_api.db.engine import Database
 from loopgate.resolution_api.db.models import ExceptionRow, NotificationEventRow, NotificationRow
 from loopgate.resolution_api.exceptions import store as api_store
 from loopgate.resolution_api.notifications import egress, store
+from loopgate.resolution_api.notifications.channels import email as email_channel
+from loopgate.resolution_api.notifications.channels import opsgenie, pagerduty
 from loopgate.resolution_api.notifications.config import Endpoint, NotificationsConfig
 from loopgate.resolution_api.notifications.payloads import Told, queue_of, render
 from loopgate.resolution_api.notifications.signing import signature_headers
@@ -255,7 +257,7 @@ class NotificationRelay(BackgroundLoop):
         sla = event.key.split(":")[1] if event.event == "sla_breached" else None
         for name in dict.fromkeys(receivers):
             receiver = self._config.receivers.get(name)
-            if receiver is None or (event.event == "resolved" and receiver.kind != "alertmanager"):
+            if receiver is None or (event.event == "resolved" and receiver.kind not in store.RESOLVING_KINDS):
                 continue
             # An exception a silence released is told it opened under the opened notification's
             # id: a receiver told before the silence has it already (added once by id).
@@ -287,6 +289,7 @@ class NotificationRelay(BackgroundLoop):
                     kind=receiver.kind,
                     public_url=self._settings.public_url,
                     firing_hold_seconds=receiver.firing_hold_seconds,
+                    templates=self._endpoints[name].templates,
                 )
             except Exception as err:  # this row, for this receiver: set aside, the others are told
                 reason = f"unrenderable: {why(err)}"
@@ -376,8 +379,13 @@ class NotificationRelay(BackgroundLoop):
         if receiver.kind == "alertmanager" and not url.rstrip("/").endswith("/api/v2/alerts"):
             url = f"{url.rstrip('/')}/api/v2/alerts"
         body = row.payload.encode()
+        extra: dict[str, str] = {}
+        if receiver.kind == "pagerduty":
+            url, body = pagerduty.request(url, row.payload, endpoint.key)
+        elif receiver.kind == "opsgenie":
+            url, body, extra = opsgenie.request(url, row.payload, endpoint.key)
         content_type = "application/cloudevents+json" if receiver.kind == "webhook" else "application/json"
-        headers = {"Content-Type": content_type, "X-Loopgate-Notification-Id": row.notification_id}
+        headers = {"Content-Type": content_type, "X-Loopgate-Notification-Id": row.notification_id} | extra
         if endpoint.secret is not None:
             # the signature's time is the attempt's, on the wall clock the receiver compares it with
             headers |= signature_headers(
@@ -388,6 +396,8 @@ class NotificationRelay(BackgroundLoop):
     async def _send(self, http: aiohttp.ClientSession, row: NotificationRow) -> SendFailure | None:
         """POST one notification; None when the receiver took it, else why not."""
         receiver = self._config.receivers[row.receiver]
+        if receiver.kind == "email":
+            return await self._send_email(row)
         try:
             url, body, headers = self._request(row)
             # headers the client would refuse (CR/LF, ...) are the row's: refused before any connection
@@ -421,6 +431,23 @@ class NotificationRelay(BackgroundLoop):
             answer.retry_after, now=dt.datetime.now(dt.UTC), cap=self._settings.notify_retry_after_max_seconds
         )
         return SendFailure(reason, f"http_{status}" if 100 <= status <= 599 else "http_other", retry_after=retry_after)
+
+    async def _send_email(self, row: NotificationRow) -> SendFailure | None:
+        receiver = self._config.receivers[row.receiver]
+        assert receiver.smtp is not None
+        try:
+            mail = email_channel.message(receiver.smtp, row.payload, row.notification_id)
+        except Exception as err:
+            return SendFailure(f"unsendable: {why(err)}", "unsendable", permanent=True)
+        try:
+            async with asyncio.timeout(receiver.timeout_seconds):
+                failed = await email_channel.send(
+                    receiver.smtp, self._endpoints[row.receiver].key, mail, seconds=receiver.timeout_seconds
+                )
+        except TimeoutError:
+            return SendFailure(f"timeout: no answer within {receiver.timeout_seconds:g} s", "timeout")
+        # the server or the settings, never the message: retried, the receiver shown failing
+        return None if failed is None else SendFailure(*failed)
 
     async def _settle(self, session: AsyncSession, row: NotificationRow, failure: SendFailure | None) -> bool:
         """Mark it sent (and in the exception's history: who was told when), set aside or failed;

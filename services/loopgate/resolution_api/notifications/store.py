@@ -15,6 +15,7 @@ from loopgate.resolution_api.db.models import ExceptionRow, NotificationEventRow
 from loopgate.resolution_api.exceptions.lifecycle import Status
 
 RATE_LIMITED = "rate_limited"
+RESOLVING_KINDS = ("alertmanager", "pagerduty", "opsgenie")  # told when the exception is resolved too
 
 
 def _insert_ignoring_duplicates(session: AsyncSession, table: Any) -> Any:
@@ -98,12 +99,13 @@ async def recent_opened(*, session: AsyncSession, fingerprint: str, receiver: st
 
 
 async def alert_receivers(*, session: AsyncSession, exception_id: str) -> list[str]:
-    """Alertmanager receivers a firing alert of this exception was meant for (to resolve it there)."""
+    """Receivers that resolve (Alertmanager, PagerDuty, Opsgenie) a firing alert of this exception
+    was meant for (to resolve it there)."""
     stmt = (
         sa.select(NotificationRow.receiver)
         .where(
             NotificationRow.exception_id == exception_id,
-            NotificationRow.receiver_kind == "alertmanager",
+            NotificationRow.receiver_kind.in_(RESOLVING_KINDS),
             NotificationRow.event != "resolved",
             NotificationRow.set_aside_at.is_(None),
         )

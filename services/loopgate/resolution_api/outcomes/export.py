@@ -19,9 +19,11 @@ import sqlalchemy as sa
 
 from loopgate.common import metrics
 from loopgate.resolution_api.db.engine import Database
-from loopgate.resolution_api.db.models import ExceptionRow
+from loopgate.resolution_api.db.models import ExceptionRow, SecondReviewRow
 from loopgate.resolution_api.domain_errors import InvalidRequest
 from loopgate.resolution_api.outcomes.training import training_record_of
+from loopgate.resolution_api.review.blind import not_sealed
+from loopgate.resolution_api.review.flow import reviews_of
 
 MEDIA_TYPE: Final = "application/x-ndjson"
 log = logging.getLogger(__name__)
@@ -46,7 +48,7 @@ class ExportFilters:
 
 def _conditions(filters: ExportFilters) -> list[sa.ColumnElement[bool]]:
     t = ExceptionRow
-    conditions = [t.resolved_at.is_not(None), t.decision.is_not(None), t.resolved_at < filters.until]
+    conditions = [t.resolved_at.is_not(None), t.decision.is_not(None), t.resolved_at < filters.until, not_sealed()]
     if filters.since is not None:
         conditions.append(t.resolved_at >= filters.since)
     if filters.rule_id is not None:
@@ -89,12 +91,13 @@ async def ndjson(*, db: Database, filters: ExportFilters, page_rows: int) -> Asy
     cannot be made a training record is set aside (logged with its id and reason, counted in
     `loopgate_rows_set_aside_total{where="training_export"}`) and the stream goes on."""
     async for page in pages(db=db, filters=filters, page_rows=page_rows):
-        yield b"".join(line for line in map(_line, page) if line is not None)
+        reviews = await reviews_of(db=db, rows=page)
+        yield b"".join(line for line in (_line(row, reviews.get(row.id)) for row in page) if line is not None)
 
 
-def _line(row: ExceptionRow) -> bytes | None:
+def _line(row: ExceptionRow, review: SecondReviewRow | None = None) -> bytes | None:
     try:
-        return training_record_of(row).model_dump_json().encode() + b"\n"
+        return training_record_of(row, review).model_dump_json().encode() + b"\n"
     except Exception as err:  # one bad row: set aside, never the whole download cut short
         reason = f"{type(err).__name__}: {err}"[:300].replace("\n", " ")
         metrics.ROWS_SET_ASIDE.labels("training_export").inc()

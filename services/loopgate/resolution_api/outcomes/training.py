@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from loopgate.resolution_api.db.models import ExceptionRow
+from loopgate.resolution_api.db.models import ExceptionRow, SecondReviewRow
 from loopgate_schemas.exceptions import Kind, Severity
 from loopgate_schemas.outcomes import Decision, FieldChange, OutcomeData, outcome_id_for
 from loopgate_schemas.training import (
+    SecondReview,
     TrainingRecord,
     event_id_of,
     model_confidence_of,
@@ -56,9 +57,26 @@ def outcome_data_of(row: ExceptionRow) -> OutcomeData:
     return OutcomeData(**_fields(row))
 
 
-def training_record_of(row: ExceptionRow) -> TrainingRecord:
-    """The decided exception as one training example (a line of the export)."""
+def second_review_of(review: SecondReviewRow | None) -> SecondReview | None:
+    """A resolution's second review as the training record says it (review/)."""
+    if review is None:
+        return None
+    adjudicated = review.status == "adjudicated"
+    final = review.final_decision if adjudicated else review.first_decision if review.status == "agreed" else None
+    return SecondReview(
+        status=review.status,
+        reviewer=review.reviewer,
+        second_decision=Decision(review.second_decision) if review.second_decision else None,
+        adjudicated=adjudicated,
+        final_decision=Decision(final) if final else None,
+        adjudicated_by=review.adjudicated_by,
+    )
+
+
+def training_record_of(row: ExceptionRow, review: SecondReviewRow | None = None) -> TrainingRecord:
+    """The decided exception as one training example (a line of the export), with its second review."""
     return TrainingRecord(
+        second_review=second_review_of(review),
         **_fields(row),
         outcome_id=outcome_id_for(row.id, row.resolution_count),
         platform=platform_of(row.event),
