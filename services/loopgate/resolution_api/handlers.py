@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Sequence
-from functools import cache
 from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -191,9 +190,3 @@ def bootstrap(*, outbox: Relay | None = None) -> MessageBus:
 
         bus.subscribe_after_commit(Resolved, wake_outbox_relay)
     return bus
-
-
-@cache
-def default_bus() -> MessageBus:
-    """The bus of commands called without one (tools, tests): every handler, no relay to wake."""
-    return bootstrap()

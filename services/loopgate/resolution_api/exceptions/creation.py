@@ -22,8 +22,7 @@ from loopgate.resolution_api.db.engine import Database
 from loopgate.resolution_api.db.models import ExceptionRow, SilenceRow
 from loopgate.resolution_api.domain_errors import Unavailable
 from loopgate.resolution_api.exceptions import store
-from loopgate.resolution_api.handlers import default_bus
-from loopgate.resolution_api.messagebus import MessageBus, UnitOfWork
+from loopgate.resolution_api.messagebus import MessageBus, UnitOfWork, default_bus
 from loopgate.resolution_api.queues.routing import RoutingTable, route
 from loopgate.resolution_api.silences import silencing
 from loopgate_schemas.exceptions import ExceptionRecord
