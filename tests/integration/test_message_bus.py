@@ -18,7 +18,7 @@ from loopgate.resolution_api import events, handlers
 from loopgate.resolution_api.exceptions import reading, store, transitions
 from loopgate.resolution_api.sweeps.deadlines import escalate_sla_breaches, wake_due_snoozes
 from loopgate_schemas.outcomes import Decision, outcome_id_for
-from tests.fixtures.api import UNREACHABLE_BOOTSTRAP, Api, ApiFactory
+from tests.fixtures.api import UNREACHABLE_BOOTSTRAP, Api, ApiFactory, record
 from tests.integration.test_console import sign_in
 
 
@@ -37,8 +37,9 @@ class Recorder:
 
 @pytest.fixture
 def recorder(api: Api) -> Recorder:
+    """Every transition's event (ExceptionChanged) the app's bus publishes from now on."""
     seen = Recorder()
-    api.services.bus.subscribe(events.Event, seen)
+    api.services.bus.subscribe(events.ExceptionChanged, seen)
     return seen
 
 
@@ -158,6 +159,27 @@ async def test_bulk_work_publishes_one_event_per_exception_changed(api: Api, rec
     assert sorted(await _outbox_ids(api)) == sorted(outcome_id_for(i, 1) for i in ids)
 
 
+async def test_records_publish_opened_grouped_and_duplicate(api: Api) -> None:
+    seen = Recorder()
+    api.services.bus.subscribe(events.Event, seen)
+
+    first, again = record(fingerprint="fp-1"), record(fingerprint="fp-1")  # the same fingerprint: grouped
+    answers = [
+        (await api.http.post("/v1/exceptions", json=sent, headers=api.auth("service"))).json()["result"]
+        for sent in (first, again, again)  # and the same record again
+    ]
+
+    assert answers == ["created", "grouped", "duplicate"]
+    assert [(type(e), e.exception_id) for e in seen.seen] == [
+        (events.ExceptionOpened, first["exception_id"]),
+        (events.Grouped, first["exception_id"]),
+        (events.DuplicateReceived, first["exception_id"]),
+    ]
+    opened = seen.seen[0]
+    assert isinstance(opened, events.ExceptionOpened) and (opened.queue, opened.routing_fallback) == ("default", None)
+    assert await _history_actions(api, first["exception_id"]) == ["created", "grouped"]
+
+
 # --- a handler's error ------------------------------------------------------------------------
 
 
@@ -239,6 +261,8 @@ async def test_a_new_subscriber_sees_the_events_of_the_api_and_of_the_console(co
     console.services.bus.subscribe_after_commit(events.Event, seen.after_commit)
     by_api, by_console = await console.create(), await console.create()
     csrf = await sign_in(console)
+    assert [type(e) for e in seen.seen] == [events.ExceptionOpened, events.ExceptionOpened]  # the intake's
+    seen.seen.clear()
 
     await console.act(by_api["id"], "claim")
     page = await console.http.post(

@@ -88,8 +88,8 @@ def test_following_the_verdicts_can_be_turned_on(tmp_path: Path) -> None:
         ("model_labels = -1", "sampling.model_labels: Input should be greater than or equal to 0"),
         ("model_labels = 100000", "sampling.model_labels: Input should be less than or equal to 200"),
         ("model_labels = 2.5", "sampling.model_labels: Input should be a valid integer"),
-        ("tolerance = 0.5\nsaturation = 0.5", "sampling: Value error, saturation (0.5) must be above tolerance (0.5)"),
-        ("adaptive = true\ncap = 0.03", "sampling: Value error, cap (0.03) is below a source's base rate (0.05)"),
+        ("tolerance = 0.5\nsaturation = 0.5", "sampling: saturation (0.5) must be above tolerance (0.5)"),
+        ("adaptive = true\ncap = 0.03", "sampling: cap (0.03) is below a source's base rate (0.05)"),
         ("adaptiv = true", "sampling.adaptiv: Extra inputs are not permitted"),
     ],
 )

@@ -18,6 +18,7 @@ from loopgate.resolution_api.db.privileges import BadRoleName
 from loopgate.resolution_api.domain_errors import Conflict, DomainError, NotFound
 from loopgate.resolution_api.notifications.config import NotificationsConfigError
 from loopgate.resolution_api.queues.routing import RoutesError
+from loopgate.resolution_api.schedules.config import SchedulesError
 
 ROOTED = [
     DomainError,
@@ -36,6 +37,7 @@ ROOTED = [
     SecretFileError,
     SchemaNotAtHead,
     BadRoleName,
+    SchedulesError,
 ]
 
 

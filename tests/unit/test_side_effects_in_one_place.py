@@ -14,6 +14,8 @@ API = Path(resolution_api.__file__).parent
 CALLERS = [
     "api/exceptions.py",
     "console/routes.py",
+    "exceptions/creation.py",
+    "exceptions/intake.py",
     "exceptions/transitions.py",
     "exceptions/bulk_work.py",
     "sweeps/deadlines.py",
@@ -30,6 +32,8 @@ SIDE_EFFECTS = [
     "SLA_BREACHES",
     "count_resolution",
     "resolution_span",
+    "EXCEPTIONS_CREATED",
+    "ROUTING_FALLBACKS",
 ]
 
 

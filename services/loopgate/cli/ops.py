@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from rich.table import Table
 
 from loopgate.common.decisions import decisions_help
 from loopgate.common.settings import get_settings
+from loopgate.common.strict_toml import Strict, TomlError, load_toml
 
 EXIT_CODES = {
     "ok": 0,
@@ -42,6 +42,14 @@ EXIT_CODES = {
     "unavailable": 6,
 }
 DEFAULT_CONFIG = Path("~/.config/loopgate/ops.toml")
+
+
+class OpsConfig(Strict):
+    """The ops CLI's config file (LOOPGATE_OPS_CONFIG, default ~/.config/loopgate/ops.toml)."""
+
+    url: str | None = None
+    token: str | None = None
+
 
 app = typer.Typer(
     help="Work exceptions from the command line (the resolution API, with your operator token). "
@@ -74,14 +82,14 @@ def fail(code: str, message: str) -> NoReturn:
 def target(url: str | None, token: str | None) -> Target:
     """The API and token, from the options, the environment, the config file, then settings."""
     path = Path(os.environ.get("LOOPGATE_OPS_CONFIG") or DEFAULT_CONFIG).expanduser()
-    config: dict[str, Any] = {}
-    if path.is_file():
+    config = OpsConfig()
+    if path.is_file():  # optional: without one, the options and the environment say it all
         try:
-            config = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as problem:
-            fail("usage", f"cannot read {path}: {problem}")
-    url = url or os.environ.get("LOOPGATE_OPS_URL") or config.get("url") or get_settings().api_url
-    token = token or os.environ.get("LOOPGATE_OPS_TOKEN") or config.get("token")
+            config = load_toml(path, OpsConfig)
+        except TomlError as problem:
+            fail("usage", str(problem))
+    url = url or os.environ.get("LOOPGATE_OPS_URL") or config.url or get_settings().api_url
+    token = token or os.environ.get("LOOPGATE_OPS_TOKEN") or config.token
     if not isinstance(token, str) or not token:
         fail("usage", f'no token: set LOOPGATE_OPS_TOKEN, pass --token, or put token = "..." in {path}')
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):

@@ -6,15 +6,14 @@ elsewhere) into strict models: an unknown or mistyped key refuses to start, nami
 
 from __future__ import annotations
 
-import tomllib
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Self
 
-from pydantic import ConfigDict, Field, StrictBool, ValidationError, model_validator
+from pydantic import ConfigDict, Field, StrictBool, model_validator
 
 from loopgate.common.errors import LoopgateError
-from loopgate.common.strict_toml import Strict
+from loopgate.common.strict_toml import Strict, load_toml
 from loopgate.detector.review_config import ReviewConfig
 from loopgate_schemas import topics
 from loopgate_schemas.exceptions import Severity
@@ -145,14 +144,5 @@ class ConfigError(LoopgateError):
 
 
 def load_detection_config(path: Path | None = None) -> DetectionConfig:
-    path = path or DEFAULT_CONFIG_PATH
-    try:
-        raw = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as err:
-        raise ConfigError(f"{path}: {err}") from None
     # Keys of the sampling table that are contract topic names are aliases of the fields.
-    try:
-        return DetectionConfig.model_validate(raw)
-    except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors(include_url=False))
-        raise ConfigError(f"{path}: {problems}") from None
+    return load_toml(path or DEFAULT_CONFIG_PATH, DetectionConfig, error=ConfigError)

@@ -38,6 +38,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from loopgate.common.errors import LoopgateError
+from loopgate.common.strict_toml import parse_toml
 from loopgate.detector.config import DetectionConfig
 from loopgate_schemas.exceptions import Severity
 from loopgate_schemas.outcomes import OUTCOME_TYPE, Decision, OutcomeData
@@ -375,10 +376,7 @@ def proposal_diff(text: str, proposals: Sequence[Proposal], path: str) -> str:
     if not proposals:
         return ""
     proposed = apply_proposals(text, proposals)
-    try:
-        config = DetectionConfig.model_validate(tomllib.loads(proposed))
-    except (tomllib.TOMLDecodeError, ValidationError) as err:
-        raise ProposalInvalid(str(err)) from None
+    config = parse_toml(proposed, DetectionConfig, source=f"{path} (proposed)", error=ProposalInvalid)
     for p in proposals:
         layer = {"client": config.clients, "platform": config.platforms}.get(p.scope)
         holder = config.thresholds if layer is None else layer.get(p.name or "")

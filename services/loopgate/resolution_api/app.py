@@ -163,7 +163,7 @@ def create_app(
             sweeper = Sweeper(
                 db=db, settings=active, clock=clock, notifications=receivers, schedules=schedules, bus=bus
             )
-            intake = Intake(db=db, clock=clock, routing=routing)
+            intake = Intake(db=db, clock=clock, routing=routing, bus=bus)
             retention = Retention(db=db, settings=active, clock=clock)
             app.state.services = Services(
                 settings=active,

@@ -20,6 +20,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -95,3 +96,13 @@ class MessageBus:
                 name = _handler_name(handler)
                 log.exception("event handler %s failed after commit (the change stays committed)", name)
                 metrics.EVENT_HANDLER_ERRORS.labels(name).inc()
+
+
+@cache
+def default_bus() -> MessageBus:
+    """The bus of commands called without one (tools, tests): every handler, no relay to wake."""
+    # Imported here, not at the top: handlers.py is the composition root and imports commands
+    # (review/flow.py uses creation), so the commands may not import it back.
+    from loopgate.resolution_api.handlers import bootstrap
+
+    return bootstrap()

@@ -28,7 +28,7 @@ from typing import Annotated, Any, Self
 from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from loopgate.common.errors import LoopgateError
-from loopgate.common.strict_toml import Strict, load_strict_toml
+from loopgate.common.strict_toml import Strict, load_toml
 from loopgate.resolution_api.access.permissions import SCOPED_ROLES, Role
 from loopgate.resolution_api.access.tokens import CLIENT_ID, CLIENTS_MAX
 
@@ -128,4 +128,4 @@ def grant_for(mapping: SsoMapping, claims: Mapping[str, Any]) -> Grant | None:
 
 
 def load_mapping(path: Path) -> SsoMapping:
-    return load_strict_toml(path, SsoMapping, SsoMappingError)
+    return load_toml(path, SsoMapping, error=SsoMappingError)

@@ -30,8 +30,7 @@ from loopgate.resolution_api.exceptions import store
 from loopgate.resolution_api.exceptions.lifecycle import TRANSITIONS, Action, Status, next_status
 from loopgate.resolution_api.exceptions.store import ExceptionFilters
 from loopgate.resolution_api.exceptions.transitions import Change, ChangeFor, event_of, iso
-from loopgate.resolution_api.handlers import default_bus
-from loopgate.resolution_api.messagebus import MessageBus, UnitOfWork
+from loopgate.resolution_api.messagebus import MessageBus, UnitOfWork, default_bus
 
 BULK_CHUNK = 500
 

@@ -15,17 +15,15 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from loopgate.common import metrics
-from loopgate.common.logging import log_context
+from loopgate.resolution_api import events
 from loopgate.resolution_api.clock import Clock, utcnow
 from loopgate.resolution_api.db.engine import Database
 from loopgate.resolution_api.db.models import ExceptionRow, SilenceRow
 from loopgate.resolution_api.domain_errors import Unavailable
 from loopgate.resolution_api.exceptions import store
-from loopgate.resolution_api.notifications import store as notifications
-from loopgate.resolution_api.queues.routing import Routed, RoutingTable, route
+from loopgate.resolution_api.messagebus import MessageBus, UnitOfWork, default_bus
+from loopgate.resolution_api.queues.routing import RoutingTable, route
 from loopgate.resolution_api.silences import silencing
 from loopgate_schemas.exceptions import ExceptionRecord
 
@@ -51,38 +49,34 @@ class Received:
 
 
 async def create_or_group(
-    *, db: Database, received: list[Received], clock: Clock = utcnow, routing: RoutingTable = NO_ROUTES
+    *,
+    db: Database,
+    received: list[Received],
+    clock: Clock = utcnow,
+    routing: RoutingTable = NO_ROUTES,
+    bus: MessageBus | None = None,
 ) -> list[tuple[ExceptionRow, CreateResult]]:
     """Store exception records in one transaction, answering each in order with its exception:
     idempotent on the record's exception_id, grouped on its fingerprint (also with records earlier
     in the list). A new exception is routed to its queue (`routing`; a route that passed it on is
     logged, counted and noted in its history) and held by the first active silence that matches
-    it. A unique-index collision with a concurrent writer (another API process) retries them all."""
+    it. Each record's event (ExceptionOpened, Grouped, DuplicateReceived) is published on `bus`:
+    handlers.py writes its history and notification and counts it. A unique-index collision with
+    a concurrent writer (another API process) retries them all."""
     for _ in range(_CREATE_ATTEMPTS):
-        routed: list[tuple[str, Routed]] = []
         try:
-            async with db.write() as session, session.begin():
-                stored = await _create_or_group_once(session, received, clock(), routing, routed)
+            async with (bus or default_bus()).unit_of_work(db) as uow:
+                stored = await _create_or_group_once(uow, received, clock(), routing)
         except IntegrityError:
             continue
-        for _, result in stored:
-            metrics.EXCEPTIONS_CREATED.labels(result.value).inc()
-        for exception_id, passed in routed:
-            assert passed.fallback is not None
-            metrics.ROUTING_FALLBACKS.labels(passed.fallback.value).inc()
-            with log_context(exception_id=exception_id):
-                log.warning("exception %s: %s", exception_id, passed.note)
         return stored
     raise Unavailable("the record kept colliding with concurrent writes; retry", retry_after=1)
 
 
 async def _create_or_group_once(
-    session: AsyncSession,
-    received: list[Received],
-    now: dt.datetime,
-    routing: RoutingTable,
-    passed_on: list[tuple[str, Routed]],
+    uow: UnitOfWork, received: list[Received], now: dt.datetime, routing: RoutingTable
 ) -> list[tuple[ExceptionRow, CreateResult]]:
+    session = uow.session
     # A handful of statements for the whole list, whatever its length: read what is known about
     # these records, decide each in order in memory, then write every row in bulk.
     seen = await store.find_occurrences(session=session, record_ids={r.record.exception_id for r in received})
@@ -95,17 +89,19 @@ async def _create_or_group_once(
     silences: list[SilenceRow] | None = None  # the active ones, read once, if a new exception needs them
     answers: list[tuple[ExceptionRow, CreateResult]] = []
     occurrences: list[dict[str, Any]] = []
-    history: list[dict[str, Any]] = []
+    happened: list[events.Event] = []
     for item in received:
         record = item.record
         if record.exception_id in seen:
             answers.append((rows[seen[record.exception_id]], CreateResult.DUPLICATE))
+            happened.append(events.DuplicateReceived(exception_id=seen[record.exception_id]))
             continue
         fields: dict[str, Any] = {"record_id": record.exception_id, "occurrences": record.occurrences}
         row = unresolved.get(record.fingerprint)
         if row is not None:
             store.count_occurrence(row, record, now)
-            action, from_status, result = "grouped", row.status, CreateResult.GROUPED
+            from_status, result = row.status, CreateResult.GROUPED
+            routed = None
         else:
             if silences is None:
                 silences = await silencing.active_silences(session=session, now=now)
@@ -120,30 +116,30 @@ async def _create_or_group_once(
             row.traceparent = item.traceparent
             if routed.note is not None:
                 fields["routing"] = routed.note
-                passed_on.append((row.id, routed))
-            action, from_status, result = "created", None, CreateResult.CREATED
+            from_status, result = None, CreateResult.CREATED
         seen[record.exception_id] = row.id
         rows[row.id] = row
         occurrences.append(store.occurrence(exception_id=row.id, record=record, now=now))
-        history.append(
-            {
-                "exception_id": row.id,
-                "at": now,
-                "actor": item.actor,
-                "action": action,
-                "from_status": from_status,
-                "to_status": row.status,
-                "fields": fields,
-            }
-        )
+        common: dict[str, Any] = {
+            "exception_id": row.id,
+            "at": now,
+            "actor": item.actor,
+            "from_status": from_status,
+            "to_status": row.status,
+            "version": row.version,
+            "fields": fields,
+        }
+        if routed is None:
+            happened.append(events.Grouped(**common))
+        else:
+            fallback = routed.fallback.value if routed.fallback is not None and routed.note is not None else None
+            happened.append(
+                events.ExceptionOpened(
+                    **common, queue=routed.queue, routing_fallback=fallback, routing_note=routed.note
+                )
+            )
         answers.append((row, result))
-    await session.flush()  # new exceptions first: occurrences and history refer to them
+    await session.flush()  # new exceptions first: occurrences and the events' history refer to them
     await store.insert_occurrences(session=session, rows=occurrences)
-    await store.add_events(session=session, rows=history)
-    # On call hears of new exceptions, never of grouped occurrences (notifications/relay.py).
-    opened = [row.id for row, result in answers if result is CreateResult.CREATED]
-    await notifications.record_events(
-        session=session,
-        rows=[{"exception_id": i, "event": "opened", "key": "opened", "created_at": now} for i in opened],
-    )
+    uow.publish(*happened)
     return answers  # each answered with its id and version (ExceptionCreated): neither moves here

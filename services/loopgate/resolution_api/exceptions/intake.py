@@ -25,6 +25,7 @@ from loopgate.resolution_api.db.engine import Database
 from loopgate.resolution_api.db.models import ExceptionRow
 from loopgate.resolution_api.domain_errors import Unavailable
 from loopgate.resolution_api.exceptions.creation import NO_ROUTES, CreateResult, Received, create_or_group
+from loopgate.resolution_api.messagebus import MessageBus
 from loopgate.resolution_api.queues.routing import RoutingTable
 from loopgate_schemas.exceptions import ExceptionRecord
 
@@ -44,10 +45,17 @@ class Intake(BackgroundLoop):
     name = "intake"
 
     def __init__(
-        self, *, db: Database, max_batch: int = MAX_BATCH, clock: Clock = utcnow, routing: RoutingTable = NO_ROUTES
+        self,
+        *,
+        db: Database,
+        max_batch: int = MAX_BATCH,
+        clock: Clock = utcnow,
+        routing: RoutingTable = NO_ROUTES,
+        bus: MessageBus | None = None,
     ) -> None:
         self._db = db
         self._routing = routing
+        self._bus = bus
         self._max_batch = max_batch
         self._clock = clock
         self._queue: asyncio.Queue[_Waiting] = asyncio.Queue()
@@ -94,7 +102,11 @@ class Intake(BackgroundLoop):
     async def _write(self, batch: list[_Waiting]) -> None:
         try:
             stored = await create_or_group(
-                db=self._db, received=[w.received for w in batch], clock=self._clock, routing=self._routing
+                db=self._db,
+                received=[w.received for w in batch],
+                clock=self._clock,
+                routing=self._routing,
+                bus=self._bus,
             )
         except asyncio.CancelledError:
             for waiting in batch:

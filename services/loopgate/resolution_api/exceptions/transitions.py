@@ -27,8 +27,7 @@ from loopgate.resolution_api.domain_errors import (
 )
 from loopgate.resolution_api.exceptions import reading, store
 from loopgate.resolution_api.exceptions.lifecycle import Action, Status, next_status, time_to_resolve_seconds
-from loopgate.resolution_api.handlers import default_bus
-from loopgate.resolution_api.messagebus import MessageBus
+from loopgate.resolution_api.messagebus import MessageBus, default_bus
 from loopgate.resolution_api.outcomes import training
 from loopgate_schemas.outcomes import Decision, FieldChange, Outcome, outcome_id_for
 
@@ -90,7 +89,7 @@ async def transition(
     bus: MessageBus | None = None,
 ) -> ExceptionRow:
     """Apply `action` if allowed from the current status: one conditional UPDATE on the version
-    read, and its event published on `bus` (default: handlers.default_bus()) in the same
+    read, and its event published on `bus` (default: messagebus.default_bus()) in the same
     transaction. `change_for` returning None means nothing changes (the call is a no-op)."""
     stale_version = None
     async with (bus or default_bus()).unit_of_work(db) as uow:

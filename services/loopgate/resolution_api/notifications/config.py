@@ -41,7 +41,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 
 from loopgate.common.errors import LoopgateError
-from loopgate.common.strict_toml import Strict, load_strict_toml
+from loopgate.common.strict_toml import Strict, load_toml
 from loopgate.resolution_api.notifications.channels import opsgenie, pagerduty
 from loopgate.resolution_api.notifications.channels.catalog import TEMPLATED_KINDS, templates_for
 from loopgate.resolution_api.notifications.channels.email import SmtpSettings
@@ -305,7 +305,7 @@ def load_notifications(path: Path | None) -> tuple[NotificationsConfig, dict[str
     missing one fails the start); no file: nobody is told."""
     if path is None:
         return NotificationsConfig(), {}
-    config = load_strict_toml(path, NotificationsConfig, NotificationsConfigError)
+    config = load_toml(path, NotificationsConfig, error=NotificationsConfigError)
     endpoints = {}
     for name, receiver in config.receivers.items():
         try:

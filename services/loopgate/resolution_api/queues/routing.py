@@ -25,7 +25,7 @@ from typing import Annotated, Self
 from pydantic import Field, StringConstraints, model_validator
 
 from loopgate.common.errors import LoopgateError
-from loopgate.common.strict_toml import Strict, load_strict_toml
+from loopgate.common.strict_toml import Strict, load_toml
 from loopgate_schemas.exceptions import ExceptionRecord, Kind, Severity
 from loopgate_schemas.outcomes import DEFAULT_QUEUE
 
@@ -191,4 +191,4 @@ class RoutesError(LoopgateError):
 
 
 def load_routes(path: Path | None = None) -> RoutingTable:
-    return load_strict_toml(path or DEFAULT_ROUTES_PATH, RoutingTable, RoutesError)
+    return load_toml(path or DEFAULT_ROUTES_PATH, RoutingTable, error=RoutesError)

@@ -20,7 +20,8 @@ from typing import Annotated, Self
 
 from pydantic import Field, StringConstraints, model_validator
 
-from loopgate.common.strict_toml import Strict, load_strict_toml
+from loopgate.common.errors import LoopgateError
+from loopgate.common.strict_toml import Strict, load_toml
 from loopgate.resolution_api.queues.routing import _QUEUE, MAX_QUEUE_LENGTH
 
 DEFAULT_REVIEW_PATH = Path(__file__).with_name("review.toml")
@@ -93,9 +94,9 @@ def chosen(
     return None
 
 
-class ReviewConfigError(Exception):
+class ReviewConfigError(LoopgateError):
     """The review file cannot be used; the message names the key."""
 
 
 def load_review_policy(path: Path | None = None) -> ReviewPolicy:
-    return load_strict_toml(path or DEFAULT_REVIEW_PATH, ReviewPolicy, ReviewConfigError)
+    return load_toml(path or DEFAULT_REVIEW_PATH, ReviewPolicy, error=ReviewConfigError)

@@ -39,14 +39,15 @@ from typing import Annotated, Literal, Self
 
 from pydantic import AwareDatetime, Field, field_validator, model_validator
 
-from loopgate.common.strict_toml import Strict, load_strict_toml
+from loopgate.common.errors import LoopgateError
+from loopgate.common.strict_toml import Strict, load_toml
 
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 ChannelKind = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_]*$")]
 _CLOCK_TIME = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
 
 
-class SchedulesError(Exception):
+class SchedulesError(LoopgateError):
     """The schedules file cannot be used; the message names the file and the key."""
 
 
@@ -185,4 +186,4 @@ def load_schedules(path: Path | None) -> SchedulesConfig:
     """The schedules file; no file: no people and no schedules."""
     if path is None:
         return SchedulesConfig()
-    return load_strict_toml(path, SchedulesConfig, SchedulesError)
+    return load_toml(path, SchedulesConfig, error=SchedulesError)

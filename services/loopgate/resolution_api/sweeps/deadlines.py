@@ -23,8 +23,7 @@ from loopgate.resolution_api.exceptions import store
 from loopgate.resolution_api.exceptions.lifecycle import Status, sla_breach
 from loopgate.resolution_api.exceptions.store import Due
 from loopgate.resolution_api.exceptions.transitions import iso
-from loopgate.resolution_api.handlers import default_bus
-from loopgate.resolution_api.messagebus import MessageBus
+from loopgate.resolution_api.messagebus import MessageBus, default_bus
 from loopgate_schemas.exceptions import Severity
 
 SYSTEM = "system"

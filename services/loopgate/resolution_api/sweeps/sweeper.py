@@ -13,8 +13,7 @@ from loopgate.resolution_api.background import BackgroundLoop
 from loopgate.resolution_api.clock import Clock, utcnow
 from loopgate.resolution_api.db.engine import Database
 from loopgate.resolution_api.exceptions.gauges import refresh_gauges
-from loopgate.resolution_api.handlers import default_bus
-from loopgate.resolution_api.messagebus import MessageBus
+from loopgate.resolution_api.messagebus import MessageBus, default_bus
 from loopgate.resolution_api.notifications.config import NotificationsConfig
 from loopgate.resolution_api.notifications.escalation import escalate_levels
 from loopgate.resolution_api.schedules.config import SchedulesConfig
