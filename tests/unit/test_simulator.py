@@ -24,7 +24,11 @@ CONFIG: dict[str, Any] = tomllib.loads(DETECTION_TOML.read_text())
 TH = CONFIG["thresholds"]
 LIMITS = CONFIG["caption_limits"]
 ALLOWED = CONFIG["allowed_domains"]
-INJECTABLE = set(CONFIG["severity"]) - {"schema_violation", "audit_sample"}
+INJECTABLE = set(CONFIG["severity"]) - {
+    "schema_violation",
+    "audit_sample",
+    "approval_gate",
+}  # those three are no anomaly
 SEED = 7
 
 
