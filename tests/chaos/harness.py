@@ -30,6 +30,7 @@ from loopgate.detector.processing import Detector
 from loopgate_tools.simulator.generator import SimEvent, generate
 from loopgate_tools.simulator.publisher import PublishStats, publish
 from tests.chaos import report
+from tests.fixtures.api import held_exceptions
 from tests.fixtures.kafka import KAFKA_SCRIPT
 from tests.fixtures.services import ServiceProcess, Stack, wait_until
 from tests.fixtures.tables import ChangelogTable
@@ -188,27 +189,8 @@ class ChaosRun:
         return time.monotonic() - since
 
     def api_state(self) -> ApiState:
-        exceptions: list[dict[str, Any]] = []
-        record_ids: list[str] = []
         with self.stack.client() as http:
-            cursor = None
-            while True:
-                params: dict[str, Any] = {"limit": 200, **({"cursor": cursor} if cursor else {})}
-                page = http.get("/v1/exceptions", params=params)
-                page.raise_for_status()
-                exceptions += page.json()["items"]
-                cursor = page.json().get("next_cursor")
-                if not cursor:
-                    break
-            for exc in exceptions:
-                history = http.get(f"/v1/exceptions/{exc['id']}/history")
-                history.raise_for_status()
-                record_ids += [
-                    item["fields"]["record_id"]
-                    for item in history.json()["items"]
-                    if item["action"] in ("created", "grouped")
-                ]
-        return ApiState(exceptions, record_ids)
+            return ApiState(*held_exceptions(http))
 
     def topic(self, name: str) -> list[ConsumerRecord]:
         return asyncio.run(read_topic(self.settings, name))

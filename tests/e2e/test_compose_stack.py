@@ -36,6 +36,7 @@ from loopgate.common.kafka import consumer_group_lag, read_topic
 from loopgate_schemas.exceptions import fingerprint_for
 from loopgate_tools.processes import wait_until
 from tests.chaos.harness import Publisher, ground_truth, halves
+from tests.fixtures.api import held_exceptions
 from tests.fixtures.compose import LONG_RUNNING, ONE_SHOTS, ComposeStack, HealthChecks
 from tests.fixtures.truth import expected_exception_ids
 
@@ -93,26 +94,8 @@ def settle(stack: ComposeStack) -> None:
 
 def held(stack: ComposeStack, secret: str) -> tuple[list[dict[str, Any]], list[str]]:
     """Every exception the API holds, and the exception_id of every record it took in (history)."""
-    exceptions: list[dict[str, Any]] = []
-    record_ids: list[str] = []
     with client(stack, secret) as http:
-        cursor = None
-        while True:
-            page = http.get("/v1/exceptions", params={"limit": 200, **({"cursor": cursor} if cursor else {})})
-            page.raise_for_status()
-            exceptions += page.json()["items"]
-            cursor = page.json().get("next_cursor")
-            if not cursor:
-                break
-        for exc in exceptions:
-            history = http.get(f"/v1/exceptions/{exc['id']}/history")
-            history.raise_for_status()
-            record_ids += [
-                item["fields"]["record_id"]
-                for item in history.json()["items"]
-                if item["action"] in ("created", "grouped")
-            ]
-    return exceptions, record_ids
+        return held_exceptions(http)
 
 
 def assert_exactly_once(stack: ComposeStack, secret: str, expected_ids: set[str], fingerprints: set[str]) -> None:

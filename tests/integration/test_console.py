@@ -5,7 +5,6 @@ correction editor and bulk actions with their confirmation. The browser tests ar
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -19,18 +18,6 @@ from loopgate.resolution_api.exceptions import reading
 from tests.fixtures.api import UNREACHABLE_BOOTSTRAP, Api, ApiFactory
 
 XSS = '<script>alert("pwned")</script><img src=x onerror=alert(1)>'
-
-
-@pytest.fixture
-async def console(api_factory: ApiFactory, tmp_path: Path) -> AsyncIterator[Api]:
-    settings = Settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'console.db'}",
-        kafka_bootstrap=UNREACHABLE_BOOTSTRAP,
-        sweep_interval_seconds=3600,
-        console_secure_cookie=False,
-    )
-    async with api_factory(settings) as api:
-        yield api
 
 
 def csrf_of(page: str) -> str:

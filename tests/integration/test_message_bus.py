@@ -5,20 +5,18 @@ raises depends on when it runs: in the transaction it undoes the change, after t
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from loopgate.common.settings import Settings
 from loopgate.resolution_api import events, handlers
 from loopgate.resolution_api.exceptions import reading, store, transitions
 from loopgate.resolution_api.sweeps.deadlines import escalate_sla_breaches, wake_due_snoozes
 from loopgate_schemas.outcomes import Decision, outcome_id_for
-from tests.fixtures.api import UNREACHABLE_BOOTSTRAP, Api, ApiFactory, record
+from tests.fixtures.api import Api, record
 from tests.integration.test_console import sign_in
 
 
@@ -242,18 +240,6 @@ async def test_a_handler_that_raises_after_the_commit_is_counted_and_the_change_
 
 
 # --- one bus for every entry point ------------------------------------------------------------
-
-
-@pytest.fixture
-async def console(api_factory: ApiFactory, tmp_path: Path) -> AsyncIterator[Api]:
-    settings = Settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'console.db'}",
-        kafka_bootstrap=UNREACHABLE_BOOTSTRAP,
-        sweep_interval_seconds=3600,
-        console_secure_cookie=False,
-    )
-    async with api_factory(settings) as api:
-        yield api
 
 
 async def test_a_new_subscriber_sees_the_events_of_the_api_and_of_the_console(console: Api) -> None:
