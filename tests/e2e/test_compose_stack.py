@@ -72,7 +72,11 @@ def token(stack: ComposeStack, role: str, name: str) -> str:
 
 
 def dispatcher_readiness(stack: ComposeStack) -> tuple[int, str | None]:
-    answer = httpx.get(f"http://{stack.address('dispatcher')}:9102/readyz", timeout=5)
+    """The dispatcher's /readyz: (status, reason); (0, None) while nothing listens yet (starting)."""
+    try:
+        answer = httpx.get(f"http://{stack.address('dispatcher')}:9102/readyz", timeout=5)
+    except httpx.TransportError:
+        return 0, None
     return answer.status_code, answer.json().get("reason")
 
 
@@ -289,7 +293,10 @@ def test_the_compose_stack_runs_kills_and_restarts_with_nothing_lost(stack: Comp
     assert "role loopgate_app may read and write rows (no schema changes)" in stack.compose("logs", "migrate")
     waiting = stack.container("dispatcher")
     assert waiting["State"]["Status"] == "running"
-    assert dispatcher_readiness(stack) == (503, "token_missing")
+    wait_until(
+        lambda: dispatcher_readiness(stack) != (0, None), timeout=60, what="the dispatcher's /readyz", interval=0.5
+    )
+    assert dispatcher_readiness(stack) == (503, "token_missing")  # up, holding everything, not ready
     with Phase(stack, "tokens; the running dispatcher reads its secret file"):
         operator = token(stack, "operator", "alice")
         service = token(stack, "service", "dispatcher")
