@@ -5,6 +5,12 @@ read back from `exception-outcomes`, then the detector and the API SIGKILLed mid
 back by their restart policy: every exception the simulator's ground truth demands held exactly
 once, every outcome delivered once. `compose down -v` must leave nothing behind.
 
+Secrets as a platform team runs them (.env.example): the stack gets its files from
+scripts/compose-secrets.sh; the dispatcher, started without a token, picks up the one written into
+its secret file, with no restart; no secret is in any container's environment or in the compose
+model, each container has only its own secret files (the detector none), and the API's database
+role reads and writes rows but may not CREATE TABLE.
+
 Health checks: podman 4.3 runs them from systemd timers, absent here, so tests/fixtures/compose.py's
 `HealthChecks` runs `podman healthcheck run` for each container at its own interval while compose
 waits; docker-compose.yml's `depends_on` conditions are exercised as written (see that module).
