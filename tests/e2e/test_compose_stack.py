@@ -5,6 +5,12 @@ read back from `exception-outcomes`, then the detector and the API SIGKILLed mid
 back by their restart policy: every exception the simulator's ground truth demands held exactly
 once, every outcome delivered once. `compose down -v` must leave nothing behind.
 
+Secrets as a platform team runs them (.env.example): the stack gets its files from
+scripts/compose-secrets.sh; the dispatcher, started without a token, picks up the one written into
+its secret file, with no restart; no secret is in any container's environment or in the compose
+model, each container has only its own secret files (the detector none), and the API's database
+role reads and writes rows but may not CREATE TABLE.
+
 Health checks: podman 4.3 runs them from systemd timers, absent here, so tests/fixtures/compose.py's
 `HealthChecks` runs `podman healthcheck run` for each container at its own interval while compose
 waits; docker-compose.yml's `depends_on` conditions are exercised as written (see that module).
@@ -18,10 +24,12 @@ phases' wall times are printed at the end of the module.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import orjson
 import pytest
@@ -37,7 +45,7 @@ from loopgate_schemas.exceptions import fingerprint_for
 from loopgate_tools.processes import wait_until
 from tests.chaos.harness import Publisher, ground_truth, halves
 from tests.fixtures.api import held_exceptions
-from tests.fixtures.compose import LONG_RUNNING, ONE_SHOTS, ComposeStack, HealthChecks
+from tests.fixtures.compose import LONG_RUNNING, ONE_SHOTS, ComposeStack, HealthChecks, podman
 from tests.fixtures.truth import expected_exception_ids
 
 pytestmark = [pytest.mark.e2e]
@@ -68,6 +76,114 @@ def token(stack: ComposeStack, role: str, name: str) -> str:
     """A real token from the CLI inside the API container, as the README tells an operator."""
     output = stack.exec("api", "loopgate", "api", "tokens", "create", "--role", role, "--name", name)
     return output.strip().splitlines()[-1]
+
+
+def dispatcher_readiness(stack: ComposeStack) -> tuple[int, str | None]:
+    """The dispatcher's /readyz: (status, reason); (0, None) while nothing listens yet (starting)."""
+    try:
+        answer = httpx.get(f"http://{stack.address('dispatcher')}:9102/readyz", timeout=5)
+    except httpx.TransportError:
+        return 0, None
+    return answer.status_code, answer.json().get("reason")
+
+
+# The compose secrets each service mounts at /run/secrets (docker-compose.yml): nobody else has any.
+MOUNTED_SECRETS = {
+    "postgres": {"postgres-password", "database-owner-url", "database-url"},
+    "migrate": {"database-owner-url"},
+    "api": {"database-url"},
+    "dispatcher": {"dispatcher-api-token"},
+}
+URL_PASSWORD = re.compile(
+    r"^postgresql\+asyncpg://(?P<role>[a-z_]+):(?P<password>[0-9a-f]{48})@postgres:5432/loopgate$"
+)
+
+
+def secret_values(stack: ComposeStack, dispatcher_token: str) -> dict[str, str]:
+    """Every secret of the stack, as the string that must never show outside its files."""
+    found = {
+        "postgres superuser password": stack.secret("postgres-password"),
+        "grafana admin password": stack.secret("grafana-admin-password"),
+        "dispatcher token": dispatcher_token,
+    }
+    for name in ("database-owner-url", "database-url"):
+        parsed = URL_PASSWORD.fullmatch(stack.secret(name))
+        assert parsed is not None, name
+        found[f"{parsed['role']} password"] = parsed["password"]
+    assert set(found) == {
+        "postgres superuser password",
+        "grafana admin password",
+        "dispatcher token",
+        "loopgate_owner password",
+        "loopgate_app password",
+    }
+    assert all(len(value) >= 32 for value in found.values()), "a secret too short to be searched for"
+    return found
+
+
+def assert_secrets_confined(stack: ComposeStack, dispatcher_token: str) -> None:
+    """No secret in any container's environment (`podman inspect`) nor in the resolved compose model
+    (`docker compose config`); each service has exactly its own secret files; the detector none."""
+    values = secret_values(stack, dispatcher_token)
+    containers = stack.all_containers()
+    seen = {c["Config"]["Labels"]["com.docker.compose.service"] for c in containers}
+    assert seen == set(LONG_RUNNING) | set(ONE_SHOTS)
+    for container in containers:
+        service = container["Config"]["Labels"]["com.docker.compose.service"]
+        env = container["Config"]["Env"]
+        for what, value in values.items():
+            assert not [entry for entry in env if value in entry], f"{what} in the environment of {service}"
+        names = {entry.split("=", 1)[0] for entry in env}
+        assert not names & {"LOOPGATE_DATABASE_URL", "LOOPGATE_API_TOKEN", "POSTGRES_PASSWORD"}, service
+        mounted = {m["Destination"] for m in container["Mounts"] if m["Destination"].startswith("/run/secrets")}
+        assert mounted == {f"/run/secrets/{name}" for name in MOUNTED_SECRETS.get(service, set())}, service
+    config = stack.compose("config")
+    for what, value in values.items():
+        assert value not in config, f"{what} in `docker compose config`"
+    # The detector parses untrusted input: no database URL or token in its environment or files.
+    [detector] = stack.containers("detector")
+    env_names = {entry.split("=", 1)[0] for entry in detector["Config"]["Env"]}
+    assert not {n for n in env_names if n.startswith(("LOOPGATE_DATABASE_URL", "LOOPGATE_API_TOKEN"))}
+    listed = podman_exec(detector["Id"], "sh", "-c", "ls -A /run/secrets 2>/dev/null; echo end")
+    assert listed == "end\n", listed
+    assert podman_exec(detector["Id"], "sh", "-c", "env | grep -ci postgres; true") == "0\n"
+
+
+def podman_exec(container_id: str, *command: str) -> str:
+    return podman("exec", container_id, *command)
+
+
+def assert_application_role_has_rows_only(stack: ComposeStack) -> None:
+    """The API's role (its URL from the secret file, from the host to the container's address):
+    reads and writes rows, and is refused any schema change, a temporary table, the migration table."""
+    url = stack.secret("database-url").replace("postgresql+asyncpg://", "postgresql://")
+    url = url.replace("@postgres:", f"@{stack.address('postgres')}:")
+
+    async def check() -> None:
+        conn = await asyncpg.connect(url, timeout=10)
+        try:
+            role = await conn.fetchrow(
+                "SELECT current_user, rolsuper, rolcreatedb, rolcreaterole FROM pg_roles WHERE rolname = current_user"
+            )
+            assert tuple(role) == ("loopgate_app", False, False, False)
+            assert await conn.fetchval("SELECT count(*) FROM exceptions") > 0  # rows: the stream's exceptions
+            for refused in (
+                "CREATE TABLE intruder (id int)",
+                "CREATE TEMPORARY TABLE intruder (id int)",
+                "ALTER TABLE exceptions ADD COLUMN intruder int",
+                "DROP TABLE exceptions",
+                "DELETE FROM alembic_version",
+                "CREATE SCHEMA intruder",
+            ):
+                try:
+                    await conn.execute(refused)
+                except asyncpg.InsufficientPrivilegeError:
+                    continue
+                raise AssertionError(f"the application role may run: {refused}")
+        finally:
+            await conn.close()
+
+    asyncio.run(check())
 
 
 def client(stack: ComposeStack, secret: str) -> httpx.Client:
@@ -156,19 +272,34 @@ def test_the_compose_stack_runs_kills_and_restarts_with_nothing_lost(stack: Comp
     truth = ground_truth(EVENTS)
     first, second = halves(truth.events)
 
-    # Up: the one-shots and the API and detector first (the dispatcher needs a token from the API).
-    with Phase(stack, "compose up (api, detector and what they depend on)"):
-        stack.compose("up", "-d", "api", "detector", "prometheus", "alertmanager", timeout=600)
+    # Up: everything at once, as .env.example says; the dispatcher waits for its token meanwhile.
+    with Phase(stack, "compose up (all; the dispatcher waits for its token)"):
+        stack.compose("up", "-d", timeout=600)
         stack.wait_healthy("kafka", "postgres", "api", "detector", "prometheus", "alertmanager")
     for one_shot in ONE_SHOTS:
         state = stack.container(one_shot)["State"]
         assert (state["Status"], state["ExitCode"]) == ("exited", 0), one_shot
-    with Phase(stack, "tokens, then compose up (the dispatcher)"):
+    assert "role loopgate_app may read and write rows (no schema changes)" in stack.compose("logs", "migrate")
+    waiting = stack.container("dispatcher")
+    assert waiting["State"]["Status"] == "running"
+    wait_until(
+        lambda: dispatcher_readiness(stack) != (0, None), timeout=60, what="the dispatcher's /readyz", interval=0.5
+    )
+    assert dispatcher_readiness(stack) == (503, "token_missing")  # up, holding everything, not ready
+    with Phase(stack, "tokens; the running dispatcher reads its secret file"):
         operator = token(stack, "operator", "alice")
         service = token(stack, "service", "dispatcher")
-        stack.env["LOOPGATE_API_TOKEN"] = service
-        stack.compose("up", "-d", "--no-recreate", timeout=600)  # podman: see the README
+        (stack.secrets_dir / "dispatcher-api-token").write_text(service)  # in place, as `>` does
         stack.wait_healthy(*LONG_RUNNING)
+    assert dispatcher_readiness(stack) == (200, None)
+    ready = stack.container("dispatcher")  # the same container and process: no restart, no recreate
+    assert (ready["Id"], ready["State"]["StartedAt"], ready["RestartCount"]) == (
+        waiting["Id"],
+        waiting["State"]["StartedAt"],
+        waiting["RestartCount"],
+    )
+    with Phase(stack, "secrets: each only where it is needed"):
+        assert_secrets_confined(stack, service)
 
     # A simulated stream through the containers: exactly the ground truth's exceptions.
     with Phase(stack, f"first half of {EVENTS} simulated events, settled"):
@@ -178,6 +309,7 @@ def test_the_compose_stack_runs_kills_and_restarts_with_nothing_lost(stack: Comp
     exceptions, _ = held(stack, operator)
     assert_exactly_once(stack, operator, first_ids, {e["fingerprint"] for e in exceptions})
     assert len(first_ids) > 10
+    assert_application_role_has_rows_only(stack)
 
     # Resolve exceptions whose fingerprint the second half never fires again (a new firing would
     # legitimately open a new exception): one through the API, one through the console, each read

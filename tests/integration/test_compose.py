@@ -1,8 +1,10 @@
 """The docker-compose deployment agrees with the code it deploys.
 
 Static checks: `docker compose config` needs the docker client and its compose plugin, not a
-Docker engine. The compose file is rendered with `.env.example` as its only environment, so these
-tests also prove that the documented variables are enough to bring the stack up.
+Docker engine. The compose file is rendered with `.env.example` as its only environment and the
+secret files `scripts/compose-secrets.sh` writes (SECRETS_DIR), so these tests also prove that the
+documented steps are enough to bring the stack up; each Loopgate service's settings are loaded as
+its container would, its `*_FILE` settings reading the host file behind the compose secret.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from loopgate_schemas import topics
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
+SECRETS_SCRIPT = ROOT / "scripts" / "compose-secrets.sh"
 ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERFILE = ROOT / "Dockerfile"
 KAFKA_POM = ROOT / "deploy" / "kafka" / "pom.xml"
@@ -71,7 +74,15 @@ SERIES_SUFFIXES = {
 
 
 @pytest.fixture(scope="module")
-def compose() -> dict[str, Any]:
+def secrets_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The secret files, as .env.example's step 1 makes them."""
+    directory = tmp_path_factory.mktemp("compose") / "secrets"
+    subprocess.run(["bash", str(SECRETS_SCRIPT), str(directory)], check=True, capture_output=True, timeout=30)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def compose(secrets_dir: Path) -> dict[str, Any]:
     """The compose model as docker compose resolves it: anchors merged, variables substituted."""
     docker = shutil.which("docker")
     if docker is None:
@@ -82,6 +93,7 @@ def compose() -> dict[str, Any]:
     # Only .env.example may supply the variables the file reads, not the caller's environment.
     referenced = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", COMPOSE_FILE.read_text()))
     env = {name: value for name, value in os.environ.items() if name not in referenced}
+    env["SECRETS_DIR"] = str(secrets_dir)
     command = [docker, "compose", "--env-file", str(ENV_EXAMPLE), "-f", str(COMPOSE_FILE), "config"]
     result = subprocess.run(
         [*command, "--format", "json"], cwd=ROOT, env=env, capture_output=True, text=True, check=False
@@ -115,13 +127,21 @@ class ComposeSettings(Settings):
         return (init_settings,)
 
 
+def mounted_secrets(compose: dict[str, Any], service: str) -> dict[str, Path]:
+    """The service's secret files: path inside the container -> the host file behind it."""
+    files = {name: Path(secret["file"]) for name, secret in (compose.get("secrets") or {}).items()}
+    return {entry["target"]: files[entry["source"]] for entry in services(compose)[service].get("secrets") or []}
+
+
 def service_settings(compose: dict[str, Any], service: str) -> Settings:
-    """The Settings a Loopgate container gets from its compose environment (validated by pydantic)."""
-    values = {
-        name.removeprefix("LOOPGATE_").lower(): value
-        for name, value in environment(compose, service).items()
-        if name.startswith("LOOPGATE_")
-    }
+    """The Settings a Loopgate container gets from its compose environment (validated by pydantic),
+    a `*_FILE` setting reading the host file of the compose secret mounted at its path."""
+    inside = mounted_secrets(compose, service)
+    values: dict[str, Any] = {}
+    for name, value in environment(compose, service).items():
+        if name.startswith("LOOPGATE_"):
+            field_name = name.removeprefix("LOOPGATE_").lower()
+            values[field_name] = inside.get(value, value) if field_name.endswith("_file") else value
     return ComposeSettings(**values)
 
 
@@ -247,12 +267,97 @@ def test_services_use_the_contract_topic_names(compose: dict[str, Any]) -> None:
 def test_services_reach_kafka_postgres_and_api_at_their_compose_addresses(compose: dict[str, Any]) -> None:
     advertised = environment(compose, "kafka")["KAFKA_ADVERTISED_LISTENERS"]
     api_settings = service_settings(compose, "api")
+    postgres = environment(compose, "postgres")
     for name in LOOPGATE_SERVICES:
         settings = service_settings(compose, name)
         assert f"//{settings.kafka_bootstrap}" in advertised, name
-        assert urlsplit(settings.database_url).hostname == "postgres", name
+        if name in DATABASE_ROLES:  # the URL its secret file holds
+            url = urlsplit(settings.database_url)
+            assert (url.hostname, url.port, url.path) == ("postgres", 5432, f"/{postgres['POSTGRES_DB']}"), name
+            assert url.username == DATABASE_ROLES[name], name
         api_url = urlsplit(settings.api_url)
         assert (api_url.hostname, api_url.port) == ("api", api_settings.api_port), name
+
+
+# --- secrets: files, each only where it is needed -----------------------------------------
+
+# The compose secrets each service mounts; every other service mounts none (the detector, which
+# parses untrusted input, and `topics` included).
+MOUNTED_SECRETS = {
+    "postgres": {"postgres-password", "database-owner-url", "database-url"},
+    "migrate": {"database-owner-url"},
+    "api": {"database-url"},
+    "dispatcher": {"dispatcher-api-token"},
+    "grafana": {"grafana-admin-password"},
+}
+# The PostgreSQL role each database user connects as (deploy/postgres/initdb.d makes both).
+DATABASE_ROLES = {"migrate": "loopgate_owner", "api": "loopgate_app"}
+# Settings that are secrets: the ones with a `_FILE` variant (Settings reads it with secrets.py).
+SECRET_SETTINGS = {name for name in Settings.model_fields if f"{name}_file" in Settings.model_fields}
+SECRET_NAME = re.compile(r"PASSWORD|TOKEN|SECRET|DATABASE_URL|_KEY\b", re.IGNORECASE)
+
+
+def test_the_secret_settings_are_known() -> None:
+    # The rule below must cover the secrets that exist; a new `_FILE` setting joins it by itself.
+    assert {"api_token", "database_url", "kafka_sasl_password"} <= SECRET_SETTINGS
+
+
+def test_no_loopgate_secret_in_any_service_environment(compose: dict[str, Any], secrets_dir: Path) -> None:
+    """A secret is a file mounted into its service, never an environment variable (which
+    `docker inspect` shows, and every process in the container inherits)."""
+    written = {path.name: path.read_text() for path in secrets_dir.iterdir()}
+    passwords = {urlsplit(written[name]).password for name in ("database-owner-url", "database-url")}
+    values = {value for value in (*written.values(), *passwords) if value}
+    assert len(values) == 6  # four files with a secret (the token's is empty) and two passwords
+    for name in services(compose):
+        env = environment(compose, name)
+        inline = {
+            v for v in env if v.startswith("LOOPGATE_") and v.removeprefix("LOOPGATE_").lower() in SECRET_SETTINGS
+        }
+        assert inline == set(), f"{name}: {inline}"
+        for variable, value in env.items():
+            assert not [secret for secret in values if secret in value], f"{name}: {variable} holds a secret"
+            if SECRET_NAME.search(variable):
+                # only a file's path, the file one of the service's own compose secrets
+                assert variable.endswith("_FILE"), f"{name}: {variable}"
+                assert value in mounted_secrets(compose, name), f"{name}: {variable}={value} is not mounted"
+    # and none in the file itself (a value written into a shared block, a default after `:-`);
+    # the commented example of your own Kafka's settings is no value
+    text = "\n".join(line for line in COMPOSE_FILE.read_text().splitlines() if not line.lstrip().startswith("#"))
+    for setting in SECRET_SETTINGS:
+        assert not re.search(rf"\bLOOPGATE_{setting.upper()}\s*:", text), setting
+
+
+def test_each_secret_is_mounted_only_where_it_is_needed(compose: dict[str, Any]) -> None:
+    for name, service in services(compose).items():
+        mounted = {entry["source"] for entry in service.get("secrets") or []}
+        assert mounted == MOUNTED_SECRETS.get(name, set()), name
+        for entry in service.get("secrets") or []:
+            assert entry["target"] == f"/run/secrets/{entry['source']}", name
+    for name, secret in compose["secrets"].items():
+        assert set(secret) == {"name", "file"}, name  # a file, not an environment variable's value
+    assert set(compose["secrets"]) == set().union(*MOUNTED_SECRETS.values())
+
+
+def test_migrate_owns_the_schema_and_grants_the_api_role_rows_only(compose: dict[str, Any]) -> None:
+    migrate = services(compose)["migrate"]["command"]
+    assert migrate[:2] == ["api", "migrate"]
+    assert migrate[migrate.index("--grant-to") + 1] == DATABASE_ROLES["api"]
+    api = service_settings(compose, "api")
+    assert api.database_migrate_on_start is False  # its role may not migrate: it checks the schema is at head
+    assert service_settings(compose, "migrate").database_migrate_on_start is True
+    assert DATABASE_ROLES["migrate"] != DATABASE_ROLES["api"]
+    # PostgreSQL's superuser is neither: only the init script uses it, from its own secret file.
+    postgres = environment(compose, "postgres")
+    assert postgres["POSTGRES_USER"] not in DATABASE_ROLES.values()
+    assert postgres["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres-password"
+    mounts = {v["target"]: Path(v["source"]) for v in services(compose)["postgres"]["volumes"] if v["type"] == "bind"}
+    init = mounts["/docker-entrypoint-initdb.d"]
+    assert init == ROOT / "deploy" / "postgres" / "initdb.d"
+    script = (init / "10-loopgate-roles.sh").read_text()
+    for role in DATABASE_ROLES.values():
+        assert f"CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE" in script
+    assert os.access(init / "10-loopgate-roles.sh", os.X_OK)  # the postgres image executes it, else sources it
 
 
 # --- metrics: Prometheus and Grafana ------------------------------------------------------
