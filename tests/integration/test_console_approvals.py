@@ -7,9 +7,7 @@ import re
 
 from tests.fixtures.api import Api
 from tests.integration.test_api_approvals import approval
-from tests.integration.test_console import console, sign_in
-
-__all__ = ["console"]  # the fixture, used by name
+from tests.integration.test_console import sign_in
 
 
 def offered(page: str) -> list[str]:

@@ -11,7 +11,7 @@ import pytest
 
 from loopgate.resolution_api.access.permissions import Role
 from tests.fixtures.api import Api, claim
-from tests.integration.test_console import console, sign_in  # noqa: F401  (the console fixture)
+from tests.integration.test_console import sign_in
 
 SILENCES_LINK = '<a href="/console/silences">Silences</a>'
 ONCALL_LINK = '<a href="/console/oncall">On call</a>'
@@ -47,7 +47,7 @@ def header(page: str) -> str:
 
 @pytest.mark.parametrize("role", list(EXPECTED))
 async def test_every_page_names_the_person_its_role_and_scope_and_offers_only_what_the_role_may(
-    console: Api,  # noqa: F811
+    console: Api,
     role: Role,
 ) -> None:
     exc = await console.create(**claim("northwind"))
@@ -79,7 +79,7 @@ async def test_every_page_names_the_person_its_role_and_scope_and_offers_only_wh
 
 
 async def test_a_reviewer_posting_the_hidden_bulk_form_is_refused_and_nothing_changes(
-    console: Api,  # noqa: F811
+    console: Api,
 ) -> None:
     exc = await console.create(**claim("northwind"))
     csrf = await sign_in(console, Role.REVIEWER)
@@ -107,7 +107,7 @@ async def test_a_reviewer_posting_the_hidden_bulk_form_is_refused_and_nothing_ch
     assert (await console.http.get("/console/oncall")).status_code == 403
 
 
-async def test_an_operator_still_reaches_the_bulk_confirmation(console: Api) -> None:  # noqa: F811
+async def test_an_operator_still_reaches_the_bulk_confirmation(console: Api) -> None:
     exc = await console.create(**claim("northwind"))
     csrf = await sign_in(console, Role.OPERATOR)
     response = await console.http.post(
