@@ -197,14 +197,14 @@ def pagerduty_schema_errors(body: Any) -> list[str]:
     return errors
 
 
-def _pd_receiver(receivers: Receivers, accepted_key: dict[str, str]) -> None:
+def _pd_receiver(receivers: Receivers, accepted_key: dict[str, str], also: frozenset[str] = frozenset()) -> None:
     async def enqueue(request: web.Request) -> web.Response:
         body = await request.json()
         if request.headers.get("Content-Type") != "application/json":
             return web.json_response({"status": "invalid"}, status=400)
         if errors := pagerduty_schema_errors(body):
             return web.json_response({"status": "invalid event", "errors": errors}, status=400)
-        if body["routing_key"] != accepted_key["key"]:
+        if body["routing_key"] != accepted_key["key"] and body["routing_key"] not in also:
             return web.json_response({"status": "unrecognized routing key"}, status=403)
         return web.json_response({"status": "success", "dedup_key": body["dedup_key"]}, status=202)
 
@@ -378,7 +378,7 @@ receivers = ["pd"]
         assert receivers.attempts("/v2/enqueue") == []  # not paged before the level is reached
         clock.advance(700)
         await api.services.sweeper.sweep()
-        [page] = await receivers.wait_for("/v2/enqueue", 1, attempts=True)
+        page = (await receivers.wait_for("/v2/enqueue", 2, attempts=True))[0]
         resolved = await api.act(exception_id, "resolve", {"decision": "confirmed", "reason": "real"})
         assert resolved.status_code == 200, resolved.text
         await settled(api, exception_id, 3)
@@ -393,6 +393,7 @@ receivers = ["pd"]
 # --- escalation to a person -------------------------------------------------------------------
 
 CAROL_KEY = "CAROLR0UTINGKEY0123456789abcdef0"
+DAN_KEY = "DANR0UTINGKEY0123456789abcdef012"
 CAROL_SCHEDULES = f"""
 [people.carol]
 name = "Carol Diaz"
@@ -401,6 +402,8 @@ channels = [
     {{ kind = "pagerduty", address = "{CAROL_KEY}", receiver = "pd" }},
     {{ kind = "opsgenie", address = "carol@agency.example", receiver = "og" }},
 ]
+[people.dan]
+channels = [{{ kind = "pagerduty", address = "{DAN_KEY}", receiver = "pd" }}]
 """
 
 
@@ -415,7 +418,7 @@ async def test_an_escalation_to_a_person_emails_pages_and_adds_them_as_responder
 ) -> None:
     monkeypatch.setenv("PD_KEY", PD_KEY)
     monkeypatch.setenv("OG_KEY", OG_KEY)
-    _pd_receiver(receivers, {"key": CAROL_KEY})  # the team's key would be refused: only carol's is paged
+    _pd_receiver(receivers, {"key": CAROL_KEY}, also=frozenset({DAN_KEY}))  # the team's key would be refused
     seen: list[tuple[str, str, dict[str, str], Any]] = []
     handler = _og_receiver(receivers, seen)
     toml = _mail_toml(smtp_server, tmp_path, password="right-password").replace(
@@ -435,7 +438,7 @@ receivers = ["mail"]
 [[queues.default.escalation]]
 after_seconds = 600
 when = "unresolved"
-people = ["carol"]
+people = ["carol", "dan"]
 """
     (tmp_path / "schedules.toml").write_text(CAROL_SCHEDULES)
     settings = notify_settings(api_settings, tmp_path, toml, schedules_file=tmp_path / "schedules.toml")
@@ -447,12 +450,12 @@ people = ["carol"]
         clock.advance(700)
         await api.services.sweeper.sweep()
         await smtp_server.wait_for(2)
-        [page] = await receivers.wait_for("/v2/enqueue", 1, attempts=True)
+        page = (await receivers.wait_for("/v2/enqueue", 2, attempts=True))[0]
         await receivers.wait_for("/v2/alerts", 1, attempts=True)
         receivers.answer[f"/v2/alerts/{exception_id}/close"] = handler
         resolved = await api.act(exception_id, "resolve", {"decision": "confirmed", "reason": "real"})
         assert resolved.status_code == 200, resolved.text
-        await settled(api, exception_id, 6)  # opened mail, level mail, page, create; resolve, close
+        await settled(api, exception_id, 8)  # opened mail, level mail, 2 pages, create; 2 resolves, close
     assert team_mail.rcpt_tos == ["oncall@agency.example", "lead@agency.example"]
     carol_mail = smtp_server.received[1]
     assert carol_mail.rcpt_tos == ["carol@agency.example"]
@@ -460,9 +463,12 @@ people = ["carol"]
     assert carol_mail.message["Subject"] == "[CRITICAL] bid_over_cap for northwind"
     sent = [r.body for r in receivers.requests if r.path == "/v2/enqueue" and r.status == 202]
     assert [(b["event_action"], b["routing_key"], b["dedup_key"]) for b in sent] == [
-        ("trigger", CAROL_KEY, exception_id),
-        ("resolve", CAROL_KEY, exception_id),  # resolved with the key that triggered it
+        ("trigger", CAROL_KEY, exception_id),  # one incident per person paged, on their own key
+        ("trigger", DAN_KEY, exception_id),
+        ("resolve", CAROL_KEY, exception_id),  # each resolved with the key that triggered it
+        ("resolve", DAN_KEY, exception_id),
     ]
+    assert len({r.headers["X-Loopgate-Notification-Id"] for r in receivers.requests if r.status == 202}) == 6
     assert page.status == 202 and "person_routing_key" not in sent[0]
     assert page.body["payload"]["custom_details"]["event"] == "escalation level 1"
     create = seen[0][3]
