@@ -115,12 +115,19 @@ async def _repeat_firing(
     """Tell again the groups with nothing new whose listed exceptions still fire, once
     repeat_interval has passed since their last message; how many messages."""
     member, group = NotificationGroupMemberRow, NotificationGroupRow
+    shortest = min((q.grouping.repeat_interval for q in config.queues.values() if q.grouping is not None), default=None)
+    if shortest is None:
+        return 0
     firing = (
         await session.execute(
             sa.select(group, member.queue)
             .join(member, sa.and_(member.receiver == group.receiver, member.group_key == group.group_key))
             .join(ExceptionRow, ExceptionRow.id == member.exception_id)
-            .where(member.message_id.is_not(None), ExceptionRow.status != Status.RESOLVED.value)
+            .where(
+                group.last_message_at <= now - dt.timedelta(seconds=shortest),  # none due sooner: not read
+                member.message_id.is_not(None),
+                ExceptionRow.status != Status.RESOLVED.value,
+            )
             .group_by(group.receiver, group.group_key, group.messages, group.last_message_at, member.queue)
         )
     ).all()
