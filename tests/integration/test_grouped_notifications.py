@@ -165,3 +165,67 @@ def test_a_hostile_inhibit_rule_refuses_to_start_naming_the_key(tmp_path: Path) 
     path.write_text('[[inhibit_rules]]\nsource = { rule = ["x"] }\ntarget = { rule = ["y"] }\nequal = ["team"]\n')
     with pytest.raises(NotificationsConfigError, match=r"inhibit_rules\.0\.equal\.0: Input should be"):
         load_notifications(path)
+
+
+async def test_a_firing_group_is_told_again_every_repeat_interval_once_through_a_restart(
+    api_factory: ApiFactory, api_settings: Settings, receivers: Receivers, tmp_path: Path
+) -> None:
+    toml = f"""
+[receivers.hook]
+kind = "webhook"
+url = "{receivers.url("/hook")}"
+[receivers.chat]
+kind = "slack"
+url = "{receivers.url("/chat")}"
+[queues.default]
+receivers = ["hook", "chat"]
+group_by = ["rule"]
+group_wait = 30
+group_interval = 300
+repeat_interval = 600
+"""
+    settings = notify_settings(api_settings, tmp_path, toml)
+    clock = FakeClock(dt.datetime.now(dt.UTC))
+    async with api_factory(settings, clock) as api:
+        first = await api.create(client_id="northwind")
+        second = await api.create(client_id="lumen")
+        await _until_members(api, 4)
+        clock.advance(30)
+        api.services.notifier.wake()
+        told = (await receivers.wait_for("/hook", 1))[0]
+        await receivers.wait_for("/chat", 1)
+        assert {e["exception_id"] for e in told.body["data"]["exceptions"]} == {first["id"], second["id"]}
+        assert told.body["data"]["repeat"] is False
+        resolved = await api.act(first["id"], "resolve", {"decision": "confirmed", "reason": "cap raised"})
+        assert resolved.status_code == 200, resolved.text
+
+        clock.advance(599)  # 1 s before repeat_interval after the message
+        api.services.notifier.wake()
+        await asyncio.sleep(0.5)
+        assert len(receivers.accepted("/hook")) == 1 and len(receivers.accepted("/chat")) == 1
+        clock.advance(1)  # group_wait + repeat_interval
+        api.services.notifier.wake()
+        repeat = (await receivers.wait_for("/hook", 2))[1]
+        chat = (await receivers.wait_for("/chat", 2))[1]
+        await _until_sent(api, 4)
+    assert [e["exception_id"] for e in repeat.body["data"]["exceptions"]] == [second["id"]]
+    assert repeat.body["data"]["repeat"] is True
+    assert repeat.body["id"] == notification_id_for('{"rule":"bid_over_cap"}', "group:2", "hook")
+    assert chat.body["text"].splitlines()[0] == "still firing: 1 exception (rule=bid_over_cap)"
+
+    async with api_factory(settings, clock) as api:  # restarted: the repeat is not told twice
+        clock.advance(10)
+        api.services.notifier.wake()
+        await asyncio.sleep(0.5)
+        assert len(receivers.accepted("/hook")) == 2 and len(receivers.accepted("/chat")) == 2
+        resolved = await api.act(second["id"], "resolve", {"decision": "confirmed", "reason": "fixed"})
+        assert resolved.status_code == 200, resolved.text
+        clock.advance(1200)  # two repeat_intervals later, all resolved: nothing to tell
+        api.services.notifier.wake()
+        await asyncio.sleep(0.5)
+        async with api.services.db.read() as session:
+            grouped = (
+                await session.execute(sa.select(sa.func.count()).where(NotificationRow.event == "grouped"))
+            ).scalar_one()
+    assert grouped == 4
+    assert len(receivers.accepted("/hook")) == 2 and len(receivers.accepted("/chat")) == 2

@@ -197,14 +197,14 @@ def pagerduty_schema_errors(body: Any) -> list[str]:
     return errors
 
 
-def _pd_receiver(receivers: Receivers, accepted_key: dict[str, str]) -> None:
+def _pd_receiver(receivers: Receivers, accepted_key: dict[str, str], also: frozenset[str] = frozenset()) -> None:
     async def enqueue(request: web.Request) -> web.Response:
         body = await request.json()
         if request.headers.get("Content-Type") != "application/json":
             return web.json_response({"status": "invalid"}, status=400)
         if errors := pagerduty_schema_errors(body):
             return web.json_response({"status": "invalid event", "errors": errors}, status=400)
-        if body["routing_key"] != accepted_key["key"]:
+        if body["routing_key"] != accepted_key["key"] and body["routing_key"] not in also:
             return web.json_response({"status": "unrecognized routing key"}, status=403)
         return web.json_response({"status": "success", "dedup_key": body["dedup_key"]}, status=202)
 
@@ -378,7 +378,7 @@ receivers = ["pd"]
         assert receivers.attempts("/v2/enqueue") == []  # not paged before the level is reached
         clock.advance(700)
         await api.services.sweeper.sweep()
-        [page] = await receivers.wait_for("/v2/enqueue", 1, attempts=True)
+        page = (await receivers.wait_for("/v2/enqueue", 2, attempts=True))[0]
         resolved = await api.act(exception_id, "resolve", {"decision": "confirmed", "reason": "real"})
         assert resolved.status_code == 200, resolved.text
         await settled(api, exception_id, 3)
@@ -388,3 +388,137 @@ receivers = ["pd"]
     assert page.body["payload"]["summary"].startswith("[MEDIUM] bid_over_cap escalation level 1: still unclaimed")
     assert page.body["payload"]["custom_details"]["event"] == "escalation level 1"
     assert len(receivers.attempts("/team")) == 1  # the chat hears nothing of the resolution
+
+
+# --- escalation to a person -------------------------------------------------------------------
+
+CAROL_KEY = "CAROLR0UTINGKEY0123456789abcdef0"
+DAN_KEY = "DANR0UTINGKEY0123456789abcdef012"
+CAROL_SCHEDULES = f"""
+[people.carol]
+name = "Carol Diaz"
+channels = [
+    {{ kind = "email", address = "Carol Diaz <carol@agency.example>", receiver = "mail" }},
+    {{ kind = "pagerduty", address = "{CAROL_KEY}", receiver = "pd" }},
+    {{ kind = "opsgenie", address = "carol@agency.example", receiver = "og" }},
+]
+[people.dan]
+channels = [{{ kind = "pagerduty", address = "{DAN_KEY}", receiver = "pd" }}]
+"""
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+async def test_an_escalation_to_a_person_emails_pages_and_adds_them_as_responder_on_their_own_addresses(
+    api_factory: ApiFactory,
+    api_settings: Settings,
+    receivers: Receivers,
+    smtp_server: SmtpServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PD_KEY", PD_KEY)
+    monkeypatch.setenv("OG_KEY", OG_KEY)
+    _pd_receiver(receivers, {"key": CAROL_KEY}, also=frozenset({DAN_KEY}))  # the team's key would be refused
+    seen: list[tuple[str, str, dict[str, str], Any]] = []
+    handler = _og_receiver(receivers, seen)
+    toml = _mail_toml(smtp_server, tmp_path, password="right-password").replace(
+        '[queues.default]\nreceivers = ["mail"]\n', ""
+    )
+    toml += f"""
+[receivers.pd]
+kind = "pagerduty"
+url = "{receivers.url("/v2/enqueue")}"
+key_env = "PD_KEY"
+[receivers.og]
+kind = "opsgenie"
+url = "{receivers.base}"
+key_env = "OG_KEY"
+[queues.default]
+receivers = ["mail"]
+[[queues.default.escalation]]
+after_seconds = 600
+when = "unresolved"
+people = ["carol", "dan"]
+"""
+    (tmp_path / "schedules.toml").write_text(CAROL_SCHEDULES)
+    settings = notify_settings(api_settings, tmp_path, toml, schedules_file=tmp_path / "schedules.toml")
+    start = dt.datetime.now(dt.UTC)
+    clock = FakeClock(start)
+    async with api_factory(settings, clock) as api:
+        exception_id = (await api.create(severity="critical", detected_at=start.isoformat()))["id"]
+        [team_mail] = await smtp_server.wait_for(1)  # the opening: the receiver's own list
+        clock.advance(700)
+        await api.services.sweeper.sweep()
+        await smtp_server.wait_for(2)
+        page = (await receivers.wait_for("/v2/enqueue", 2, attempts=True))[0]
+        await receivers.wait_for("/v2/alerts", 1, attempts=True)
+        receivers.answer[f"/v2/alerts/{exception_id}/close"] = handler
+        resolved = await api.act(exception_id, "resolve", {"decision": "confirmed", "reason": "real"})
+        assert resolved.status_code == 200, resolved.text
+        await settled(api, exception_id, 8)  # opened mail, level mail, 2 pages, create; 2 resolves, close
+    assert team_mail.rcpt_tos == ["oncall@agency.example", "lead@agency.example"]
+    carol_mail = smtp_server.received[1]
+    assert carol_mail.rcpt_tos == ["carol@agency.example"]
+    assert carol_mail.message["To"] == "Carol Diaz <carol@agency.example>"
+    assert carol_mail.message["Subject"] == "[CRITICAL] bid_over_cap for northwind"
+    sent = [r.body for r in receivers.requests if r.path == "/v2/enqueue" and r.status == 202]
+    assert [(b["event_action"], b["routing_key"], b["dedup_key"]) for b in sent] == [
+        ("trigger", CAROL_KEY, exception_id),  # one incident per person paged, on their own key
+        ("trigger", DAN_KEY, exception_id),
+        ("resolve", CAROL_KEY, exception_id),  # each resolved with the key that triggered it
+        ("resolve", DAN_KEY, exception_id),
+    ]
+    assert len({r.headers["X-Loopgate-Notification-Id"] for r in receivers.requests if r.status == 202}) == 6
+    assert page.status == 202 and "person_routing_key" not in sent[0]
+    assert page.body["payload"]["custom_details"]["event"] == "escalation level 1"
+    create = seen[0][3]
+    assert create["responders"] == [{"type": "user", "username": "carol@agency.example"}]
+    assert [(m, p) for m, p, _, _ in seen] == [
+        ("POST", "/v2/alerts"),
+        ("POST", f"/v2/alerts/{exception_id}/close?identifierType=alias"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("channel", "named"),
+    [
+        (  # a header injected into the To line: refused by the file itself
+            '{ kind = "email", address = "carol@agency.example\\nBcc: spy@evil.example", receiver = "mail" }',
+            r"people\.carol\.channels\.0\.address",
+        ),
+        (  # a list where one address goes
+            '{ kind = "email", address = "carol@agency.example, spy@evil.example", receiver = "mail" }',
+            r"people\.carol\.channels\.0\.address: receiver 'mail' is email: .*one address, not a list",
+        ),
+        (
+            '{ kind = "pagerduty", address = "not-a-key", receiver = "pd" }',
+            r"people\.carol\.channels\.0\.address: receiver 'pd' is pagerduty: a PagerDuty routing key is 32",
+        ),
+        (
+            '{ kind = "opsgenie", address = "carol <carol@agency.example>", receiver = "og" }',
+            r"people\.carol\.channels\.0\.address: receiver 'og' is opsgenie: an Opsgenie user name",
+        ),
+    ],
+)
+def test_a_persons_address_its_receiver_cannot_carry_refuses_to_start_naming_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, channel: str, named: str
+) -> None:
+    from loopgate.common.errors import LoopgateError
+    from loopgate.resolution_api.notifications.config import load_notifications
+    from loopgate.resolution_api.schedules.config import load_schedules
+    from loopgate.resolution_api.schedules.targets import check_escalation_targets
+
+    path = tmp_path / "n.toml"
+    path.write_text(
+        '[receivers.mail]\nkind = "email"\n[receivers.mail.smtp]\nhost = "127.0.0.1"\nsecurity = "none"\n'
+        'from_address = "l@agency.example"\nto = ["team@agency.example"]\n'
+        '[receivers.pd]\nkind = "pagerduty"\nurl = "https://events.example/v2/enqueue"\nkey_env = "PD_KEY"\n'
+        '[receivers.og]\nkind = "opsgenie"\nurl = "https://og.example"\nkey_env = "OG_KEY"\n'
+        '[queues.default]\nreceivers = ["mail"]\n'
+    )
+    (tmp_path / "s.toml").write_text(f"[people.carol]\nchannels = [{channel}]\n")
+    monkeypatch.setenv("PD_KEY", PD_KEY)
+    monkeypatch.setenv("OG_KEY", OG_KEY)
+    config, _ = load_notifications(path)
+    with pytest.raises(LoopgateError, match=named):
+        check_escalation_targets(config, load_schedules(tmp_path / "s.toml"), path)

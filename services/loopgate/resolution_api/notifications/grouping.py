@@ -1,6 +1,6 @@
 """Grouped notifications and inhibition in Alertmanager's terms, as pure functions (issue 28 item 3).
-groups.py applies the grouping (group_by, group_wait, group_interval), inhibition.py the inhibit
-rules; repeat_interval is read and decided here but not yet applied (a firing group is not told again).
+groups.py applies the grouping (group_by, group_wait, group_interval, repeat_interval),
+inhibition.py the inhibit rules.
 
 Grouping: per queue, `group_by` labels (rule, client, ...) put exceptions into groups; a group's
 first message waits `group_wait` after its first exception (so a storm arrives as one message);

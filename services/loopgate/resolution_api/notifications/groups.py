@@ -6,8 +6,10 @@ notification with a stable id (the group, its message number, the receiver), so 
 as it sends the others: once per (group message, receiver), through restarts.
 
 Alertmanager receivers are never grouped here: Alertmanager groups alerts itself, and each alert
-must resolve on its own. Not done yet: repeat_interval (a firing group told again) is decided in
-grouping.py but not applied. Inhibition (inhibition.py) holds an opening back before it joins."""
+must resolve on its own. A group with nothing new whose listed exceptions are not all resolved
+is told again every `repeat_interval` after its last message: one message listing those still
+firing (Alertmanager's repeat), numbered as the others, so it too is written once per (group
+message, receiver) whatever restarts. Inhibition (inhibition.py) holds an opening back before it joins."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from loopgate.resolution_api.db.models import ExceptionRow, NotificationGroupMemberRow, NotificationGroupRow
+from loopgate.resolution_api.exceptions.lifecycle import Status
 from loopgate.resolution_api.notifications import store
 from loopgate.resolution_api.notifications.config import NotificationsConfig
 from loopgate.resolution_api.notifications.grouping import GroupState, group_key, next_message
@@ -101,6 +104,45 @@ async def flush_groups(*, session: AsyncSession, config: NotificationsConfig, pu
             continue
         await _write_message(session, config, receiver, key, group, public_url, now)
         written += 1
+    return written + await _repeat_firing(
+        session=session, config=config, public_url=public_url, now=now, skip={(r, k) for r, k, _, _ in waiting}
+    )
+
+
+async def _repeat_firing(
+    *, session: AsyncSession, config: NotificationsConfig, public_url: str, now: dt.datetime, skip: set[tuple[str, str]]
+) -> int:
+    """Tell again the groups with nothing new whose listed exceptions still fire, once
+    repeat_interval has passed since their last message; how many messages."""
+    member, group = NotificationGroupMemberRow, NotificationGroupRow
+    shortest = min((q.grouping.repeat_interval for q in config.queues.values() if q.grouping is not None), default=None)
+    if shortest is None:
+        return 0
+    firing = (
+        await session.execute(
+            sa.select(group, member.queue)
+            .join(member, sa.and_(member.receiver == group.receiver, member.group_key == group.group_key))
+            .join(ExceptionRow, ExceptionRow.id == member.exception_id)
+            .where(
+                group.last_message_at <= now - dt.timedelta(seconds=shortest),  # none due sooner: not read
+                member.message_id.is_not(None),
+                ExceptionRow.status != Status.RESOLVED.value,
+            )
+            .group_by(group.receiver, group.group_key, group.messages, group.last_message_at, member.queue)
+        )
+    ).all()
+    written = 0
+    for row, queue in firing:
+        grouping = config.queue(queue).grouping
+        if (row.receiver, row.group_key) in skip or grouping is None or row.receiver not in config.receivers:
+            continue
+        last = row.last_message_at if row.last_message_at.tzinfo else row.last_message_at.replace(tzinfo=dt.UTC)
+        due = next_message(grouping, GroupState(last, last, new_since_message=False, firing=True))
+        if due is None or due > now:
+            continue
+        skip.add((row.receiver, row.group_key))  # one message even if its members span two queue names
+        await _write_message(session, config, row.receiver, row.group_key, row, public_url, now, repeat=True)
+        written += 1
     return written
 
 
@@ -112,20 +154,23 @@ async def _write_message(
     group: NotificationGroupRow | None,
     public_url: str,
     now: dt.datetime,
+    *,
+    repeat: bool = False,
 ) -> None:
-    members = list(
-        (
-            await session.execute(
-                sa.select(NotificationGroupMemberRow)
-                .where(
-                    NotificationGroupMemberRow.receiver == receiver,
-                    NotificationGroupMemberRow.group_key == key,
-                    NotificationGroupMemberRow.message_id.is_(None),
-                )
-                .order_by(NotificationGroupMemberRow.id)
-            )
-        ).scalars()
+    """The group's next message: the members no message listed yet, or (`repeat`) those listed
+    before that still fire, which keep the message that first listed them."""
+    stmt = sa.select(NotificationGroupMemberRow).where(
+        NotificationGroupMemberRow.receiver == receiver, NotificationGroupMemberRow.group_key == key
     )
+    if repeat:
+        stmt = stmt.join(ExceptionRow, ExceptionRow.id == NotificationGroupMemberRow.exception_id).where(
+            NotificationGroupMemberRow.message_id.is_not(None), ExceptionRow.status != Status.RESOLVED.value
+        )
+    else:
+        stmt = stmt.where(NotificationGroupMemberRow.message_id.is_(None))
+    members = list((await session.execute(stmt.order_by(NotificationGroupMemberRow.id))).scalars())
+    if not members:
+        return
     rows = {
         r.id: r
         for r in (
@@ -136,7 +181,9 @@ async def _write_message(
     number = (group.messages if group else 0) + 1
     message_id = notification_id_for(key, f"group:{number}", receiver)
     kind = config.receivers[receiver].kind
-    payload = render_group(json.loads(key), listed, kind=kind, message_id=message_id, public_url=public_url, at=now)
+    payload = render_group(
+        json.loads(key), listed, kind=kind, message_id=message_id, public_url=public_url, at=now, repeat=repeat
+    )
     await store.add_notifications(
         session=session,
         rows=[
@@ -153,11 +200,12 @@ async def _write_message(
             }
         ],
     )
-    await session.execute(
-        sa.update(NotificationGroupMemberRow)
-        .where(NotificationGroupMemberRow.id.in_([m.id for m in members]))
-        .values(message_id=message_id)
-    )
+    if not repeat:
+        await session.execute(
+            sa.update(NotificationGroupMemberRow)
+            .where(NotificationGroupMemberRow.id.in_([m.id for m in members]))
+            .values(message_id=message_id)
+        )
     if group is None:
         session.add(NotificationGroupRow(receiver=receiver, group_key=key, messages=1, last_message_at=now))
     else:
@@ -166,13 +214,22 @@ async def _write_message(
 
 
 def render_group(
-    labels: dict[str, str], rows: list[ExceptionRow], *, kind: str, message_id: str, public_url: str, at: dt.datetime
+    labels: dict[str, str],
+    rows: list[ExceptionRow],
+    *,
+    kind: str,
+    message_id: str,
+    public_url: str,
+    at: dt.datetime,
+    repeat: bool = False,
 ) -> str:
-    """One message listing the group's new exceptions: a CloudEvent for a webhook, a chat message
-    for Slack (the first LISTED_IN_CHAT, then how many more)."""
+    """One message listing the group's new exceptions (`repeat`: those still firing): a CloudEvent
+    for a webhook, a chat message for Slack (the first LISTED_IN_CHAT, then how many more)."""
     if kind == "slack":
         group = ", ".join(f"{slack_text(k)}={slack_text(v or '-')}" for k, v in sorted(labels.items()))
-        lines = [f"{len(rows)} new exception{'' if len(rows) == 1 else 's'} ({group})"]
+        plural = "" if len(rows) == 1 else "s"
+        head = f"still firing: {len(rows)} exception{plural}" if repeat else f"{len(rows)} new exception{plural}"
+        lines = [f"{head} ({group})"]
         for row in rows[:LISTED_IN_CHAT]:
             url = exception_url(public_url, row.id)
             lines.append(
@@ -192,6 +249,7 @@ def render_group(
             "datacontenttype": "application/json",
             "data": {
                 "group": labels,
+                "repeat": repeat,
                 "exceptions": [
                     {
                         "exception_id": row.id,

@@ -61,7 +61,7 @@ class Told:
     at: dt.datetime
     level: int | None = None
     sla: str | None = None
-    to: tuple[str, ...] = ()  # the addresses of the people paged through this receiver (a chat mention)
+    to: tuple[str, ...] = ()  # the paged people's addresses this receiver carries (mention, email, key, user)
 
 
 def webhook_body(row: ExceptionRow, told: Told, *, public_url: str) -> dict[str, Any]:

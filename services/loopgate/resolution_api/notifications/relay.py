@@ -286,55 +286,66 @@ class NotificationRelay(BackgroundLoop):
                 session=session, config=self._config, row=row, receiver=name, now=now
             ):
                 continue  # its group's next message lists it (groups.py)
-            # An exception a silence released is told it opened under the opened notification's
-            # id: a receiver told before the silence has it already (added once by id).
-            key = "opened" if event.event == "opened" else event.key
-            told = Told(
-                notification_id=notification_id_for(row.id, key, name),
-                event=event.event,
-                receiver=name,
-                at=event.created_at,
-                level=event.level,
-                sla=sla,
-                to=addresses_for(event.people, name),
-            )
-            if key != event.key and await store.exists(session=session, notification_id=told.notification_id):
-                continue  # told it opened before the silence
-            values: dict[str, Any] = {
-                "notification_id": told.notification_id,
-                "exception_id": row.id,
-                "event": event.event,
-                "level": event.level,
-                "receiver": name,
-                "receiver_kind": receiver.kind,
-                "fingerprint": row.fingerprint,
-                "created_at": now,
-            }
-            try:
-                values["payload"] = render(
-                    row,
-                    told,
-                    kind=receiver.kind,
-                    public_url=self._settings.public_url,
-                    firing_hold_seconds=receiver.firing_hold_seconds,
-                    templates=self._endpoints[name].templates,
-                )
-            except Exception as err:  # this row, for this receiver: set aside, the others are told
-                reason = f"unrenderable: {why(err)}"
-                values.update(payload="", set_aside_at=now, set_aside_reason=reason)
-                metrics.NOTIFICATIONS_SET_ASIDE.labels(name, "unrenderable").inc()
-                log.error(
-                    "notification %s of exception %s for %s cannot be rendered; set aside: %s",
-                    told.notification_id,
-                    one_line(row.id, 128),
-                    name,
-                    reason,
-                )
+            # PagerDuty takes one routing key per event: one notification per paged person, each
+            # under an id of its own, resolved with the key that triggered it (pagerduty.py)
+            per_person = receiver.kind == "pagerduty"
+            targets: list[tuple[str, ...]]
+            if per_person and event.event == "resolved":
+                targets = await store.pagerduty_keys(session=session, exception_id=row.id, receiver=name)
             else:
-                if event.event == "opened" and await self._flapping(session, row, name, now):
-                    values.update(set_aside_at=now, set_aside_reason=store.RATE_LIMITED)
-                    metrics.NOTIFICATIONS_SUPPRESSED.labels(store.RATE_LIMITED).inc()
-            await store.add_notifications(session=session, rows=[values])
+                people = addresses_for(event.people, name)
+                targets = [(a,) for a in people] if per_person and people else [people]
+            for to in targets:
+                split = receiver.kind == "pagerduty" and bool(to)
+                # An exception a silence released is told it opened under the opened notification's
+                # id: a receiver told before the silence has it already (added once by id).
+                key = "opened" if event.event == "opened" else event.key
+                told = Told(
+                    notification_id=notification_id_for(row.id, key if not split else f"{key}:to:{to[0]}", name),
+                    event=event.event,
+                    receiver=name,
+                    at=event.created_at,
+                    level=event.level,
+                    sla=sla,
+                    to=to,
+                )
+                if key != event.key and await store.exists(session=session, notification_id=told.notification_id):
+                    continue  # told it opened before the silence
+                values: dict[str, Any] = {
+                    "notification_id": told.notification_id,
+                    "exception_id": row.id,
+                    "event": event.event,
+                    "level": event.level,
+                    "receiver": name,
+                    "receiver_kind": receiver.kind,
+                    "fingerprint": row.fingerprint,
+                    "created_at": now,
+                }
+                try:
+                    values["payload"] = render(
+                        row,
+                        told,
+                        kind=receiver.kind,
+                        public_url=self._settings.public_url,
+                        firing_hold_seconds=receiver.firing_hold_seconds,
+                        templates=self._endpoints[name].templates,
+                    )
+                except Exception as err:  # this row, for this receiver: set aside, the others are told
+                    reason = f"unrenderable: {why(err)}"
+                    values.update(payload="", set_aside_at=now, set_aside_reason=reason)
+                    metrics.NOTIFICATIONS_SET_ASIDE.labels(name, "unrenderable").inc()
+                    log.error(
+                        "notification %s of exception %s for %s cannot be rendered; set aside: %s",
+                        told.notification_id,
+                        one_line(row.id, 128),
+                        name,
+                        reason,
+                    )
+                else:
+                    if event.event == "opened" and await self._flapping(session, row, name, now):
+                        values.update(set_aside_at=now, set_aside_reason=store.RATE_LIMITED)
+                        metrics.NOTIFICATIONS_SUPPRESSED.labels(store.RATE_LIMITED).inc()
+                await store.add_notifications(session=session, rows=[values])
 
     async def _flapping(self, session: AsyncSession, row: ExceptionRow, receiver: str, now: dt.datetime) -> bool:
         window = self._settings.notify_flap_window_seconds

@@ -4,6 +4,7 @@ sends, and what escalation levels read. Keyword-only, never committing (the call
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Collection
 from typing import Any, cast
 
@@ -113,6 +114,25 @@ async def alert_receivers(*, session: AsyncSession, exception_id: str) -> list[s
         .order_by(NotificationRow.receiver)
     )
     return list((await session.execute(stmt)).scalars())
+
+
+async def pagerduty_keys(*, session: AsyncSession, exception_id: str, receiver: str) -> list[tuple[str, ...]]:
+    """The routing keys a PagerDuty receiver triggered this exception's incidents with, to resolve
+    each: () the receiver's own, (key,) a paged person's (pagerduty.py keeps it in the payload)."""
+    stmt = sa.select(NotificationRow.payload).where(
+        NotificationRow.exception_id == exception_id,
+        NotificationRow.receiver == receiver,
+        NotificationRow.event != "resolved",
+        NotificationRow.set_aside_at.is_(None),
+    )
+    keys: dict[tuple[str, ...], None] = {}
+    for payload in (await session.execute(stmt.order_by(NotificationRow.id))).scalars():
+        try:
+            person = json.loads(payload).get("person_routing_key")
+        except (ValueError, AttributeError):
+            person = None
+        keys[(person,) if isinstance(person, str) and person else ()] = None
+    return list(keys) or [()]
 
 
 _PENDING = sa.and_(NotificationRow.sent_at.is_(None), NotificationRow.set_aside_at.is_(None))

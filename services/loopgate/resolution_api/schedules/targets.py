@@ -1,15 +1,19 @@
 """People as escalation targets: which person a level reaches at a moment (the schedule's current
 person, or a person by name) and the receivers that carry their channels. Checked at start against
 both files: a level naming a schedule or a person that does not exist, or a channel naming a
-receiver that does not exist, refuses to start, naming the key."""
+receiver that does not exist, refuses to start, naming the key; so does an address the channel's
+receiver cannot carry (an email receiver: one email address, no list or header; PagerDuty: a
+32-character routing key; Opsgenie: a user name, an email address)."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from loopgate.resolution_api.notifications.channels import email, opsgenie, pagerduty
 from loopgate.resolution_api.notifications.config import (
     EscalationLevel,
     NotificationsConfig,
@@ -42,6 +46,22 @@ def check_escalation_targets(notifications: NotificationsConfig, schedules: Sche
                     f"{where}the schedules file's people.{name}.channels.{i}.receiver: no receiver named "
                     f"{channel.receiver!r} in the notifications file"
                 )
+            kind = notifications.receivers[channel.receiver].kind if channel.receiver is not None else None
+            if (check := ADDRESS_CHECKS.get(kind or "")) is not None:
+                try:
+                    check(channel.address)
+                except ValueError as err:
+                    raise NotificationsConfigError(
+                        f"{where}the schedules file's people.{name}.channels.{i}.address: receiver "
+                        f"{channel.receiver!r} is {kind}: {err}"
+                    ) from None
+
+
+ADDRESS_CHECKS: dict[str, Callable[[str], str]] = {
+    "email": email.person_address,
+    "pagerduty": pagerduty.person_key,
+    "opsgenie": opsgenie.person_username,
+}
 
 
 @dataclass(frozen=True, slots=True)

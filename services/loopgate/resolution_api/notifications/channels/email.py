@@ -47,6 +47,8 @@ BODY_CHARACTERS = 200_000
 def _address(value: str) -> str:
     if one_line(value, len(value)) != value or len(value) > 320:
         raise ValueError(f"{value!r}: one line of at most 320 characters")
+    if len(email.utils.getaddresses([value])) != 1:
+        raise ValueError(f"{value!r}: one address, not a list")
     _, address = email.utils.parseaddr(value)
     local, _, domain = address.rpartition("@")
     if not local or not domain or " " in address:
@@ -107,12 +109,20 @@ class SmtpSettings(Strict):
         return ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
 
 
+def person_address(value: str) -> str:
+    """A person's email address (the schedules file): one address on one line, else ValueError."""
+    return _address(value)
+
+
 def body(row: ExceptionRow, told: Told, *, public_url: str, templates: dict[str, Part]) -> dict[str, Any]:
+    """The message's parts; `to`: the paged people's addresses (an escalation to a person), who
+    receive it instead of the receiver's `to`."""
     context = template_context(row, told, public_url=public_url)
     return {
         "subject": templates["subject"].render(context),
         "text": templates["text"].render(context),
         "html": templates["html"].render(context),
+        **({"to": [_address(a) for a in told.to]} if told.to else {}),
     }
 
 
@@ -120,7 +130,7 @@ def message(smtp: SmtpSettings, payload: str, notification_id: str) -> EmailMess
     parts = json.loads(payload)
     mail = EmailMessage()
     mail["From"] = smtp.from_address
-    mail["To"] = ", ".join(smtp.to)
+    mail["To"] = ", ".join(_address(a) for a in parts["to"]) if parts.get("to") else ", ".join(smtp.to)
     mail["Subject"] = one_line(parts["subject"], SUBJECT_CHARACTERS)
     mail["Message-ID"] = f"<{notification_id}@loopgate>"
     mail["Date"] = email.utils.formatdate(usegmt=True)

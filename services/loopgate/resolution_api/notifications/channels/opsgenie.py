@@ -4,11 +4,16 @@ a create with an open alert's alias into that alert), resolving it closes it
 (POST /v2/alerts/{alias}/close?identifierType=alias). The API key goes in the
 `Authorization: GenieKey <key>` header at each attempt, never into the stored payload.
 Opsgenie answers 202; 422 is a request it will never take (set aside); 401/403 (a wrong key),
-429 and 5xx are retried."""
+429 and 5xx are retried.
+
+A notification for a person (an escalation level reaching someone whose channel this receiver
+carries) adds them as the alert's responders (`{"type": "user", "username": ...}`, the schedules
+file's address: their Opsgenie user name, an email address)."""
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 from urllib.parse import quote
 
@@ -21,7 +26,16 @@ from loopgate.resolution_api.notifications.templates import Part
 API_URL = "https://api.opsgenie.com"  # the EU instance: https://api.eu.opsgenie.com
 MESSAGE_CHARACTERS = 130  # Opsgenie's limits
 DESCRIPTION_CHARACTERS = 15000
+USERNAME = re.compile(r"^[^@\s,;<>\"]{1,64}@[A-Za-z0-9.-]{1,253}$")  # Opsgenie's user names are email addresses
+RESPONDERS = 50  # Opsgenie's limit
 PRIORITIES = {"critical": "P1", "high": "P2", "medium": "P3", "low": "P4", "info": "P5"}
+
+
+def person_username(value: str) -> str:
+    """A person's Opsgenie user name (the schedules file), else ValueError."""
+    if not USERNAME.fullmatch(value):
+        raise ValueError("an Opsgenie user name is its email address (name@domain)")
+    return value
 
 
 def body(row: ExceptionRow, told: Told, *, public_url: str, templates: dict[str, Part]) -> dict[str, Any]:
@@ -52,6 +66,11 @@ def body(row: ExceptionRow, told: Told, *, public_url: str, templates: dict[str,
             "entity": one_line(row.client_id or "", 512),
             "tags": [one_line(t, 50) for t in (row.rule_id, row.severity, queue_of(row))],
             "details": {k: one_line(v, 8000) for k, v in details.items()},
+            **(
+                {"responders": [{"type": "user", "username": person_username(u)} for u in told.to[:RESPONDERS]]}
+                if told.to
+                else {}
+            ),
         },
     }
 
