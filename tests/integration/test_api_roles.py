@@ -21,6 +21,7 @@ BULK = {"operator", "admin"}  # reviewers work one exception at a time
 ENDPOINTS: list[tuple[str, str, Any, set[str]]] = [
     ("POST", "/v1/exceptions", None, {"service", "admin"}),
     ("GET", "/v1/exceptions", None, READ),
+    ("GET", "/v1/approvals", None, READ),
     ("POST", "/v1/exceptions/batch", {"records": []}, {"service", "admin"}),
     ("POST", "/v1/exceptions/bulk-resolve", {"ids": ["X"], "decision": "confirmed"}, BULK),
     (
