@@ -276,15 +276,15 @@ async def test_an_exception_reopened_while_retention_runs_is_kept_with_its_histo
         db = api.services.db
         # the reopen's transaction stays open, its change and history written, until released
         written, release = asyncio.Event(), asyncio.Event()
-        add_event = store.add_event
+        add_events = store.add_events  # the bus's history handler writes every change's row through it
 
-        async def add_event_and_wait(**kwargs: Any) -> None:
-            await add_event(**kwargs)
+        async def add_events_and_wait(**kwargs: Any) -> None:
+            await add_events(**kwargs)
             await kwargs["session"].flush()
             written.set()
             await release.wait()
 
-        monkeypatch.setattr(store, "add_event", add_event_and_wait)
+        monkeypatch.setattr(store, "add_events", add_events_and_wait)
         reopen = asyncio.create_task(api.act(reopened, "reopen", {"reason": "wrong call"}, role="admin"))
         await asyncio.wait_for(written.wait(), 10)
         retention = asyncio.create_task(prune(db=db, settings=retention_settings, clock=clock))
