@@ -29,6 +29,7 @@ API_DECISIONS: dict[tuple[str, str], tuple[str, Permission | None, Any]] = {
     ("POST", "/v1/exceptions"): ("create", Permission.CREATE, None),
     ("POST", "/v1/exceptions/batch"): ("create", Permission.CREATE, None),
     ("GET", "/v1/exceptions"): ("collection", Permission.READ, None),
+    ("GET", "/v1/approvals"): ("collection", Permission.READ, None),
     ("POST", "/v1/exceptions/bulk-resolve"): ("collection", Permission.BULK_WORK, None),
     ("POST", "/v1/exceptions/bulk"): ("collection", Permission.BULK_WORK, None),
     ("GET", "/v1/stats/verdicts"): ("collection", Permission.READ, None),
