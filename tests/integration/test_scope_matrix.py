@@ -24,12 +24,19 @@ IN_AN_HOUR = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).isoformat()
 
 # What each route does with a scope. "exception": names one exception (out of scope: 404);
 # "collection": lists, counts or acts on many (out of scope: left out); "agency": agency-wide
-# tokens only; "silence": a scoped token's own clients' silences; "self" and "create" need none.
+# tokens only; "silence": a scoped token's own clients' silences; "review": one exception's second
+# review (out of scope is the 404 of no review: review/flow.py reads through the scope); "self" and
+# "create" need none (`/v1/oncall` is the schedules: people, not exceptions).
 API_DECISIONS: dict[tuple[str, str], tuple[str, Permission | None, Any]] = {
     ("POST", "/v1/exceptions"): ("create", Permission.CREATE, None),
     ("POST", "/v1/exceptions/batch"): ("create", Permission.CREATE, None),
     ("GET", "/v1/exceptions"): ("collection", Permission.READ, None),
     ("GET", "/v1/approvals"): ("collection", Permission.READ, None),
+    ("GET", "/v1/reviews"): ("collection", Permission.WORK, None),
+    ("GET", "/v1/reviews/{exception_id}"): ("review", Permission.READ, None),
+    ("POST", "/v1/reviews/{exception_id}/decision"): ("review", Permission.WORK, None),
+    ("GET", "/v1/stats/agreement"): ("collection", Permission.READ, None),
+    ("GET", "/v1/oncall"): ("self", Permission.SEE_ONCALL, None),
     ("POST", "/v1/exceptions/bulk-resolve"): ("collection", Permission.BULK_WORK, None),
     ("POST", "/v1/exceptions/bulk"): ("collection", Permission.BULK_WORK, None),
     ("GET", "/v1/stats/verdicts"): ("collection", Permission.READ, None),
