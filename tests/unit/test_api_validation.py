@@ -54,3 +54,10 @@ def test_at_most_five_problems_are_spelled_out() -> None:
     errors = [{"loc": ("body", f"f{i}"), "msg": "Field required", "type": "missing"} for i in range(7)]
 
     assert describe_validation_errors(errors).endswith("body.f4: Field required; and 2 more")
+
+
+def test_a_lone_surrogate_in_a_key_is_named_with_the_key_escaped_so_the_answer_can_carry_it() -> None:
+    problem = unstorable_text({"observed": {"\ud800": "x"}})
+
+    assert problem == "observed.\\ud800 (key): lone surrogate characters are not allowed"
+    assert problem is not None and problem.encode("utf-8")  # the 422 can be written

@@ -110,7 +110,9 @@ def unstorable_text(value: Any, path: str = "") -> str | None:
     else:
         return None
     for key, item in items:
-        child = f"{path}.{key}" if path else str(key)
+        # the path names the key as text a response can carry: a lone surrogate in it is escaped
+        name = key.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(key, str) else str(key)
+        child = f"{path}.{name}" if path else name
         problem = unstorable_text(key, f"{child} (key)") or unstorable_text(item, child)
         if problem:
             return problem
