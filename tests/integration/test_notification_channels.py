@@ -450,7 +450,7 @@ people = ["carol", "dan"]
         clock.advance(700)
         await api.services.sweeper.sweep()
         await smtp_server.wait_for(2)
-        [page] = await receivers.wait_for("/v2/enqueue", 1, attempts=True)
+        page = (await receivers.wait_for("/v2/enqueue", 2, attempts=True))[0]
         await receivers.wait_for("/v2/alerts", 1, attempts=True)
         receivers.answer[f"/v2/alerts/{exception_id}/close"] = handler
         resolved = await api.act(exception_id, "resolve", {"decision": "confirmed", "reason": "real"})
